@@ -1,0 +1,22 @@
+"""Registers the core's own CLI commands."""
+
+from cleangpt_core.plugin_api import PLUGIN_API_VERSION, CommandSpec, hookimpl
+
+CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
+
+
+@hookimpl
+def cleangpt_register_commands() -> list[CommandSpec]:
+    """list-components and show-config."""
+    return [
+        CommandSpec(
+            "list-components",
+            "List installed components and broken plugins.",
+            "cleangpt_core.cli.components:list_components",
+        ),
+        CommandSpec(
+            "show-config",
+            "Show a component's configuration schema and defaults.",
+            "cleangpt_core.cli.components:show_config",
+        ),
+    ]

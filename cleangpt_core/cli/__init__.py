@@ -1,0 +1,1 @@
+"""The ``cleangpt`` command line."""

@@ -1,0 +1,145 @@
+"""``cleangpt list-components`` and ``cleangpt show-config``: what is installed, and how to configure it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import click
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from cleangpt_core.errors import UnknownComponentError
+from cleangpt_core.plugin_api import KINDS, Component
+from cleangpt_core.registry import PluginFailure, get_registry
+
+
+def schema_defaults(schema: type[BaseModel] | None) -> dict[str, Any]:
+    """The default value of every field that has one, as JSON-ready data."""
+    if schema is None:
+        return {}
+    return {
+        name: to_jsonable_python(field.get_default(call_default_factory=True))
+        for name, field in schema.model_fields.items()
+        if not field.is_required()
+    }
+
+
+def describe_component(component: Component) -> dict[str, Any]:
+    """A component as JSON-ready data, with its config JSON Schema and defaults."""
+    schema = component.config_schema
+    return {
+        "name": component.name,
+        "kind": component.kind,
+        "summary": component.summary,
+        "distribution": component.distribution,
+        "version": component.version,
+        "aliases": list(component.aliases),
+        "target": component.target,
+        "config_schema": schema.model_json_schema() if schema is not None else None,
+        "defaults": schema_defaults(schema),
+    }
+
+
+def _describe_failure(failure: PluginFailure) -> dict[str, Any]:
+    return {
+        "plugin": failure.plugin,
+        "distribution": failure.distribution,
+        "version": failure.version,
+        "entry_point": failure.entry_point,
+        "error": failure.error,
+        "incompatible": failure.incompatible,
+    }
+
+
+def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> list[str]:
+    """Left-aligned columns; the summary column is shortened to fit the terminal."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    terminal = shutil.get_terminal_size((120, 24)).columns
+    summary_column = headers.index("summary")
+    fixed = sum(w for i, w in enumerate(widths) if i != summary_column) + 2 * (len(headers) - 1) + 2
+    widths[summary_column] = max(20, min(widths[summary_column], terminal - fixed))
+
+    def line(cells: tuple[str, ...]) -> str:
+        fitted = [c if len(c) <= widths[i] else c[: widths[i] - 1] + "…" for i, c in enumerate(cells)]
+        return "  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(fitted)).rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]
+
+
+@click.command("list-components")
+@click.option("--kind", type=click.Choice(KINDS), help="Show only components of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with each component's config schema and defaults.")
+def list_components(kind: str | None, as_json: bool) -> None:
+    """List installed tokenizers, architectures, trainers and samplers, and any broken plugin."""
+    registry = get_registry()
+    components = registry.components(kind)
+    if as_json:
+        payload = {
+            "components": [describe_component(c) for c in components],
+            "failures": [_describe_failure(f) for f in registry.failures],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    shadowed = {id(component) for component in registry.shadowed}
+    for group in [kind] if kind else KINDS:
+        rows = [
+            (c.name + (" (shadowed)" if id(c) in shadowed else ""), c.summary, c.distribution, c.version)
+            for c in components
+            if c.kind == group
+        ]
+        click.secho(f"{group}s", bold=True)
+        click.echo("\n".join(_table(rows, ("name", "summary", "distribution", "version"))) if rows else "  (none)")
+        click.echo()
+    for component in registry.shadowed:
+        click.echo(
+            f"note: {component.kind} {component.name!r} from {component.distribution} is shadowed by the "
+            f"built-in; use {component.qualified_name!r} to pick it"
+        )
+    if registry.failures:
+        click.secho("plugins that failed to load", bold=True, fg="red")
+        for failure in registry.failures:
+            click.echo(f"  {failure.describe()}")
+
+
+def _find_component(name: str, kind: str | None) -> Component:
+    registry = get_registry()
+    kinds = [kind] if kind else list(KINDS)
+    found = []
+    for candidate_kind in kinds:
+        try:
+            found.append(registry.get(candidate_kind, name))
+        except UnknownComponentError:
+            continue
+    if not found:
+        names = sorted({c.name for c in registry.components(kind)}, key=str.lower)
+        raise UnknownComponentError(f"no component called {name!r}; installed: {', '.join(names)}")
+    if len(found) > 1:
+        kinds_found = ", ".join(c.kind for c in found)
+        raise UnknownComponentError(f"{name!r} names a component of several kinds ({kinds_found}); add --kind")
+    return found[0]
+
+
+@click.command("show-config")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS), help="The component's kind, when a name is used by several.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON Schema and defaults.")
+def show_config(name: str, kind: str | None, as_json: bool) -> None:
+    """Show a component's configuration fields, types, defaults and descriptions."""
+    component = _find_component(name, kind)
+    if as_json:
+        click.echo(json.dumps(describe_component(component), indent=2))
+        return
+    click.secho(f"{component.kind} {component.name} ({component.distribution} {component.version})", bold=True)
+    click.echo(f"  {component.summary}")
+    schema = component.config_schema
+    if schema is None or not schema.model_fields:
+        click.echo("  no configuration options")
+        return
+    rows = []
+    for field_name, field in schema.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        rows.append((field_name, annotation, default, field.description or ""))
+    click.echo("\n".join(_table(rows, ("field", "type", "default", "summary"))))

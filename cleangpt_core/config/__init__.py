@@ -1,0 +1,35 @@
+"""Configuration schemas (pydantic v2) and experiment-config loading."""
+
+from cleangpt_core.config.base import StrictModel, format_validation_error, validate_config
+from cleangpt_core.config.experiment import (
+    ComponentSection,
+    DataConfig,
+    ExperimentConfig,
+    OutputConfig,
+    SamplingSection,
+    TokenizerSection,
+    TrainerSection,
+    apply_overrides,
+    load_experiment_config,
+    read_config_file,
+)
+from cleangpt_core.config.model import GPTConfig, ModelConfig, VanillaConfig
+
+__all__ = [
+    "ComponentSection",
+    "DataConfig",
+    "ExperimentConfig",
+    "GPTConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "SamplingSection",
+    "StrictModel",
+    "TokenizerSection",
+    "TrainerSection",
+    "VanillaConfig",
+    "apply_overrides",
+    "format_validation_error",
+    "load_experiment_config",
+    "read_config_file",
+    "validate_config",
+]

@@ -1,0 +1,82 @@
+"""Model configuration: the fields every architecture shares, and `GPTConfig`, which checks the rest.
+
+`GPTConfig(model_type="SASP", use_v=True, ...)` is validated against the schema the SASP plugin registers,
+so an architecture's own fields are accepted, and a field no schema knows is an error naming the nearest
+valid one. Architectures subclass `ModelConfig` for their schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from cleangpt_core.config.base import StrictModel, format_validation_error
+
+
+class ModelConfig(StrictModel):
+    """The shape of a GPT-style decoder, shared by every architecture."""
+
+    model_type: str = Field("Vanilla", description="registered architecture name")
+    vocab_size: PositiveInt = Field(50257, description="size of the tokenizer's vocabulary")
+    n_layer: PositiveInt = Field(6, description="number of transformer blocks")
+    n_head: PositiveInt = Field(6, description="attention heads per block")
+    n_embd: PositiveInt = Field(384, description="residual stream width; divisible by n_head")
+    block_size: PositiveInt = Field(256, description="longest sequence (context) the model accepts")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability; 0 is best for short runs")
+    bias: bool = Field(True, description="biases in linear layers and norms (True matches GPT-2)")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.n_embd // self.n_head
+
+
+class VanillaConfig(ModelConfig):
+    """Schema of the built-in Vanilla (GPT-2 style) architecture: the shared fields and nothing else."""
+
+
+class GPTConfig(ModelConfig):
+    """A model config for any registered architecture, validated against that architecture's schema.
+
+    Extra keyword arguments are the architecture's own fields (see ``cleangpt show-config NAME``).
+    `model_type` is normalised to the registered name (``"sasp"`` becomes ``"SASP"``).
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_for_architecture(cls, data: Any) -> Any:
+        if isinstance(data, ModelConfig):
+            data = data.model_dump()
+        if not isinstance(data, dict):
+            return data
+        schema, model_type = architecture_schema(str(data.get("model_type", "Vanilla")))
+        try:
+            validated = schema.model_validate({**data, "model_type": model_type})
+        except ValidationError as error:
+            raise ValueError(f"invalid {model_type} config: {format_validation_error(error)}") from None
+        return validated.model_dump()
+
+    def for_architecture(self) -> ModelConfig:
+        """This config as an instance of its architecture's own schema (typed fields, defaults filled)."""
+        schema, _ = architecture_schema(self.model_type)
+        return schema.model_validate(self.model_dump())
+
+
+def architecture_schema(model_type: str) -> tuple[type[ModelConfig], str]:
+    """The config schema and canonical name of a registered architecture."""
+    from cleangpt_core.registry import get_component  # the registry imports config schemas from plugins
+
+    component = get_component("architecture", model_type)
+    schema = component.config_schema or ModelConfig
+    if not issubclass(schema, ModelConfig):
+        raise TypeError(f"architecture {component.qualified_name}: config_schema must subclass ModelConfig")
+    return schema, component.name

@@ -1,0 +1,89 @@
+"""What a plugin author imports: the hook marker, the component description and the API version.
+
+A plugin module states `CLEANGPT_PLUGIN_API = "1.0"` (the version it was written for) and implements
+hooks from `cleangpt_core.hookspecs` with `@hookimpl`. This module imports neither torch nor pydantic,
+so that discovering plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+PROJECT_NAME: Final = "cleangpt"
+ENTRY_POINT_GROUP: Final = "cleangpt"
+
+# The hook API this core provides, as "MAJOR.MINOR". A plugin written for MAJOR.m works with every
+# core of the same MAJOR whose MINOR is at least m: minors only add hooks or opt-in hook arguments.
+PLUGIN_API_VERSION: Final = "1.0"
+
+KINDS: Final = ("tokenizer", "architecture", "trainer", "sampler")
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+def load_object(target: str) -> Any:
+    """Import `"package.module:attribute"` and return the attribute."""
+    module_name, _, attribute = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in filter(None, attribute.split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Component:
+    """The description of one component, returned by a registration hook.
+
+    `target` is an import path (`"package.module:Class"`) loaded only when the component is used, so
+    listing components never imports the heavy module behind it. `distribution` and `version` are
+    filled in by the registry from the plugin's installed distribution; a plugin leaves them empty.
+    """
+
+    name: str
+    kind: str
+    summary: str
+    target: str
+    config_schema: type[BaseModel] | None = None
+    aliases: tuple[str, ...] = ()
+    distribution: str = ""
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"component {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if ":" in self.name:
+            raise ValueError(f"component {self.name!r}: names may not contain ':'")
+        if ":" not in self.target:
+            raise ValueError(f"component {self.name!r}: target must look like 'module:attribute'")
+
+    @property
+    def qualified_name(self) -> str:
+        """`distribution:name`, the form that picks one of two components with the same name."""
+        return f"{self.distribution}:{self.name}"
+
+    def load(self) -> Any:
+        """Import and return the implementation (a class or a function)."""
+        return load_object(self.target)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A CLI command a plugin adds: `target` points at a `click.Command`, imported only when run."""
+
+    name: str
+    summary: str
+    target: str
+    distribution: str = ""
+    version: str = ""
+
+    def load(self) -> Any:
+        """Import and return the click command."""
+        return load_object(self.target)
