@@ -340,8 +340,7 @@ class Registry:
         available = sorted({c.name for c in self._components[kind]}, key=str.lower)
         message = f"unknown {kind} {name!r}"
         close = difflib.get_close_matches(name.rpartition(":")[2], available, n=1, cutoff=0.5)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
+        message += f"; did you mean {close[0]!r}?" if close else "."
         message += f" Available: {', '.join(available) if available else 'none'}"
         failed = [f.plugin for f in self.failures]
         if failed:

@@ -1,0 +1,1 @@
+"""Contract checks a plugin author runs from their own test suite, one module per kind of component."""
