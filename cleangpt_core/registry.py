@@ -50,6 +50,7 @@ BUILTIN_PLUGINS = (
     "cleangpt_core.builtins.architectures",
     "cleangpt_core.builtins.trainers",
     "cleangpt_core.builtins.commands",
+    "cleangpt_core.builtins.workflow",
 )
 REGISTRATION_HOOKS = {
     "tokenizer": "cleangpt_register_tokenizers",
@@ -234,6 +235,16 @@ class Registry:
             return
         self.plugins.append(info)
         self._info_by_id[id(module)] = info
+        self._report_unknown_hooks(info)
+
+    def _report_unknown_hooks(self, info: PluginInfo) -> None:
+        """A misspelled hook would otherwise be silently ignored by pluggy."""
+        known = [name for name in vars(hookspecs) if name.startswith(f"{PROJECT_NAME}_")]
+        for attribute, value in vars(info.module).items():
+            if hasattr(value, f"{PROJECT_NAME}_impl") and attribute not in known:
+                close = difflib.get_close_matches(attribute, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self._fail(self._failure(info, f"implements unknown hook {attribute!r}{hint}"), None)
 
     def collect(self) -> None:
         """Call every registration hook, plugin by plugin, and index what they return."""
@@ -251,6 +262,15 @@ class Registry:
                     self._add_component(replace(component, distribution=info.distribution, version=info.version))
         for info, answer in self._call_each(COMMANDS_HOOK):
             for command in self._checked(info, answer, CommandSpec, COMMANDS_HOOK):
+                taken = next((c for c in self._commands if c.name == command.name), None)
+                if taken is not None:  # built-ins register first, so a plugin can never replace a core command
+                    self._fail(
+                        self._failure(
+                            info, f"command {command.name!r} is already provided by {taken.distribution}; skipped"
+                        ),
+                        None,
+                    )
+                    continue
                 self._commands.append(replace(command, distribution=info.distribution, version=info.version))
 
     def _call_each(self, hook_name: str) -> Iterator[tuple[PluginInfo, Any]]:

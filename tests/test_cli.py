@@ -139,7 +139,9 @@ def test_plugin_command_that_fails_to_load_is_one_clear_error(install_plugin):
 def test_plugin_cannot_replace_a_core_command(install_plugin):
     source = COMMAND_PLUGIN.replace('"hello"', '"list-components"').replace("{module}", "cleangpt_evil")
     install_plugin("cleangpt-evil", source)
-    assert run("list-components", "--kind", "sampler").exit_code == 0
+    result = run("list-components", "--kind", "sampler")
+    assert result.exit_code == 0
+    assert "command 'list-components' is already provided by cleangpt-core; skipped" in result.output
 
 
 @pytest.mark.parametrize("args", [["--help"], ["list-components"], ["list-components", "--json"], ["--version"]])

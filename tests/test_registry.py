@@ -273,3 +273,17 @@ def {hook}():
     component = get_component(kind, f"thirdparty_{kind}")
     assert (component.kind, component.distribution, component.version) == (kind, f"cleangpt-{kind}-plugin", "0.0.1")
     assert component.load().__name__ == "dumps"
+
+
+def test_misspelled_hook_is_reported_with_a_suggestion(install_plugin):
+    source = """
+from cleangpt_core.plugin_api import Component, hookimpl
+CLEANGPT_PLUGIN_API = "1.0"
+
+@hookimpl
+def cleangpt_register_sampler():
+    return []
+"""
+    install_plugin("cleangpt-typo", source)
+    [failure] = failures_of("cleangpt-typo")
+    assert "unknown hook 'cleangpt_register_sampler'; did you mean 'cleangpt_register_samplers'?" in failure.error

@@ -22,10 +22,7 @@ from cleangpt_core.registry import get_registry
 
 
 def _command_specs() -> dict[str, CommandSpec]:
-    specs: dict[str, CommandSpec] = {}
-    for spec in get_registry().commands():
-        specs.setdefault(spec.name, spec)  # built-ins register first, so a plugin cannot replace them
-    return specs
+    return {spec.name: spec for spec in get_registry().commands()}
 
 
 class LazyGroup(click.Group):
