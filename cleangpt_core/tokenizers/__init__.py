@@ -1,0 +1,56 @@
+"""Tokenizers: the interface, the built-in character and GPT-2 tokenizers, and the registry-backed factory.
+
+Names load on first access (PEP 562): the plugin registry imports `cleangpt_core.tokenizers.schemas` while
+building the CLI, and that must not import numpy, torch or transformers through this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, BatchEncoding
+    from cleangpt_core.tokenizers.character_tokenizer import CharacterTokenizer
+    from cleangpt_core.tokenizers.errors import TokenizerError, TokenizerLoadError, UnknownTokenError
+    from cleangpt_core.tokenizers.factory import TokenizerFactory, create_tokenizer, from_pretrained
+    from cleangpt_core.tokenizers.gpt2_tokenizer import GPT2Tokenizer
+    from cleangpt_core.tokenizers.reduced_tokenizer import ReducedVocabTokenizer
+
+_EXPORTS = {
+    "BaseTokenizer": "base_tokenizer",
+    "BatchEncoding": "base_tokenizer",
+    "CharacterTokenizer": "character_tokenizer",
+    "GPT2Tokenizer": "gpt2_tokenizer",
+    "ReducedVocabTokenizer": "reduced_tokenizer",
+    "TokenizerFactory": "factory",
+    "create_tokenizer": "factory",
+    "from_pretrained": "factory",
+    "TokenizerError": "errors",
+    "TokenizerLoadError": "errors",
+    "UnknownTokenError": "errors",
+}
+
+__all__ = [
+    "BaseTokenizer",
+    "BatchEncoding",
+    "CharacterTokenizer",
+    "GPT2Tokenizer",
+    "ReducedVocabTokenizer",
+    "TokenizerError",
+    "TokenizerFactory",
+    "TokenizerLoadError",
+    "UnknownTokenError",
+    "create_tokenizer",
+    "from_pretrained",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
