@@ -1,0 +1,18 @@
+"""Model architectures, `get_model`, checkpoint serialization and Hugging Face GPT-2 interop."""
+
+from cleangpt_core.model.base import CausalLanguageModel, SequenceTooLongError
+from cleangpt_core.model.factory import build_config, get_model
+from cleangpt_core.model.kv_cache import KVCache
+from cleangpt_core.model.serialization import CheckpointError, load_model, resolve_checkpoint, save_model
+
+__all__ = [
+    "CausalLanguageModel",
+    "CheckpointError",
+    "KVCache",
+    "SequenceTooLongError",
+    "build_config",
+    "get_model",
+    "load_model",
+    "resolve_checkpoint",
+    "save_model",
+]

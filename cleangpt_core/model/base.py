@@ -1,0 +1,126 @@
+"""What every cleanGPT language model shares beyond its blocks: the loss, the length check, parameter
+counting, optimizer groups, the key/value cache and `generate`.
+
+An architecture subclasses `CausalLanguageModel`, sets `self.config` and writes `forward(input_ids,
+attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0)`; it gets the rest of the model contract
+from here. `generate` runs the shared decoding engine (`cleangpt_core.model.decoding`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cleangpt_core.config import ModelConfig
+from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.model.decoding import generate_tokens
+from cleangpt_core.model.kv_cache import KVCache
+
+
+class SequenceTooLongError(CleanGPTError, ValueError):
+    """An input is longer than the model's context (block_size)."""
+
+
+class CausalLanguageModel(nn.Module):
+    """Base class of the architectures: shared methods of the model contract, no layers of its own."""
+
+    config: ModelConfig
+
+    def check_length(self, length: int, kv_cache: KVCache | None = None) -> None:
+        """Reject a call that would see more than block_size positions, naming both numbers."""
+        seen = length + (kv_cache.length if kv_cache is not None else 0)
+        if seen > self.config.block_size:
+            raise SequenceTooLongError(
+                f"sequence of length {seen} is longer than this model's block_size={self.config.block_size}; "
+                f"crop the input to its last {self.config.block_size} tokens or build a model with a larger block_size"
+            )
+
+    @staticmethod
+    def causal_lm_loss(
+        logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy: position t predicts labels[t+1]; -100 and padding are ignored."""
+        if attention_mask is not None:
+            labels = labels.masked_fill(attention_mask == 0, -100)
+        # Shift the labels left rather than slicing the logits: a (B, T-1, V) slice would copy the logits.
+        targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
+
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; position embeddings are left out by default, as they do no compute per token.
+
+        Token embeddings stay in: they are tied to the output head, which does.
+        """
+        count = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            count -= sum(m.weight.numel() for name, m in self.named_modules() if name.endswith("wpe"))
+        return count
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups: decay on the weights of linear and embedding layers only.
+
+        Gains, norms, biases and scalar gates get no weight decay: pulling them towards zero fights the
+        scale they exist to learn (nanoGPT, and the SAS paper for its alpha/beta/gamma gains).
+        """
+        matrices = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear | nn.Embedding)}
+        decay, no_decay = [], []
+        for parameter in self.parameters():  # tied weights are yielded once
+            if parameter.requires_grad:
+                (decay if id(parameter) in matrices else no_decay).append(parameter)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def allocate_kv_cache(self, batch_size: int, capacity: int) -> KVCache:
+        """An empty cache for `batch_size` rows of up to `capacity` positions (at most block_size).
+
+        Its tensors are allocated by the first forward that writes them, on that call's device and dtype.
+        """
+        return KVCache(
+            n_layer=self.config.n_layer,
+            batch_size=batch_size,
+            n_head=self.config.n_head,
+            head_dim=self.config.head_dim,
+            capacity=min(capacity, self.config.block_size),
+        )
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        sampler: str | Callable[..., torch.Tensor] | None = None,
+        eos_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+        on_tokens: Callable[[torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Continue each row of `idx` (B, T) by up to `max_new_tokens` tokens, with the key/value cache.
+
+        Returns (B, T + n): the (cropped) prompt followed by the new tokens. See
+        `cleangpt_core.model.decoding.generate_tokens` for the arguments.
+        """
+        return generate_tokens(
+            self,
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            attention_mask=attention_mask,
+            sampler=sampler,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            generator=generator,
+            on_tokens=on_tokens,
+        )
