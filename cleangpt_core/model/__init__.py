@@ -1,6 +1,7 @@
 """Model architectures, `get_model`, checkpoint serialization and Hugging Face GPT-2 interop."""
 
 from cleangpt_core.model.base import CausalLanguageModel, SequenceTooLongError
+from cleangpt_core.model.decoder import LearnedPositionDecoder
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.kv_cache import KVCache
 from cleangpt_core.model.serialization import CheckpointError, load_model, resolve_checkpoint, save_model
@@ -9,6 +10,7 @@ __all__ = [
     "CausalLanguageModel",
     "CheckpointError",
     "KVCache",
+    "LearnedPositionDecoder",
     "SequenceTooLongError",
     "build_config",
     "get_model",

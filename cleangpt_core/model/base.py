@@ -1,9 +1,10 @@
 """What every cleanGPT language model shares beyond its blocks: the loss, the length check, parameter
 counting, optimizer groups, the key/value cache and `generate`.
 
-An architecture subclasses `CausalLanguageModel`, sets `self.config` and writes `forward(input_ids,
-attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0)`; it gets the rest of the model contract
-from here. `generate` runs the shared decoding engine (`cleangpt_core.model.decoding`).
+An architecture with GPT-2's trunk subclasses `cleangpt_core.model.decoder.LearnedPositionDecoder` and
+writes only its blocks; any other subclasses `CausalLanguageModel`, sets `self.config` and writes
+`forward(input_ids, attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0)`; either gets the rest
+of the model contract from here. `generate` runs the shared decoding engine (`cleangpt_core.model.decoding`).
 """
 
 from __future__ import annotations

@@ -9,15 +9,13 @@ names follow Hugging Face's GPT-2 (`transformer.h.0.attn.c_attn`, ...), which ke
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig, VanillaConfig
-from cleangpt_core.model.base import CausalLanguageModel
-from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, positions_and_layout
+from cleangpt_core.model.decoder import LearnedPositionDecoder
+from cleangpt_core.model.kv_cache import AttentionLayout, KVCache
 
 
 class CausalSelfAttention(nn.Module):
@@ -78,62 +76,10 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class VanillaTransformerModel(CausalLanguageModel):
+class VanillaTransformerModel(LearnedPositionDecoder):
     """The GPT-2 architecture (pre-LN, learned positions, tied embeddings)."""
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = VanillaConfig.model_validate(config.model_dump())
-        config = self.config
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "wpe": nn.Embedding(config.block_size, config.n_embd),
-                "drop": nn.Dropout(config.dropout),
-                "h": nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
-            }
-        )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)
-        self.apply(self._init_weights)
-        for name, parameter in self.named_parameters():
-            if name.endswith("c_proj.weight"):  # residual-stream writers, GPT-2 paper section 2.3
-                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        logits_to_keep: int = 0,
-    ) -> dict[str, torch.Tensor]:
-        """Logits (B, T, vocab) and, given labels, the mean next-token loss.
-
-        `attention_mask` (B, T) marks real tokens (1) and left padding (0); `kv_cache` continues a prefix
-        decoded before; `logits_to_keep=n` computes logits for the last n positions only (0: all).
-        """
-        self.check_length(input_ids.size(1), kv_cache)
-        positions, layout = positions_and_layout(input_ids, attention_mask, kv_cache)
-        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(positions))
-        for block in self.transformer.h:
-            x = block(x, layout, kv_cache)
-        if kv_cache is not None:
-            kv_cache.advance(input_ids.size(1))
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:, :]
-        logits = self.lm_head(self.transformer.ln_f(x))
-        output = {"logits": logits}
-        if labels is not None:
-            output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)
-        return output
+        config = VanillaConfig.model_validate(config.model_dump())
+        super().__init__(config, (Block(config, i) for i in range(config.n_layer)))
+        self.reset_parameters()

@@ -16,15 +16,13 @@ tied output head are Vanilla's. See the plugin README for the equations and opti
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.model.base import CausalLanguageModel
-from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, positions_and_layout
+from cleangpt_core.model.decoder import LearnedPositionDecoder
+from cleangpt_core.model.kv_cache import AttentionLayout, KVCache
 from cleangpt_sasp.config import SASPConfig
 
 
@@ -131,7 +129,7 @@ class SASPBlock(nn.Module):
         return self.beta_sa * self.attn(h, layout, kv_cache) + self.beta_ff * self.mlp(h)
 
 
-class SASPTransformerModel(CausalLanguageModel):
+class SASPTransformerModel(LearnedPositionDecoder):
     """A decoder of SASP blocks between Vanilla's embeddings and tied output head.
 
     Parameters stay float32 (train under autocast): an AdamW step on a gain near 1.0 is below half a
@@ -139,20 +137,8 @@ class SASPTransformerModel(CausalLanguageModel):
     """
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = SASPConfig.model_validate(config.model_dump())
-        config = self.config
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "wpe": nn.Embedding(config.block_size, config.n_embd),
-                "drop": nn.Dropout(config.dropout),
-                "h": nn.ModuleList(SASPBlock(config, i) for i in range(config.n_layer)),
-                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
-            }
-        )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight
+        config = SASPConfig.model_validate(config.model_dump())
+        super().__init__(config, (SASPBlock(config, i) for i in range(config.n_layer)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -161,43 +147,14 @@ class SASPTransformerModel(CausalLanguageModel):
         The zero query weights (and the zero value/projection deltas) must come after the generic init,
         which would otherwise overwrite them and break A = I at init.
         """
+        super().reset_parameters()
+        width = self.config.n_embd
         with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, nn.Linear | nn.Embedding):
-                    nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                    if getattr(module, "bias", None) is not None:
-                        nn.init.zeros_(module.bias)
             for block in self.transformer.h:
-                nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
                 attention = block.attn
-                width = self.config.n_embd
                 attention.c_qk.weight[:width].zero_()  # W_Q: the first half of the fused q/k projection
                 if attention.c_qk.bias is not None:
                     attention.c_qk.bias[:width].zero_()
                 for delta in (attention.value_delta, attention.proj_delta):
                     if delta is not None:
                         nn.init.zeros_(delta.weight)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        logits_to_keep: int = 0,
-    ) -> dict[str, torch.Tensor]:
-        """Logits (B, T, vocab) and, given labels, the mean next-token loss (same contract as Vanilla)."""
-        self.check_length(input_ids.size(1), kv_cache)
-        positions, layout = positions_and_layout(input_ids, attention_mask, kv_cache)
-        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(positions))
-        for block in self.transformer.h:
-            x = block(x, layout, kv_cache)
-        if kv_cache is not None:
-            kv_cache.advance(input_ids.size(1))
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:, :]
-        logits = self.lm_head(self.transformer.ln_f(x))
-        output = {"logits": logits}
-        if labels is not None:
-            output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)
-        return output
