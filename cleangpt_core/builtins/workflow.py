@@ -1,5 +1,22 @@
 """Registers the research-workflow commands (new-plugin, compare)."""
 
-from cleangpt_core.plugin_api import PLUGIN_API_VERSION
+from cleangpt_core.plugin_api import PLUGIN_API_VERSION, CommandSpec, hookimpl
 
 CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
+
+
+@hookimpl
+def cleangpt_register_commands() -> list[CommandSpec]:
+    """new-plugin and compare."""
+    return [
+        CommandSpec(
+            "new-plugin",
+            "Write a new plugin project (architecture, tokenizer, trainer or sampler) to start from.",
+            "cleangpt_core.cli.new_plugin:new_plugin",
+        ),
+        CommandSpec(
+            "compare",
+            "Train several architectures or configs on the same data and budget; report the comparison.",
+            "cleangpt_core.cli.compare:compare",
+        ),
+    ]

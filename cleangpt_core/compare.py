@@ -1,0 +1,347 @@
+"""``cleangpt compare``: train several architectures or configs on the same data, seed and token budget.
+
+A comparison is a *plan* (``compare.json`` in its directory: one entry per run, each the config file and
+``--set`` overrides that rebuild its experiment config) and one run directory per entry under ``runs/``,
+trained by the same experiment runner as ``cleangpt train``. A run that finished leaves ``result.json`` beside
+its checkpoints; the plan, checkpoints and results are all that resuming needs, so an interrupted comparison
+started again trains only what is left: finished runs are kept, an unfinished run continues from its latest
+checkpoint (exactly, as ``cleangpt train --resume`` does), and a run that never reached a checkpoint starts
+over. The report (`cleangpt_core.compare_report`) is written when every run has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cleangpt_core.config.experiment import ExperimentConfig
+from cleangpt_core.errors import ConfigError
+
+PLAN_FILE = "compare.json"
+RUNS_DIR = "runs"
+RESULT_FILE = "result.json"
+CLOCK_FILE = "compare_clock.json"
+PLAN_VERSION = 1
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a comparison: its label and what rebuilds its experiment config."""
+
+    label: str
+    config_file: str | None
+    overrides: tuple[str, ...]
+
+    def load(self) -> tuple[ExperimentConfig, bool]:
+        """The run's experiment config (default recipe, config file, overrides) and whether it sets
+        model.vocab_size itself (otherwise the tokenizer's is used)."""
+        from cleangpt_core.training_run import load_run_config
+
+        return load_run_config(self.config_file, self.overrides)
+
+
+def config_record(config: ExperimentConfig) -> dict[str, Any]:
+    """A config as the JSON the plan stores (so a saved and a rebuilt one compare equal)."""
+    return json.loads(config.model_dump_json())
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """Every run of a comparison, the budget they share, and each run's resolved config."""
+
+    runs: tuple[PlannedRun, ...]
+    max_steps: dict[str, int]
+    tokens_per_run: int
+    configs: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as saved in ``compare.json``."""
+        return {
+            "version": PLAN_VERSION,
+            "tokens_per_run": self.tokens_per_run,
+            "runs": [
+                {
+                    **asdict(run),
+                    "overrides": list(run.overrides),
+                    "max_steps": self.max_steps[run.label],
+                    "config": self.configs[run.label],
+                }
+                for run in self.runs
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ComparisonPlan:
+        """Read a plan saved by `to_json`."""
+        if data.get("version") != PLAN_VERSION:
+            raise ConfigError(f"{PLAN_FILE} has format version {data.get('version')!r}; this cleanGPT reads 1")
+        runs = tuple(PlannedRun(r["label"], r["config_file"], tuple(r["overrides"])) for r in data["runs"])
+        return cls(
+            runs,
+            {r["label"]: r["max_steps"] for r in data["runs"]},
+            data["tokens_per_run"],
+            {r["label"]: r["config"] for r in data["runs"]},
+        )
+
+    def check_unchanged(self) -> None:
+        """Fail if a run's config file changed since the comparison started: its runs would differ."""
+        for run in self.runs:
+            config, _ = run.load()
+            if config_record(config) != self.configs[run.label]:
+                raise ConfigError(
+                    f"run {run.label!r}: its config ({run.config_file or 'the default recipe'}) changed since the "
+                    "comparison started; restore it, or start a new comparison with another --out"
+                )
+
+
+def _labels(names: Sequence[str]) -> list[str]:
+    """Directory-safe labels, numbered where two runs would share one."""
+    labels: list[str] = []
+    for name in names:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
+        label, number = base, 2
+        while label in labels:
+            label, number = f"{base}-{number}", number + 1
+        labels.append(label)
+    return labels
+
+
+def tokens_per_step(config: ExperimentConfig) -> int:
+    """Input tokens one optimizer step consumes in a single process."""
+    accumulation = int(config.trainer.options.get("gradient_accumulation_steps", 1))
+    return config.data.batch_size * config.model.block_size * accumulation
+
+
+def build_plan(
+    out_dir: Path,
+    *,
+    models: Sequence[str] = (),
+    config_files: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    max_steps: int | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> ComparisonPlan:
+    """The runs of ``--model``/``--config`` options, checked to share data, seed and token budget.
+
+    Several models with at most one config train each model under that config (or the default recipe);
+    several configs without models train each config. Every run's overrides end with its run directory.
+    """
+    from cleangpt_core.registry import get_component
+
+    if models and len(config_files) > 1:
+        raise ConfigError("give several --model with at most one --config, or several --config without --model")
+    if max_steps is not None and max_tokens is not None:
+        raise ConfigError("give --max-steps or --max-tokens, not both")
+    shared = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
+    if models:
+        config_file = str(Path(config_files[0]).resolve()) if config_files else None
+        names = [get_component("architecture", model).name for model in models]
+        specs = [(config_file, [*shared, f"model.model_type={name}"]) for name in names]
+    else:
+        names = [Path(path).stem for path in config_files]
+        specs = [(str(Path(path).resolve()), list(shared)) for path in config_files]
+    if len(specs) < 2:
+        raise ConfigError("a comparison needs at least two runs: give two or more --model, or two or more --config")
+
+    runs, steps, budgets, configs = [], {}, {}, {}
+    for label, (config_file, run_overrides) in zip(_labels(names), specs, strict=True):
+        run_overrides.append(f"output.dir={out_dir.resolve() / RUNS_DIR / label}")
+        config, _ = PlannedRun(label, config_file, tuple(run_overrides)).load()
+        per_step = tokens_per_step(config)
+        if max_tokens is not None:
+            steps[label] = math.ceil(max_tokens / per_step)
+        else:
+            steps[label] = max_steps or config.trainer.options.get("max_steps")
+        if steps[label] is None:
+            raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
+        run = PlannedRun(label, config_file, (*run_overrides, f"trainer.max_steps={steps[label]}"))
+        configs[label], _ = run.load()  # validates the final config before anything trains
+        budgets[label] = steps[label] * per_step
+        runs.append(run)
+    _check_same_setting(configs)
+    if len(set(budgets.values())) > 1:
+        listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
+        raise ConfigError(
+            f"the runs would train on different numbers of tokens ({listed}) because their batch_size x block_size "
+            "differ; pass --max-tokens to give each the same token budget"
+        )
+    records = {label: config_record(config) for label, config in configs.items()}
+    return ComparisonPlan(tuple(runs), steps, next(iter(budgets.values())), records)
+
+
+def _check_same_setting(configs: dict[str, ExperimentConfig]) -> None:
+    """Runs compared must see the same data in the same order: the same data section and seed."""
+    (first_label, first), *others = configs.items()
+    for label, config in others:
+        for field in ("seed", "data"):
+            if getattr(config, field) != getattr(first, field):
+                raise ConfigError(
+                    f"runs {first_label!r} and {label!r} differ in {field!r}; a comparison trains every run on "
+                    f"the same data and seed (set them with --set {field}... for all runs)"
+                )
+
+
+def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
+    """Save the plan into `out_dir`, or check it is the plan saved there; True when resuming."""
+    path = out_dir / PLAN_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != plan.to_json():
+            raise ConfigError(
+                f"{out_dir} holds a different comparison ({path}); continue it with `cleangpt compare --resume "
+                f"{out_dir}` or choose another --out"
+            )
+        return True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")
+    return False
+
+
+def load_plan(out_dir: Path) -> ComparisonPlan:
+    """The plan saved in a comparison directory, checked against the config files it names."""
+    path = out_dir / PLAN_FILE
+    if not path.is_file():
+        raise ConfigError(f"{out_dir} is not a comparison directory: it has no {PLAN_FILE}")
+    plan = ComparisonPlan.from_json(json.loads(path.read_text(encoding="utf-8")))
+    plan.check_unchanged()
+    return plan
+
+
+class RunRecorder:
+    """A training callback: progress lines while a run trains, and its clock across interruptions.
+
+    Wall time counts everything from the first step to the final checkpoint (evaluations included); training
+    time only the optimizer steps, which is what tokens/s divides by. Both are saved at every checkpoint, so
+    a resumed run adds to the time it had at the checkpoint it resumes from.
+    """
+
+    def __init__(self, label: str, position: str, max_steps: int, echo: Echo) -> None:
+        self.label = label
+        self.position = position
+        self.max_steps = max_steps
+        self.echo = echo
+        self.every = max(1, max_steps // 10)
+        self.parameters: int | None = None
+        self.wall_s = 0.0
+        self.train_s = 0.0
+        self._clock: dict[str, dict[str, float]] = {}
+        self._segment_start = 0.0
+        self._wall_before = 0.0
+        self._step_start = 0.0
+        self._last_evaluation: int | None = None
+
+    def on_train_begin(self, trainer: Any) -> None:
+        model = trainer.raw_model
+        self.parameters = model.get_num_params() if hasattr(model, "get_num_params") else None
+        path = Path(trainer.output_dir) / CLOCK_FILE
+        self._clock = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        at_start = self._clock.get(str(trainer.progress.step), {"wall_s": 0.0, "train_s": 0.0})
+        self._wall_before, self.train_s = at_start["wall_s"], at_start["train_s"]
+        self._segment_start = time.perf_counter()
+
+    def on_step_begin(self) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, step: int, metrics: dict[str, Any]) -> None:
+        self.train_s += time.perf_counter() - self._step_start
+        if step % self.every == 0 or step == self.max_steps:
+            self.echo(
+                f"{self.position} {self.label}: step {step}/{self.max_steps}, loss {metrics['loss']:.4f}, "
+                f"{metrics['tokens_per_s']:,.0f} tokens/s"
+            )
+
+    def on_evaluation_end(self, step: int, metrics: dict[str, Any]) -> None:
+        if step != self._last_evaluation:  # the final evaluation repeats a periodic one at the last step
+            self.echo(f"{self.position} {self.label}: step {step}, validation loss {metrics['loss']:.4f}")
+        self._last_evaluation = step
+
+    def on_checkpoint_saved(self, trainer: Any, step: int) -> None:
+        self.wall_s = self._wall_before + time.perf_counter() - self._segment_start
+        self._clock[str(step)] = {"wall_s": self.wall_s, "train_s": self.train_s}
+        (Path(trainer.output_dir) / CLOCK_FILE).write_text(json.dumps(self._clock), encoding="utf-8")
+
+
+def run_is_finished(run_dir: Path) -> bool:
+    """Whether a run of the comparison completed (its result is saved)."""
+    return (run_dir / RESULT_FILE).is_file()
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """The saved result of a finished run."""
+    return json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+
+
+def train_run(
+    run: PlannedRun, max_steps: int, position: str, *, echo: Echo, callbacks: Sequence[object] = ()
+) -> dict[str, Any]:
+    """Train one run of the plan to its budget (continuing its latest checkpoint) and save its result."""
+    from cleangpt_core.trainers.checkpointing import LATEST_FILE
+    from cleangpt_core.trainers.metrics import METRICS_FILE, read_metrics
+    from cleangpt_core.training_run import resume_config, run_experiment
+
+    config, keep_vocab_size = run.load()
+    run_dir = Path(config.output.dir)
+    recorder = RunRecorder(run.label, position, max_steps, echo)
+    all_callbacks = [recorder, *callbacks]
+
+    def prefixed(line: str) -> None:
+        echo(f"{position} {run.label}: {line}")
+
+    if (run_dir / LATEST_FILE).is_file():
+        saved_config, checkpoint = resume_config(run_dir)
+        stats = run_experiment(saved_config, resume_from=checkpoint, echo=prefixed, callbacks=all_callbacks)
+    else:
+        if run_dir.exists():  # stopped before its first checkpoint: nothing to continue from
+            shutil.rmtree(run_dir)
+        stats = run_experiment(config, keep_vocab_size=keep_vocab_size, echo=prefixed, callbacks=all_callbacks)
+    records = read_metrics(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else []
+    train_lines = [r for r in records if "loss" in r]
+    result = {
+        "label": run.label,
+        "model_type": config.model.model_type,
+        "config_file": run.config_file,
+        "parameters": recorder.parameters,
+        "steps": stats["steps"],
+        "tokens": stats["tokens"],
+        "tokens_per_step": tokens_per_step(config),
+        # the mean over the last logging interval: the last single step's loss is too noisy to compare
+        "train_loss": train_lines[-1]["loss"] if train_lines else stats["train_loss"],
+        "val_loss": stats.get("val_loss"),
+        "val_perplexity": stats.get("val_perplexity"),
+        "tokens_per_s": stats["tokens"] / recorder.train_s if recorder.train_s > 0 else None,
+        "wall_s": recorder.wall_s,
+        "checkpoint": stats.get("checkpoint"),
+        "sample": stats.get("sample"),
+        # one point per step: the final evaluation (every validation batch) replaces a periodic estimate
+        "val_curve": [
+            [step, loss] for step, loss in {r["step"]: r["val_loss"] for r in records if "val_loss" in r}.items()
+        ],
+    }
+    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def run_comparison(
+    plan: ComparisonPlan, out_dir: Path, *, echo: Echo = print, callbacks: Sequence[object] = ()
+) -> list[dict[str, Any]]:
+    """Train every unfinished run of the plan (finished ones are kept) and return all results in plan order."""
+    results = []
+    for index, run in enumerate(plan.runs, start=1):
+        position = f"[{index}/{len(plan.runs)}]"
+        run_dir = out_dir / RUNS_DIR / run.label
+        if run_is_finished(run_dir):
+            echo(f"{position} {run.label}: finished earlier, kept ({run_dir / RESULT_FILE})")
+            results.append(read_result(run_dir))
+            continue
+        results.append(train_run(run, plan.max_steps[run.label], position, echo=echo, callbacks=callbacks))
+    return results

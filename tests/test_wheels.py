@@ -1,0 +1,143 @@
+"""The distributions install from wheels into a fresh virtual environment and work together there.
+
+Wheels of cleangpt-core, cleangpt-sasp and cleangpt-bytetok are built from the working tree, installed into
+a virtual environment that does not see this one's packages (this machine's torch wheel first, so pip never
+fetches a CUDA build; the other dependencies come from the package index), and exercised through the
+`cleangpt` command that the core's wheel installs: the plugins are listed with their versions, a SASP
+model trains for a few steps on the byte tokenizer and generates from its checkpoint, and `new-plugin`
+finds its templates inside the installed core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECTS = {
+    "cleangpt-core": ROOT,
+    "cleangpt-sasp": ROOT / "plugins" / "cleangpt-sasp",
+    "cleangpt-bytetok": ROOT / "plugins" / "cleangpt-bytetok",
+}
+# Left behind by editable installs and earlier builds; a wheel must be built from the sources alone.
+BUILD_LEFTOVERS = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "runs"
+)
+
+pytestmark = pytest.mark.slow
+
+
+def run(command: list[str | Path], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
+    """Run a command, failing the test with its output if it fails."""
+    result = subprocess.run(
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, command))} exited with {result.returncode}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    )
+    return result.stdout
+
+
+def build_wheel(project: Path, sources: Path, dist: Path, env: dict[str, str]) -> Path:
+    """`python -m build --wheel` of a copy of `project` (so the working tree gets no build/ folder)."""
+    copy = sources / project.name
+    shutil.copytree(project, copy, ignore=BUILD_LEFTOVERS)
+    before = set(dist.glob("*.whl"))
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", dist, copy], cwd=sources, env=env)
+    (wheel,) = set(dist.glob("*.whl")) - before
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def fresh_env(tmp_path_factory: pytest.TempPathFactory):
+    """A virtual environment holding only torch and the three wheels with their dependencies."""
+    root = tmp_path_factory.mktemp("wheels")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["CLEANGPT_CACHE_DIR"] = str(root / "token-cache")
+    dist, sources = root / "dist", root / "sources"
+    dist.mkdir()
+    sources.mkdir()
+    wheels = [build_wheel(project, sources, dist, env) for project in PROJECTS.values()]
+
+    venv.create(root / "venv", with_pip=True, system_site_packages=False)
+    bin_dir = root / "venv" / "bin"
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    pip = [bin_dir / "python", "-m", "pip", "install", "--quiet"]
+    # This machine's torch build, pinned with its local label (2.13.0+cpu): only a local wheel carries it, so
+    # the install can never turn into a download of a CUDA build.
+    run([*pip, f"torch=={torch.__version__}"], cwd=root, env=env)
+    run([*pip, *wheels], cwd=root, env=env)
+    yield root, bin_dir, env
+    shutil.rmtree(root / "venv", ignore_errors=True)  # about 1.5 GB
+
+
+def test_the_core_comes_from_its_wheel_and_sees_no_other_environment(fresh_env):
+    root, bin_dir, env = fresh_env
+    code = "import cleangpt_core, torch; print(cleangpt_core.__file__); print(torch.__version__)"
+    location = run([bin_dir / "python", "-c", code], cwd=root, env=env).split()
+    assert Path(location[0]).is_relative_to(root / "venv")
+    assert location[1] == torch.__version__
+
+
+def test_list_components_shows_both_plugins_with_their_versions(fresh_env):
+    root, bin_dir, env = fresh_env
+    listing = json.loads(run([bin_dir / "cleangpt", "list-components", "--json"], cwd=root, env=env))
+    assert listing["failures"] == []
+    found = {(c["kind"], c["name"]): (c["distribution"], c["version"]) for c in listing["components"]}
+    assert found[("architecture", "SASP")] == ("cleangpt-sasp", "0.1.0")
+    assert found[("tokenizer", "byte")] == ("cleangpt-bytetok", "0.1.0")
+    assert found[("architecture", "Vanilla")][0] == "cleangpt-core"
+    table = run([bin_dir / "cleangpt", "list-components"], cwd=root, env=env)
+    assert "cleangpt-sasp" in table
+    assert "cleangpt-bytetok" in table
+
+
+def test_sasp_trains_on_bytes_and_generates_from_its_checkpoint(fresh_env):
+    root, bin_dir, env = fresh_env
+    run_dir = root / "run"
+    overrides = {
+        "model.model_type": "SASP",
+        "model.n_layer": 2,
+        "model.n_head": 2,
+        "model.n_embd": 32,
+        "model.block_size": 32,
+        "tokenizer.name": "byte",
+        "trainer.max_steps": 6,
+        "trainer.warmup_steps": 1,
+        "trainer.eval_interval": 6,
+        "trainer.eval_max_batches": 2,
+        "output.dir": run_dir,
+        "output.sample_tokens": 0,
+        "device": "cpu",
+    }
+    command: list[str | Path] = [bin_dir / "cleangpt", "train"]
+    for key, value in overrides.items():
+        command += ["--set", f"{key}={value}"]
+    log = run(command, cwd=root, env=env)
+    assert "training SASP" in log
+    config = json.loads((run_dir / "checkpoints" / "step-00000006" / "config.json").read_text())
+    assert config["model_type"] == "SASP"
+    assert config["vocab_size"] == 259  # the byte tokenizer's 256 bytes and 3 special tokens
+
+    text = run(
+        [bin_dir / "cleangpt", "generate", run_dir, "--prompt", "ROMEO:", "-n", "24", "--seed", "0"], cwd=root, env=env
+    )
+    assert text.startswith("ROMEO:")
+    assert len(text.encode("utf-8")) > len("ROMEO:")
+
+
+def test_new_plugin_finds_its_templates_in_the_installed_core(fresh_env):
+    root, bin_dir, env = fresh_env
+    command = [bin_dir / "cleangpt", "new-plugin", "typical", "--kind", "sampler", "--dir", root / "scaffold"]
+    run(command, cwd=root, env=env)
+    project = root / "scaffold" / "cleangpt-typical"
+    assert (project / "pyproject.toml").is_file()
+    assert (project / "cleangpt_typical" / "sampler.py").is_file()
