@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from torch import nn
 
-from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
+from cleangpt_core.config import GPTConfig, ModelConfig, format_validation_error
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.registry import get_component
 
@@ -29,7 +30,10 @@ def build_config(model_type: str, config: ModelConfig | dict[str, Any] | None = 
         )
     data.update(overrides)
     data["model_type"] = requested
-    return validate_config(GPTConfig, data, f"{requested} config")
+    try:
+        return GPTConfig.model_validate(data)
+    except ValidationError as error:  # GPTConfig's message already names the architecture
+        raise ConfigError(format_validation_error(error)) from None
 
 
 def get_model(model_type: str, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> nn.Module:
