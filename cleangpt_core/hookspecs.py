@@ -84,3 +84,130 @@ def cleangpt_register_commands() -> list[CommandSpec]:
 
     Returns: a list of ``CommandSpec``. A name already taken by a core command is reported and skipped.
     """
+
+
+# -- Training events ------------------------------------------------------------------------------------
+# Called by every trainer built on ``BaseTrainer``, in every process of a torchrun job (check
+# ``trainer.context.is_main`` before writing files). They are observers: the return value is ignored, and an
+# implementation that raises is reported with a warning and receives no further events in that run, so a
+# broken plugin never stops training. A callback object passed as ``get_trainer(..., callbacks=[obj])``
+# receives the same events through methods named ``on_train_begin`` and so on, with the same arguments.
+
+
+@hookspec
+def cleangpt_on_train_begin(trainer: object) -> None:
+    """Training starts, or resumes.
+
+    Called: once per ``trainer.train()``, before the first step (after a checkpoint to resume from is loaded).
+
+    ``trainer``: the running ``BaseTrainer``: ``trainer.output_dir`` is the run directory (or None),
+    ``trainer.progress`` holds step, epoch and tokens seen (the step it resumes from), ``trainer.options``
+    the validated options.
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_train_end(trainer: object, stats: dict) -> None:
+    """Training ended: the step budget is spent, the epochs are done, early stopping or a callback stopped it.
+
+    Called: once per ``trainer.train()``, after the final evaluation and checkpoint; not when training fails
+    (a NaN loss raises before it).
+
+    ``trainer``: the running ``BaseTrainer``. ``stats``: the dict ``train()`` returns (steps, tokens,
+    losses, tokens_per_s, val_loss, checkpoint, stop_reason...).
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_epoch_begin(trainer: object, epoch: int) -> None:
+    """An epoch (a pass over the training data) starts.
+
+    Called: at the start of every epoch, also when a resumed run re-enters an epoch in its middle.
+
+    ``trainer``: the running ``BaseTrainer``. ``epoch``: its number, counting from 0.
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_epoch_end(trainer: object, epoch: int) -> None:
+    """An epoch went through all of its batches.
+
+    Called: after the last step of each complete epoch (not when the step budget ends an epoch early).
+
+    ``trainer``: the running ``BaseTrainer``. ``epoch``: the number of the epoch that ended, from 0.
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_step_begin(trainer: object, step: int) -> None:
+    """An optimizer step is about to run its forward and backward passes.
+
+    Called: before every optimizer step.
+
+    ``trainer``: the running ``BaseTrainer``. ``step``: the number of the step, counting from 1.
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_step_end(trainer: object, step: int, metrics: dict) -> None:
+    """An optimizer step is done.
+
+    Called: after every optimizer step, before the periodic evaluation or checkpoint of that step.
+
+    ``trainer``: the running ``BaseTrainer``. ``step``: the number of the step, from 1. ``metrics``:
+    ``loss`` (mean over the step's tokens, all processes), ``lr`` (the rate the step used),
+    ``tokens_per_s``, ``tokens`` (seen so far) and ``epoch``.
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_evaluation_begin(trainer: object, step: int) -> None:
+    """An evaluation on validation data starts.
+
+    Called: by ``trainer.evaluate()``: every ``eval_interval`` steps, at the end of training, and whenever a
+    user calls it.
+
+    ``trainer``: the running ``BaseTrainer``. ``step``: the optimizer steps taken so far.
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_evaluation_end(trainer: object, step: int, metrics: dict) -> None:
+    """An evaluation finished.
+
+    Called: at the end of every ``trainer.evaluate()``.
+
+    ``trainer``: the running ``BaseTrainer``. ``step``: the optimizer steps taken so far. ``metrics``:
+    ``loss`` (mean cross-entropy per predicted token), ``perplexity`` (``exp(loss)``) and ``tokens`` (how
+    many tokens were predicted).
+
+    Returns: nothing (ignored).
+    """
+
+
+@hookspec
+def cleangpt_on_checkpoint_saved(trainer: object, step: int, path: object) -> None:
+    """A checkpoint was written completely, and the run's ``latest`` file names it.
+
+    Called: every ``checkpoint_interval`` steps and at the end of training; in every process, after rank 0
+    wrote it.
+
+    ``trainer``: the running ``BaseTrainer``. ``step``: the optimizer step it holds. ``path``: its
+    directory (a ``pathlib.Path``).
+
+    Returns: nothing (ignored).
+    """

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from cleangpt_core.config.base import StrictModel, format_validation_error, validate_config
 from cleangpt_core.config.model import GPTConfig
@@ -31,11 +31,12 @@ class ComponentSection(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _validate_options(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or "name" not in data:
+        if not isinstance(data, dict):
             return data
         from cleangpt_core.registry import get_component
 
-        component = get_component(cls.kind, str(data["name"]))
+        # A section built with no name (a default) still gets its component's defaults filled in.
+        component = get_component(cls.kind, str(data.get("name", cls.model_fields["name"].default)))
         options = {key: value for key, value in data.items() if key != "name"}
         if component.config_schema is not None:
             try:
@@ -82,21 +83,50 @@ class DataConfig(StrictModel):
     text_field: str = Field("text", description="column holding the text in JSON or hub datasets")
     max_samples: PositiveInt | None = Field(None, description="use at most this many documents")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="tail of the corpus held out for validation")
+    batch_size: PositiveInt = Field(12, description="training windows per batch (per process under torchrun)")
+    eval_batch_size: PositiveInt | None = Field(None, description="windows per validation batch; default batch_size")
+    windows: Literal["random", "blocks"] = Field(
+        "random",
+        description="'random': a training window starts at every token, taken in shuffled order (nanoGPT's "
+        "sampling); 'blocks': consecutive windows sharing one token, each token a target once per epoch",
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 loads in the training process)")
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW, with weight decay on weight matrices and embeddings only (not on gains, norms and biases)."""
+
+    name: Literal["adamw"] = Field("adamw", description="the optimizer (AdamW)")
+    lr: float = Field(1e-3, gt=0.0, description="peak learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW's moment decay rates")
+    weight_decay: float = Field(0.1, ge=0.0, description="decoupled weight decay of matrices and embeddings")
+    eps: float = Field(1e-8, gt=0.0, description="AdamW's denominator epsilon")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= beta < 1.0 for beta in betas):
+            raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        return betas
 
 
 class OutputConfig(StrictModel):
     """Where a run writes its checkpoints, logs and samples."""
 
     dir: Path = Field(Path("runs/default"), description="run directory (created if missing)")
+    sample_prompt: str = Field("\n", description="text the sample written after training continues")
+    sample_tokens: int = Field(300, ge=0, description="tokens in that sample; 0 writes none")
 
 
 class ExperimentConfig(StrictModel):
     """Everything one training run needs; saved as JSON with every checkpoint."""
 
     seed: int = Field(1337, description="seeds torch, numpy and Python's random for the whole run")
+    device: str = Field("auto", description="'auto' (cuda, then mps, then cpu) or a torch device such as 'cpu'")
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     model: GPTConfig = Field(default_factory=GPTConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     sampling: SamplingSection = Field(default_factory=SamplingSection)
     output: OutputConfig = Field(default_factory=OutputConfig)

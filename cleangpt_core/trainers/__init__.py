@@ -1,0 +1,43 @@
+"""Trainers: the simple and advanced loops, checkpoints that resume exactly, events, and `get_trainer`.
+
+The names below are imported on first use (PEP 562), so that the plugin registry can read the pydantic
+option schemas in ``cleangpt_core.trainers.schemas`` without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cleangpt_core.trainers.advanced_trainer import AdvancedTrainer
+    from cleangpt_core.trainers.base_trainer import BaseTrainer, TrainingDivergedError
+    from cleangpt_core.trainers.checkpointing import CheckpointManager, CheckpointWriteError
+    from cleangpt_core.trainers.factory import get_trainer
+    from cleangpt_core.trainers.simple_trainer import SimpleTrainer
+
+_EXPORTS = {
+    "AdvancedTrainer": "cleangpt_core.trainers.advanced_trainer",
+    "BaseTrainer": "cleangpt_core.trainers.base_trainer",
+    "CheckpointManager": "cleangpt_core.trainers.checkpointing",
+    "CheckpointWriteError": "cleangpt_core.trainers.checkpointing",
+    "SimpleTrainer": "cleangpt_core.trainers.simple_trainer",
+    "TrainingDivergedError": "cleangpt_core.trainers.base_trainer",
+    "get_trainer": "cleangpt_core.trainers.factory",
+}
+
+__all__ = [
+    "AdvancedTrainer",
+    "BaseTrainer",
+    "CheckpointManager",
+    "CheckpointWriteError",
+    "SimpleTrainer",
+    "TrainingDivergedError",
+    "get_trainer",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,169 @@
+"""`AdvancedTrainer`: the plain loop plus gradient accumulation, mixed precision, LR schedules, gradient
+clipping, early stopping on validation loss and averaging of the last checkpoints."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, ClassVar
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from cleangpt_core.errors import ConfigError
+from cleangpt_core.trainers.checkpointing import (
+    MODEL_WEIGHTS,
+    CheckpointManager,
+    average_weights,
+    read_model_weights,
+    write_model,
+)
+from cleangpt_core.trainers.distributed import barrier
+from cleangpt_core.trainers.schedules import warmup_cosine_schedule
+from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
+from cleangpt_core.trainers.simple_trainer import SimpleTrainer
+
+AVERAGED_DIR = "averaged"
+
+
+def resolve_precision(mixed_precision: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a `mixed_precision` option on `device` (None: full precision)."""
+    if mixed_precision in (False, "no"):
+        return None
+    if mixed_precision is True:
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    if mixed_precision == "fp16":
+        if device.type != "cuda":
+            raise ConfigError(
+                f"mixed_precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA-only) but training runs on "
+                f"{device.type}; use mixed_precision='bf16' (or True) there"
+            )
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("mixed_precision='bf16' is not supported by this GPU; use 'fp16'")
+    return torch.bfloat16
+
+
+class AdvancedTrainer(SimpleTrainer):
+    """The tutorial's advanced trainer: every feature is an option, off unless asked for.
+
+    `lr_scheduler` is any torch scheduler, stepped once per optimizer step; without one,
+    ``lr_schedule="cosine"`` builds warmup + cosine decay from the options.
+    """
+
+    options_schema: ClassVar[type[TrainerConfig]] = AdvancedTrainerConfig
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataloader: Any,
+        optimizer: torch.optim.Optimizer,
+        device: str | torch.device | None = None,
+        output_dir: str | Path | None = None,
+        lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, dataloader, optimizer, device, output_dir, **options)
+        self.gradient_accumulation_steps = self.options.gradient_accumulation_steps
+        self.precision = resolve_precision(self.options.mixed_precision, self.device)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == torch.float16 else None
+        self.lr_scheduler = lr_scheduler or self._build_schedule()
+
+    def _build_schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        options = self.options
+        if options.lr_schedule == "constant":
+            return None
+        decay_steps = options.lr_decay_steps or self.total_steps()
+        if decay_steps is None:
+            raise ConfigError("lr_schedule='cosine' needs max_steps or lr_decay_steps when the data has no length")
+        if decay_steps <= options.warmup_steps:
+            raise ConfigError(
+                f"lr_schedule='cosine': warmup_steps={options.warmup_steps} leaves no room to decay within "
+                f"{decay_steps} steps; lower warmup_steps or raise lr_decay_steps / max_steps"
+            )
+        return warmup_cosine_schedule(
+            self.optimizer, warmup_steps=options.warmup_steps, decay_steps=decay_steps, min_ratio=options.min_lr_ratio
+        )
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """bf16 or fp16 autocast when mixed precision is on."""
+        if self.precision is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.precision)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward through the gradient scaler when training in fp16."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self) -> None:
+        """Unscale, clip, step (skipped by the scaler on overflow), then advance the schedule."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        if self.options.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
+
+    def after_evaluation(self, val_loss: float) -> None:
+        """Count evaluations without improvement and stop after `early_stopping_patience` of them."""
+        best = self.progress.best_val_loss
+        if best is None or val_loss < best - self.options.early_stopping_min_delta:
+            self.progress.evals_without_improvement = 0
+        else:
+            self.progress.evals_without_improvement += 1
+        super().after_evaluation(val_loss)
+        patience = self.options.early_stopping_patience
+        if patience is not None and self.progress.evals_without_improvement >= patience:
+            self.request_stop(
+                f"early stopping: validation loss did not improve on {self.progress.best_val_loss:.4f} "
+                f"for {patience} evaluation(s)"
+            )
+
+    def trainer_state(self) -> dict[str, Any]:
+        """The base state plus the schedule and the gradient scaler."""
+        state = super().trainer_state()
+        state["lr_scheduler"] = self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None
+        state["grad_scaler"] = self.scaler.state_dict() if self.scaler is not None else None
+        return state
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        """Restore the base state, the schedule and the gradient scaler."""
+        super().load_trainer_state(state)
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.scaler is not None and state.get("grad_scaler") is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
+
+    def _finish(self, elapsed: float, tokens: int) -> dict[str, Any]:
+        stats = super()._finish(elapsed, tokens)
+        count = self.options.average_last_checkpoints
+        if count > 1 and self.checkpoints is not None:
+            stats.update(self._average_checkpoints(self.checkpoints, count))
+        return stats
+
+    def _average_checkpoints(self, checkpoints: CheckpointManager, count: int) -> dict[str, Any]:
+        """Load the mean of the last `count` checkpoints' weights, saved as ``<run>/averaged/`` (a model dir)."""
+        chosen = checkpoints.checkpoints()[-count:]
+        target = checkpoints.run_dir / AVERAGED_DIR
+        if self.context.is_main:
+            target.mkdir(parents=True, exist_ok=True)
+            safetensors.torch.save_file(average_weights(chosen), str(target / MODEL_WEIGHTS), metadata={"format": "pt"})
+        barrier(self.context)
+        read_model_weights(self.model, target)
+        if self.context.is_main:  # rewritten through the model so the directory gets its config.json too
+            write_model(self.model, target)
+            self._write_extras(target)
+        result: dict[str, Any] = {"averaged_checkpoints": [str(path) for path in chosen], "averaged_model": str(target)}
+        if self.eval_dataloader is not None:
+            result["averaged_val_loss"] = self.evaluate()["loss"]
+        return result

@@ -1,0 +1,223 @@
+"""`BaseTrainer`: what every trainer shares, so a new training strategy only writes its loop.
+
+It owns the plumbing a loop should not repeat: the device, joining a torchrun process group, the resumable
+batch order, exact evaluation, checkpoints that resume bit for bit, and the training events. A subclass
+implements `train()` (and may override `evaluate()`), as the tutorial's custom trainers do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cleangpt_core.config.base import validate_config
+from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.model.serialization import CheckpointError
+from cleangpt_core.trainers.batches import Batch, EpochBatches
+from cleangpt_core.trainers.checkpointing import (
+    CHECKPOINTS_DIR,
+    LATEST_FILE,
+    CheckpointManager,
+    capture_rng_state,
+    read_model_weights,
+    read_state,
+    restore_rng_state,
+    unwrap_model,
+)
+from cleangpt_core.trainers.devices import choose_device
+from cleangpt_core.trainers.distributed import barrier, init_distributed, wrap_model
+from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
+from cleangpt_core.trainers.events import TrainingEvents
+from cleangpt_core.trainers.schemas import TrainerConfig
+
+
+class TrainingDivergedError(CleanGPTError):
+    """The loss became NaN or infinite; training stopped without saving the broken weights."""
+
+
+@dataclass
+class TrainingProgress:
+    """Where a run is: everything besides tensors that a resumed run needs to continue exactly."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    tokens: int = 0  # input tokens seen, all processes together
+    best_val_loss: float | None = None
+    evals_without_improvement: int = 0
+
+
+class BaseTrainer(ABC):
+    """A training strategy for a causal language model.
+
+    Batches are dicts with ``input_ids``, ``labels`` (aligned with the inputs; the model shifts them) and
+    optionally ``attention_mask``; ``model(**batch)`` returns a dict with ``loss`` and ``logits``. Options
+    are validated against `options_schema` before any work starts.
+    """
+
+    options_schema: ClassVar[type[TrainerConfig]] = TrainerConfig
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataloader: Iterable[Batch],
+        optimizer: torch.optim.Optimizer,
+        device: str | torch.device | None = None,
+        output_dir: str | Path | None = None,
+        *,
+        eval_dataloader: Iterable[Batch] | None = None,
+        callbacks: Iterable[object] = (),
+        tokenizer: Any = None,
+        experiment: Any = None,
+        **options: Any,
+    ) -> None:
+        self.options = validate_config(
+            self.options_schema, {"output_dir": output_dir, **options}, f"options of {type(self).__name__}"
+        )
+        self.num_epochs = self.options.num_epochs
+        self.output_dir = self.options.output_dir
+        self.device = choose_device(device)
+        self.context = init_distributed(self.device)
+        self.model = wrap_model(model.to(self.device), self.context, self.device)
+        self.dataloader = dataloader
+        self.eval_dataloader = eval_dataloader
+        self.optimizer = optimizer
+        self.callbacks = list(callbacks)
+        self.tokenizer = tokenizer  # saved into every checkpoint when given, so it is self-contained
+        self.experiment = experiment  # an ExperimentConfig, saved as experiment.json when given
+        self.progress = TrainingProgress()
+        self.batches = EpochBatches(dataloader, seed=self.options.seed, context=self.context)
+        self.checkpoints = (
+            CheckpointManager(self.output_dir, keep_last=self.options.keep_checkpoints) if self.output_dir else None
+        )
+        self.stop_reason: str | None = None
+        self._events: TrainingEvents | None = None
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    @property
+    def raw_model(self) -> nn.Module:
+        """The model itself, without a DistributedDataParallel wrapper."""
+        return unwrap_model(self.model)
+
+    @property
+    def events(self) -> TrainingEvents:
+        """The receivers of this trainer's training events (plugins and callbacks)."""
+        if self._events is None:
+            self._events = TrainingEvents(self.callbacks)
+        return self._events
+
+    @abstractmethod
+    def train(self) -> dict[str, Any]:
+        """Train and return statistics about the run."""
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current step (a callback or early stopping may call it)."""
+        self.stop_reason = reason
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """The precision context of forward passes (full precision here; subclasses may lower it)."""
+        return nullcontext()
+
+    def evaluate(
+        self, eval_dataloader: Iterable[Batch] | None = None, max_batches: int | None = None
+    ) -> dict[str, Any]:
+        """Mean cross-entropy and perplexity over every predicted token of the data, each counted once.
+
+        Returns ``loss``, ``perplexity`` (``exp(loss)``) and ``tokens``; see `evaluate_model`.
+        """
+        loader = eval_dataloader if eval_dataloader is not None else self.eval_dataloader
+        if loader is None:
+            raise ValueError("evaluate() needs an eval_dataloader (pass one here or to the trainer)")
+        self.events.emit("evaluation_begin", trainer=self, step=self.progress.step)
+        metrics = evaluate_model(
+            self.model, loader, self.device, context=self.context, autocast=self.autocast(), max_batches=max_batches
+        )
+        self.events.emit("evaluation_end", trainer=self, step=self.progress.step, metrics=metrics)
+        return metrics
+
+    def to_device(self, batch: Batch) -> Batch:
+        """The batch with its tensors on the training device, labels filled in from the inputs if absent."""
+        return batch_to(batch, self.device)
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def trainer_state(self) -> dict[str, Any]:
+        """Everything besides the weights that resuming needs; subclasses add their own parts."""
+        return {
+            "trainer": type(self).__name__,
+            "progress": asdict(self.progress),
+            "world_size": self.context.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        """Restore what `trainer_state` saved (RNG states are restored when training continues)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = TrainingProgress(**state["progress"])
+        self._rng_to_restore = state["rng"]
+
+    def save_checkpoint(self, val_loss: float | None = None) -> Path | None:
+        """Write a checkpoint of the current step (main process only) and tell the observers."""
+        if self.checkpoints is None:
+            return None
+        path = None
+        if self.context.is_main:
+            path = self.checkpoints.save(
+                self.progress.step, self.model, self.trainer_state(), val_loss=val_loss, extras=self._write_extras
+            )
+        barrier(self.context)
+        path = path or self.checkpoints.root / f"step-{self.progress.step:08d}"
+        self.events.emit("checkpoint_saved", trainer=self, step=self.progress.step, path=path)
+        return path
+
+    def _write_extras(self, directory: Path) -> None:
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        if self.experiment is not None:
+            text = self.experiment.model_dump_json(indent=2)
+            (directory / "experiment.json").write_text(text + "\n", encoding="utf-8")
+
+    def load_checkpoint(self, path: str | Path) -> Path:
+        """Restore weights, optimizer, schedules, RNG states and the data position from a checkpoint.
+
+        `path` is a checkpoint directory or a run directory (its ``latest`` checkpoint is used).
+        """
+        checkpoint = find_checkpoint(path)
+        read_model_weights(self.model, checkpoint)
+        state = read_state(checkpoint)
+        if state["world_size"] != self.context.world_size:
+            raise CheckpointError(
+                f"{checkpoint} was written by a run on {state['world_size']} process(es); resume it on as many "
+                f"(this run has {self.context.world_size}), since the batch order depends on it"
+            )
+        self.load_trainer_state(state)
+        return checkpoint
+
+    def restore_pending_rng(self) -> None:
+        """Put back the RNG states of a loaded checkpoint, right before the first step after it."""
+        if self._rng_to_restore is not None:
+            restore_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from a checkpoint or run directory (following the run's ``latest``)."""
+    path = Path(path)
+    if (path / LATEST_FILE).is_file():
+        latest = CheckpointManager(path).latest()
+        if latest is None:
+            raise CheckpointError(f"{path / LATEST_FILE} names a checkpoint that does not exist")
+        return latest
+    if (path / "trainer_state.json").is_file():
+        return path
+    if (path / CHECKPOINTS_DIR).is_dir():
+        raise CheckpointError(f"run directory {path} has no '{LATEST_FILE}' file yet (no checkpoint was completed)")
+    raise CheckpointError(f"{path} is neither a run directory (with '{LATEST_FILE}') nor a training checkpoint")

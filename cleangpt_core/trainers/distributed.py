@@ -1,0 +1,86 @@
+"""Running one trainer on several processes with torchrun and DistributedDataParallel.
+
+``torchrun --nproc_per_node=N script.py`` sets RANK, WORLD_SIZE and LOCAL_RANK; the trainer then joins the
+process group (gloo on CPU, nccl on CUDA), wraps the model in DDP and reads only its rank's shard of every
+batch list. Only rank 0 writes checkpoints and logs. Without torchrun everything here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands among the processes of one run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints, logs and progress bars."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether gradients and metrics must be combined across processes."""
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """Whether the environment describes a multi-process run (torchrun or a compatible launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def backend_for(device: torch.device) -> str:
+    """nccl for CUDA devices, gloo for everything else."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(device: torch.device) -> DistributedContext:
+    """Join the process group torchrun describes (once per process) and say where this process stands."""
+    if dist.is_available() and dist.is_initialized():
+        return current_context()
+    if not launched_by_torchrun():
+        return DistributedContext()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend_for(device))
+    return current_context()
+
+
+def current_context() -> DistributedContext:
+    """The rank and world size of an initialised process group, or the single-process context."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistributedContext()
+    local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+
+
+def wrap_model(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
+    """DDP-wrap `model` when several processes train it (each keeps a replica; gradients are averaged)."""
+    if not context.enabled or isinstance(model, nn.parallel.DistributedDataParallel):
+        return model
+    device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def all_reduce_sum(values: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """The element-wise sum of `values` over every process (the tensor itself when alone)."""
+    if context.enabled:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait until every process gets here (so no rank reads a checkpoint rank 0 is still writing)."""
+    if context.enabled:
+        dist.barrier()

@@ -1,0 +1,79 @@
+"""Exact evaluation of a causal language model: mean loss per predicted token, and its perplexity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from cleangpt_core.trainers.batches import Batch, shard_for_evaluation
+from cleangpt_core.trainers.checkpointing import capture_rng_state, restore_rng_state
+from cleangpt_core.trainers.distributed import DistributedContext, all_reduce_sum
+
+IGNORE_INDEX = -100  # label value that contributes no loss (padding), as in Hugging Face and torch
+
+
+def labels_of(batch: Batch) -> torch.Tensor:
+    """The labels of a batch; a batch without labels is scored on its inputs (labels are shifted inside)."""
+    return batch["labels"] if "labels" in batch else batch["input_ids"]
+
+
+def count_targets(batch: Batch) -> int:
+    """Tokens the batch's loss averages over: label positions after the first, minus -100 and masked ones."""
+    targets = labels_of(batch)[..., 1:] != IGNORE_INDEX
+    if batch.get("attention_mask") is not None:
+        targets &= batch["attention_mask"][..., 1:] != 0
+    return int(targets.sum())
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    """The batch with its tensors on `device`, labels filled in from the inputs if absent."""
+    moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    moved.setdefault("labels", moved["input_ids"])
+    return moved
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    device: torch.device,
+    *,
+    context: DistributedContext | None = None,
+    autocast: AbstractContextManager[Any] | None = None,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Mean cross-entropy per predicted token over `batches`, perplexity = exp(loss), and the token count.
+
+    The loss is (sum of token losses) / (number of tokens), padding excluded, so it does not depend on how
+    the data is batched; under torchrun every rank takes its own batches and the sums are combined.
+    `max_batches` limits the estimate to the first batches (per rank). The global RNG state is left as it
+    was: iterating a DataLoader draws from it, and evaluating must not change what training draws next.
+    """
+    context = context or DistributedContext()
+    rng_state = capture_rng_state()
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, token count
+    try:
+        for index, batch in enumerate(shard_for_evaluation(batches, context)):
+            if max_batches is not None and index >= max_batches:
+                break
+            batch = batch_to(batch, device)
+            with autocast or nullcontext():
+                loss = model(**batch)["loss"]
+            targets = count_targets(batch)
+            totals[0] += loss.double() * targets
+            totals[1] += targets
+    finally:
+        model.train(was_training)
+        restore_rng_state(rng_state)
+    loss_sum, tokens = all_reduce_sum(totals, context).tolist()
+    if tokens == 0:
+        raise ValueError("the evaluation data holds no tokens to predict")
+    mean = loss_sum / tokens
+    return {"loss": mean, "perplexity": math.exp(mean), "tokens": int(tokens)}

@@ -1,0 +1,80 @@
+"""Option schemas of the built-in trainers (pydantic only, so registering them never imports torch).
+
+`get_trainer(..., **options)` validates its keyword options against these before building anything, and an
+experiment config's ``trainer:`` section is checked against the same schema when the config loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from cleangpt_core.config.base import StrictModel
+
+
+class TrainerConfig(StrictModel):
+    """What every built-in trainer understands: the budget, the run directory and the cadence of its work."""
+
+    num_epochs: PositiveInt = Field(1, description="passes over the training data (max_steps may stop earlier)")
+    max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps")
+    output_dir: Path | None = Field(None, description="run directory for checkpoints and metrics; None writes nothing")
+    seed: int = Field(1337, description="seeds the data order, a pure function of (seed, epoch) so resumes are exact")
+    log_interval: PositiveInt = Field(10, description="optimizer steps between two metrics lines")
+    checkpoint_interval: PositiveInt | None = Field(
+        None, description="optimizer steps between checkpoints; one is always written at the end of training"
+    )
+    keep_checkpoints: PositiveInt = Field(3, description="most recent checkpoints kept, besides the best one")
+    eval_interval: PositiveInt | None = Field(
+        None, description="optimizer steps between evaluations on eval_dataloader; None evaluates only at the end"
+    )
+    eval_max_batches: PositiveInt | None = Field(
+        None, description="estimate the periodic validation loss on this many batches; None uses all of them"
+    )
+    progress_bar: bool | None = Field(None, description="show a tqdm bar; None shows it only on a terminal")
+    log_metrics: bool = Field(True, description="write metrics.jsonl and loss_curve.png into output_dir")
+
+
+class SimpleTrainerConfig(TrainerConfig):
+    """The plain loop: one batch, one optimizer step, at the optimizer's own learning rate."""
+
+
+class AdvancedTrainerConfig(TrainerConfig):
+    """The plain loop plus the tools of a serious run, each off unless asked for."""
+
+    gradient_accumulation_steps: PositiveInt = Field(
+        1, description="batches whose gradients add up to one optimizer step (same result as one big batch)"
+    )
+    mixed_precision: bool | Literal["no", "bf16", "fp16"] = Field(
+        False, description="True picks bf16 (fp16 on GPUs without bf16); fp16 uses a gradient scaler and needs CUDA"
+    )
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="'cosine': linear warmup then cosine decay; ignored when lr_scheduler is given"
+    )
+    warmup_steps: int = Field(0, ge=0, description="steps of linear warmup from 0 to the optimizer's learning rate")
+    lr_decay_steps: PositiveInt | None = Field(
+        None, description="step at which the cosine reaches its floor; defaults to max_steps or the whole run"
+    )
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="floor of the cosine as a fraction of the peak lr")
+    early_stopping_patience: PositiveInt | None = Field(
+        None, description="stop after this many evaluations without improving the validation loss"
+    )
+    early_stopping_min_delta: float = Field(0.0, ge=0.0, description="smallest drop in validation loss that counts")
+    average_last_checkpoints: PositiveInt = Field(
+        1, description="at the end, average the weights of the last N checkpoints (1 turns averaging off)"
+    )
+
+    @model_validator(mode="after")
+    def _averaging_needs_checkpoints(self) -> AdvancedTrainerConfig:
+        if self.average_last_checkpoints > self.keep_checkpoints:
+            raise ValueError(
+                f"average_last_checkpoints={self.average_last_checkpoints} needs keep_checkpoints >= "
+                f"{self.average_last_checkpoints} (it is {self.keep_checkpoints})"
+            )
+        if self.average_last_checkpoints > 1 and self.checkpoint_interval is None:
+            raise ValueError("average_last_checkpoints > 1 needs checkpoint_interval, so there is more than one")
+        if self.warmup_steps and self.lr_decay_steps is not None and self.warmup_steps >= self.lr_decay_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be below lr_decay_steps={self.lr_decay_steps}")
+        return self

@@ -1,0 +1,190 @@
+"""`SimpleTrainer`: the plain loop (one batch, one optimizer step), with checkpoints, events and a tqdm bar.
+
+The loop is written once here; `AdvancedTrainer` changes what happens inside a step (accumulation, mixed
+precision, clipping, schedules) and after an evaluation (early stopping), not the loop itself.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from cleangpt_core.trainers.base_trainer import BaseTrainer, TrainingDivergedError
+from cleangpt_core.trainers.batches import Batch
+from cleangpt_core.trainers.distributed import all_reduce_sum
+from cleangpt_core.trainers.evaluation import count_targets
+from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
+
+
+class SimpleTrainer(BaseTrainer):
+    """Train for `num_epochs` (or `max_steps`), evaluating and checkpointing as the options say."""
+
+    options_schema: ClassVar[type[TrainerConfig]] = SimpleTrainerConfig
+    gradient_accumulation_steps: int = 1
+
+    def total_steps(self) -> int | None:
+        """Optimizer steps the whole run takes, when the data has a length or max_steps is set."""
+        try:
+            per_epoch = math.ceil(len(self.batches) / self.gradient_accumulation_steps)
+        except TypeError:  # an iterable without a length
+            return self.options.max_steps
+        planned = per_epoch * self.num_epochs
+        return min(planned, self.options.max_steps) if self.options.max_steps else planned
+
+    def train(self, resume_from: str | Path | None = None) -> dict[str, Any]:
+        """Train, and return statistics: steps, tokens, losses, throughput and the final validation loss.
+
+        `resume_from` (a checkpoint or run directory) continues an interrupted run exactly where it stopped.
+        """
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        self._events = None  # pick up plugins installed since the last run
+        self.stop_reason = None
+        self.losses: list[float] = []
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.events.emit("train_begin", trainer=self)
+        self.restore_pending_rng()
+        show_bar = self.options.progress_bar if self.options.progress_bar is not None else sys.stderr.isatty()
+        self._bar = tqdm(
+            total=self.total_steps(),
+            initial=self.progress.step,
+            desc="train",
+            unit="step",
+            disable=not (show_bar and self.context.is_main),
+            dynamic_ncols=True,
+        )
+        started, tokens_before = time.perf_counter(), self.progress.tokens
+        try:
+            self._run_epochs()
+        finally:
+            self._bar.close()
+        elapsed = time.perf_counter() - started
+        stats = self._finish(elapsed, self.progress.tokens - tokens_before)
+        self.events.emit("train_end", trainer=self, stats=stats)
+        return stats
+
+    def _budget_left(self) -> bool:
+        max_steps = self.options.max_steps
+        return self.stop_reason is None and (max_steps is None or self.progress.step < max_steps)
+
+    def _run_epochs(self) -> None:
+        while self.progress.epoch < self.num_epochs and self._budget_left():
+            epoch = self.progress.epoch
+            self.events.emit("epoch_begin", trainer=self, epoch=epoch)
+            group: list[Batch] = []
+            for batch in self.batches.epoch(epoch, start=self.progress.batch_in_epoch):
+                group.append(batch)
+                if len(group) == self.gradient_accumulation_steps:
+                    self._step(group)
+                    group = []
+                    if not self._budget_left():
+                        return
+            if group:  # the epoch's last, shorter accumulation group still makes a step
+                self._step(group)
+            self.progress.epoch += 1
+            self.progress.batch_in_epoch = 0
+            self.events.emit("epoch_end", trainer=self, epoch=epoch)
+
+    def _step(self, group: list[Batch]) -> None:
+        """One optimizer step over `group`, whose gradients sum to those of one batch made of all of it."""
+        step = self.progress.step + 1
+        self.events.emit("step_begin", trainer=self, step=step)
+        started = time.perf_counter()
+        counts = [count_targets(batch) for batch in group]
+        # every token weighs the same across micro-batches and ranks (DDP averages gradients over ranks)
+        total = all_reduce_sum(torch.tensor(float(sum(counts))), self.context).item() or 1.0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for index, (batch, count) in enumerate(zip(group, counts, strict=True)):
+            batch = self.to_device(batch)
+            last = index == len(group) - 1
+            sync = nullcontext() if last or not self.context.enabled else self.model.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = self.model(**batch)["loss"]
+                self.backward(loss * (count * self.context.world_size / total))
+            loss_sum += loss.detach().double() * count
+        loss_value = all_reduce_sum(loss_sum, self.context).item() / total
+        if not math.isfinite(loss_value):
+            self._diverged(step, loss_value)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer_step()
+        tokens = sum(batch["input_ids"].numel() for batch in group) * self.context.world_size
+        self.progress.step = step
+        self.progress.batch_in_epoch += len(group)
+        self.progress.tokens += tokens
+        self.losses.append(loss_value)
+        seconds = time.perf_counter() - started
+        metrics = {
+            "loss": loss_value,
+            "lr": lr,
+            "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
+            "tokens": self.progress.tokens,
+            "epoch": self.progress.epoch,
+        }
+        self.events.emit("step_end", trainer=self, step=step, metrics=metrics)
+        self._bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{metrics['tokens_per_s']:,.0f}", refresh=False)
+        self._bar.update(1)
+        self._periodic_work(step)
+
+    def _periodic_work(self, step: int) -> None:
+        options = self.options
+        val_loss = None
+        if options.eval_interval and step % options.eval_interval == 0 and self.eval_dataloader is not None:
+            val_loss = self.evaluate(max_batches=options.eval_max_batches)["loss"]
+            self.after_evaluation(val_loss)
+        if options.checkpoint_interval and step % options.checkpoint_interval == 0:
+            self.save_checkpoint(val_loss)
+
+    def _diverged(self, step: int, loss: float) -> None:
+        latest = self.checkpoints.latest() if self.checkpoints is not None else None
+        kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written before it"
+        raise TrainingDivergedError(
+            f"the training loss became {loss} at step {step} (epoch {self.progress.epoch}); training stopped "
+            f"without updating the weights and {kept}. Lower the learning rate, clip gradients or check the data."
+        )
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradients of `loss`."""
+        loss.backward()
+
+    def optimizer_step(self) -> None:
+        """Apply the accumulated gradients and clear them."""
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def after_evaluation(self, val_loss: float) -> None:
+        """Track the best validation loss (subclasses may stop early on it)."""
+        best = self.progress.best_val_loss
+        if best is None or val_loss < best:
+            self.progress.best_val_loss = val_loss
+
+    def _finish(self, elapsed: float, tokens: int) -> dict[str, Any]:
+        """Evaluate and checkpoint the final weights, and gather the statistics `train` returns."""
+        stats: dict[str, Any] = {
+            "steps": self.progress.step,
+            "epochs_completed": self.progress.epoch,
+            "tokens": self.progress.tokens,
+            "train_loss": self.losses[-1] if self.losses else None,
+            "losses": list(self.losses),
+            "elapsed_s": elapsed,
+            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+            "stop_reason": self.stop_reason,
+        }
+        val_loss = None
+        if self.eval_dataloader is not None:
+            evaluation = self.evaluate()
+            val_loss = evaluation["loss"]
+            self.after_evaluation(val_loss)
+            stats.update(val_loss=val_loss, val_perplexity=evaluation["perplexity"])
+        stats["best_val_loss"] = self.progress.best_val_loss
+        checkpoint = self.save_checkpoint(val_loss)
+        stats["checkpoint"] = str(checkpoint) if checkpoint is not None else None
+        return stats

@@ -1,0 +1,189 @@
+"""Checkpoint I/O: safetensors + JSON only, exact round trips, atomic writes, rotation and averaging."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cleangpt_core.model import get_model, load_model
+from cleangpt_core.trainers.checkpointing import (
+    BEST_FILE,
+    LATEST_FILE,
+    CheckpointManager,
+    CheckpointWriteError,
+    average_weights,
+    capture_rng_state,
+    flatten_state,
+    read_model_weights,
+    read_state,
+    restore_rng_state,
+    unflatten_state,
+)
+
+
+def _trained_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    for _ in range(3):
+        model(torch.randn(5, 4)).sum().backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def _assert_same_structure(expected, actual):
+    assert type(expected) is type(actual)
+    if isinstance(expected, dict):
+        assert list(expected) == list(actual)
+        for key in expected:
+            _assert_same_structure(expected[key], actual[key])
+    elif isinstance(expected, list | tuple):
+        assert len(expected) == len(actual)
+        for left, right in zip(expected, actual, strict=True):
+            _assert_same_structure(left, right)
+    elif isinstance(expected, torch.Tensor):
+        assert expected.dtype == actual.dtype and torch.equal(expected, actual)
+    elif isinstance(expected, np.ndarray):
+        assert expected.dtype == actual.dtype and np.array_equal(expected, actual)
+    else:
+        assert expected == actual
+
+
+def test_optimizer_state_survives_flattening_exactly():
+    _, optimizer = _trained_optimizer()
+    state = optimizer.state_dict()
+    structure, tensors = flatten_state(state, "optimizer")
+    text = json.dumps(structure)  # the structure is plain JSON: int keys, tuples and floats included
+    _assert_same_structure(state, unflatten_state(json.loads(text), tensors))
+
+
+def test_rng_states_survive_a_checkpoint_and_replay_the_same_draws(tmp_path):
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    state = capture_rng_state()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    manager = CheckpointManager(tmp_path)
+    checkpoint = manager.save(1, nn.Linear(2, 2), {"rng": state})
+    torch.manual_seed(99)
+    np.random.seed(99)
+    random.seed(99)
+    restore_rng_state(read_state(checkpoint)["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_a_checkpoint_holds_only_safetensors_and_json(tmp_path):
+    model, optimizer = _trained_optimizer()
+    checkpoint = CheckpointManager(tmp_path).save(3, model, {"optimizer": optimizer.state_dict()})
+    names = sorted(path.name for path in checkpoint.iterdir())
+    assert names == ["model.safetensors", "trainer_state.json", "trainer_state.safetensors"]
+    json.loads((checkpoint / "trainer_state.json").read_text())
+    assert (tmp_path / LATEST_FILE).read_text().strip() == "checkpoints/step-00000003"
+
+
+def test_weights_and_optimizer_load_back_into_fresh_objects(tmp_path):
+    model, optimizer = _trained_optimizer()
+    checkpoint = CheckpointManager(tmp_path).save(3, model, {"optimizer": optimizer.state_dict()})
+    torch.manual_seed(1)
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=5.0)
+    read_model_weights(fresh, checkpoint)
+    fresh_optimizer.load_state_dict(read_state(checkpoint)["optimizer"])
+    for left, right in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(left, right)
+    _assert_same_structure(optimizer.state_dict(), fresh_optimizer.state_dict())
+
+
+def test_our_models_checkpoint_as_model_directories_with_tied_weights(tmp_path):
+    torch.manual_seed(0)
+    model = get_model("Vanilla", vocab_size=11, n_layer=1, n_head=2, n_embd=16, block_size=8)
+    checkpoint = CheckpointManager(tmp_path).save(7, model, {})
+    loaded = load_model(tmp_path)  # the architecture's own loader, following the run's `latest`
+    for (name, left), right in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(left, right), name
+    assert (checkpoint / "config.json").is_file()
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_latest_and_loadable(tmp_path, monkeypatch):
+    model, _ = _trained_optimizer()
+    manager = CheckpointManager(tmp_path)
+    first = manager.save(1, model, {"step": 1})
+    real_replace = os.replace
+
+    def full_disk(source, target):
+        if "step-00000002" in str(target):
+            raise OSError(28, "No space left on device")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    with pytest.raises(CheckpointWriteError, match=r"step-00000002.*No space left.*still .*step-00000001"):
+        manager.save(2, model, {"step": 2})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert manager.latest() == first
+    assert [path.name for path in manager.root.iterdir()] == ["step-00000001"]  # no partial directory left
+    restored = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    read_model_weights(restored, manager.latest())
+    assert read_state(manager.latest()) == {"step": 1}
+
+
+def test_an_unwritable_run_directory_fails_with_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    manager = CheckpointManager(tmp_path / "run")
+    manager.save(1, nn.Linear(2, 2), {})
+    manager.root.chmod(0o500)
+    try:
+        with pytest.raises(CheckpointWriteError, match="still"):
+            manager.save(2, nn.Linear(2, 2), {})
+    finally:
+        manager.root.chmod(0o700)
+    assert manager.latest().name == "step-00000001"
+
+
+def test_rotation_keeps_the_last_n_and_the_best(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    losses = {1: 3.0, 2: 1.0, 3: 2.0, 4: 2.5, 5: None}
+    for step, loss in losses.items():
+        manager.save(step, nn.Linear(2, 2), {}, val_loss=loss)
+    assert [path.name for path in manager.checkpoints()] == ["step-00000002", "step-00000004", "step-00000005"]
+    best, loss = manager.best()
+    assert best.name == "step-00000002" and loss == 1.0
+    assert json.loads((tmp_path / BEST_FILE).read_text())["step"] == 2
+
+
+def test_saving_the_same_step_again_replaces_it(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    manager.save(4, nn.Linear(2, 2), {"version": 1})
+    manager.save(4, nn.Linear(2, 2), {"version": 2})
+    assert read_state(manager.latest()) == {"version": 2}
+    assert [path.name for path in manager.root.iterdir()] == ["step-00000004"]
+
+
+def test_averaging_checkpoints_gives_the_elementwise_mean(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    models = []
+    for step in (1, 2, 3):
+        torch.manual_seed(step)
+        models.append(nn.Linear(3, 3))
+        manager.save(step, models[-1], {})
+    averaged = average_weights(manager.checkpoints())
+    expected = (models[0].weight + models[1].weight + models[2].weight) / 3
+    assert torch.allclose(averaged["weight"], expected, atol=1e-7)
+    assert averaged["weight"].dtype == torch.float32
+
+
+def test_objects_that_would_need_pickle_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="nothing is pickled"):
+        CheckpointManager(tmp_path).save(1, nn.Linear(2, 2), {"function": print})
+    assert CheckpointManager(tmp_path).latest() is None
+    assert list((tmp_path / "checkpoints").iterdir()) == []  # the half-written directory is gone

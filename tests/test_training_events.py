@@ -1,0 +1,176 @@
+"""Training events reach plugins (hooks) and callback objects; a broken observer never stops training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cleangpt_core.testing.trainer import build_tiny_trainer
+from cleangpt_core.trainers.metrics import read_metrics
+
+RECORDING_PLUGIN = """
+from cleangpt_core.plugin_api import hookimpl
+
+CLEANGPT_PLUGIN_API = "1.0"
+EVENTS = []
+
+
+@hookimpl
+def cleangpt_on_train_begin(trainer):
+    EVENTS.append(("train_begin", trainer.progress.step))
+
+
+@hookimpl
+def cleangpt_on_train_end(trainer, stats):
+    EVENTS.append(("train_end", stats["steps"]))
+
+
+@hookimpl
+def cleangpt_on_epoch_begin(epoch):
+    EVENTS.append(("epoch_begin", epoch))
+
+
+@hookimpl
+def cleangpt_on_epoch_end(trainer, epoch):
+    EVENTS.append(("epoch_end", epoch))
+
+
+@hookimpl
+def cleangpt_on_step_begin(step):
+    EVENTS.append(("step_begin", step))
+
+
+@hookimpl
+def cleangpt_on_step_end(step, metrics):
+    EVENTS.append(("step_end", step, sorted(metrics)))
+
+
+@hookimpl
+def cleangpt_on_evaluation_begin(step):
+    EVENTS.append(("evaluation_begin", step))
+
+
+@hookimpl
+def cleangpt_on_evaluation_end(step, metrics):
+    EVENTS.append(("evaluation_end", step, sorted(metrics)))
+
+
+@hookimpl
+def cleangpt_on_checkpoint_saved(step, path):
+    EVENTS.append(("checkpoint_saved", step, path.name, (path / "model.safetensors").is_file()))
+"""
+
+METRIC_KEYS = ["epoch", "loss", "lr", "tokens", "tokens_per_s"]
+EVAL_KEYS = ["loss", "perplexity", "tokens"]
+
+
+def test_a_plugin_observes_every_training_event_in_order(install_plugin, tmp_path):
+    import importlib
+
+    module = importlib.import_module(install_plugin("cleangpt-recorder", RECORDING_PLUGIN))
+    build_tiny_trainer(
+        "simple", output_dir=tmp_path, num_epochs=2, max_steps=14, eval_interval=7, checkpoint_interval=14
+    ).train()
+    events = module.EVENTS
+    assert events[0] == ("train_begin", 0)
+    assert events[1] == ("epoch_begin", 0)
+    assert events[2:4] == [("step_begin", 1), ("step_end", 1, METRIC_KEYS)]
+    assert ("evaluation_begin", 7) in events and ("evaluation_end", 7, EVAL_KEYS) in events
+    assert events.index(("epoch_end", 0)) < events.index(("epoch_begin", 1)) < events.index(("step_begin", 13))
+    assert ("checkpoint_saved", 14, "step-00000014", True) in events
+    assert events[-1] == ("train_end", 14)
+    assert [event[1] for event in events if event[0] == "step_end"] == list(range(1, 15))
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, trainer):
+        self.calls.append("train_begin")
+
+    def on_step_end(self, step):  # a callback may take fewer arguments than the event has
+        self.calls.append(f"step {step}")
+
+    def on_train_end(self, **everything):
+        self.calls.append(f"train_end {sorted(everything)}")
+
+
+def test_a_callback_object_receives_the_events_it_has_methods_for():
+    recorder = Recorder()
+    build_tiny_trainer("advanced", max_steps=2, callbacks=[recorder]).train()
+    assert recorder.calls == ["train_begin", "step 1", "step 2", "train_end ['stats', 'trainer']"]
+
+
+class Broken:
+    def __init__(self):
+        self.calls = 0
+
+    def on_step_end(self, step):
+        self.calls += 1
+        raise RuntimeError("observer bug")
+
+
+def test_a_raising_callback_is_reported_once_and_training_goes_on():
+    broken, recorder = Broken(), Recorder()
+    trainer = build_tiny_trainer("simple", max_steps=4, callbacks=[broken, recorder])
+    with pytest.warns(RuntimeWarning, match=r"Broken.on_step_end raised RuntimeError: observer bug"):
+        stats = trainer.train()
+    assert stats["steps"] == 4 and broken.calls == 1
+    assert recorder.calls[1:5] == ["step 1", "step 2", "step 3", "step 4"]
+    assert len(trainer.events.failures) == 1
+
+
+def test_a_raising_plugin_hook_does_not_stop_training(install_plugin):
+    install_plugin(
+        "cleangpt-crashy",
+        """
+        from cleangpt_core.plugin_api import hookimpl
+
+        CLEANGPT_PLUGIN_API = "1.0"
+
+
+        @hookimpl
+        def cleangpt_on_step_begin(step):
+            raise ValueError("plugin bug")
+        """,
+    )
+    recorder = Recorder()
+    with pytest.warns(RuntimeWarning, match="plugin cleangpt-crashy.*plugin bug"):
+        stats = build_tiny_trainer("simple", max_steps=3, callbacks=[recorder]).train()
+    assert stats["steps"] == 3 and recorder.calls[1:4] == ["step 1", "step 2", "step 3"]
+
+
+def test_the_metrics_logger_writes_json_lines_and_a_loss_curve(tmp_path):
+    build_tiny_trainer(
+        "advanced", output_dir=tmp_path, num_epochs=2, max_steps=20, log_interval=5, eval_interval=10
+    ).train()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in train] == [5, 10, 15, 20]
+    assert set(train[0]) >= {"step", "epoch", "loss", "lr", "tokens_per_s", "tokens"}
+    assert [r["step"] for r in val] == [10, 20, 20]  # periodic evaluations and the final one
+    assert all(r["val_perplexity"] > 1 for r in val)
+    assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_metrics_logger_can_be_turned_off(tmp_path):
+    build_tiny_trainer("simple", output_dir=tmp_path, max_steps=3, log_metrics=False).train()
+    assert not (tmp_path / "metrics.jsonl").exists()
+    assert (tmp_path / "latest").is_file()
+
+
+def test_a_resumed_run_continues_the_metrics_file_without_repeating_steps(tmp_path):
+    from cleangpt_core.testing.trainer import StopAtStep
+
+    options = {"output_dir": tmp_path, "num_epochs": 2, "max_steps": 20, "log_interval": 2, "checkpoint_interval": 6}
+    build_tiny_trainer("simple", callbacks=[StopAtStep(8)], **options).train()
+    # a killed run may have logged past its checkpoint: the resumed run drops those lines
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"step": 9, "loss": 1.0}) + "\n")
+    (tmp_path / "latest").write_text("checkpoints/step-00000006\n")
+    build_tiny_trainer("simple", **options).train(resume_from=tmp_path)
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(2, 21, 2))
