@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CI_SECTIONS = ("Set-up", "Tests", "The main job")
+CI_SECTIONS = ("Set-up", "The main job", "Tests")
 
 
 def readme_commands() -> list[str]:

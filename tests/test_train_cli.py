@@ -134,3 +134,15 @@ def test_a_config_file_is_laid_over_the_recipe_and_a_new_trainer_gets_its_own_de
     assert "lr_schedule" not in config.trainer.options
     assert (config.model.n_layer, config.model.n_embd, config.model.dropout) == (2, 128, 0.1)
     assert not sets_vocab
+
+
+def test_training_into_an_existing_run_is_refused_unless_overwrite_is_given(tmp_path):
+    run_dir = tmp_path / "run"
+    assert invoke("train", *tiny(run_dir), "--set", "trainer.max_steps=9").exit_code == 0
+    refused = CliRunner().invoke(cli, ["train", *tiny(run_dir)])
+    assert refused.exit_code == 1
+    assert f"{run_dir} already holds a run; continue it with --resume" in refused.output
+    assert (run_dir / "latest").read_text().strip() == "checkpoints/step-00000009"  # nothing was touched
+    assert invoke("train", *tiny(run_dir), "--overwrite").exit_code == 0
+    assert (run_dir / "latest").read_text().strip() == "checkpoints/step-00000006"
+    assert not (run_dir / "checkpoints" / "step-00000009").exists()

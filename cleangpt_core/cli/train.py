@@ -6,6 +6,7 @@ Torch and the runner are imported inside the commands, so ``cleangpt --help`` st
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import click
@@ -30,7 +31,10 @@ import click
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this run (or checkpoint) directory exactly where it stopped.",
 )
-def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | None) -> None:
+@click.option(
+    "--overwrite", is_flag=True, help="Start afresh in an output directory that already holds a run, deleting it."
+)
+def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
     """Train a model, write checkpoints, metrics and a loss curve into the run directory, then print a sample.
 
     With no options: a small character-level model on the embedded Tiny Shakespeare (about two minutes on
@@ -46,7 +50,24 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
         run_experiment(config, resume_from=checkpoint, echo=click.echo)
     else:
         config, sets_vocab_size = load_run_config(config_file, overrides)
+        _claim_output_dir(config.output.dir, overwrite)
         run_experiment(config, keep_vocab_size=sets_vocab_size, echo=click.echo)
+
+
+def _claim_output_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to train over an earlier run unless asked to: its checkpoints would silently be lost."""
+    from cleangpt_core.trainers.checkpointing import BEST_FILE, CHECKPOINTS_DIR, LATEST_FILE
+
+    if not (run_dir / CHECKPOINTS_DIR).exists():
+        return
+    if not overwrite:
+        raise click.ClickException(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir}, train elsewhere with "
+            "--set output.dir=DIR, or pass --overwrite to delete it and start afresh"
+        )
+    shutil.rmtree(run_dir / CHECKPOINTS_DIR)
+    for pointer in (LATEST_FILE, BEST_FILE):
+        (run_dir / pointer).unlink(missing_ok=True)
 
 
 @click.command("evaluate")
