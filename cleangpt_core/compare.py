@@ -169,14 +169,15 @@ def build_plan(
         budgets[label] = steps[label] * per_step
         runs.append(run)
     _check_same_setting(configs)
-    if len(set(budgets.values())) > 1:
+    # With --max-tokens each run trains on max_tokens rounded up to whole steps: the same budget.
+    if max_tokens is None and len(set(budgets.values())) > 1:
         listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
         raise ConfigError(
             f"the runs would train on different numbers of tokens ({listed}) because their batch_size x block_size "
             "differ; pass --max-tokens to give each the same token budget"
         )
     records = {label: config_record(config) for label, config in configs.items()}
-    return ComparisonPlan(tuple(runs), steps, next(iter(budgets.values())), records)
+    return ComparisonPlan(tuple(runs), steps, max_tokens or next(iter(budgets.values())), records)
 
 
 def _check_same_setting(configs: dict[str, ExperimentConfig]) -> None:

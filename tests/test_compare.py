@@ -51,7 +51,10 @@ def tiny(corpus: Path, *extra: str) -> list[str]:
 
 
 def write_config(path: Path, block_size: int, seed: int = 1337) -> Path:
-    path.write_text(f"seed: {seed}\nmodel: {{n_layer: 1, n_head: 2, n_embd: 16, block_size: {block_size}}}\n")
+    path.write_text(
+        f"seed: {seed}\ndata: {{batch_size: 12}}\n"
+        f"model: {{n_layer: 1, n_head: 2, n_embd: 16, block_size: {block_size}}}\n"
+    )
     return path
 
 
@@ -75,6 +78,8 @@ def test_a_token_budget_gives_runs_with_other_batch_shapes_as_many_tokens(corpus
     overrides = [f"data.dataset={corpus}", "trainer.warmup_steps=1"]
     plan = build_plan(tmp_path / "out", config_files=configs, overrides=overrides, max_tokens=12 * 64 * 10)
     assert plan.max_steps == {"short": 40, "long": 10}
+    uneven = build_plan(tmp_path / "out", config_files=configs, overrides=overrides, max_tokens=1000)
+    assert uneven.max_steps == {"short": 6, "long": 2}  # each run gets at least the budget, in whole steps
     with pytest.raises(ConfigError, match=r"different numbers of tokens \(short: 1,920, long: 7,680\).*--max-tokens"):
         build_plan(tmp_path / "out", config_files=configs, overrides=overrides, max_steps=10)
 
