@@ -6,8 +6,9 @@ building the CLI, and that must not import numpy, torch or transformers through 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cleangpt_core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, BatchEncoding
@@ -18,17 +19,17 @@ if TYPE_CHECKING:
     from cleangpt_core.tokenizers.reduced_tokenizer import ReducedVocabTokenizer
 
 _EXPORTS = {
-    "BaseTokenizer": "base_tokenizer",
-    "BatchEncoding": "base_tokenizer",
-    "CharacterTokenizer": "character_tokenizer",
-    "GPT2Tokenizer": "gpt2_tokenizer",
-    "ReducedVocabTokenizer": "reduced_tokenizer",
-    "TokenizerFactory": "factory",
-    "create_tokenizer": "factory",
-    "from_pretrained": "factory",
-    "TokenizerError": "errors",
-    "TokenizerLoadError": "errors",
-    "UnknownTokenError": "errors",
+    "BaseTokenizer": ".base_tokenizer",
+    "BatchEncoding": ".base_tokenizer",
+    "CharacterTokenizer": ".character_tokenizer",
+    "GPT2Tokenizer": ".gpt2_tokenizer",
+    "ReducedVocabTokenizer": ".reduced_tokenizer",
+    "TokenizerFactory": ".factory",
+    "create_tokenizer": ".factory",
+    "from_pretrained": ".factory",
+    "TokenizerError": ".errors",
+    "TokenizerLoadError": ".errors",
+    "UnknownTokenError": ".errors",
 }
 
 __all__ = [
@@ -46,11 +47,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,9 @@ option schemas in ``cleangpt_core.trainers.schemas`` without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cleangpt_core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from cleangpt_core.trainers.advanced_trainer import AdvancedTrainer
@@ -37,7 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,9 @@ to list components, and that must not import numpy or torch through this package
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cleangpt_core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from cleangpt_bytetok.tokenizer import ByteLevelTokenizer
@@ -16,7 +17,4 @@ __version__ = "0.1.0"
 __all__ = ["ByteLevelTokenizer"]
 
 
-def __getattr__(name: str) -> Any:
-    if name != "ByteLevelTokenizer":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return importlib.import_module("cleangpt_bytetok.tokenizer").ByteLevelTokenizer
+__getattr__, __dir__ = lazy_exports(__name__, {"ByteLevelTokenizer": ".tokenizer"})

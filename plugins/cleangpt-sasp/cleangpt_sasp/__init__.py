@@ -1,9 +1,14 @@
-"""cleanGPT's SASP architecture: the simplified transformer block of He & Hofmann (ICLR 2024)."""
+"""cleanGPT's SASP architecture: the simplified transformer block of He & Hofmann (ICLR 2024).
+
+`SASPTransformerModel` loads on first access (PEP 562): the model imports torch, and cleanGPT imports this
+package's `plugin` module whenever it starts, even for `cleangpt --help`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from cleangpt_core.lazy_exports import lazy_exports
 from cleangpt_sasp.config import SASPConfig
 
 if TYPE_CHECKING:
@@ -12,10 +17,4 @@ if TYPE_CHECKING:
 __all__ = ["SASPConfig", "SASPTransformerModel"]
 
 
-def __getattr__(name: str) -> Any:
-    # The model imports torch; importing it lazily keeps plugin discovery (cleangpt --help) fast.
-    if name == "SASPTransformerModel":
-        from cleangpt_sasp.model import SASPTransformerModel
-
-        return SASPTransformerModel
-    raise AttributeError(f"module 'cleangpt_sasp' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"SASPTransformerModel": ".model"})
