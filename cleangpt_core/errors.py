@@ -32,3 +32,47 @@ class PluginError(CleanGPTError):
 
 class IncompatiblePluginError(PluginError):
     """A plugin was written for a plugin API version this core does not provide."""
+
+
+class TokenizerError(CleanGPTError, ValueError):
+    """A tokenizer was used in a way it cannot serve: unfitted, unknown input, bad ids, bad arguments."""
+
+
+class UnknownTokenError(TokenizerError):
+    """The text holds a symbol outside the vocabulary and the tokenizer's policy is to refuse it."""
+
+
+class TokenizerLoadError(TokenizerError):
+    """A tokenizer directory is missing, incomplete or corrupt."""
+
+
+class DataError(CleanGPTError, ValueError):
+    """A corpus or dataset cannot be loaded or is unusable as given; the message says which and why."""
+
+
+class SequenceTooLongError(CleanGPTError, ValueError):
+    """An input is longer than the model's context (block_size)."""
+
+
+class GenerationError(CleanGPTError, ValueError):
+    """A generation request that cannot be served (an empty prompt, a bad batch)."""
+
+
+class HFConversionError(CleanGPTError, ValueError):
+    """A Hugging Face checkpoint that Vanilla cannot represent, or that is incomplete."""
+
+
+class CheckpointError(CleanGPTError, FileNotFoundError):
+    """A path that is not a model directory, checkpoint or run directory, or one that is incomplete."""
+
+
+class CheckpointWriteError(CleanGPTError, OSError):
+    """A checkpoint could not be written (a full disk, a permission); the previous one is still intact."""
+
+
+class TrainingDivergedError(CleanGPTError):
+    """The loss became NaN or infinite; training stopped without saving the broken weights."""
+
+
+class ScaffoldError(CleanGPTError):
+    """A plugin project cannot be written: a bad name, a name already taken, or an existing folder."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cleangpt_core.errors import GenerationError
 from cleangpt_core.inference.generation import batch_generate, run_generation
 from cleangpt_core.model import get_model
-from cleangpt_core.model.decoding import GenerationError, generate_tokens
+from cleangpt_core.model.decoding import generate_tokens
 from cleangpt_core.testing.architecture import perturb_parameters
 from cleangpt_core.tokenizers import CharacterTokenizer
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cleangpt_core.errors import UnknownTokenError
 from cleangpt_core.testing.tokenizer import check_tokenizer_contract
 from cleangpt_core.tokenizers import CharacterTokenizer, TokenizerError, TokenizerLoadError, from_pretrained
-from cleangpt_core.tokenizers.errors import UnknownTokenError
 from cleangpt_core.utils import tinyshakespeare_text
 
 SAMPLES = ["Hello, world!", "To be, or not to be: that is the question.", "é ✓ 日本 🙂 <pad>"]

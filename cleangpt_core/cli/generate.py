@@ -34,8 +34,9 @@ def generate(
     """
     import torch  # imported here so that `cleangpt --help` stays fast
 
+    from cleangpt_core.errors import CheckpointError
     from cleangpt_core.inference.generation import run_generation
-    from cleangpt_core.model.serialization import CheckpointError, load_model, resolve_checkpoint
+    from cleangpt_core.model.serialization import load_model, resolve_checkpoint
     from cleangpt_core.tokenizers import from_pretrained
 
     directory = resolve_checkpoint(checkpoint)

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cleangpt_core.model.decoding import GenerationError, SamplerLike, generate_tokens
+from cleangpt_core.errors import GenerationError
+from cleangpt_core.model.decoding import SamplerLike, generate_tokens
 
 StreamCallback = Callable[[str], None]
 

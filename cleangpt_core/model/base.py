@@ -17,13 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.errors import SequenceTooLongError
 from cleangpt_core.model.decoding import generate_tokens
 from cleangpt_core.model.kv_cache import KVCache
-
-
-class SequenceTooLongError(CleanGPTError, ValueError):
-    """An input is longer than the model's context (block_size)."""
 
 
 class CausalLanguageModel(nn.Module):

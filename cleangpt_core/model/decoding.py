@@ -18,7 +18,7 @@ import torch
 
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.config.sampling import CombinedConfig
-from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.errors import GenerationError
 from cleangpt_core.inference.sampling_strategies import sample_next_token
 from cleangpt_core.registry import get_component
 
@@ -26,10 +26,6 @@ NextTokenFn = Callable[[torch.Tensor], torch.Tensor]
 SamplerLike = str | Callable[..., torch.Tensor] | None
 
 _BUILTIN_SAMPLERS = "cleangpt_core.inference.sampling_strategies:"
-
-
-class GenerationError(CleanGPTError, ValueError):
-    """A generation request that cannot be served (an empty prompt, a bad batch)."""
 
 
 def resolve_sampler(

@@ -16,16 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cleangpt_core.config import GPTConfig, validate_config
-from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.model_Vanilla import VanillaTransformerModel
 
 # Linear layers that transformers' GPT-2 stores as Conv1D, i.e. with weight (in_features, out_features).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 _PREFIX = "transformer."
-
-
-class HFConversionError(CleanGPTError, ValueError):
-    """A Hugging Face checkpoint that Vanilla cannot represent, or that is incomplete."""
 
 
 def vanilla_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:

@@ -21,7 +21,7 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from cleangpt_core.config import GPTConfig, validate_config
-from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.errors import CheckpointError
 from cleangpt_core.model.factory import get_model
 
 CONFIG_FILE = "config.json"
@@ -29,10 +29,6 @@ WEIGHTS_FILE = "model.safetensors"
 LATEST_FILE = "latest"
 CHECKPOINTS_DIR = "checkpoints"
 _STEP_DIR = re.compile(r"step-(\d+)$")
-
-
-class CheckpointError(CleanGPTError, FileNotFoundError):
-    """A path that is not a model directory, checkpoint or run directory, or one that is incomplete."""
 
 
 def save_model(model: nn.Module, directory: str | Path) -> Path:

@@ -22,17 +22,13 @@ from pathlib import Path, PurePosixPath
 from string import Template
 
 from cleangpt_core import __version__
-from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.errors import ScaffoldError
 from cleangpt_core.plugin_api import KINDS, PLUGIN_API_VERSION
 
 _NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
 MAX_NAME_LENGTH = 24  # the generated code stays within 120 columns up to this length
 _TEMPLATE_SUFFIX = ".tmpl"
 _FRAGMENT_SUFFIX = ".fragment"
-
-
-class ScaffoldError(CleanGPTError):
-    """A plugin project cannot be written: a bad name, a name already taken, or an existing folder."""
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cleangpt_core.errors import TokenizerError, TokenizerLoadError, UnknownTokenError
 from cleangpt_core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, BatchEncoding
     from cleangpt_core.tokenizers.character_tokenizer import CharacterTokenizer
-    from cleangpt_core.tokenizers.errors import TokenizerError, TokenizerLoadError, UnknownTokenError
     from cleangpt_core.tokenizers.factory import TokenizerFactory, create_tokenizer, from_pretrained
     from cleangpt_core.tokenizers.gpt2_tokenizer import GPT2Tokenizer
     from cleangpt_core.tokenizers.reduced_tokenizer import ReducedVocabTokenizer
@@ -27,9 +27,6 @@ _EXPORTS = {
     "TokenizerFactory": ".factory",
     "create_tokenizer": ".factory",
     "from_pretrained": ".factory",
-    "TokenizerError": ".errors",
-    "TokenizerLoadError": ".errors",
-    "UnknownTokenError": ".errors",
 }
 
 __all__ = [

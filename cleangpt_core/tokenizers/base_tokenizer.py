@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from cleangpt_core.tokenizers.errors import TokenizerError, TokenizerLoadError
+from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 
 # The file naming the tokenizer type; HF's own tokenizer_config.json may sit beside it (the gpt2 tokenizer).
 TOKENIZER_FILE = "cleangpt_tokenizer.json"

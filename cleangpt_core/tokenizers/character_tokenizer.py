@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cleangpt_core.errors import TokenizerError, TokenizerLoadError, UnknownTokenError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, TokenIds, as_id_list, read_json_file
-from cleangpt_core.tokenizers.errors import TokenizerError, TokenizerLoadError, UnknownTokenError
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, EOS, UNK)

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from cleangpt_core.config.base import validate_config
+from cleangpt_core.errors import TokenizerError
 from cleangpt_core.registry import get_component, get_registry
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, read_tokenizer_config
-from cleangpt_core.tokenizers.errors import TokenizerError
 
 
 class TokenizerFactory:

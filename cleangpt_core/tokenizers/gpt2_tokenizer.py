@@ -18,8 +18,8 @@ import tiktoken
 import torch
 from transformers import GPT2TokenizerFast
 
+from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, TokenIds, as_id_list, wrap_encoded
-from cleangpt_core.tokenizers.errors import TokenizerError, TokenizerLoadError
 
 ENDOFTEXT = "<|endoftext|>"
 # The pre-tokenisation regex of GPT-2 (openai/gpt-2, encoder.py), as tiktoken's "gpt2" encoding uses it.

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, TokenIds, as_id_list, read_json_file, wrap_encoded
-from cleangpt_core.tokenizers.errors import TokenizerError, TokenizerLoadError
 
 UNK = "<unk>"
 BASE_DIR = "base"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cleangpt_core.errors import CheckpointWriteError, TrainingDivergedError
 from cleangpt_core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from cleangpt_core.trainers.advanced_trainer import AdvancedTrainer
-    from cleangpt_core.trainers.base_trainer import BaseTrainer, TrainingDivergedError
-    from cleangpt_core.trainers.checkpointing import CheckpointManager, CheckpointWriteError
+    from cleangpt_core.trainers.base_trainer import BaseTrainer
+    from cleangpt_core.trainers.checkpointing import CheckpointManager
     from cleangpt_core.trainers.factory import get_trainer
     from cleangpt_core.trainers.simple_trainer import SimpleTrainer
 
@@ -21,9 +22,7 @@ _EXPORTS = {
     "AdvancedTrainer": "cleangpt_core.trainers.advanced_trainer",
     "BaseTrainer": "cleangpt_core.trainers.base_trainer",
     "CheckpointManager": "cleangpt_core.trainers.checkpointing",
-    "CheckpointWriteError": "cleangpt_core.trainers.checkpointing",
     "SimpleTrainer": "cleangpt_core.trainers.simple_trainer",
-    "TrainingDivergedError": "cleangpt_core.trainers.base_trainer",
     "get_trainer": "cleangpt_core.trainers.factory",
 }
 

@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from cleangpt_core.config.base import validate_config
-from cleangpt_core.errors import CleanGPTError
-from cleangpt_core.model.serialization import CheckpointError
+from cleangpt_core.errors import CheckpointError
 from cleangpt_core.trainers.batches import Batch, EpochBatches
 from cleangpt_core.trainers.checkpointing import (
     CHECKPOINTS_DIR,
@@ -36,10 +35,6 @@ from cleangpt_core.trainers.distributed import barrier, init_distributed, wrap_m
 from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
 from cleangpt_core.trainers.events import TrainingEvents
 from cleangpt_core.trainers.schemas import TrainerConfig
-
-
-class TrainingDivergedError(CleanGPTError):
-    """The loss became NaN or infinite; training stopped without saving the broken weights."""
 
 
 @dataclass

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.errors import CleanGPTError
-from cleangpt_core.model.serialization import CheckpointError, save_model
+from cleangpt_core.errors import CheckpointError, CheckpointWriteError
+from cleangpt_core.model.serialization import save_model
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
@@ -40,10 +40,6 @@ _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 # Tags of the JSON encoding: everything JSON cannot say natively is a one-key object with one of these keys.
 _TENSOR, _TUPLE, _DICT, _ARRAY = "__tensor__", "__tuple__", "__dict__", "__ndarray__"
 _TAGS = frozenset({_TENSOR, _TUPLE, _DICT, _ARRAY})
-
-
-class CheckpointWriteError(CleanGPTError, OSError):
-    """A checkpoint could not be written (a full disk, a permission); the previous one is still intact."""
 
 
 def flatten_state(state: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import torch
 from tqdm.auto import tqdm
 
-from cleangpt_core.trainers.base_trainer import BaseTrainer, TrainingDivergedError
+from cleangpt_core.errors import TrainingDivergedError
+from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.batches import Batch
 from cleangpt_core.trainers.distributed import all_reduce_sum
 from cleangpt_core.trainers.evaluation import count_targets

@@ -1,5 +1,6 @@
 """Data loading and token analysis utilities."""
 
+from cleangpt_core.errors import DataError
 from cleangpt_core.utils.data_utils import (
     TokenBlockDataset,
     load_and_prepare_data,
@@ -10,7 +11,6 @@ from cleangpt_core.utils.data_utils import (
     tinyshakespeare_split,
     tinyshakespeare_text,
 )
-from cleangpt_core.utils.errors import DataError
 from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir, tokenize_documents
 
 __all__ = [

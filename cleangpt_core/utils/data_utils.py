@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.errors import DataError
 from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir, tokenize_documents
 
 TINYSHAKESPEARE = "tinyshakespeare"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.errors import DataError
 
 ENV_CACHE_DIR = "CLEANGPT_CACHE_DIR"
 CACHE_FORMAT = 1

@@ -14,9 +14,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 from cleangpt_core.tokenizers.reduced_tokenizer import ReducedVocabTokenizer
-from cleangpt_core.utils.errors import DataError
 
 
 class TokenUsageAnalyzer:

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cleangpt_core.errors import TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, TokenIds, as_id_list, wrap_encoded
-from cleangpt_core.tokenizers.errors import TokenizerError
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, BOS, EOS)
