@@ -30,8 +30,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
+from cleangpt_core.config import ExperimentConfig, load_experiment_config
 from cleangpt_core.trainers import get_trainer
-from cleangpt_core.training_run import DEFAULT_RECIPE, load_run_config, make_optimizer, prepare_run
+from cleangpt_core.training_run import make_optimizer, prepare_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"
@@ -67,7 +68,7 @@ def estimate_val_loss(model: torch.nn.Module, val_tokens: np.ndarray, block: int
 def run_recipe(label: str, config_file: Path | None, overrides: list[str], steps: int) -> dict:
     """Train one recipe through `prepare_run` (the code path of `cleangpt train`) and measure it."""
     with tempfile.TemporaryDirectory() as run_dir:
-        config, keep_vocab = load_run_config(
+        config = load_experiment_config(
             config_file,
             [
                 *overrides,
@@ -80,7 +81,7 @@ def run_recipe(label: str, config_file: Path | None, overrides: list[str], steps
             ],
         )
         times = StepTimes()
-        run = prepare_run(config, keep_vocab_size=keep_vocab, callbacks=[times])
+        run = prepare_run(config, callbacks=[times])
         started = time.perf_counter()
         stats = run.trainer.train()
         wall = time.perf_counter() - started
@@ -106,8 +107,8 @@ def run_recipe(label: str, config_file: Path | None, overrides: list[str], steps
 
 def throughput_against_gpt2(rounds: int = 6, steps_per_round: int = 20) -> tuple[float, float]:
     """Median tokens/s of our trainer's steps and of a bare GPT2LMHeadModel loop, interleaved round by round."""
-    config, keep_vocab = load_run_config(NANOGPT_CONFIG, [f"output.dir={tempfile.mkdtemp()}"])
-    run = prepare_run(config, keep_vocab_size=keep_vocab)
+    config = load_experiment_config(NANOGPT_CONFIG, [f"output.dir={tempfile.mkdtemp()}"])
+    run = prepare_run(config)
     times = StepTimes()
     trainer = get_trainer(
         "advanced",
@@ -186,7 +187,7 @@ def main() -> None:
         f"(ratio {nanogpt / NANOGPT_VAL_LOSS:.3f}; target <= 1.91: {'met' if nanogpt <= 1.91 else 'NOT met'})"
     )
     default = results[1]["val_loss_estimate"]
-    print(f"default recipe ({DEFAULT_RECIPE['trainer']['name']} trainer): val loss {default:.4f} (aim <= 1.88)")
+    print(f"default recipe ({ExperimentConfig().trainer.name} trainer): val loss {default:.4f} (aim <= 1.88)")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cleangpt_core.config.experiment import ExperimentConfig
+from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
 from cleangpt_core.errors import ConfigError
 
 PLAN_FILE = "compare.json"
@@ -41,12 +42,10 @@ class PlannedRun:
     config_file: str | None
     overrides: tuple[str, ...]
 
-    def load(self) -> tuple[ExperimentConfig, bool]:
-        """The run's experiment config (default recipe, config file, overrides) and whether it sets
-        model.vocab_size itself (otherwise the tokenizer's is used)."""
-        from cleangpt_core.training_run import load_run_config
-
-        return load_run_config(self.config_file, self.overrides)
+    def load(self) -> ExperimentConfig:
+        """The run's experiment config (the defaults, the config file, the overrides), as `cleangpt train`
+        would resolve it."""
+        return load_experiment_config(self.config_file, self.overrides)
 
 
 def config_record(config: ExperimentConfig) -> dict[str, Any]:
@@ -95,7 +94,7 @@ class ComparisonPlan:
     def check_unchanged(self) -> None:
         """Fail if a run's config file changed since the comparison started: its runs would differ."""
         for run in self.runs:
-            config, _ = run.load()
+            config = run.load()
             if config_record(config) != self.configs[run.label]:
                 raise ConfigError(
                     f"run {run.label!r}: its config ({run.config_file or 'the default recipe'}) changed since the "
@@ -156,7 +155,7 @@ def build_plan(
     runs, steps, budgets, configs = [], {}, {}, {}
     for label, (config_file, run_overrides) in zip(_labels(names), specs, strict=True):
         run_overrides.append(f"output.dir={out_dir.resolve() / RUNS_DIR / label}")
-        config, _ = PlannedRun(label, config_file, tuple(run_overrides)).load()
+        config = PlannedRun(label, config_file, tuple(run_overrides)).load()
         per_step = tokens_per_step(config)
         if max_tokens is not None:
             steps[label] = math.ceil(max_tokens / per_step)
@@ -165,7 +164,7 @@ def build_plan(
         if steps[label] is None:
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
         run = PlannedRun(label, config_file, (*run_overrides, f"trainer.max_steps={steps[label]}"))
-        configs[label], _ = run.load()  # validates the final config before anything trains
+        configs[label] = run.load()  # validates the final config before anything trains
         budgets[label] = steps[label] * per_step
         runs.append(run)
     _check_same_setting(configs)
@@ -204,7 +203,7 @@ def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
             )
         return True
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(plan.to_json(), indent=2) + "\n")
     return False
 
 
@@ -245,7 +244,8 @@ class RunRecorder:
         model = trainer.raw_model
         self.parameters = model.get_num_params() if hasattr(model, "get_num_params") else None
         path = Path(trainer.output_dir) / CLOCK_FILE
-        self._clock = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        resumed = trainer.progress.step > 0 and path.is_file()  # a run started over starts a new clock
+        self._clock = json.loads(path.read_text(encoding="utf-8")) if resumed else {}
         at_start = self._clock.get(str(trainer.progress.step), {"wall_s": 0.0, "train_s": 0.0})
         self._wall_before, self.train_s = at_start["wall_s"], at_start["train_s"]
         self._segment_start = time.perf_counter()
@@ -269,7 +269,7 @@ class RunRecorder:
     def on_checkpoint_saved(self, trainer: Any, step: int) -> None:
         self.wall_s = self._wall_before + time.perf_counter() - self._segment_start
         self._clock[str(step)] = {"wall_s": self.wall_s, "train_s": self.train_s}
-        (Path(trainer.output_dir) / CLOCK_FILE).write_text(json.dumps(self._clock), encoding="utf-8")
+        write_text_atomic(Path(trainer.output_dir) / CLOCK_FILE, json.dumps(self._clock))
 
 
 def run_is_finished(run_dir: Path) -> bool:
@@ -286,26 +286,25 @@ def train_run(
     run: PlannedRun, max_steps: int, position: str, *, echo: Echo, callbacks: Sequence[object] = ()
 ) -> dict[str, Any]:
     """Train one run of the plan to its budget (continuing its latest checkpoint) and save its result."""
-    from cleangpt_core.trainers.checkpointing import LATEST_FILE
-    from cleangpt_core.trainers.metrics import METRICS_FILE, read_metrics
+    from cleangpt_core.run_dir import RunDirectory
+    from cleangpt_core.trainers.metrics import read_metrics
     from cleangpt_core.training_run import resume_config, run_experiment
 
-    config, keep_vocab_size = run.load()
-    run_dir = Path(config.output.dir)
+    config = run.load()
+    run_dir = RunDirectory(config.output.dir)
     recorder = RunRecorder(run.label, position, max_steps, echo)
     all_callbacks = [recorder, *callbacks]
 
     def prefixed(line: str) -> None:
         echo(f"{position} {run.label}: {line}")
 
-    if (run_dir / LATEST_FILE).is_file():
-        saved_config, checkpoint = resume_config(run_dir)
+    load_before = _load_average()
+    if run_dir.latest() is not None:
+        saved_config, checkpoint = resume_config(run_dir.root)
         stats = run_experiment(saved_config, resume_from=checkpoint, echo=prefixed, callbacks=all_callbacks)
-    else:
-        if run_dir.exists():  # stopped before its first checkpoint: nothing to continue from
-            shutil.rmtree(run_dir)
-        stats = run_experiment(config, keep_vocab_size=keep_vocab_size, echo=prefixed, callbacks=all_callbacks)
-    records = read_metrics(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else []
+    else:  # stopped before its first checkpoint, if at all: nothing to continue from, so start over
+        stats = run_experiment(config, overwrite=True, echo=prefixed, callbacks=all_callbacks)
+    records = read_metrics(run_dir.metrics) if run_dir.metrics.is_file() else []
     train_lines = [r for r in records if "loss" in r]
     result = {
         "label": run.label,
@@ -320,6 +319,8 @@ def train_run(
         "val_loss": stats.get("val_loss"),
         "val_perplexity": stats.get("val_perplexity"),
         "tokens_per_s": stats["tokens"] / recorder.train_s if recorder.train_s > 0 else None,
+        # tokens/s is measured while this run trained alone; the load average says how busy the machine was
+        "load_average": [load_before, _load_average()],
         "wall_s": recorder.wall_s,
         "checkpoint": stats.get("checkpoint"),
         "sample": stats.get("sample"),
@@ -328,8 +329,16 @@ def train_run(
             [step, loss] for step, loss in {r["step"]: r["val_loss"] for r in records if "val_loss" in r}.items()
         ],
     }
-    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(run_dir.root / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none, e.g. Windows)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def run_comparison(

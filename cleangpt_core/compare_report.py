@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cleangpt_core.atomic_write import write_text_atomic
+
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CURVES_PNG = "val_loss.png"
@@ -44,7 +46,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     """One row per run; the lowest validation loss in bold."""
     best = best_run(results)
     lines = [
-        "| run | model | parameters | tokens/s | train loss | val loss | wall time |",
+        "| run | model | parameters | tokens/s | mean train loss | val loss | wall time |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in results:
@@ -57,6 +59,22 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
             f"| {_number(result.get('train_loss'), 4)} | {val} | {format_duration(result['wall_s'])} |"
         )
     return "\n".join(lines)
+
+
+def throughput_note(results: list[dict[str, Any]]) -> str:
+    """How tokens/s was measured: each run alone, one after another, under the machine load it met."""
+    loads = [
+        f"{r['label']} {_number(r['load_average'][0], 2)} -> {_number(r['load_average'][1], 2)}"
+        for r in results
+        if r.get("load_average")
+    ]
+    seen = f" (1-minute load average before -> after each run: {'; '.join(loads)})" if loads else ""
+    return (
+        "tokens/s counts training steps only and was measured while each run trained alone, one after another, "
+        f"not side by side, so other load on the machine during a run lowers its figure{seen}. For a speed "
+        "comparison that load cannot bias, time the models' steps interleaved: "
+        "`python benchmarks/bench_train_step.py`."
+    )
 
 
 def plot_validation_curves(results: list[dict[str, Any]], path: Path) -> None:
@@ -88,15 +106,18 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], setting: dict[str
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
     plot_validation_curves(results, paths["plot"])
-    paths["json"].write_text(json.dumps({**setting, "runs": results}, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(paths["json"], json.dumps({**setting, "runs": results}, indent=2) + "\n")
 
     labels = [r["label"] for r in results]
     lines = [
         f"# Comparison: {' vs '.join(labels)}",
         "",
         f"Every run trained on the same data (`{setting['dataset']}`), seed ({setting['seed']}) and token budget "
-        f"({setting['tokens_per_run']:,} tokens). Parameters exclude position embeddings; tokens/s counts "
-        "training steps only; wall time includes evaluations and checkpoints.",
+        f"({setting['tokens_per_run']:,} tokens). Parameters exclude position embeddings; mean train loss is "
+        "the mean over each run's last logging interval (trainer.log_interval steps); wall time includes "
+        "evaluations and checkpoints.",
+        "",
+        throughput_note(results),
         "",
         markdown_table(results),
         "",
@@ -111,5 +132,5 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], setting: dict[str
         lines += ["## Samples", ""]
         for label, sample in samples:
             lines += [f"{label}:", "", "```text", sample[:SAMPLE_CHARS].replace("```", "'''"), "```", ""]
-    paths["markdown"].write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(paths["markdown"], "\n".join(lines))
     return paths

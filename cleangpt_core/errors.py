@@ -70,6 +70,10 @@ class CheckpointWriteError(CleanGPTError, OSError):
     """A checkpoint could not be written (a full disk, a permission); the previous one is still intact."""
 
 
+class RunLockedError(CleanGPTError):
+    """Another process is training into the run directory (the message names it)."""
+
+
 class TrainingDivergedError(CleanGPTError):
     """The loss became NaN or infinite; training stopped without saving the broken weights."""
 

@@ -2,12 +2,13 @@
 
 From an `ExperimentConfig` it builds the tokenizer, the data, the model, the optimizer and the trainer, trains
 into the run directory and writes a sample from the final checkpoint. Everything that can be checked is
-checked before the first step: the config by its schemas, and then whether it fits the data (a context longer
-than the validation text fails here, not after an hour of training).
+checked before anything is written or deleted: the config by its schemas, then whether it fits the data (a
+context longer than the validation text fails here, not after an hour of training) and the device. Only then
+does the run take its directory's lock, and, when asked to (``--overwrite``), delete an earlier run there.
 
-``cleangpt train`` starts from `DEFAULT_RECIPE` (also shipped as ``configs/default.yaml``): a 0.8M-parameter
-character-level Vanilla model on the embedded Tiny Shakespeare, 2000 steps, about two minutes on two CPU
-cores. A ``--config`` file and ``--set`` overrides change it.
+``cleangpt train`` starts from the schema's defaults (`ExperimentConfig`, spelled out in
+``configs/default.yaml``): a 0.8M-parameter character-level Vanilla model on the embedded Tiny Shakespeare,
+2000 steps, about two minutes on two CPU cores. A ``--config`` file and ``--set`` overrides change it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,107 +26,98 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cleangpt_core.config.base import validate_config
-from cleangpt_core.config.experiment import ExperimentConfig, apply_overrides, read_config_file
-from cleangpt_core.errors import ConfigError
+from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
+from cleangpt_core.errors import CheckpointError, ConfigError
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.factory import build_config, get_model
-from cleangpt_core.model.serialization import load_model, resolve_checkpoint
+from cleangpt_core.model.serialization import load_trained_model
 from cleangpt_core.registry import load_component
+from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
-from cleangpt_core.trainers.base_trainer import BaseTrainer, find_checkpoint
+from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.devices import choose_device
+from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.evaluation import evaluate_model
 from cleangpt_core.trainers.factory import get_trainer
 from cleangpt_core.trainers.windows import RandomWindowDataset
 from cleangpt_core.utils import TokenBlockDataset, load_corpus_tokens
 
-EXPERIMENT_FILE = "experiment.json"
-TOKENIZER_DIR = "tokenizer"
-SAMPLE_FILE = "sample.txt"
-
-# nanoGPT's shakespeare_char CPU model and schedule, at twice its learning rate and a third more tokens per
-# step: 1.75 validation loss in 2000 steps instead of nanoGPT's 1.91 (benchmarks/bench_quality.py).
-DEFAULT_RECIPE: dict[str, Any] = {
-    "seed": 1337,
-    "data": {"dataset": "tinyshakespeare", "batch_size": 16, "windows": "random"},
-    "tokenizer": {"name": "character"},
-    "model": {"model_type": "Vanilla", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0},
-    "optimizer": {"lr": 2e-3, "betas": [0.9, 0.99], "weight_decay": 0.1},
-    "trainer": {
-        "name": "advanced",
-        "num_epochs": 10,
-        "max_steps": 2000,
-        "lr_schedule": "cosine",
-        "warmup_steps": 100,
-        "min_lr_ratio": 0.1,
-        "grad_clip": 1.0,
-        "eval_interval": 250,
-        "eval_max_batches": 50,
-        "checkpoint_interval": 500,
-    },
-    "sampling": {"name": "combined", "temperature": 0.8, "top_k": 40},
-    "output": {"dir": "runs/default", "sample_prompt": "\n", "sample_tokens": 300},
-}
+# What `train --resume` may change: budgets, cadences and what happens after training. Everything else (the
+# model, the optimizer, the schedule's shape, the data) is state the checkpoint was made with; changing it on
+# resume would either be silently ignored (the optimizer state restores the old learning rate) or break the
+# exact continuation, so it is refused.
+CHANGEABLE_ON_RESUME = (
+    "device",
+    "data.eval_batch_size",
+    "data.num_workers",
+    "trainer.max_steps",
+    "trainer.num_epochs",
+    "trainer.log_interval",
+    "trainer.checkpoint_interval",
+    "trainer.keep_checkpoints",
+    "trainer.eval_interval",
+    "trainer.eval_max_batches",
+    "trainer.progress_bar",
+    "trainer.log_metrics",
+    "trainer.early_stopping_patience",
+    "trainer.early_stopping_min_delta",
+    "sampling",
+    "output.sample_prompt",
+    "output.sample_tokens",
+)
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `update` laid over it, section by section."""
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_run_config(
-    config_file: str | Path | None = None, overrides: Iterable[str] = ()
-) -> tuple[ExperimentConfig, bool]:
-    """The default recipe, then the config file, then the ``--set`` overrides, validated as one config.
-
-    Choosing another component by a section's ``name`` (``--set trainer.name=simple``) drops the recipe's
-    options of that section, so the component gets its own defaults rather than options meant for another.
-    The model section is kept when ``model_type`` changes: its shape fields are shared by every architecture.
-    Returns the config and whether it sets ``model.vocab_size`` (otherwise the tokenizer's is used).
-    """
-    data = read_config_file(config_file) if config_file is not None else {}
-    data = apply_overrides(data, list(overrides))
-    recipe = {
-        section: value
-        for section, value in DEFAULT_RECIPE.items()
-        if not (isinstance(value, dict) and _renames_component(value, data.get(section)))
-    }
-    config = validate_config(ExperimentConfig, deep_merge(recipe, data), "experiment config")
-    model_section = data.get("model")
-    return config, isinstance(model_section, dict) and "vocab_size" in model_section
-
-
-def _renames_component(recipe_section: dict[str, Any], given: Any) -> bool:
-    return (
-        isinstance(given, dict)
-        and "name" in given
-        and "name" in recipe_section
-        and str(given["name"]).lower() != str(recipe_section["name"]).lower()
-    )
+def read_saved_experiment(checkpoint: Path) -> dict[str, Any]:
+    """The experiment.json of a checkpoint as a dict, with an error naming the file when it is damaged."""
+    path = checkpoint / EXPERIMENT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{checkpoint} has no {EXPERIMENT_FILE}; only runs started by `cleangpt train` can resume")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is damaged or truncated ({error})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is damaged: it does not hold an experiment config")
+    return data
 
 
 def resume_config(run: str | Path, overrides: Iterable[str] = ()) -> tuple[ExperimentConfig, Path]:
-    """The config a run was started with (from its latest checkpoint), with overrides, and that checkpoint."""
-    checkpoint = find_checkpoint(run)
-    saved = checkpoint / EXPERIMENT_FILE
-    if not saved.is_file():
-        raise ConfigError(f"{checkpoint} has no {EXPERIMENT_FILE}; only runs started by `cleangpt train` can resume")
-    data = apply_overrides(read_json_config(saved), list(overrides))
-    config = validate_config(ExperimentConfig, data, f"experiment config {saved}")
+    """The config a run was started with (from its latest checkpoint) and that checkpoint.
+
+    Overrides may change what `CHANGEABLE_ON_RESUME` lists; any other change is refused, naming every field,
+    so the experiment.json a resumed run writes is always the config it really trains with.
+    """
+    checkpoint = find_training_checkpoint(run)
+    saved_data = read_saved_experiment(checkpoint)
+    where = f"experiment config {checkpoint / EXPERIMENT_FILE}"
+    saved = resolve_experiment(saved_data, (), where)
+    config = resolve_experiment(saved_data, tuple(overrides), where)
+    before, after = _flatten(saved.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
+    refused = [
+        f"{key} ({before.get(key)!r} -> {after.get(key)!r})"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+        and not any(key == field or key.startswith(field + ".") for field in CHANGEABLE_ON_RESUME)
+    ]
+    if refused:
+        raise ConfigError(
+            f"cannot change on resume: {', '.join(refused)}; the checkpoint was made with the old values. Resume "
+            f"without them, or start a new run (--set output.dir=DIR). Changeable on resume: "
+            f"{', '.join(CHANGEABLE_ON_RESUME)}"
+        )
     run_dir = checkpoint.parent.parent
     return config.model_copy(update={"output": config.output.model_copy(update={"dir": run_dir})}), checkpoint
 
 
-def read_json_config(path: Path) -> dict[str, Any]:
-    """An experiment.json as a dict."""
-    return json.loads(path.read_text(encoding="utf-8"))
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def seed_everything(seed: int) -> None:
@@ -173,15 +166,16 @@ def check_fits(config: ExperimentConfig, train_tokens: int, val_tokens: int) -> 
             )
 
 
-def build_model_config(config: ExperimentConfig, vocab_size: int, keep_vocab_size: bool) -> ExperimentConfig:
-    """The config with model.vocab_size set to the tokenizer's, or checked to cover it when it is kept."""
+def build_model_config(config: ExperimentConfig, vocab_size: int) -> ExperimentConfig:
+    """The config with model.vocab_size set to the tokenizer's, or checked to cover it when the config sets it."""
     model = config.model
-    if keep_vocab_size and model.vocab_size < vocab_size:
+    keep = config.vocab_size_given
+    if keep and model.vocab_size < vocab_size:
         raise ConfigError(
             f"model.vocab_size={model.vocab_size} is smaller than the tokenizer's vocabulary ({vocab_size}); "
             "leave it unset to take the tokenizer's"
         )
-    size = model.vocab_size if keep_vocab_size else vocab_size
+    size = model.vocab_size if keep else vocab_size
     gpt_config = build_config(model.model_type, {**model.model_dump(), "vocab_size": size})
     return config.model_copy(update={"model": gpt_config})
 
@@ -199,16 +193,12 @@ def make_optimizer(config: ExperimentConfig, model: nn.Module) -> torch.optim.Op
 
 
 def prepare_run(
-    config: ExperimentConfig,
-    *,
-    tokenizer: BaseTokenizer | None = None,
-    keep_vocab_size: bool = False,
-    callbacks: Iterable[object] = (),
+    config: ExperimentConfig, *, tokenizer: BaseTokenizer | None = None, callbacks: Iterable[object] = ()
 ) -> PreparedRun:
-    """Build and check the tokenizer, data, model, optimizer and trainer of `config`.
+    """Build and check the tokenizer, data, model, optimizer and trainer of `config`; nothing is written.
 
-    model.vocab_size becomes the tokenizer's unless `keep_vocab_size` (a config that sets it on purpose,
-    e.g. rounded up to a multiple of 64 for speed, or a resumed run's).
+    model.vocab_size becomes the tokenizer's unless the config sets it on purpose (e.g. rounded up to a
+    multiple of 64 for speed; a resumed run's experiment.json always does).
     """
     trainer_options = config.trainer.options
     if trainer_options.get("output_dir") is not None:
@@ -218,7 +208,7 @@ def prepare_run(
     train_tokens = load_split(config, tokenizer, "train")  # fits a character tokenizer's vocabulary
     val_tokens = load_split(config, tokenizer, "validation")
     check_fits(config, len(train_tokens), len(val_tokens))
-    config = build_model_config(config, tokenizer.vocab_size, keep_vocab_size)
+    config = build_model_config(config, tokenizer.vocab_size)
     block, data = config.model.block_size, config.data
     train_windows = (
         RandomWindowDataset(train_tokens, block) if data.windows == "random" else TokenBlockDataset(train_tokens, block)
@@ -251,45 +241,70 @@ def run_experiment(
     config: ExperimentConfig,
     *,
     resume_from: Path | None = None,
-    keep_vocab_size: bool = False,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
     callbacks: Iterable[object] = (),
 ) -> dict[str, Any]:
     """Train `config` (or continue the run of `resume_from`), then sample; returns the training statistics.
 
-    A resumed run takes its tokenizer and vocabulary size from its checkpoint.
+    A resumed run takes its tokenizer from its checkpoint. A fresh run refuses a directory that holds an
+    earlier run unless `overwrite`, and deletes that run only after every check has passed, under the lock.
     """
+    run_dir = RunDirectory(config.output.dir)
+    run_dir.check_usable()
     tokenizer = from_pretrained(resume_from / TOKENIZER_DIR) if resume_from is not None else None
-    keep_vocab_size = keep_vocab_size or resume_from is not None
-    run = prepare_run(config, tokenizer=tokenizer, keep_vocab_size=keep_vocab_size, callbacks=callbacks)
+    run = prepare_run(config, tokenizer=tokenizer, callbacks=callbacks)
     main = run.trainer.context.is_main
-    if main:
-        params = run.model.get_num_params() if hasattr(run.model, "get_num_params") else None
-        echo(
-            f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
-            f"trainer on {run.trainer.device}, {len(run.train_loader):,} batches per epoch, into {config.output.dir}"
-            + (f", resuming from {resume_from}" if resume_from is not None else "")
-        )
-    stats = run.trainer.train(resume_from=resume_from)
-    if not main:
-        return stats
-    val = f", validation loss {stats['val_loss']:.4f}" if stats.get("val_loss") is not None else ""
-    echo(
-        f"done: {stats['steps']} steps, train loss {stats['train_loss']:.4f}{val}, "
-        f"{stats['tokens_per_s']:,.0f} tokens/s; checkpoint {stats['checkpoint']}"
-    )
-    if config.output.sample_tokens and stats["checkpoint"] is not None:
-        sample = sample_from_checkpoint(Path(stats["checkpoint"]), run.config, run.trainer.device)
-        (config.output.dir / SAMPLE_FILE).write_text(sample + "\n", encoding="utf-8")
-        echo(f"sample ({config.output.dir / SAMPLE_FILE}):\n{sample}")
-        stats["sample"] = sample
+    lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()
+    with lock:
+        if main:
+            _claim(run_dir, fresh=resume_from is None, overwrite=overwrite)
+        barrier(run.trainer.context)
+        if main:
+            params = run.model.get_num_params() if hasattr(run.model, "get_num_params") else None
+            echo(
+                f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
+                f"trainer on {run.trainer.device}, {len(run.train_loader):,} batches per epoch, into {run_dir.root}"
+                + (f", resuming from {resume_from}" if resume_from is not None else "")
+            )
+        stats = run.trainer.train(resume_from=resume_from)
+        if not main:
+            return stats
+        echo(_summary(stats))
+        if config.output.sample_tokens and stats["checkpoint"] is not None:
+            sample = sample_from_checkpoint(Path(stats["checkpoint"]), run.config, run.trainer.device)
+            write_text_atomic(run_dir.sample, sample + "\n")
+            echo(f"sample ({run_dir.sample}):\n{sample}")
+            stats["sample"] = sample
     return stats
+
+
+def _claim(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:
+    """Under the lock: refuse to train over an earlier run unless asked to, and clear what a kill left."""
+    if fresh and run_dir.holds_run():
+        if not overwrite:
+            raise ConfigError(
+                f"{run_dir.root} already holds a run; continue it with --resume {run_dir.root}, train elsewhere "
+                "with --set output.dir=DIR, or pass --overwrite to delete it and start afresh"
+            )
+        run_dir.remove_run()
+    run_dir.remove_partials()
+    run_dir.latest(), run_dir.best()  # a damaged or outward pointer fails now, not at the first checkpoint
+
+
+def _summary(stats: dict[str, Any]) -> str:
+    if stats["train_loss"] is None:
+        trained = "nothing left to train (the run had reached its budget)"
+    else:
+        trained = f"last step's train loss {stats['train_loss']:.4f}, {stats['tokens_per_s']:,.0f} tokens/s"
+    val = f", validation loss {stats['val_loss']:.4f}" if stats.get("val_loss") is not None else ""
+    return f"done: {stats['steps']} steps, {trained}{val}; checkpoint {stats['checkpoint']}"
 
 
 def sample_from_checkpoint(checkpoint: Path, config: ExperimentConfig, device: torch.device) -> str:
     """Text generated by the checkpoint's model with the configured sampler, seeded by the experiment seed."""
-    model = load_model(checkpoint, map_location=device).eval()
-    tokenizer = from_pretrained(checkpoint / TOKENIZER_DIR)
+    model, tokenizer, _ = load_trained_model(checkpoint, map_location=device)
+    model.eval()
     sampler_fn = load_component("sampler", config.sampling.name)
     options = config.sampling.options
 
@@ -317,18 +332,15 @@ def evaluate_checkpoint(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Loss and perplexity of a checkpoint on a split of its run's dataset (or of `dataset`)."""
-    checkpoint = resolve_checkpoint(path)
-    saved = checkpoint / EXPERIMENT_FILE
-    config = (
-        validate_config(ExperimentConfig, read_json_config(saved), str(saved))
-        if saved.is_file()
-        else ExperimentConfig()
-    )
-    if dataset is None and not saved.is_file():
-        raise ConfigError(f"{checkpoint} has no {EXPERIMENT_FILE} naming its data; pass --data")
     chosen = choose_device(device)
-    model = load_model(checkpoint, map_location=chosen)
-    tokenizer = from_pretrained(checkpoint / TOKENIZER_DIR)
+    model, tokenizer, checkpoint = load_trained_model(path, map_location=chosen)
+    saved = checkpoint / EXPERIMENT_FILE
+    if saved.is_file():
+        config = resolve_experiment(read_saved_experiment(checkpoint), (), f"experiment config {saved}")
+    elif dataset is None:
+        raise ConfigError(f"{checkpoint} has no {EXPERIMENT_FILE} naming its data; pass --data")
+    else:
+        config = load_experiment_config()
     tokens = load_split(config, tokenizer, split, dataset)
     block = model.config.block_size
     if len(tokens) < block:

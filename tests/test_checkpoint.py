@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 from cleangpt_core.model import get_model, load_model
+from cleangpt_core.run_dir import BEST_FILE, LATEST_FILE
 from cleangpt_core.trainers.checkpointing import (
-    BEST_FILE,
-    LATEST_FILE,
     CheckpointManager,
     CheckpointWriteError,
     average_weights,

@@ -67,7 +67,7 @@ def test_every_model_gets_the_same_budget_and_its_own_run_directory(corpus, tmp_
     assert plan.max_steps == {"Vanilla": STEPS, "SASP": STEPS}
     assert plan.tokens_per_run == STEPS * 4 * 32
     for run in plan.runs:
-        config, _ = run.load()
+        config = run.load()
         assert config.model.model_type == run.label
         assert config.output.dir == tmp_path.resolve() / RUNS_DIR / run.label
         assert config.trainer.options["max_steps"] == STEPS
@@ -172,7 +172,7 @@ def test_compare_reports_every_run_in_json_markdown_and_one_plot(straight_compar
     assert runs["SASP"]["parameters"] < runs["Vanilla"]["parameters"]  # no value or projection matrices
 
     markdown = (out / "report.md").read_text()
-    assert "| run | model | parameters | tokens/s | train loss | val loss | wall time |" in markdown
+    assert "| run | model | parameters | tokens/s | mean train loss | val loss | wall time |" in markdown
     assert f"| Vanilla | Vanilla | {runs['Vanilla']['parameters']:,} |" in markdown
     assert f"| SASP | SASP | {runs['SASP']['parameters']:,} |" in markdown
     assert "![Validation loss of every run](val_loss.png)" in markdown

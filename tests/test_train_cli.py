@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.config import ExperimentConfig, load_experiment_config
 from cleangpt_core.tokenizers import from_pretrained
 from cleangpt_core.trainers.metrics import read_metrics
-from cleangpt_core.training_run import DEFAULT_RECIPE, load_run_config
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -116,24 +115,25 @@ def test_resume_and_config_are_exclusive(tmp_path):
     assert result.exit_code == 2 and "--resume" in result.output
 
 
-def test_configs_default_yaml_is_the_built_in_recipe():
-    assert yaml.safe_load((CONFIGS / "default.yaml").read_text()) == DEFAULT_RECIPE
+def test_configs_default_yaml_spells_out_the_schema_defaults():
+    assert load_experiment_config(CONFIGS / "default.yaml") == ExperimentConfig()
+    assert load_experiment_config() == ExperimentConfig()
 
 
 def test_every_example_config_validates():
     for path in sorted(CONFIGS.glob("*.yaml")):
-        config, _ = load_run_config(path)
+        config = load_experiment_config(path)
         assert config.model.n_embd % config.model.n_head == 0, path
 
 
 def test_a_config_file_is_laid_over_the_recipe_and_a_new_trainer_gets_its_own_defaults(tmp_path):
     path = tmp_path / "simple.yaml"
     path.write_text("trainer:\n  name: simple\n  max_steps: 5\nmodel:\n  n_layer: 2\n")
-    config, sets_vocab = load_run_config(path, ["model.dropout=0.1"])
+    config = load_experiment_config(path, ["model.dropout=0.1"])
     assert config.trainer.name == "simple" and config.trainer.options["max_steps"] == 5
     assert "lr_schedule" not in config.trainer.options
     assert (config.model.n_layer, config.model.n_embd, config.model.dropout) == (2, 128, 0.1)
-    assert not sets_vocab
+    assert not config.vocab_size_given
 
 
 def test_training_into_an_existing_run_is_refused_unless_overwrite_is_given(tmp_path):

@@ -151,7 +151,7 @@ def test_the_metrics_logger_writes_json_lines_and_a_loss_curve(tmp_path):
     val = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in train] == [5, 10, 15, 20]
     assert set(train[0]) >= {"step", "epoch", "loss", "lr", "tokens_per_s", "tokens"}
-    assert [r["step"] for r in val] == [10, 20, 20]  # periodic evaluations and the final one
+    assert [r["step"] for r in val] == [10, 20]  # one row per step: at the last, the final (complete) evaluation
     assert all(r["val_perplexity"] > 1 for r in val)
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -78,7 +78,7 @@ def compare(
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; run `cleangpt compare --resume {out_dir}` to continue", err=True)
         sys.exit(130)
-    first, _ = plan.runs[0].load()
+    first = plan.runs[0].load()
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
     paths = write_report(out_dir, results, setting)
     click.echo("")

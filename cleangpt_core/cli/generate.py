@@ -34,17 +34,11 @@ def generate(
     """
     import torch  # imported here so that `cleangpt --help` stays fast
 
-    from cleangpt_core.errors import CheckpointError
     from cleangpt_core.inference.generation import run_generation
-    from cleangpt_core.model.serialization import load_model, resolve_checkpoint
-    from cleangpt_core.tokenizers import from_pretrained
+    from cleangpt_core.model.serialization import load_trained_model
 
-    directory = resolve_checkpoint(checkpoint)
-    tokenizer_dir = directory / "tokenizer"
-    if not tokenizer_dir.is_dir():
-        raise CheckpointError(f"{str(directory)!r} has no tokenizer/ folder; save the tokenizer with the checkpoint")
-    model = load_model(directory, map_location=device).eval()
-    tokenizer = from_pretrained(tokenizer_dir)
+    model, tokenizer, _ = load_trained_model(checkpoint, map_location=device)
+    model.eval()
     tokenizer.encode(prompt)  # fail on an unencodable prompt before printing anything
     click.echo(prompt, nl=False)
     run_generation(

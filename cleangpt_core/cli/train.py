@@ -6,7 +6,6 @@ Torch and the runner are imported inside the commands, so ``cleangpt --help`` st
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import click
@@ -17,7 +16,7 @@ import click
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML or TOML experiment config, laid over the default recipe (configs/default.yaml).",
+    help="YAML or TOML experiment config, laid over the defaults (the recipe in configs/default.yaml).",
 )
 @click.option(
     "--set",
@@ -32,7 +31,9 @@ import click
     help="Continue the run in this run (or checkpoint) directory exactly where it stopped.",
 )
 @click.option(
-    "--overwrite", is_flag=True, help="Start afresh in an output directory that already holds a run, deleting it."
+    "--overwrite",
+    is_flag=True,
+    help="Start afresh in an output directory that already holds a run, deleting it once every check has passed.",
 )
 def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
     """Train a model, write checkpoints, metrics and a loss curve into the run directory, then print a sample.
@@ -41,33 +42,19 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
     two CPU cores), written to runs/default. Under `torchrun --nproc_per_node=N` every process trains its
     shard of each batch (DistributedDataParallel).
     """
-    from cleangpt_core.training_run import load_run_config, resume_config, run_experiment
+    from cleangpt_core.config import load_experiment_config
+    from cleangpt_core.training_run import resume_config, run_experiment
 
     if resume is not None and config_file is not None:
         raise click.UsageError("--resume continues a run with its saved config; leave out --config")
+    if resume is not None and overwrite:
+        raise click.UsageError("--resume continues a run and --overwrite deletes it; give one of them")
     if resume is not None:
         config, checkpoint = resume_config(resume, overrides)
         run_experiment(config, resume_from=checkpoint, echo=click.echo)
     else:
-        config, sets_vocab_size = load_run_config(config_file, overrides)
-        _claim_output_dir(config.output.dir, overwrite)
-        run_experiment(config, keep_vocab_size=sets_vocab_size, echo=click.echo)
-
-
-def _claim_output_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to train over an earlier run unless asked to: its checkpoints would silently be lost."""
-    from cleangpt_core.trainers.checkpointing import BEST_FILE, CHECKPOINTS_DIR, LATEST_FILE
-
-    if not (run_dir / CHECKPOINTS_DIR).exists():
-        return
-    if not overwrite:
-        raise click.ClickException(
-            f"{run_dir} already holds a run; continue it with --resume {run_dir}, train elsewhere with "
-            "--set output.dir=DIR, or pass --overwrite to delete it and start afresh"
-        )
-    shutil.rmtree(run_dir / CHECKPOINTS_DIR)
-    for pointer in (LATEST_FILE, BEST_FILE):
-        (run_dir / pointer).unlink(missing_ok=True)
+        config = load_experiment_config(config_file, overrides)
+        run_experiment(config, overwrite=overwrite, echo=click.echo)
 
 
 @click.command("evaluate")

@@ -13,6 +13,7 @@ from cleangpt_core.config.experiment import (
     apply_overrides,
     load_experiment_config,
     read_config_file,
+    resolve_experiment,
 )
 from cleangpt_core.config.model import GPTConfig, ModelConfig, VanillaConfig
 
@@ -33,5 +34,6 @@ __all__ = [
     "format_validation_error",
     "load_experiment_config",
     "read_config_file",
+    "resolve_experiment",
     "validate_config",
 ]

@@ -11,6 +11,8 @@ from cleangpt_core.errors import ConfigError
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
+MAX_SEED = 2**63 - 1  # seeds go to torch, numpy and Python's random; torch takes at most 64 bits
+
 
 def unknown_field_message(name: str, valid: list[str], where: str) -> str:
     """An error message for a field nobody knows, suggesting the nearest valid name."""

@@ -8,13 +8,13 @@ JSON only (never `pytorch_model.bin`, which is a pickle); a sharded checkpoint's
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from cleangpt_core.atomic_write import atomic_target
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.model_Vanilla import VanillaTransformerModel
@@ -150,8 +150,7 @@ def save_hf_pretrained(model: VanillaTransformerModel, directory: str | Path) ->
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor for name, tensor in to_hf_state_dict(model).items() if name != "lm_head.weight"}
-    temporary = directory / ".model.safetensors.tmp"
-    save_file(tensors, str(temporary), metadata={"format": "pt"})
-    os.replace(temporary, directory / "model.safetensors")
+    with atomic_target(directory / "model.safetensors") as aside:
+        save_file(tensors, str(aside), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(hf_config_from_vanilla(model.config), indent=2) + "\n")
     return directory

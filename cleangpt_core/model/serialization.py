@@ -1,58 +1,51 @@
 """Model directories: `config.json` (the GPTConfig, model_type included) and `model.safetensors`.
 
 No pickle is ever read: weights are safetensors, the config is JSON. Tied weights (the output head shares
-the token embedding) are stored once and re-tied on load. Files are written aside and renamed into place,
-so an interrupted save never leaves a half-written file under the final name.
-
-A training run directory holds ``checkpoints/step-XXXXXXXX/`` folders and a ``latest`` text file naming the
-newest; `resolve_checkpoint` turns either a run directory or a checkpoint directory into the latter.
+the token embedding) are stored once and re-tied on load. Each file is written atomically
+(`cleangpt_core.atomic_write`), so an interrupted save never leaves a half-written file under the final name.
+`load_model` also takes a training run directory and follows it to its latest checkpoint
+(`cleangpt_core.run_dir.find_model_directory`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
+from typing import Any
 
+import safetensors
 import torch
 from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
+from cleangpt_core.atomic_write import atomic_target, write_text_atomic
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.errors import CheckpointError
 from cleangpt_core.model.factory import get_model
+from cleangpt_core.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-LATEST_FILE = "latest"
-CHECKPOINTS_DIR = "checkpoints"
-_STEP_DIR = re.compile(r"step-(\d+)$")
+resolve_checkpoint = find_model_directory  # the name this module has always exported
 
 
 def save_model(model: nn.Module, directory: str | Path) -> Path:
     """Write `model`'s config and weights into `directory` (created if missing) and return it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = model.config.model_dump(mode="json")
-    temporary_weights = directory / f".{WEIGHTS_FILE}.tmp"
-    save_safetensors_model(model, str(temporary_weights), metadata={"format": "pt"})
-    os.replace(temporary_weights, directory / WEIGHTS_FILE)
-    temporary_config = directory / f".{CONFIG_FILE}.tmp"
-    temporary_config.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary_config, directory / CONFIG_FILE)
+    with atomic_target(directory / MODEL_WEIGHTS_FILE) as aside:
+        save_safetensors_model(model, str(aside), metadata={"format": "pt"})
+    write_text_atomic(directory / MODEL_CONFIG_FILE, json.dumps(model.config.model_dump(mode="json"), indent=2) + "\n")
     return directory
 
 
 def load_config(directory: str | Path) -> GPTConfig:
     """The validated config of a model directory."""
-    path = Path(directory) / CONFIG_FILE
+    path = Path(directory) / MODEL_CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{str(directory)!r} has no {CONFIG_FILE}: it is not a model directory")
+        raise CheckpointError(f"{str(directory)!r} has no {MODEL_CONFIG_FILE}: it is not a model directory")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from None
     return validate_config(GPTConfig, data, f"model config {str(path)!r}")
 
@@ -61,11 +54,14 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     """Rebuild the model saved in `directory` (or a run directory's latest checkpoint) on `map_location`."""
     directory = resolve_checkpoint(directory)
     config = load_config(directory)
-    weights = directory / WEIGHTS_FILE
+    weights = directory / MODEL_WEIGHTS_FILE
     if not weights.is_file():
-        raise CheckpointError(f"{str(directory)!r} has {CONFIG_FILE} but no {WEIGHTS_FILE}")
+        raise CheckpointError(f"{str(directory)!r} has {MODEL_CONFIG_FILE} but no {MODEL_WEIGHTS_FILE}")
     model = get_model(config.model_type, config=config)
-    missing, unexpected = load_safetensors_model(model, str(weights), strict=False, device=str(map_location))
+    try:
+        missing, unexpected = load_safetensors_model(model, str(weights), strict=False, device=str(map_location))
+    except (safetensors.SafetensorError, ValueError) as error:
+        raise CheckpointError(f"{str(weights)!r} is damaged or truncated ({' '.join(str(error).split())})") from None
     if missing or unexpected:
         raise CheckpointError(
             f"{str(weights)!r} does not fit a {config.model_type} model with this config: "
@@ -74,33 +70,24 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     return model.to(map_location)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint (model) directory `path` names: itself, or a run directory's latest checkpoint.
+def load_trained_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any, Path]:
+    """A checkpoint's model and its tokenizer (from a checkpoint or run directory), checked to fit each other.
 
-    A run directory is followed through its ``latest`` file (in the run directory or in its
-    ``checkpoints/`` folder); without one, the ``step-N`` folder with the highest N is taken.
+    Returns the model, the tokenizer and the checkpoint directory they came from.
     """
-    path = Path(path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    if not path.exists():
-        raise CheckpointError(f"checkpoint path {str(path)!r} does not exist")
-    for holder in (path, path / CHECKPOINTS_DIR):
-        latest = holder / LATEST_FILE
-        if latest.is_file():
-            name = latest.read_text(encoding="utf-8").strip()
-            for candidate in (holder / name, path / CHECKPOINTS_DIR / name, path / name):
-                if (candidate / CONFIG_FILE).is_file():
-                    return candidate
-            raise CheckpointError(f"{str(latest)!r} names {name!r}, which is not a checkpoint directory")
-    steps = [
-        (int(match.group(1)), child)
-        for child in (path / CHECKPOINTS_DIR).glob("step-*")
-        if (match := _STEP_DIR.search(child.name)) and (child / CONFIG_FILE).is_file()
-    ]
-    if steps:
-        return max(steps)[1]
-    raise CheckpointError(
-        f"{str(path)!r} is neither a model directory (no {CONFIG_FILE}) nor a run directory "
-        f"(no {LATEST_FILE} file, no {CHECKPOINTS_DIR}/step-* folders)"
-    )
+    from cleangpt_core.tokenizers import from_pretrained
+
+    directory = resolve_checkpoint(path)
+    tokenizer_dir = directory / TOKENIZER_DIR
+    if not tokenizer_dir.is_dir():
+        raise CheckpointError(
+            f"{str(directory)!r} has no {TOKENIZER_DIR}/ folder; save the tokenizer with the checkpoint"
+        )
+    model = load_model(directory, map_location=map_location)
+    tokenizer = from_pretrained(tokenizer_dir)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CheckpointError(
+            f"the tokenizer in {str(tokenizer_dir)!r} has {tokenizer.vocab_size} ids but the model's vocabulary has "
+            f"{model.config.vocab_size}: they do not belong together; restore the checkpoint's own tokenizer"
+        )
+    return model, tokenizer, directory

@@ -13,8 +13,6 @@ template cannot silently ship a ``$typo``.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata, resources
 from importlib.resources.abc import Traversable
@@ -22,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from string import Template
 
 from cleangpt_core import __version__
+from cleangpt_core.atomic_write import atomic_target
 from cleangpt_core.errors import ScaffoldError
 from cleangpt_core.plugin_api import KINDS, PLUGIN_API_VERSION
 
@@ -235,14 +234,9 @@ def create_plugin_project(name: str, kind: str, parent: str | Path = ".") -> Pat
         raise ScaffoldError(f"{target} exists already; remove it or pass another --dir (nothing was written)")
     files = render_project(names)
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{names.distribution}-", dir=parent))
-    try:
+    with atomic_target(target, directory=True) as staging:
         for relative, text in files.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target

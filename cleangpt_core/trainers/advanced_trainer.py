@@ -11,9 +11,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from cleangpt_core.atomic_write import atomic_target
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE
 from cleangpt_core.trainers.checkpointing import (
-    MODEL_WEIGHTS,
     CheckpointManager,
     average_weights,
     read_model_weights,
@@ -23,8 +24,6 @@ from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.schedules import warmup_cosine_schedule
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
-
-AVERAGED_DIR = "averaged"
 
 
 def resolve_precision(mixed_precision: bool | str, device: torch.device) -> torch.dtype | None:
@@ -147,17 +146,18 @@ class AdvancedTrainer(SimpleTrainer):
     def _finish(self, elapsed: float, tokens: int) -> dict[str, Any]:
         stats = super()._finish(elapsed, tokens)
         count = self.options.average_last_checkpoints
-        if count > 1 and self.checkpoints is not None:
+        if count > 1 and self.checkpoints is not None and self.losses:  # not again for a finished run resumed
             stats.update(self._average_checkpoints(self.checkpoints, count))
         return stats
 
     def _average_checkpoints(self, checkpoints: CheckpointManager, count: int) -> dict[str, Any]:
         """Load the mean of the last `count` checkpoints' weights, saved as ``<run>/averaged/`` (a model dir)."""
         chosen = checkpoints.checkpoints()[-count:]
-        target = checkpoints.run_dir / AVERAGED_DIR
+        target = checkpoints.run.averaged
         if self.context.is_main:
             target.mkdir(parents=True, exist_ok=True)
-            safetensors.torch.save_file(average_weights(chosen), str(target / MODEL_WEIGHTS), metadata={"format": "pt"})
+            with atomic_target(target / MODEL_WEIGHTS_FILE) as aside:
+                safetensors.torch.save_file(average_weights(chosen), str(aside), metadata={"format": "pt"})
         barrier(self.context)
         read_model_weights(self.model, target)
         if self.context.is_main:  # rewritten through the model so the directory gets its config.json too
@@ -165,5 +165,5 @@ class AdvancedTrainer(SimpleTrainer):
             self._write_extras(target)
         result: dict[str, Any] = {"averaged_checkpoints": [str(path) for path in chosen], "averaged_model": str(target)}
         if self.eval_dataloader is not None:
-            result["averaged_val_loss"] = self.evaluate()["loss"]
+            result["averaged_val_loss"] = self.measure()["loss"]
         return result

@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from cleangpt_core.atomic_write import write_text_atomic
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.errors import CheckpointError
+from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, find_training_checkpoint
 from cleangpt_core.trainers.batches import Batch, EpochBatches
 from cleangpt_core.trainers.checkpointing import (
-    CHECKPOINTS_DIR,
-    LATEST_FILE,
     CheckpointManager,
     capture_rng_state,
     read_model_weights,
@@ -95,6 +95,7 @@ class BaseTrainer(ABC):
         self.stop_reason: str | None = None
         self._events: TrainingEvents | None = None
         self._rng_to_restore: dict[str, Any] | None = None
+        self._resumed_from: Path | None = None
 
     @property
     def raw_model(self) -> nn.Module:
@@ -131,11 +132,21 @@ class BaseTrainer(ABC):
         if loader is None:
             raise ValueError("evaluate() needs an eval_dataloader (pass one here or to the trainer)")
         self.events.emit("evaluation_begin", trainer=self, step=self.progress.step)
-        metrics = evaluate_model(
-            self.model, loader, self.device, context=self.context, autocast=self.autocast(), max_batches=max_batches
-        )
+        metrics = self._score(loader, max_batches)
         self.events.emit("evaluation_end", trainer=self, step=self.progress.step, metrics=metrics)
         return metrics
+
+    def measure(self, max_batches: int | None = None) -> dict[str, Any]:
+        """What `evaluate` computes, without telling observers: for numbers that are no step of the run's
+        history (an averaged model, a finished run resumed), so metrics and trackers never get a second row."""
+        if self.eval_dataloader is None:
+            raise ValueError("measure() needs the trainer's eval_dataloader")
+        return self._score(self.eval_dataloader, max_batches)
+
+    def _score(self, loader: Iterable[Batch], max_batches: int | None) -> dict[str, Any]:
+        return evaluate_model(
+            self.model, loader, self.device, context=self.context, autocast=self.autocast(), max_batches=max_batches
+        )
 
     def to_device(self, batch: Batch) -> Batch:
         """The batch with its tensors on the training device, labels filled in from the inputs if absent."""
@@ -175,17 +186,16 @@ class BaseTrainer(ABC):
 
     def _write_extras(self, directory: Path) -> None:
         if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+            self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
         if self.experiment is not None:
-            text = self.experiment.model_dump_json(indent=2)
-            (directory / "experiment.json").write_text(text + "\n", encoding="utf-8")
+            write_text_atomic(directory / EXPERIMENT_FILE, self.experiment.model_dump_json(indent=2) + "\n")
 
     def load_checkpoint(self, path: str | Path) -> Path:
         """Restore weights, optimizer, schedules, RNG states and the data position from a checkpoint.
 
         `path` is a checkpoint directory or a run directory (its ``latest`` checkpoint is used).
         """
-        checkpoint = find_checkpoint(path)
+        checkpoint = find_training_checkpoint(path)
         read_model_weights(self.model, checkpoint)
         state = read_state(checkpoint)
         if state["world_size"] != self.context.world_size:
@@ -202,17 +212,3 @@ class BaseTrainer(ABC):
             restore_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from a checkpoint or run directory (following the run's ``latest``)."""
-    path = Path(path)
-    if (path / LATEST_FILE).is_file():
-        latest = CheckpointManager(path).latest()
-        if latest is None:
-            raise CheckpointError(f"{path / LATEST_FILE} names a checkpoint that does not exist")
-        return latest
-    if (path / "trainer_state.json").is_file():
-        return path
-    if (path / CHECKPOINTS_DIR).is_dir():
-        raise CheckpointError(f"run directory {path} has no '{LATEST_FILE}' file yet (no checkpoint was completed)")
-    raise CheckpointError(f"{path} is neither a run directory (with '{LATEST_FILE}') nor a training checkpoint")

@@ -1,19 +1,17 @@
 """Training checkpoints: safetensors for tensors, JSON for everything else, written atomically.
 
-A checkpoint is a directory ``<run>/checkpoints/step-XXXXXXXX/`` holding a model directory (``config.json``,
+A checkpoint (laid out as `cleangpt_core.run_dir` says) holds a model directory (``config.json``,
 ``model.safetensors``), the trainer state (``trainer_state.safetensors`` for optimizer and RNG tensors,
 ``trainer_state.json`` for the structure around them and the counters) and, when the trainer has them,
-``tokenizer/`` and ``experiment.json``. It is written into a hidden sibling directory and renamed into
-place, and only then does ``<run>/latest`` name it, so a crash or a full disk never leaves a broken latest
-checkpoint. Nothing here unpickles: state dicts are flattened into named tensors plus tagged JSON.
+``tokenizer/`` and ``experiment.json``. It is written aside and renamed into place (`atomic_target`), and
+only then does ``<run>/latest`` name it, so a crash or a full disk never leaves a broken latest checkpoint.
+Nothing here unpickles: state dicts are flattened into named tensors plus tagged JSON.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -24,18 +22,13 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from cleangpt_core.atomic_write import atomic_target, write_text_atomic
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.errors import CheckpointError, CheckpointWriteError
 from cleangpt_core.model.serialization import save_model
+from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, RunDirectory
 
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_FILE = "latest"
-BEST_FILE = "best"
-MODEL_WEIGHTS = "model.safetensors"
-STATE_TENSORS = "trainer_state.safetensors"
-STATE_JSON = "trainer_state.json"
 STATE_FORMAT = 1
-_STEP_DIR = re.compile(r"^step-(\d{8,})$")
 
 # Tags of the JSON encoding: everything JSON cannot say natively is a one-key object with one of these keys.
 _TENSOR, _TUPLE, _DICT, _ARRAY = "__tensor__", "__tuple__", "__dict__", "__ndarray__"
@@ -129,7 +122,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         else:
             return model
 
-
 def write_model(model: nn.Module, directory: Path) -> None:
     """Write a model directory: our architectures through `save_model` (config.json and weights), any other
     module as weights only (tied tensors stored once either way)."""
@@ -137,15 +129,19 @@ def write_model(model: nn.Module, directory: Path) -> None:
     if isinstance(getattr(model, "config", None), ModelConfig):
         save_model(model, directory)
     else:
-        safetensors.torch.save_model(model, str(directory / MODEL_WEIGHTS), metadata={"format": "pt"})
+        with atomic_target(directory / MODEL_WEIGHTS_FILE) as aside:
+            safetensors.torch.save_model(model, str(aside), metadata={"format": "pt"})
 
 
 def read_model_weights(model: nn.Module, directory: Path) -> None:
     """Load a checkpoint's weights into `model` in place (strict: every parameter must be there)."""
-    path = directory / MODEL_WEIGHTS
+    path = directory / MODEL_WEIGHTS_FILE
     if not path.is_file():
-        raise CheckpointError(f"{directory} has no {MODEL_WEIGHTS}; is it a checkpoint directory?")
-    missing, unexpected = safetensors.torch.load_model(unwrap_model(model), str(path), strict=False)
+        raise CheckpointError(f"{directory} has no {MODEL_WEIGHTS_FILE}; is it a checkpoint directory?")
+    try:
+        missing, unexpected = safetensors.torch.load_model(unwrap_model(model), str(path), strict=False)
+    except (safetensors.SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is damaged or truncated ({' '.join(str(error).split())})") from None
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {directory} does not fit this model: missing {sorted(missing)[:5]}, "
@@ -156,97 +152,55 @@ def read_model_weights(model: nn.Module, directory: Path) -> None:
 def write_state(directory: Path, state: dict[str, Any]) -> None:
     """Write trainer state: its tensors to safetensors, the rest (with references to them) to JSON."""
     structure, tensors = flatten_state(state, "state")
-    safetensors.torch.save_file(tensors, str(directory / STATE_TENSORS), metadata={"format": "pt"})
+    with atomic_target(directory / STATE_TENSORS_FILE) as aside:
+        safetensors.torch.save_file(tensors, str(aside), metadata={"format": "pt"})
     payload = {"format": STATE_FORMAT, "state": structure}
-    (directory / STATE_JSON).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(directory / STATE_JSON_FILE, json.dumps(payload, indent=1) + "\n")
 
 
 def read_state(directory: Path) -> dict[str, Any]:
-    """Read what `write_state` wrote."""
+    """Read what `write_state` wrote; a damaged file is an error naming it."""
+    json_path, tensors_path = directory / STATE_JSON_FILE, directory / STATE_TENSORS_FILE
+    for path in (json_path, tensors_path):
+        if not path.is_file():
+            raise CheckpointError(f"{directory} holds no trainer state ({path.name} is missing)")
     try:
-        payload = json.loads((directory / STATE_JSON).read_text(encoding="utf-8"))
-        tensors = safetensors.torch.load_file(str(directory / STATE_TENSORS))
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{directory} holds no trainer state ({error.filename} is missing)") from None
-    except (json.JSONDecodeError, safetensors.SafetensorError) as error:
-        raise CheckpointError(f"trainer state in {directory} is damaged: {error}") from None
-    if payload.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{directory}: trainer state format {payload.get('format')!r} is not {STATE_FORMAT}")
-    return unflatten_state(payload["state"], tensors)
-
-
-def step_of(checkpoint: Path) -> int:
-    """The optimizer step a checkpoint directory was written at."""
-    match = _STEP_DIR.match(checkpoint.name)
-    if match is None:
-        raise CheckpointError(f"{checkpoint} is not named like a checkpoint (step-XXXXXXXX)")
-    return int(match.group(1))
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file (and the directory entries) to disk before the rename makes them visible."""
-    for path in [*directory.rglob("*"), directory]:
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
+        payload = json.loads(json_path.read_text(encoding="utf-8"))
+        structure, state_format = payload["state"], payload.get("format")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{json_path} is damaged or truncated ({error})") from None
+    if state_format != STATE_FORMAT:
+        raise CheckpointError(f"{json_path}: trainer state format {state_format!r} is not {STATE_FORMAT}")
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace a small text file so readers see the old or the new content, never a part."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tensors = safetensors.torch.load_file(str(tensors_path))
+    except (safetensors.SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{tensors_path} is damaged or truncated ({' '.join(str(error).split())})") from None
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        return unflatten_state(structure, tensors)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{json_path} does not match {tensors_path.name} ({error!r})") from None
 
 
 class CheckpointManager:
     """Writes a run's checkpoints, points ``latest`` at the newest, keeps the last N and the best one."""
 
     def __init__(self, run_dir: str | Path, keep_last: int = 3) -> None:
-        self.run_dir = Path(run_dir)
-        self.root = self.run_dir / CHECKPOINTS_DIR
+        self.run = RunDirectory(run_dir)
+        self.run_dir = self.run.root
+        self.root = self.run.checkpoints_dir
         self.keep_last = keep_last
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first (half-written ones are hidden and never listed)."""
-        if not self.root.is_dir():
-            return []
-        found = [path for path in self.root.iterdir() if path.is_dir() and _STEP_DIR.match(path.name)]
-        return sorted(found, key=step_of)
+        return self.run.checkpoints()
 
     def latest(self) -> Path | None:
         """The checkpoint ``latest`` names, or None before the first one."""
-        return self._read_pointer(LATEST_FILE)
+        return self.run.latest()
 
     def best(self) -> tuple[Path, float] | None:
         """The checkpoint with the lowest validation loss so far, and that loss."""
-        pointer = self.run_dir / BEST_FILE
-        if not pointer.is_file():
-            return None
-        record = json.loads(pointer.read_text(encoding="utf-8"))
-        path = self.run_dir / record["checkpoint"]
-        return (path, float(record["val_loss"])) if path.is_dir() else None
-
-    def _read_pointer(self, name: str) -> Path | None:
-        pointer = self.run_dir / name
-        if not pointer.is_file():
-            return None
-        path = self.run_dir / pointer.read_text(encoding="utf-8").strip()
-        return path if path.is_dir() else None
+        return self.run.best()
 
     def save(
         self,
@@ -260,43 +214,27 @@ class CheckpointManager:
         """Write the checkpoint of `step` atomically and return its directory.
 
         `extras(directory)` adds files (the tokenizer, the experiment config). On any failure the partial
-        directory is removed and `CheckpointError` says which checkpoint is still the latest.
+        directory is removed and `CheckpointWriteError` says which checkpoint is still the latest.
         """
-        final = self.root / f"step-{step:08d}"
-        staging = self.root / f".partial-{final.name}-{os.getpid()}"
-        self.root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        final = self.run.checkpoint(step)
         try:
-            staging.mkdir()
-            write_model(model, staging)
-            write_state(staging, state)
-            if extras is not None:
-                extras(staging)
-            _fsync_tree(staging)
-            replaced = None
-            if final.exists():  # the same step saved again: move the old copy aside, never leave a gap
-                replaced = self.root / f".replaced-{final.name}-{os.getpid()}"
-                os.replace(final, replaced)
-            os.replace(staging, final)
-            if replaced is not None:
-                shutil.rmtree(replaced, ignore_errors=True)
-            _fsync_dir(self.root)
-            relative = final.relative_to(self.run_dir).as_posix()
-            write_text_atomic(self.run_dir / LATEST_FILE, relative + "\n")
+            self.root.mkdir(parents=True, exist_ok=True)
+            with atomic_target(final, directory=True) as staging:
+                write_model(model, staging)
+                write_state(staging, state)
+                if extras is not None:
+                    extras(staging)
+            self.run.point_latest(final)
             if val_loss is not None:
                 best = self.best()
                 if best is None or val_loss < best[1]:
-                    record = {"checkpoint": relative, "step": step, "val_loss": val_loss}
-                    write_text_atomic(self.run_dir / BEST_FILE, json.dumps(record) + "\n")
-        except BaseException as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            if not isinstance(error, OSError):
-                raise
+                    self.run.point_best(final, val_loss)
+        except (OSError, safetensors.SafetensorError) as error:  # safetensors reports a full disk as its own error
             previous = self.latest()
             kept = f"the latest checkpoint is still {previous}" if previous else "no earlier checkpoint exists"
             raise CheckpointWriteError(
-                f"could not write checkpoint {final} ({type(error).__name__}: {error}); {kept}. "
-                "Free disk space or fix the permissions of the run directory, then resume."
+                f"could not write checkpoint {final} ({type(error).__name__}: {' '.join(str(error).split())}); "
+                f"{kept}. Free disk space or fix the permissions of the run directory, then resume."
             ) from error
         self._prune()
         return final
@@ -317,7 +255,7 @@ def average_weights(checkpoints: list[Path]) -> dict[str, torch.Tensor]:
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for checkpoint in checkpoints:
-        for name, tensor in safetensors.torch.load_file(str(checkpoint / MODEL_WEIGHTS)).items():
+        for name, tensor in safetensors.torch.load_file(str(checkpoint / MODEL_WEIGHTS_FILE)).items():
             total[name] = total[name] + tensor.double() if name in total else tensor.double()
             dtypes[name] = tensor.dtype
     return {name: (value / len(checkpoints)).to(dtypes[name]) for name, value in total.items()}

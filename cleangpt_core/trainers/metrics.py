@@ -5,7 +5,8 @@ so it shows the pattern any logging plugin would follow. Only the main process w
 ``metrics.jsonl`` is one JSON object: training lines carry ``step``, ``epoch``, ``loss`` (mean over the steps
 since the previous line), ``lr``, ``tokens_per_s`` and ``tokens``; evaluation lines carry ``step``,
 ``val_loss`` and ``val_perplexity``. A resumed run first drops the lines a killed run wrote after its last
-checkpoint, so the file reads as one uninterrupted run.
+checkpoint, so the file reads as one uninterrupted run. The file is only ever appended to, or replaced whole
+by an atomic rename, so a kill at any moment leaves the history as it was or as it was meant to become.
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cleangpt_core.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.run_dir import RunDirectory
+
 if TYPE_CHECKING:
     from cleangpt_core.trainers.base_trainer import BaseTrainer
-
-METRICS_FILE = "metrics.jsonl"
-LOSS_CURVE_FILE = "loss_curve.png"
 
 
 class MetricsLogger:
     """Appends metrics lines for one run and draws its loss curve at the end."""
 
     def __init__(self, run_dir: Path, log_interval: int, start_step: int) -> None:
-        self.path = run_dir / METRICS_FILE
+        self.run = RunDirectory(run_dir)
+        self.path = self.run.metrics
         self.log_interval = log_interval
-        run_dir.mkdir(parents=True, exist_ok=True)
-        kept = _lines_up_to(self.path, start_step) if start_step else []
-        self._file: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
-        self._file.writelines(kept)
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        _keep_lines_up_to(self.path, start_step)
+        self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
         self._losses: list[float] = []
         self._started = time.perf_counter()
 
@@ -67,18 +68,32 @@ class MetricsLogger:
         if last_metrics is not None:
             self._flush_steps(step, last_metrics)
         self._file.close()
-        plot_loss_curve(self.path, self.path.with_name(LOSS_CURVE_FILE))
+        plot_loss_curve(self.path, self.run.loss_curve)
 
     def _write(self, line: dict[str, Any]) -> None:
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()  # a killed run keeps every line it wrote
 
 
-def _lines_up_to(path: Path, step: int) -> list[str]:
+def _keep_lines_up_to(path: Path, step: int) -> None:
+    """Drop the lines after `step` (all of them for a fresh run), replacing the file atomically if any go.
+
+    A line cut short by a kill is dropped too: it is always the last one, written after the last checkpoint.
+    """
     if not path.is_file():
-        return []
+        return
     with open(path, encoding="utf-8") as handle:
-        return [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
+        lines = handle.readlines()
+    kept = [line for line in lines if _step_of_line(line) is not None and _step_of_line(line) <= step]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
+
+
+def _step_of_line(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -108,7 +123,8 @@ def plot_loss_curve(metrics_path: Path, image_path: Path) -> None:
     if train or val:
         axes.legend()
     figure.tight_layout()
-    figure.savefig(image_path)
+    with atomic_target(image_path) as aside:
+        figure.savefig(aside, format="png")
 
 
 # One logger per running trainer; weak keys so a finished trainer takes its logger with it.

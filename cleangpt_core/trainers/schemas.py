@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from cleangpt_core.config.base import StrictModel
+from cleangpt_core.config.base import MAX_SEED, StrictModel
 
 
 class TrainerConfig(StrictModel):
@@ -20,7 +20,9 @@ class TrainerConfig(StrictModel):
     num_epochs: PositiveInt = Field(1, description="passes over the training data (max_steps may stop earlier)")
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps")
     output_dir: Path | None = Field(None, description="run directory for checkpoints and metrics; None writes nothing")
-    seed: int = Field(1337, description="seeds the data order, a pure function of (seed, epoch) so resumes are exact")
+    seed: int = Field(
+        1337, ge=0, le=MAX_SEED, description="seeds the data order, a function of (seed, epoch) so resumes are exact"
+    )
     log_interval: PositiveInt = Field(10, description="optimizer steps between two metrics lines")
     checkpoint_interval: PositiveInt | None = Field(
         None, description="optimizer steps between checkpoints; one is always written at the end of training"

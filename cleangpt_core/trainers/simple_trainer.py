@@ -44,8 +44,7 @@ class SimpleTrainer(BaseTrainer):
 
         `resume_from` (a checkpoint or run directory) continues an interrupted run exactly where it stopped.
         """
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)
+        self._resumed_from = self.load_checkpoint(resume_from) if resume_from is not None else None
         self._events = None  # pick up plugins installed since the last run
         self.stop_reason = None
         self.losses: list[float] = []
@@ -137,6 +136,8 @@ class SimpleTrainer(BaseTrainer):
 
     def _periodic_work(self, step: int) -> None:
         options = self.options
+        if step == self.total_steps():  # the last step: `_finish` evaluates on all the data and checkpoints
+            return
         val_loss = None
         if options.eval_interval and step % options.eval_interval == 0 and self.eval_dataloader is not None:
             val_loss = self.evaluate(max_batches=options.eval_max_batches)["loss"]
@@ -173,12 +174,19 @@ class SimpleTrainer(BaseTrainer):
             "steps": self.progress.step,
             "epochs_completed": self.progress.epoch,
             "tokens": self.progress.tokens,
-            "train_loss": self.losses[-1] if self.losses else None,
+            "train_loss": self.losses[-1] if self.losses else None,  # the last step's (None: no step was taken)
             "losses": list(self.losses),
             "elapsed_s": elapsed,
             "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
             "stop_reason": self.stop_reason,
         }
+        if not self.losses and self._resumed_from is not None:
+            # A finished run resumed: its final evaluation and checkpoint exist; report them, record nothing new.
+            if self.eval_dataloader is not None:
+                evaluation = self.measure()
+                stats.update(val_loss=evaluation["loss"], val_perplexity=evaluation["perplexity"])
+            stats.update(best_val_loss=self.progress.best_val_loss, checkpoint=str(self._resumed_from))
+            return stats
         val_loss = None
         if self.eval_dataloader is not None:
             evaluation = self.evaluate()

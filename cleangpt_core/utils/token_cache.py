@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from cleangpt_core.atomic_write import write_bytes_atomic
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 
@@ -82,8 +82,8 @@ def cached_token_array(
     }
     folder.mkdir(parents=True, exist_ok=True)
     # Written aside and renamed, data first: a crash mid-write leaves no entry rather than a truncated one.
-    _atomic_write(data_path, tokens.tobytes())
-    _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    write_bytes_atomic(data_path, tokens.tobytes())
+    write_bytes_atomic(meta_path, json.dumps(meta, indent=2).encode())
     return _read_entry(data_path, meta_path)
 
 
@@ -99,13 +99,3 @@ def _read_entry(data_path: Path, meta_path: Path) -> np.ndarray | None:
         return None
     return np.memmap(data_path, dtype=dtype, mode="r", shape=(length,))
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
