@@ -56,6 +56,7 @@ TOKENIZER_DIR = "tokenizer"
 EXPERIMENT_FILE = "experiment.json"
 
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
+_HELD: set[Path] = set()  # run directories whose lock this process holds
 
 
 def checkpoint_name(step: int) -> str:
@@ -183,7 +184,7 @@ class RunDirectory:
             path.unlink(missing_ok=True)
 
     def remove_partials(self) -> list[Path]:
-        """Delete what a killed writer left half-written (``.partial-*``); call it only under the lock."""
+        """Delete what a killed writer left half-written (``.partial-*``); `lock` calls it once it holds the lock."""
         removed = []
         for folder in (self.root, self.checkpoints_dir):
             if not folder.is_dir():
@@ -204,10 +205,15 @@ class RunDirectory:
 
         The lock is the operating system's (``filelock``: ``flock``/``LockFileEx``), so a killed holder releases
         it with its last breath and a stale ``.lock`` never blocks. The holder's pid and host are written
-        beside it only to say who holds it.
+        beside it only to say who holds it. Taking it again inside the block (the runner, then its trainer) is
+        a no-op. Once it is held, no other writer can be at work, so what a killed one left is removed.
         """
         from filelock import FileLock, Timeout
 
+        key = self.root.resolve()
+        if key in _HELD:
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.root / LOCK_FILE, timeout=0)
         try:
@@ -217,11 +223,14 @@ class RunDirectory:
                 f"run directory {self.root} is in use by {self._owner()}; wait for that run to finish, or train "
                 "into another directory (--set output.dir=DIR)"
             ) from None
+        _HELD.add(key)
         owner = self.root / LOCK_OWNER_FILE
         try:
             write_text_atomic(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+            self.remove_partials()
             yield
         finally:
+            _HELD.discard(key)
             owner.unlink(missing_ok=True)
             lock.release()
 

@@ -280,7 +280,7 @@ def run_experiment(
 
 
 def _claim(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:
-    """Under the lock: refuse to train over an earlier run unless asked to, and clear what a kill left."""
+    """Under the lock: refuse to train over an earlier run unless asked to, and check the run's pointers."""
     if fresh and run_dir.holds_run():
         if not overwrite:
             raise ConfigError(
@@ -288,7 +288,6 @@ def _claim(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:
                 "with --set output.dir=DIR, or pass --overwrite to delete it and start afresh"
             )
         run_dir.remove_run()
-    run_dir.remove_partials()
     run_dir.latest(), run_dir.best()  # a damaged or outward pointer fails now, not at the first checkpoint
 
 

@@ -18,6 +18,7 @@ from cleangpt_core.compare import (
     prepare_directory,
     run_comparison,
 )
+from cleangpt_core.compare_report import write_report
 from cleangpt_core.errors import CleanGPTError, ConfigError
 from cleangpt_core.utils import tinyshakespeare_text
 
@@ -176,6 +177,10 @@ def test_compare_reports_every_run_in_json_markdown_and_one_plot(straight_compar
     assert f"| Vanilla | Vanilla | {runs['Vanilla']['parameters']:,} |" in markdown
     assert f"| SASP | SASP | {runs['SASP']['parameters']:,} |" in markdown
     assert "![Validation loss of every run](val_loss.png)" in markdown
+    assert "measured while each run trained alone, one after another, not side by side" in markdown
+    for run in runs.values():
+        assert len(run["load_average"]) == 2
+        assert f"{run['label']} {run['load_average'][0]:,.2f} -> " in markdown
     assert (out / "val_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # progress while it ran, and the table at the end
     assert "[1/2] Vanilla: step 3/6" in output and "[2/2] SASP: step 6, validation loss" in output
@@ -217,3 +222,16 @@ def test_an_interrupted_comparison_keeps_finished_runs_and_resumes_the_unfinishe
     for after_interruption, uninterrupted in zip(resumed, straight, strict=True):
         for key in ("label", "parameters", "steps", "tokens", "train_loss", "val_loss", "val_curve"):
             assert after_interruption[key] == uninterrupted[key], key
+
+
+def test_the_report_says_how_throughput_was_measured_and_under_what_load(tmp_path):
+    results = [
+        {"label": label, "model_type": label, "parameters": 10, "tokens_per_s": speed, "train_loss": 2.0,
+         "val_loss": loss, "wall_s": 3.0, "tokens_per_step": 128, "val_curve": [[6, loss]], "load_average": load}
+        for label, speed, loss, load in (("Vanilla", 900.0, 1.9, [0.5, 3.2]), ("SASP", 1000.0, 2.0, [3.1, 3.0]))
+    ]
+    paths = write_report(tmp_path, results, {"dataset": "tinyshakespeare", "seed": 1, "tokens_per_run": 768})
+    markdown = paths["markdown"].read_text()
+    assert "tokens/s counts training steps only and was measured while each run trained alone" in markdown
+    assert "(1-minute load average before -> after each run: Vanilla 0.50 -> 3.20; SASP 3.10 -> 3.00)" in markdown
+    assert "benchmarks/bench_train_step.py" in markdown

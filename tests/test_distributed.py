@@ -34,6 +34,7 @@ def test_gloo_on_cpu_and_nccl_on_gpu():
     assert backend_for(torch.device("cuda", 0)) == "nccl"
 
 
+@pytest.mark.slow
 def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_path):
     run_dir, losses_file = tmp_path / "ddp", tmp_path / "losses.json"
     command = [

@@ -17,6 +17,7 @@ from cleangpt_core.utils import tinyshakespeare_text
 GPT2_FILES = Path(__file__).parent / "fixtures" / "gpt2"
 
 
+@pytest.mark.slow
 def test_example_1_sasp_with_a_character_tokenizer():
     from cleangpt_core.config import GPTConfig
     from cleangpt_core.model import get_model
@@ -68,6 +69,7 @@ def test_example_1_sasp_with_a_character_tokenizer():
     assert generated_text.startswith("Example") and len(generated_ids) == len("Example") + 20
 
 
+@pytest.mark.slow
 def test_example_a2_advanced_training_on_local_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the analyzer's plots are written to the working directory
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import safetensors.torch
 import torch
 
@@ -16,6 +17,7 @@ from cleangpt_core.testing.trainer import run_tiny_training
 RUN = [sys.executable, "-m", "cleangpt_core.testing.trainer", "--epochs", "3", "--checkpoint-interval", "5"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen([*RUN, str(killed_dir), "--step-delay", "0.1"])

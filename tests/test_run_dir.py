@@ -138,14 +138,15 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path):
     assert list(run.checkpoints_dir.iterdir()) == [] and sorted(tmp_path.iterdir()) == [run.checkpoints_dir]
 
 
-def test_a_locked_run_directory_refuses_a_second_holder_naming_the_first(tmp_path):
+def test_the_lock_records_its_holder_and_taking_it_again_in_the_same_process_is_a_no_op(tmp_path):
     run = RunDirectory(tmp_path / "run")
     with run.lock():
-        expected = f"in use by process {os.getpid()} on {socket.gethostname()}"
-        with pytest.raises(RunLockedError, match=re.escape(expected)), RunDirectory(tmp_path / "run").lock():
+        owner = json.loads((run.root / ".lock.owner").read_text())
+        assert owner == {"pid": os.getpid(), "host": socket.gethostname()}
+        with RunDirectory(tmp_path / "run").lock():  # the runner holds it, then its trainer asks again
             pass
-    with run.lock():  # released on leaving the block
-        pass
+        assert (run.root / ".lock.owner").is_file()  # still held by the outer block
+    assert not (run.root / ".lock.owner").exists()
 
 
 HOLD_LOCK = textwrap.dedent(
@@ -176,13 +177,29 @@ def test_a_lock_held_by_another_process_blocks_until_that_process_is_killed(tmp_
         holder.wait()
 
 
+def test_a_trainer_used_from_python_takes_the_lock_too(tmp_path):
+    from cleangpt_core.testing.trainer import build_tiny_trainer
+
+    run = RunDirectory(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        trainer = build_tiny_trainer("simple", output_dir=run.root, max_steps=2)
+        with pytest.raises(RunLockedError, match=f"in use by process {holder.pid} "):
+            trainer.train()
+        assert not run.checkpoints_dir.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 KILL_WHILE_RESUMING_THE_LOG = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
     from cleangpt_core.trainers.metrics import MetricsLogger
 
-    MetricsLogger(Path(sys.argv[1]), log_interval=1, start_step=int(sys.argv[2]))
+    logger = MetricsLogger(Path(sys.argv[1]), log_interval=1, start_step=int(sys.argv[2]))  # open, not closed
     os.kill(os.getpid(), signal.SIGKILL)  # killed during start-up, right after the logger opened the file
     """
 )

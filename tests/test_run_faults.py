@@ -122,11 +122,20 @@ def test_resuming_a_finished_run_trains_nothing_and_still_writes_the_sample(run_
 # -- fault 5: one trainer per run directory ------------------------------------------------------------------
 
 
+HOLD_LOCK = "import sys, time\nfrom cleangpt_core.run_dir import RunDirectory\nwith RunDirectory(sys.argv[1]).lock():\n"
+HOLD_LOCK += "    print('held', flush=True)\n    time.sleep(120)\n"
+
+
 def test_a_second_trainer_into_a_run_in_use_gets_one_line_naming_the_holder(run_copy):
     before = snapshot(run_copy)
-    with RunDirectory(run_copy).lock():
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_copy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         error = one_line_error(invoke("train", "--resume", run_copy, "--set", "trainer.max_steps=9"))
-    assert f"in use by process {os.getpid()} on {socket.gethostname()}" in error
+        assert f"{run_copy} is in use by process {holder.pid} on {socket.gethostname()}" in error
+    finally:
+        holder.kill()
+        holder.wait()
     assert snapshot(run_copy) == before
 
 

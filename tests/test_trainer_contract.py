@@ -7,11 +7,13 @@ import pytest
 from cleangpt_core.testing.trainer import check_resume_is_exact, check_trainer_contract
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer_type", ["simple", "advanced"])
 def test_builtin_trainer_keeps_the_contract(trainer_type, tmp_path):
     check_trainer_contract(trainer_type, tmp_path)
 
 
+@pytest.mark.slow
 def test_advanced_trainer_resumes_exactly_with_every_feature_on(tmp_path):
     check_resume_is_exact(
         "advanced",

@@ -20,7 +20,7 @@ from torch import nn
 from cleangpt_core.atomic_write import write_text_atomic
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.errors import CheckpointError
-from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, find_training_checkpoint
+from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
 from cleangpt_core.trainers.batches import Batch, EpochBatches
 from cleangpt_core.trainers.checkpointing import (
     CheckpointManager,
@@ -112,6 +112,12 @@ class BaseTrainer(ABC):
     @abstractmethod
     def train(self) -> dict[str, Any]:
         """Train and return statistics about the run."""
+
+    def run_lock(self) -> AbstractContextManager[None]:
+        """The lock of the run directory, held by the main process while it trains (a no-op without one)."""
+        if self.output_dir is None or not self.context.is_main:
+            return nullcontext()
+        return RunDirectory(self.output_dir).lock()
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (a callback or early stopping may call it)."""

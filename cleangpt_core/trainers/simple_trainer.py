@@ -43,7 +43,12 @@ class SimpleTrainer(BaseTrainer):
         """Train, and return statistics: steps, tokens, losses, throughput and the final validation loss.
 
         `resume_from` (a checkpoint or run directory) continues an interrupted run exactly where it stopped.
+        The main process holds the run directory's lock throughout.
         """
+        with self.run_lock():
+            return self._train(resume_from)
+
+    def _train(self, resume_from: str | Path | None) -> dict[str, Any]:
         self._resumed_from = self.load_checkpoint(resume_from) if resume_from is not None else None
         self._events = None  # pick up plugins installed since the last run
         self.stop_reason = None
