@@ -252,6 +252,7 @@ def run_experiment(
     """
     run_dir = RunDirectory(config.output.dir)
     run_dir.check_usable()
+    _refuse_an_earlier_run(run_dir, fresh=resume_from is None, overwrite=overwrite)  # before minutes of set-up
     tokenizer = from_pretrained(resume_from / TOKENIZER_DIR) if resume_from is not None else None
     run = prepare_run(config, tokenizer=tokenizer, callbacks=callbacks)
     main = run.trainer.context.is_main
@@ -281,14 +282,18 @@ def run_experiment(
 
 def _claim(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:
     """Under the lock: refuse to train over an earlier run unless asked to, and check the run's pointers."""
-    if fresh and run_dir.holds_run():
-        if not overwrite:
-            raise ConfigError(
-                f"{run_dir.root} already holds a run; continue it with --resume {run_dir.root}, train elsewhere "
-                "with --set output.dir=DIR, or pass --overwrite to delete it and start afresh"
-            )
+    _refuse_an_earlier_run(run_dir, fresh=fresh, overwrite=overwrite)  # again: one may have appeared meanwhile
+    if fresh and overwrite:
         run_dir.remove_run()
-    run_dir.latest(), run_dir.best()  # a damaged or outward pointer fails now, not at the first checkpoint
+    run_dir.latest(), run_dir.best()
+
+
+def _refuse_an_earlier_run(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:
+    if fresh and not overwrite and run_dir.holds_run():
+        raise ConfigError(
+            f"{run_dir.root} already holds a run; continue it with --resume {run_dir.root}, train elsewhere "
+            "with --set output.dir=DIR, or pass --overwrite to delete it and start afresh"
+        )  # a damaged or outward pointer fails now, not at the first checkpoint
 
 
 def _summary(stats: dict[str, Any]) -> str:

@@ -1,17 +1,31 @@
-"""`cleangpt train` and `cleangpt evaluate`: a run directory from the command line, resumable, checked early."""
+"""`cleangpt train` and `cleangpt evaluate`: a run directory from the command line, resumable, checked early.
+
+On damaged, hostile or finished run directories each fault is one line and a non-zero exit, and nothing of
+the run is lost."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.compare import build_plan
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
-from cleangpt_core.tokenizers import from_pretrained
+from cleangpt_core.run_dir import RunDirectory
+from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
 from cleangpt_core.trainers.metrics import read_metrics
+from cleangpt_core.training_run import run_experiment
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -35,16 +49,40 @@ def tiny(run_dir: Path, steps: int = 6) -> list[str]:
     return [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]
 
 
-def invoke(*arguments: str):
-    return CliRunner().invoke(cli, list(arguments), catch_exceptions=False)
+def invoke(*arguments: str | Path):
+    return CliRunner().invoke(cli, [str(argument) for argument in arguments], catch_exceptions=False)
+
+
+def fails(*arguments: str | Path) -> str:
+    """Run a command that must fail, and return its error: exactly one line, exit status 1, no traceback."""
+    result = CliRunner().invoke(cli, [str(argument) for argument in arguments])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny run trained to its max_steps (6), evaluated every 3 steps; tests change only copies of it."""
     run_dir = tmp_path_factory.mktemp("cli") / "run"
     result = invoke("train", *tiny(run_dir))
     assert result.exit_code == 0, result.output
     return run_dir, result.output
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run[0], copy)
+    return copy
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run and its content (the lock's own files aside)."""
+    files = [path for path in sorted(run_dir.rglob("*")) if path.is_file() and not path.name.startswith(".lock")]
+    return {str(path.relative_to(run_dir)): path.read_bytes() for path in files}
 
 
 def test_train_writes_checkpoints_metrics_a_loss_curve_and_a_sample(trained_run):
@@ -76,8 +114,8 @@ def test_evaluate_reports_the_runs_validation_loss(trained_run):
     assert "perplexity" in text and "validation" in text
 
 
-def test_resume_continues_a_run_from_its_latest_checkpoint(trained_run):
-    run_dir, _ = trained_run
+def test_resume_continues_a_run_from_its_latest_checkpoint(run_copy):
+    run_dir = run_copy
     result = invoke("train", "--resume", str(run_dir), "--set", "trainer.max_steps=9")
     assert result.exit_code == 0, result.output
     assert "resuming from" in result.output and "9 steps" in result.output
@@ -146,3 +184,231 @@ def test_training_into_an_existing_run_is_refused_unless_overwrite_is_given(tmp_
     assert invoke("train", *tiny(run_dir), "--overwrite").exit_code == 0
     assert (run_dir / "latest").read_text().strip() == "checkpoints/step-00000006"
     assert not (run_dir / "checkpoints" / "step-00000009").exists()
+
+
+# -- fault 1: --overwrite deletes nothing until every check has passed --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["data.dataset=/nonexistent.txt", "model.n_embd=31", f"seed={2**70}"]
+    + (["device=cuda"] if not torch.cuda.is_available() else []),
+)
+def test_overwrite_with_a_failing_check_deletes_nothing(run_copy, bad):
+    before = snapshot(run_copy)
+    fails("train", *tiny(run_copy), "--set", bad, "--overwrite")
+    assert snapshot(run_copy) == before
+
+
+# -- fault 2: pointers lead only inside their run -----------------------------------------------------------
+
+
+def test_resume_refuses_a_latest_pointing_into_another_run(run_copy, tmp_path):
+    attacker = tmp_path / "attacker"
+    attacker.mkdir()
+    (attacker / "latest").write_text(f"../{run_copy.name}/checkpoints/step-00000006\n")
+    victim_before = snapshot(run_copy)
+    error = fails("train", "--resume", attacker, "--set", "trainer.max_steps=12")
+    assert "not a checkpoint of this run directory" in error and str(attacker / "latest") in error
+    assert snapshot(run_copy) == victim_before
+
+
+# -- fault 4: a finished run resumes to a report, and its sample ---------------------------------------------
+
+
+def test_resuming_a_finished_run_trains_nothing_and_still_writes_the_sample(run_copy):
+    (run_copy / "sample.txt").unlink()
+    history = read_metrics(run_copy / "metrics.jsonl")
+    result = invoke("train", "--resume", run_copy)
+    assert result.exit_code == 0, result.output
+    assert "nothing left to train" in result.output and "validation loss" in result.output
+    assert (run_copy / "sample.txt").read_text().strip()
+    assert read_metrics(run_copy / "metrics.jsonl") == history  # nothing recorded twice
+
+
+# -- fault 5: one trainer per run directory ------------------------------------------------------------------
+
+
+HOLD_LOCK = "import sys, time\nfrom cleangpt_core.run_dir import RunDirectory\nwith RunDirectory(sys.argv[1]).lock():\n"
+HOLD_LOCK += "    print('held', flush=True)\n    time.sleep(120)\n"
+
+
+def test_a_second_trainer_into_a_run_in_use_gets_one_line_naming_the_holder(run_copy):
+    before = snapshot(run_copy)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_copy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        error = fails("train", "--resume", run_copy, "--set", "trainer.max_steps=9")
+        assert f"{run_copy} is in use by process {holder.pid} on {socket.gethostname()}" in error
+    finally:
+        holder.kill()
+        holder.wait()
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.slow
+def test_three_concurrent_trainers_into_one_directory_leave_one_training(run_copy):
+    command = [sys.executable, "-m", "cleangpt_core", "train", "--resume", str(run_copy)]
+    command += ["--set", "trainer.max_steps=100000", "--set", "trainer.checkpoint_interval=100000"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    processes += [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    processes += [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    try:
+        deadline = time.monotonic() + 240
+        while sum(process.poll() is not None for process in processes) < 2:
+            assert time.monotonic() < deadline, "two of the three trainers should have been refused"
+            time.sleep(0.2)
+        refused = [process for process in processes if process.poll() is not None]
+        (winner,) = [process for process in processes if process.poll() is None]
+        for process in refused:
+            output = process.stdout.read()
+            assert process.returncode == 1, output
+            assert f"is in use by process {winner.pid} on {socket.gethostname()}" in output
+            assert len(output.strip().splitlines()) == 1, output
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    records = read_metrics(run_copy / "metrics.jsonl")  # every line whole: one writer
+    assert [r["step"] for r in records] == sorted(r["step"] for r in records)
+
+
+# -- fault 6: resume applies what it may change and refuses the rest -----------------------------------------
+
+
+def test_resume_refuses_changes_it_could_not_apply_naming_them(run_copy):
+    before = snapshot(run_copy)
+    error = fails("train", "--resume", run_copy, "--set", "optimizer.lr=1e9", "--set", "model.n_layer=2")
+    assert "cannot change on resume: model.n_layer (1 -> 2), optimizer.lr (0.002 -> 1000000000.0)" in error
+    assert snapshot(run_copy) == before
+
+
+def test_resume_applies_a_new_step_budget_and_records_it(run_copy):
+    result = invoke("train", "--resume", run_copy, "--set", "trainer.max_steps=7", "--set", "output.sample_tokens=0")
+    assert result.exit_code == 0, result.output
+    checkpoint = RunDirectory(run_copy).latest()
+    assert checkpoint.name == "step-00000007"
+    recorded = json.loads((checkpoint / "experiment.json").read_text())
+    assert recorded["trainer"]["max_steps"] == 7 and recorded["optimizer"]["lr"] == 0.002
+
+
+# -- fault 9: leftovers of a kill are cleaned up -------------------------------------------------------------
+
+
+def test_partial_checkpoints_left_by_a_kill_are_removed_when_the_run_resumes(run_copy):
+    partial = run_copy / "checkpoints" / ".partial-step-00000009-4242-beef"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    result = invoke("train", "--resume", run_copy, "--set", "trainer.max_steps=7", "--set", "output.sample_tokens=0")
+    assert result.exit_code == 0, result.output
+    assert not partial.exists()
+
+
+# -- fault 10: damaged run files and bad inputs are one line naming them -------------------------------------
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+
+
+@pytest.mark.parametrize(
+    "damaged", ["model.safetensors", "experiment.json", "trainer_state.json", "trainer_state.safetensors"]
+)
+def test_a_truncated_checkpoint_file_is_one_line_naming_it(run_copy, damaged):
+    path = run_copy / "checkpoints" / "step-00000006" / damaged
+    _truncate(path)
+    error = fails("train", "--resume", run_copy, "--set", "trainer.max_steps=9")
+    assert str(path) in error and "unexpected" not in error
+
+
+def test_a_truncated_model_file_is_one_line_naming_it_in_evaluate(run_copy):
+    path = run_copy / "checkpoints" / "step-00000006" / "model.safetensors"
+    _truncate(path)
+    error = fails("evaluate", run_copy)
+    assert str(path) in error
+
+
+def test_a_damaged_best_pointer_is_one_line_naming_it(run_copy):
+    (run_copy / "best").write_text("{not json")
+    error = fails("train", "--resume", run_copy, "--set", "trainer.max_steps=9")
+    assert f"{run_copy / 'best'} is damaged" in error
+
+
+@pytest.mark.parametrize("seed", [2**70, -1])
+def test_a_seed_out_of_range_is_one_line_before_any_work(tmp_path, seed):
+    error = fails("train", *tiny(tmp_path / "run"), "--set", f"seed={seed}")
+    assert "seed" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_tokenizer_with_more_ids_than_the_model_is_one_line(run_copy):
+    tokenizer_dir = run_copy / "checkpoints" / "step-00000006" / "tokenizer"
+    shutil.rmtree(tokenizer_dir)
+    CharacterTokenizer().fit("".join(map(chr, range(32, 400)))).save_pretrained(str(tokenizer_dir))
+    error = fails("evaluate", run_copy)
+    assert str(tokenizer_dir) in error and "ids" in error
+
+
+def test_an_output_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "taken"
+    path.write_text("not a folder")
+    error = fails("train", *tiny(path))
+    assert f"output.dir={str(path)!r}" in error and "is a file" in error
+
+
+# -- fault 14: names, rows and modes -------------------------------------------------------------------------
+
+
+def test_the_final_step_has_one_validation_row(trained_run):
+    run_dir, _ = trained_run
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]
+    assert steps == [3, 6]
+
+
+def test_the_console_names_the_last_steps_loss_as_such(trained_run):
+    _, output = trained_run
+    assert "last step's train loss" in output
+
+
+def test_run_files_honour_the_umask(trained_run):
+    run_dir, _ = trained_run
+    modes = {str(p.relative_to(run_dir)): p.stat().st_mode & 0o777 for p in run_dir.rglob("*") if p.is_file()}
+    expected = 0o666 & ~_umask()
+    assert {name: mode for name, mode in modes.items() if mode != expected} == {}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# -- one configuration everywhere ----------------------------------------------------------------------------
+
+
+def test_one_yaml_file_gives_one_experiment_through_train_compare_and_the_api(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        "model:\n  n_layer: 1\n  n_head: 2\n  n_embd: 32\n  block_size: 32\n"
+        "trainer:\n  max_steps: 2\n  eval_max_batches: 1\n  warmup_steps: 1\n"
+        "data:\n  eval_batch_size: 4096\noutput:\n  sample_tokens: 0\n"
+    )
+
+    def recorded(run_dir: Path) -> dict:
+        data = json.loads((RunDirectory(run_dir).latest() / "experiment.json").read_text())
+        data["output"].pop("dir")
+        return data
+
+    assert invoke("train", "--config", path, "--set", f"output.dir={tmp_path / 'cli'}").exit_code == 0
+    run_experiment(load_experiment_config(path, [f"output.dir={tmp_path / 'api'}"]), echo=lambda _: None)
+    assert recorded(tmp_path / "cli") == recorded(tmp_path / "api")
+
+    plan = build_plan(tmp_path / "compare", models=["Vanilla", "Vanilla"], config_files=[path])
+    planned = plan.configs["Vanilla"]
+    planned["output"].pop("dir")
+    api = json.loads(load_experiment_config(path).model_dump_json())
+    api["output"].pop("dir")
+    assert planned == api
+    cli_run = recorded(tmp_path / "cli")
+    cli_run["model"]["vocab_size"] = planned["model"]["vocab_size"]  # training takes the tokenizer's
+    assert cli_run == planned
