@@ -249,6 +249,12 @@ def _read_pointer_text(pointer: Path) -> str:
         raise CheckpointError(f"{pointer} is damaged (not text); delete it and resume from a checkpoint") from None
 
 
+def run_of(checkpoint: Path) -> RunDirectory:
+    """The run directory a checkpoint directory belongs to."""
+    step_of(checkpoint)  # refuses what is not named like a checkpoint
+    return RunDirectory(Path(checkpoint).parent.parent)
+
+
 def find_training_checkpoint(path: str | Path) -> Path:
     """A training checkpoint from a checkpoint directory or a run directory (following its ``latest``)."""
     path = Path(path)

@@ -33,7 +33,7 @@ from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.serialization import load_trained_model
 from cleangpt_core.registry import load_component
-from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
+from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint, run_of
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
 from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.devices import choose_device
@@ -106,7 +106,7 @@ def resume_config(run: str | Path, overrides: Iterable[str] = ()) -> tuple[Exper
             f"without them, or start a new run (--set output.dir=DIR). Changeable on resume: "
             f"{', '.join(CHANGEABLE_ON_RESUME)}"
         )
-    run_dir = checkpoint.parent.parent
+    run_dir = run_of(checkpoint).root
     return config.model_copy(update={"output": config.output.model_copy(update={"dir": run_dir})}), checkpoint
 
 

@@ -186,7 +186,7 @@ class BaseTrainer(ABC):
                 self.progress.step, self.model, self.trainer_state(), val_loss=val_loss, extras=self._write_extras
             )
         barrier(self.context)
-        path = path or self.checkpoints.root / f"step-{self.progress.step:08d}"
+        path = path or self.checkpoints.run.checkpoint(self.progress.step)
         self.events.emit("checkpoint_saved", trainer=self, step=self.progress.step, path=path)
         return path
 
