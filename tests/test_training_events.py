@@ -156,6 +156,25 @@ def test_the_metrics_logger_writes_json_lines_and_a_loss_curve(tmp_path):
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+class StopAt:
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, trainer, step):
+        if step == self.step:
+            trainer.request_stop("asked to")
+
+
+def test_a_run_stopped_right_after_a_complete_evaluation_records_it_once(tmp_path):
+    trainer = build_tiny_trainer(
+        "simple", output_dir=tmp_path, max_steps=20, eval_interval=2, callbacks=[StopAt(4)]
+    )
+    stats = trainer.train()
+    val = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "val_loss" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    assert stats["val_loss"] == val[-1]["val_loss"] and stats["steps"] == 4
+
+
 def test_the_metrics_logger_can_be_turned_off(tmp_path):
     build_tiny_trainer("simple", output_dir=tmp_path, max_steps=3, log_metrics=False).train()
     assert not (tmp_path / "metrics.jsonl").exists()

@@ -53,6 +53,7 @@ class SimpleTrainer(BaseTrainer):
         self._events = None  # pick up plugins installed since the last run
         self.stop_reason = None
         self.losses: list[float] = []
+        self._complete_evaluation: tuple[int, dict[str, Any]] | None = None
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         self.events.emit("train_begin", trainer=self)
@@ -145,8 +146,11 @@ class SimpleTrainer(BaseTrainer):
             return
         val_loss = None
         if options.eval_interval and step % options.eval_interval == 0 and self.eval_dataloader is not None:
-            val_loss = self.evaluate(max_batches=options.eval_max_batches)["loss"]
+            evaluation = self.evaluate(max_batches=options.eval_max_batches)
+            val_loss = evaluation["loss"]
             self.after_evaluation(val_loss)
+            if options.eval_max_batches is None:  # on all the data: if the run stops here, it is the final one
+                self._complete_evaluation = (step, evaluation)
         if options.checkpoint_interval and step % options.checkpoint_interval == 0:
             self.save_checkpoint(val_loss)
 
@@ -194,9 +198,13 @@ class SimpleTrainer(BaseTrainer):
             return stats
         val_loss = None
         if self.eval_dataloader is not None:
-            evaluation = self.evaluate()
+            done = self._complete_evaluation
+            if done is not None and done[0] == self.progress.step:  # stopped early right after evaluating it all
+                evaluation = done[1]
+            else:
+                evaluation = self.evaluate()
+                self.after_evaluation(evaluation["loss"])
             val_loss = evaluation["loss"]
-            self.after_evaluation(val_loss)
             stats.update(val_loss=val_loss, val_perplexity=evaluation["perplexity"])
         stats["best_val_loss"] = self.progress.best_val_loss
         checkpoint = self.save_checkpoint(val_loss)
