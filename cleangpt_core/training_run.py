@@ -31,7 +31,7 @@ from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_co
 from cleangpt_core.errors import CheckpointError, ConfigError
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.factory import build_config, get_model
-from cleangpt_core.model.serialization import load_trained_model
+from cleangpt_core.model.serialization import check_tokenizer_fits, load_trained_model
 from cleangpt_core.registry import load_component
 from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint, run_of
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
@@ -253,7 +253,10 @@ def run_experiment(
     run_dir = RunDirectory(config.output.dir)
     run_dir.check_usable()
     _refuse_an_earlier_run(run_dir, fresh=resume_from is None, overwrite=overwrite)  # before minutes of set-up
-    tokenizer = from_pretrained(resume_from / TOKENIZER_DIR) if resume_from is not None else None
+    tokenizer = None
+    if resume_from is not None:
+        tokenizer = from_pretrained(resume_from / TOKENIZER_DIR)
+        check_tokenizer_fits(tokenizer.vocab_size, config.model.vocab_size, resume_from / TOKENIZER_DIR)
     run = prepare_run(config, tokenizer=tokenizer, callbacks=callbacks)
     main = run.trainer.context.is_main
     lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()

@@ -85,9 +85,14 @@ def load_trained_model(path: str | Path, map_location: str | torch.device = "cpu
         )
     model = load_model(directory, map_location=map_location)
     tokenizer = from_pretrained(tokenizer_dir)
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise CheckpointError(
-            f"the tokenizer in {str(tokenizer_dir)!r} has {tokenizer.vocab_size} ids but the model's vocabulary has "
-            f"{model.config.vocab_size}: they do not belong together; restore the checkpoint's own tokenizer"
-        )
+    check_tokenizer_fits(tokenizer.vocab_size, model.config.vocab_size, tokenizer_dir)
     return model, tokenizer, directory
+
+
+def check_tokenizer_fits(tokenizer_ids: int, model_vocab_size: int, tokenizer_dir: Path) -> None:
+    """Refuse a checkpoint's tokenizer that makes ids the model has no embedding for."""
+    if tokenizer_ids > model_vocab_size:
+        raise CheckpointError(
+            f"the tokenizer in {str(tokenizer_dir)!r} has {tokenizer_ids} ids but the model's vocabulary has "
+            f"{model_vocab_size}: they do not belong together; restore the checkpoint's own tokenizer"
+        )
