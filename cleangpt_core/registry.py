@@ -51,6 +51,7 @@ BUILTIN_PLUGINS = (
     "cleangpt_core.builtins.trainers",
     "cleangpt_core.builtins.commands",
     "cleangpt_core.builtins.workflow",
+    "cleangpt_core.builtins.trackers",
 )
 REGISTRATION_HOOKS = {
     "tokenizer": "cleangpt_register_tokenizers",

@@ -32,6 +32,7 @@ from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.serialization import load_model, resolve_checkpoint
 from cleangpt_core.registry import load_component
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
+from cleangpt_core.trackers.catalog import check_trackers_installed
 from cleangpt_core.trainers.base_trainer import BaseTrainer, find_checkpoint
 from cleangpt_core.trainers.devices import choose_device
 from cleangpt_core.trainers.evaluation import evaluate_model
@@ -213,6 +214,7 @@ def prepare_run(
     trainer_options = config.trainer.options
     if trainer_options.get("output_dir") is not None:
         raise ConfigError("set the run directory with output.dir, not trainer.output_dir")
+    check_trackers_installed(config.logging)
     seed_everything(config.seed)
     tokenizer = tokenizer or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
     train_tokens = load_split(config, tokenizer, "train")  # fits a character tokenizer's vocabulary

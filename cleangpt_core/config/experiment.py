@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, PositiveInt, ValidationError, field_vali
 from cleangpt_core.config.base import StrictModel, format_validation_error, validate_config
 from cleangpt_core.config.model import GPTConfig
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.trackers.catalog import LoggingConfig
 
 
 class ComponentSection(StrictModel):
@@ -130,6 +131,7 @@ class ExperimentConfig(StrictModel):
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     sampling: SamplingSection = Field(default_factory=SamplingSection)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
