@@ -52,6 +52,7 @@ BUILTIN_PLUGINS = (
     "cleangpt_core.builtins.commands",
     "cleangpt_core.builtins.workflow",
     "cleangpt_core.builtins.trackers",
+    "cleangpt_core.builtins.ecosystem",
 )
 REGISTRATION_HOOKS = {
     "tokenizer": "cleangpt_register_tokenizers",
