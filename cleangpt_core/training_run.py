@@ -214,7 +214,7 @@ def prepare_run(
     trainer_options = config.trainer.options
     if trainer_options.get("output_dir") is not None:
         raise ConfigError("set the run directory with output.dir, not trainer.output_dir")
-    check_trackers_installed(config.logging)
+    check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
     tokenizer = tokenizer or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
     train_tokens = load_split(config, tokenizer, "train")  # fits a character tokenizer's vocabulary

@@ -17,8 +17,8 @@ from pydantic import ConfigDict, Field, PositiveInt, ValidationError, field_vali
 
 from cleangpt_core.config.base import StrictModel, format_validation_error, validate_config
 from cleangpt_core.config.model import GPTConfig
+from cleangpt_core.config.tracking import LoggingConfig
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.trackers.catalog import LoggingConfig
 
 
 class ComponentSection(StrictModel):

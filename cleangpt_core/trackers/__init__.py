@@ -11,7 +11,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "TRACKERS": ".catalog",
-        "LoggingConfig": ".catalog",
+        "LoggingConfig": "cleangpt_core.config.tracking",
         "TrackerSpec": ".catalog",
         "check_trackers_installed": ".catalog",
         "Tracker": ".base",

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cleangpt_core.plugin_api import load_object
-from cleangpt_core.trackers.catalog import TRACKERS, LoggingConfig
+from cleangpt_core.trackers.catalog import TRACKERS
 
 if TYPE_CHECKING:
     from cleangpt_core.config.experiment import ExperimentConfig
+    from cleangpt_core.config.tracking import LoggingConfig
     from cleangpt_core.trainers.base_trainer import BaseTrainer
 
 STATE_FILE = "trackers.json"
