@@ -157,3 +157,19 @@ def test_an_unknown_task_is_one_line_before_the_model_loads(checkpoint, tasks):
         "Error: lm-eval knows no task 'cleangpt_choise' (did you mean 'cleangpt_choice', 'cleangpt_rolling', "
         "'cleangpt_generate'?); define your own with --include-path DIR"
     ]
+
+
+def test_lm_eval_without_the_harness_installed_says_what_to_install(checkpoint, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *arguments):  # stands in for an environment without lm-eval (a test cannot uninstall it)
+        return None if name == "lm_eval" else real_find_spec(name, *arguments)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    result = CliRunner().invoke(cli, ["lm-eval", str(checkpoint), "--tasks", "hellaswag"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        'Error: cleangpt lm-eval needs the lm-evaluation-harness: pip install "cleangpt-core[eval]"'
+    ]
