@@ -57,7 +57,7 @@ DRIVER = textwrap.dedent(
     class KillAt:
         def on_step_end(self, step):
             if step == kill_at:
-                time.sleep(1.0)
+                time.sleep(2.0)
                 os.kill(os.getpid(), signal.SIGKILL)
 
     if (run_dir / "latest").is_file():
