@@ -43,7 +43,7 @@ TINY = {
 }
 
 # Trains through the Python API like `cleangpt train`; with a kill step, the process SIGKILLs itself after
-# that optimizer step, a deterministic stand-in for a crash between two checkpoints. It waits a second first:
+# that optimizer step, a deterministic stand-in for a crash between two checkpoints. It waits 2 s first:
 # W&B writes its offline file every WANDB__TRANSACTION_LOG_FLUSH_INTERVAL seconds, so a crash sooner than that
 # after a checkpoint would lose W&B's own copy of the last steps (W&B's buffering, which no API flushes).
 DRIVER = textwrap.dedent(
