@@ -166,7 +166,8 @@ def cleangpt_on_step_end(trainer: object, step: int, metrics: dict) -> None:
 
     ``trainer``: the running ``BaseTrainer``. ``step``: the number of the step, from 1. ``metrics``:
     ``loss`` (mean over the step's tokens, all processes), ``lr`` (the rate the step used),
-    ``tokens_per_s``, ``tokens`` (seen so far) and ``epoch``.
+    ``tokens_per_s``, ``tokens`` (seen so far), ``epoch`` and, when the trainer clips gradients, ``grad_norm``
+    (the global gradient norm before clipping).
 
     Returns: nothing (ignored).
     """

@@ -51,6 +51,8 @@ BUILTIN_PLUGINS = (
     "cleangpt_core.builtins.trainers",
     "cleangpt_core.builtins.commands",
     "cleangpt_core.builtins.workflow",
+    "cleangpt_core.builtins.trackers",
+    "cleangpt_core.builtins.ecosystem",
 )
 REGISTRATION_HOOKS = {
     "tokenizer": "cleangpt_register_tokenizers",

@@ -44,6 +44,9 @@ METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 SAMPLE_FILE = "sample.txt"
 AVERAGED_DIR = "averaged"
+TRACKERS_FILE = "trackers.json"  # the tracker runs a resumed run continues (cleangpt_core.trackers)
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"  # W&B's own name for the folder it makes under the directory it is given
 LOCK_FILE = ".lock"
 LOCK_OWNER_FILE = ".lock.owner"
 
@@ -100,6 +103,14 @@ class RunDirectory:
     @property
     def averaged(self) -> Path:
         return self.root / AVERAGED_DIR
+
+    @property
+    def trackers_state(self) -> Path:
+        return self.root / TRACKERS_FILE
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / TENSORBOARD_DIR
 
     def checkpoint(self, step: int) -> Path:
         """Where the checkpoint of `step` is (or would be) written."""
@@ -179,8 +190,10 @@ class RunDirectory:
 
     def remove_run(self) -> None:
         """Delete an earlier run's checkpoints, pointers and history (``--overwrite``, under the lock)."""
-        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
-        for path in (self.root / LATEST_FILE, self.root / BEST_FILE, self.metrics, self.loss_curve, self.sample):
+        for folder in (self.checkpoints_dir, self.tensorboard_dir, self.root / WANDB_DIR):
+            shutil.rmtree(folder, ignore_errors=True)
+        files = (self.root / LATEST_FILE, self.root / BEST_FILE, self.metrics, self.loss_curve, self.sample)
+        for path in (*files, self.trackers_state):
             path.unlink(missing_ok=True)
 
     def remove_partials(self) -> list[Path]:

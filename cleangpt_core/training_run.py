@@ -35,6 +35,7 @@ from cleangpt_core.model.serialization import check_tokenizer_fits, load_trained
 from cleangpt_core.registry import load_component
 from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint, run_of
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
+from cleangpt_core.trackers.catalog import check_trackers_installed
 from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.devices import choose_device
 from cleangpt_core.trainers.distributed import barrier
@@ -203,6 +204,7 @@ def prepare_run(
     trainer_options = config.trainer.options
     if trainer_options.get("output_dir") is not None:
         raise ConfigError("set the run directory with output.dir, not trainer.output_dir")
+    check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
     tokenizer = tokenizer or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
     train_tokens = load_split(config, tokenizer, "train")  # fits a character tokenizer's vocabulary

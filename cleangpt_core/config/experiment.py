@@ -35,6 +35,7 @@ from pydantic import (
 
 from cleangpt_core.config.base import MAX_SEED, StrictModel, format_validation_error, validate_config
 from cleangpt_core.config.model import GPTConfig
+from cleangpt_core.config.tracking import LoggingConfig
 from cleangpt_core.errors import ConfigError
 
 
@@ -177,6 +178,7 @@ class ExperimentConfig(StrictModel):
     trainer: TrainerSection = Field(default_factory=_default_trainer)
     sampling: SamplingSection = Field(default_factory=_default_sampling)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     # Set by `resolve_experiment`: whether the config itself sets model.vocab_size (else the tokenizer's is used).
     _vocab_size_given: bool = PrivateAttr(default=False)

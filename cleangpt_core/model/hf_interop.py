@@ -125,6 +125,12 @@ def load_hf_pretrained(directory: str | Path) -> VanillaTransformerModel:
     if not config_path.is_file():
         raise HFConversionError(f"{str(directory)!r} has no config.json: it is not a transformers model directory")
     config = vanilla_config_from_hf(json.loads(config_path.read_text(encoding="utf-8")))
+    return from_hf_state_dict(read_hf_weights(directory), config)
+
+
+def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a transformers model directory: model.safetensors, or the shards its index names."""
+    directory = Path(directory)
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():
         shards = sorted(set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
@@ -138,7 +144,7 @@ def load_hf_pretrained(directory: str | Path) -> VanillaTransformerModel:
     state_dict: dict[str, torch.Tensor] = {}
     for shard in shards:
         state_dict.update(load_file(str(directory / shard)))
-    return from_hf_state_dict(state_dict, config)
+    return state_dict
 
 
 def save_hf_pretrained(model: VanillaTransformerModel, directory: str | Path) -> Path:

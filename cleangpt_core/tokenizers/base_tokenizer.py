@@ -390,6 +390,17 @@ class BaseTokenizer(ABC):
         tokenizer.model_max_length = saved.get("model_max_length")
         return tokenizer
 
+    def to_hf_tokenizer(self) -> Any:
+        """This tokenizer as a Hugging Face ``PreTrainedTokenizerFast`` that encodes and decodes identically.
+
+        What ``cleangpt export`` writes, so that ``transformers.AutoTokenizer`` loads it with no custom code.
+        A tokenizer with no such form raises `TokenizerError`; subclasses that have one override this.
+        """
+        raise TokenizerError(
+            f"the {self.tokenizer_type or type(self).__name__!r} tokenizer has no Hugging Face form: implement "
+            f"{type(self).__name__}.to_hf_tokenizer() to export models that use it"
+        )
+
     def fingerprint(self) -> str:
         """A hash of the saved state: equal for tokenizers that map text to ids identically (cache keys)."""
         digest = hashlib.sha256()

@@ -186,6 +186,31 @@ class CharacterTokenizer(BaseTokenizer):
         except (TypeError, TokenizerError) as error:
             raise TokenizerLoadError(f"tokenizer directory {str(directory)!r} is corrupt: {error}") from None
 
+    def to_hf_tokenizer(self) -> Any:
+        """A ``tokenizers`` WordLevel model over single characters: the same ids, the same text back.
+
+        Each character is its own pre-token and ``<pad>``/``<eos>``/``<unk>`` are special tokens, so
+        ``AutoTokenizer`` encodes and decodes exactly as this tokenizer does (a character outside the vocabulary
+        is an error, or ``<unk>`` with ``unk_policy="unk"``).
+        """
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        self._require_fitted()
+        backend = Tokenizer(models.WordLevel(self.get_vocab(), unk_token=UNK))
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one per character
+        backend.decoder = decoders.Fuse()  # characters join with nothing between them
+        return PreTrainedTokenizerFast(
+            tokenizer_object=backend,
+            pad_token=self.pad_token,
+            eos_token=self.eos_token,
+            unk_token=self.unk_token,
+            padding_side=self.padding_side,
+            truncation_side=self.truncation_side,
+            clean_up_tokenization_spaces=False,
+            split_special_tokens=True,  # "<eos>" typed in a text is text, as in this tokenizer
+        )
+
     def __repr__(self) -> str:
         size = len(self._id_to_token) if self.is_fitted else "unfitted"
         return f"CharacterTokenizer(vocab_size={size}, unk_policy={self.unk_policy!r})"

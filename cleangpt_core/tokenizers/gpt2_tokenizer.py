@@ -26,7 +26,7 @@ ENDOFTEXT = "<|endoftext|>"
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable characters (how vocab.json spells byte sequences)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
     printable += list(range(ord("®"), ord("ÿ") + 1))
@@ -54,7 +54,7 @@ def build_tiktoken_encoding(hf_tokenizer: GPT2TokenizerFast, name: str = "gpt2-l
         return None
     if pre.get("add_prefix_space", False) or state.get("normalizer") is not None:
         return None
-    byte_decoder = {char: byte for byte, char in _bytes_to_unicode().items()}
+    byte_decoder = {char: byte for byte, char in bytes_to_unicode().items()}
     special = {token.content: token_id for token_id, token in hf_tokenizer.added_tokens_decoder.items()}
     vocab: dict[str, int] = model["vocab"]
     merges = model.get("merges", [])
@@ -159,6 +159,10 @@ class GPT2Tokenizer(BaseTokenizer):
         # Special-token text such as "<|endoftext|>" becomes its id, as the HF tokenizer does.
         ids = encoding.encode(text, allowed_special="all") if encoding is not None else self._hf.encode(text)
         return np.asarray(ids, dtype=self.corpus_dtype)
+
+    def to_hf_tokenizer(self) -> GPT2TokenizerFast:
+        """The wrapped Hugging Face tokenizer itself."""
+        return self._hf
 
     def get_config(self) -> dict[str, Any]:
         return {"pad_token": self.pad_token}

@@ -103,7 +103,7 @@ class AdvancedTrainer(SimpleTrainer):
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         if self.options.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+            self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip).item()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

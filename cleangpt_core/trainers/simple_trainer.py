@@ -29,6 +29,7 @@ class SimpleTrainer(BaseTrainer):
 
     options_schema: ClassVar[type[TrainerConfig]] = SimpleTrainerConfig
     gradient_accumulation_steps: int = 1
+    grad_norm: float | None = None  # the last step's gradient norm, where optimizer_step measures it
 
     def total_steps(self) -> int | None:
         """Optimizer steps the whole run takes, when the data has a length or max_steps is set."""
@@ -135,6 +136,8 @@ class SimpleTrainer(BaseTrainer):
             "tokens": self.progress.tokens,
             "epoch": self.progress.epoch,
         }
+        if self.grad_norm is not None:
+            metrics["grad_norm"] = self.grad_norm
         self.events.emit("step_end", trainer=self, step=step, metrics=metrics)
         self._bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{metrics['tokens_per_s']:,.0f}", refresh=False)
         self._bar.update(1)

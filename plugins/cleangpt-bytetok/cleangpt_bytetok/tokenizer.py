@@ -98,6 +98,39 @@ class ByteLevelTokenizer(BaseTokenizer):
         pieces.append(ids[start:].astype(np.uint8).tobytes().decode("utf-8", errors="replace"))
         return "".join(pieces)
 
+    def to_hf_tokenizer(self) -> Any:
+        """A ``tokenizers`` model with one token per byte: the same ids, the same text back.
+
+        Hugging Face's byte-level pre-tokenizer turns text into its UTF-8 bytes (spelled as GPT-2's printable
+        byte characters), each byte is its own token with its value as id, and the byte-level decoder turns
+        them back into text; the special tokens keep ids 256-258.
+        """
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        from cleangpt_core.tokenizers.gpt2_tokenizer import bytes_to_unicode
+
+        vocab = {character: byte for byte, character in bytes_to_unicode().items()}
+        vocab.update(SPECIAL_IDS)
+        backend = Tokenizer(models.WordLevel(vocab, unk_token=PAD))  # every byte is known: never used
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+                pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated"),  # one token per byte
+            ]
+        )
+        backend.decoder = decoders.ByteLevel()
+        return PreTrainedTokenizerFast(
+            tokenizer_object=backend,
+            pad_token=PAD,
+            bos_token=BOS,
+            eos_token=EOS,
+            padding_side=self.padding_side,
+            truncation_side=self.truncation_side,
+            clean_up_tokenization_spaces=False,
+            split_special_tokens=True,  # "<eos>" typed in a text is text, as in this tokenizer
+        )
+
     def token_display(self, token_id: int) -> str:
         """ASCII bytes as themselves, other bytes as ``<0xE2>`` (alone they are no character), specials by name."""
         (token,) = self.convert_ids_to_tokens([token_id])

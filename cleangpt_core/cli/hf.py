@@ -1,0 +1,35 @@
+"""``cleangpt export RUN OUT`` and ``cleangpt import DIR OUT``: Hugging Face folders out and in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+def export(run: Path, out: Path) -> None:
+    """Write RUN's model (a checkpoint or run directory) and tokenizer to OUT as a Hugging Face folder.
+
+    transformers loads it with AutoModelForCausalLM.from_pretrained(OUT) and AutoTokenizer.from_pretrained(OUT),
+    with no custom code. Vanilla becomes GPT-2; an architecture without a transformers counterpart is refused.
+    """
+    from cleangpt_core.interop.hf_folder import export_hf
+
+    click.echo(f"exported {run} to {export_hf(run, out)}")
+
+
+@click.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path), required=False)
+def import_(folder: Path, out: Path | None) -> None:
+    """Turn a Hugging Face FOLDER (from `cleangpt export`, or a GPT-2 one) into a cleanGPT checkpoint.
+
+    The checkpoint goes to OUT, by default FOLDER-cleangpt beside FOLDER; `cleangpt generate OUT` samples from it.
+    """
+    from cleangpt_core.interop.hf_folder import import_hf
+
+    out = out or folder.with_name(f"{folder.name}-cleangpt")
+    click.echo(f"imported {folder} as the checkpoint {import_hf(folder, out)}")

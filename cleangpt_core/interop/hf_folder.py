@@ -1,0 +1,126 @@
+"""A cleanGPT checkpoint as a Hugging Face folder, and back.
+
+`export_hf` writes ``config.json`` + ``model.safetensors`` of the architecture's transformers family and the
+tokenizer as a ``tokenizers`` model (``tokenizer.json`` + ``tokenizer_config.json``), so that
+``AutoModelForCausalLM.from_pretrained(folder)`` and ``AutoTokenizer.from_pretrained(folder)`` load it with no
+custom code (and so vLLM, TGI and the Hub read it). Beside them go cleanGPT's own tokenizer files and, inside
+``config.json`` under ``cleangpt_config``, the model config as trained, so that `import_hf` gives back the very
+same model, bit for bit. Both check everything before writing and write into a temporary folder that is
+renamed into place, so a failure never leaves a half-written folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from cleangpt_core.atomic_write import atomic_target
+from cleangpt_core.config import GPTConfig, validate_config
+from cleangpt_core.errors import CheckpointError, HFConversionError
+from cleangpt_core.interop.families import family_for_architecture, family_for_model_type
+from cleangpt_core.model.hf_interop import read_hf_weights
+from cleangpt_core.model.serialization import load_model, resolve_checkpoint, save_model
+from cleangpt_core.tokenizers import BaseTokenizer, from_pretrained
+from cleangpt_core.tokenizers.base_tokenizer import TOKENIZER_FILE
+from cleangpt_core.tokenizers.gpt2_tokenizer import GPT2Tokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+SAVED_CONFIG_KEY = "cleangpt_config"  # transformers keeps unknown config.json keys as they are
+TOKENIZER_DIR = "tokenizer"  # where a cleanGPT checkpoint keeps its tokenizer
+
+
+def export_hf(source: str | Path, destination: str | Path) -> Path:
+    """Write the model and tokenizer of `source` (a checkpoint or run directory) as a Hugging Face folder."""
+    checkpoint = resolve_checkpoint(source)
+    destination = Path(destination)
+    _check_free(destination)
+    model = load_model(checkpoint).eval()
+    family = family_for_architecture(model.config.model_type)
+    tokenizer = _checkpoint_tokenizer(checkpoint)
+    hf_tokenizer = tokenizer.to_hf_tokenizer()
+    hf_tokenizer.model_max_length = model.config.block_size
+    hf_config, tensors = family.to_hf(model)
+    hf_config.update(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **{SAVED_CONFIG_KEY: model.config.model_dump(mode="json")},
+    )
+
+    def write(folder: Path) -> None:
+        save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+        (folder / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+        hf_tokenizer.save_pretrained(str(folder))
+        tokenizer.save_pretrained(folder)  # cleanGPT's own files, for import_hf
+
+    return _write_folder(destination, write)
+
+
+def import_hf(source: str | Path, destination: str | Path) -> Path:
+    """Turn a Hugging Face folder (written by `export_hf`, or a GPT-2 one) into a cleanGPT checkpoint folder.
+
+    The result holds ``config.json``, ``model.safetensors`` and ``tokenizer/``: ``cleangpt generate`` and
+    ``load_model`` take it as they take any checkpoint.
+    """
+    source, destination = Path(source), Path(destination)
+    hf_config = _read_hf_config(source)
+    family = family_for_model_type(str(hf_config.get("model_type")))
+    _check_free(destination)
+    saved = hf_config.get(SAVED_CONFIG_KEY)
+    config = validate_config(GPTConfig, saved, f"{SAVED_CONFIG_KEY} of {source / CONFIG_FILE}") if saved else None
+    model = family.from_hf(hf_config, read_hf_weights(source), config)
+    tokenizer = _folder_tokenizer(source)
+
+    def write(folder: Path) -> None:
+        save_model(model, folder)
+        tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+
+    return _write_folder(destination, write)
+
+
+def _checkpoint_tokenizer(checkpoint: Path) -> BaseTokenizer:
+    directory = checkpoint / TOKENIZER_DIR
+    if not directory.is_dir():
+        raise CheckpointError(f"{str(checkpoint)!r} has no {TOKENIZER_DIR}/ folder: its tokenizer cannot be exported")
+    return from_pretrained(directory)
+
+
+def _read_hf_config(source: Path) -> dict[str, Any]:
+    path = source / CONFIG_FILE
+    if not path.is_file():
+        raise HFConversionError(f"{str(source)!r} has no {CONFIG_FILE}: it is not a Hugging Face model folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise HFConversionError(f"{str(path)!r} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise HFConversionError(f"{str(path)!r} must hold a JSON object")
+    return data
+
+
+def _folder_tokenizer(source: Path) -> BaseTokenizer:
+    if (source / TOKENIZER_FILE).is_file():
+        return from_pretrained(source)
+    if (source / "vocab.json").is_file() and (source / "merges.txt").is_file():
+        return GPT2Tokenizer(pretrained_model_name_or_path=str(source))
+    raise HFConversionError(
+        f"{str(source)!r} holds no tokenizer cleanGPT can rebuild ({TOKENIZER_FILE} from `cleangpt export`, or a "
+        "GPT-2 vocab.json + merges.txt)"
+    )
+
+
+def _check_free(destination: Path) -> None:
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise HFConversionError(f"{str(destination)!r} already exists and is not empty; choose a new folder")
+
+
+def _write_folder(destination: Path, write: Any) -> Path:
+    """Run `write(folder)` on a hidden sibling folder, then move it into place as `destination`."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(destination, directory=True) as folder:
+        write(folder)
+    return destination
