@@ -146,12 +146,15 @@ class PreparedCorpus:
     def check_tokenizer(self, tokenizer: BaseTokenizer) -> None:
         """Fail unless `tokenizer` maps text to ids exactly as the tokenizer the data was prepared with."""
         prepared = self.index["tokenizer"]
-        if tokenizer.fingerprint() != prepared["fingerprint"]:
-            raise DataError(
-                f"the run's tokenizer ({type(tokenizer).__name__}, {tokenizer.vocab_size:,} ids) is not the one "
-                f"{self.directory} was prepared with ({prepared['type']!r}, {prepared['vocab_size']:,} ids, saved in "
-                f"{self.tokenizer_dir}); train with that tokenizer, or prepare the data again with yours"
-            )
+        fitted = getattr(tokenizer, "is_fitted", True) is not False  # an unfitted one cannot be saved to compare
+        if fitted and tokenizer.fingerprint() == prepared["fingerprint"]:
+            return
+        run = f"{type(tokenizer).__name__}, {tokenizer.vocab_size:,} ids" if fitted else "an unfitted character one"
+        raise DataError(
+            f"the run's tokenizer ({run}) is not the one {self.directory} was prepared with ({prepared['type']!r}, "
+            f"{prepared['vocab_size']:,} ids, saved in {self.tokenizer_dir}); train with that tokenizer "
+            f"(tokenizer.name={prepared['type']} and its options), or prepare the data again with yours"
+        )
 
     def split(self, split: str, val_fraction: float, max_documents: int | None = None) -> ShardedTokens:
         """The tokens of the train or validation split: the documents before, or in, the held-out tail.
