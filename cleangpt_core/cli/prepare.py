@@ -5,6 +5,7 @@ Torch and the tokenizers are imported inside the command, so ``cleangpt --help``
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -69,6 +70,7 @@ def prepare_data_command(
 
     tokenizer = _tokenizer(tokenizer_name, options)
     documents = DocumentSource.from_argument(source, text_field=text_field, dataset_config=dataset_config, split=split)
+    start = time.perf_counter()
     index = prepare_data(
         documents,
         tokenizer,
@@ -77,9 +79,12 @@ def prepare_data_command(
         shard_tokens=shard_tokens or DEFAULT_SHARD_TOKENS,
         progress=progress,
     )
+    seconds = time.perf_counter() - start
+    megabytes = (documents.total_bytes() or 0) / 1e6
+    rate = f", {megabytes / seconds:.1f} MB/s" if megabytes else ""
     click.echo(
         f"{out_dir}: {index['tokens']:,} tokens ({index['dtype']}) of {index['documents']:,} documents in "
-        f"{len(index['shards'])} shards; train on it with --set data.dataset={out_dir}"
+        f"{len(index['shards'])} shards ({seconds:.1f} s{rate}); train on it with --set data.dataset={out_dir}"
     )
 
 

@@ -196,6 +196,8 @@ def _tokenized_units(
         for unit in units:
             yield unit, _tokenize_unit(unit)
         return
+    # built once here, not once per forked worker (GPT-2's tiktoken twin takes a second to build)
+    tokenizer.encode_corpus_batch(["warm-up"])
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     shipped = tokenizer if context.get_start_method() == "fork" else str(_saved_for_workers(tokenizer))
     with context.Pool(num_proc, initializer=_init_worker, initargs=(shipped, source.text_field)) as pool:
