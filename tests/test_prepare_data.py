@@ -409,3 +409,12 @@ def test_a_hub_dataset_that_cannot_be_streamed_is_one_clear_error(tmp_path, monk
     with pytest.raises(DataError, match=r"could not stream dataset 'Skylion007/openwebtext', split 'train'"):
         prepare_data(source, gpt2(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_progress_bar_counts_documents_tokens_and_megabytes(tmp_path, capsys):
+    documents = shakespeare_documents(30)
+    source = DocumentSource.from_argument(write_jsonl(tmp_path / "c.jsonl", documents))
+    index = prepare_data(source, gpt2(), tmp_path / "out", num_proc=1, progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "30 docs" in bar and f"{index['tokens']:,} tokens" in bar and "B/s" in bar
+    assert f"{source.total_bytes() / 1e3:.1f}k/" in bar.replace(" ", "")

@@ -99,9 +99,10 @@ def prepare_data(
         tokenizer.save_pretrained(out / TOKENIZER_DIR)
         workers = num_proc or os.cpu_count() or 1
         with TokenizationProgress(f"preparing {out.name}", total_bytes, progress) as bar:
-            for unit, result in _tokenized_units(source, tokenizer, writer.resume_at, workers):
+            for unit, result in _tokenized_units(source, tokenizer, out / TOKENIZER_DIR, writer.resume_at, workers):
+                before = writer.position
                 documents = writer.add(unit, result)
-                bar.update(unit.size, documents, 0 if result is None else len(result[2]))
+                bar.update(unit.size, documents, writer.position - before)
         if writer.boundary.documents == 0:
             raise DataError(f"{source.name} holds no text (every document is empty); nothing was prepared")
         return writer.finish()
@@ -175,9 +176,12 @@ def _tokenize_unit(unit: WorkUnit) -> UnitResult:
 
 
 def _tokenized_units(
-    source: DocumentSource, tokenizer: BaseTokenizer, resume_at: Boundary, num_proc: int
+    source: DocumentSource, tokenizer: BaseTokenizer, saved: Path, resume_at: Boundary, num_proc: int
 ) -> Iterator[tuple[WorkUnit, UnitResult | None]]:
-    """Every unit with its result, in order; units before `resume_at` come with their digest only."""
+    """Every unit with its result, in order; units before `resume_at` come with their digest only.
+
+    Forked workers inherit `tokenizer`; spawned ones (where fork does not exist) load it from `saved`.
+    """
     units = source.units()
     chain = Boundary().chain
     for _ in range(resume_at.unit):
@@ -199,7 +203,7 @@ def _tokenized_units(
     # built once here, not once per forked worker (GPT-2's tiktoken twin takes a second to build)
     tokenizer.encode_corpus_batch(["warm-up"])
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    shipped = tokenizer if context.get_start_method() == "fork" else str(_saved_for_workers(tokenizer))
+    shipped = tokenizer if context.get_start_method() == "fork" else str(saved)
     with context.Pool(num_proc, initializer=_init_worker, initargs=(shipped, source.text_field)) as pool:
         pending: deque[tuple[WorkUnit, Any]] = deque()
         for unit in units:
@@ -210,12 +214,6 @@ def _tokenized_units(
         while pending:
             done, result = pending.popleft()
             yield done, result.get()
-
-
-def _saved_for_workers(tokenizer: BaseTokenizer) -> Path:
-    import tempfile
-
-    return tokenizer.save_pretrained(Path(tempfile.mkdtemp(prefix="cleangpt-prepare-")))
 
 
 def _chained(chain: str, digest: bytes) -> str:
