@@ -9,6 +9,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from cleangpt_core.errors import TokenizerError, TokenizerLoadError
+from cleangpt_core.testing.tokenizer import check_tokenizer_contract
 from cleangpt_core.tokenizers import HFTokenizer, create_tokenizer, from_pretrained
 from cleangpt_core.training_run import load_run_config, prepare_run
 from cleangpt_core.utils import tinyshakespeare_text
@@ -43,6 +44,11 @@ def test_a_tokenizer_json_made_here_round_trips_text(bpe_folder):
     batch = tokenizer.encode_corpus_batch(["to be", "or not", ""])
     assert [list(ids) for ids in batch] == [tokenizer.encode("to be"), tokenizer.encode("or not"), []]
     assert tokenizer.corpus_dtype == np.uint16
+
+
+def test_it_keeps_the_tokenizer_contract(bpe_folder):
+    samples = ["First Citizen:\nBefore we proceed", "naïve café — ünïcode ✓ 🙂", "to be, or not to be"]
+    check_tokenizer_contract(create_tokenizer("hf", name_or_path=str(bpe_folder), pad_token="<|pad|>"), samples)
 
 
 def test_it_saves_and_reloads_offline_to_the_same_ids(bpe_folder, tmp_path):
