@@ -6,13 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from cleangpt_core.cli.main import cli
 from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 from cleangpt_core.testing.tokenizer import check_tokenizer_contract
 from cleangpt_core.tokenizers import HFTokenizer, create_tokenizer, from_pretrained
 from cleangpt_core.training_run import load_run_config, prepare_run
 from cleangpt_core.utils import tinyshakespeare_text
+from cleangpt_core.utils.prepared_data import PreparedCorpus
 
 TEXT = tinyshakespeare_text()[:100_000]
 
@@ -101,3 +104,17 @@ def test_it_trains_a_few_steps_and_the_run_keeps_it(bpe_folder, tmp_path):
     assert stats["steps"] == 3 and np.isfinite(stats["train_loss"])
     saved = from_pretrained(tmp_path / "run" / "checkpoints" / "step-00000003" / "tokenizer")
     assert isinstance(saved, HFTokenizer) and saved.fingerprint() == run.tokenizer.fingerprint()
+
+
+def test_prepare_data_takes_a_tokenizer_json_folder_and_training_accepts_the_same_tokenizer(bpe_folder, tmp_path):
+    out = tmp_path / "prepared"
+    result = CliRunner().invoke(
+        cli, ["prepare-data", "tinyshakespeare", "--tokenizer", str(bpe_folder), "--out", str(out), "--num-proc", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    corpus = PreparedCorpus(out)
+    assert corpus.index["tokenizer"]["type"] == "hf" and corpus.num_documents == 1
+    tokenizer = create_tokenizer("hf", name_or_path=str(bpe_folder))
+    corpus.check_tokenizer(tokenizer)  # the same tokenizer.json: accepted
+    assert np.array_equal(np.asarray(corpus.tokens()), tokenizer.encode_corpus(tinyshakespeare_text()))
+    assert isinstance(from_pretrained(out / "tokenizer"), HFTokenizer)

@@ -1,7 +1,8 @@
 """Documents streamed from a corpus of any size, cut into work units that tokenizer processes can take.
 
-A source is a local file (.txt, .jsonl, .json, .parquet), a folder of them (read in sorted order), or a
-Hugging Face dataset read with ``streaming=True``; nothing is ever loaded whole. The main process only
+A source is a local file (.txt, .jsonl, .json, .parquet), a folder of them (read in sorted order), the
+embedded Tiny Shakespeare, or a Hugging Face dataset read with ``streaming=True``; nothing is loaded whole
+(but a .json list, which only a full parse can read: JSON Lines is the streaming format). The main process only
 reads raw bytes (or, for Parquet and the hub, batches of strings); decoding and JSON parsing happen in the
 worker that tokenizes the unit, so the main process stays light.
 
@@ -21,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,7 +128,9 @@ class DocumentSource:
     def from_argument(
         cls, source: str | Path, text_field: str = "text", dataset_config: str | None = None, split: str = "train"
     ) -> DocumentSource:
-        """A source from a command-line argument: an existing path, else a hub dataset name."""
+        """A source from a command-line argument: "tinyshakespeare" (embedded), a path, else a hub dataset name."""
+        if str(source).lower() == "tinyshakespeare":
+            source = str(resources.files("cleangpt_core").joinpath("data", "tinyshakespeare.txt"))
         path = Path(source).expanduser()
         local = path.exists() or str(source).startswith((".", "/", "~")) or str(source).endswith(FILE_SUFFIXES)
         if local and not path.exists():
