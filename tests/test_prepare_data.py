@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -345,30 +346,55 @@ def test_the_cli_reports_a_missing_field_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+FULL_DISK_PREPARE = """
+import sys
+from cleangpt_core.errors import DataError
+from cleangpt_core.tokenizers import from_pretrained
+from cleangpt_core.utils import document_sources
+from cleangpt_core.utils.document_sources import DocumentSource
+from cleangpt_core.utils.shard_writer import prepare_data
+
+document_sources.UNIT_BYTES = 4096
+corpus, tokenizer, out = sys.argv[1:]
+try:
+    prepare_data(DocumentSource.from_argument(corpus), from_pretrained(tokenizer), out, num_proc=1, shard_tokens=10_000)
+except DataError as error:
+    sys.exit(str(error))
+"""
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write then fails with EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return apply
+
+
+@pytest.mark.slow
 def test_a_full_disk_mid_shard_keeps_the_finished_shards_and_a_rerun_completes(tmp_path, small_units):
-    """The file-size limit (RLIMIT_FSIZE) makes the kernel refuse a write, as a full disk does (EFBIG, not ENOSPC)."""
-    documents = [f"doc {i:05d} " for i in range(12_000)]  # documents.bin grows 8 bytes a document
+    """A file-size limit (RLIMIT_FSIZE) makes the kernel refuse a write as a full disk does (EFBIG, not ENOSPC).
+
+    The prepare runs in its own process, so the limit binds nothing else; documents.bin (8 bytes a document)
+    is the file that reaches it, after several shards of 20 KB are finished.
+    """
+    documents = [f"doc {i:05d} " for i in range(12_000)]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", documents)
     tokenizer = CharacterTokenizer().fit("".join(documents))
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
     out = tmp_path / "out"
-    limit = 64 * 1024
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        with pytest.raises(
-            DataError,
-            match=r"no space left to write .*documents\.bin \(File too large\); the \d+ "
-            "finished shards are kept",
-        ):
-            prepare_data(DocumentSource.from_argument(corpus), tokenizer, out, num_proc=1, shard_tokens=10_000)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
+    arguments = [sys.executable, "-c", FULL_DISK_PREPARE, str(corpus), str(tmp_path / "tokenizer"), str(out)]
+    failed = subprocess.run(arguments, capture_output=True, text=True, preexec_fn=_limit_file_size(64 * 1024))
+    assert failed.returncode == 1, failed.stderr
+    assert re.fullmatch(
+        r"no space left to write .*documents\.bin \(File too large\); the \d+ finished shards are kept: free some "
+        r"space and run the same command again to continue\n",
+        failed.stderr,
+    ), failed.stderr
     kept = {name: data for name, data in all_files(out).items() if name.startswith("shard_")}
     assert len(kept) >= 3 and not any(name.endswith(".tmp") for name in all_files(out))
 
-    prepare_data(DocumentSource.from_argument(corpus), tokenizer, out, num_proc=1, shard_tokens=10_000)
+    subprocess.run(arguments, check=True)
     assert all((out / name).read_bytes() == data for name, data in kept.items())
     prepare_data(DocumentSource.from_argument(corpus), tokenizer, tmp_path / "straight", shard_tokens=10_000)
     assert all_files(out) == all_files(tmp_path / "straight")

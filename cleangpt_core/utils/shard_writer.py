@@ -201,7 +201,7 @@ def _tokenized_units(
             yield unit, _tokenize_unit(unit)
         return
     # built once here, not once per forked worker (GPT-2's tiktoken twin takes a second to build)
-    tokenizer.encode_corpus_batch(["warm-up"])
+    tokenizer.encode_corpus_batch([""])
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     shipped = tokenizer if context.get_start_method() == "fork" else str(saved)
     with context.Pool(num_proc, initializer=_init_worker, initargs=(shipped, source.text_field)) as pool:
