@@ -66,10 +66,12 @@ def prepare_data_command(
     --set data.dataset=OUT and the same tokenizer.
     """
     from cleangpt_core.utils.document_sources import DocumentSource
+    from cleangpt_core.utils.prepared_data import is_prepared_dir
     from cleangpt_core.utils.shard_writer import DEFAULT_SHARD_TOKENS, prepare_data
 
     tokenizer = _tokenizer(tokenizer_name, options)
     documents = DocumentSource.from_argument(source, text_field=text_field, dataset_config=dataset_config, split=split)
+    already = is_prepared_dir(out_dir)
     start = time.perf_counter()
     index = prepare_data(
         documents,
@@ -82,6 +84,9 @@ def prepare_data_command(
     seconds = time.perf_counter() - start
     megabytes = (documents.total_bytes() or 0) / 1e6
     rate = f", {megabytes / seconds:.1f} MB/s" if megabytes else ""
+    if already:
+        click.echo(f"{out_dir} was already prepared from this source with this tokenizer: nothing to do")
+        return
     click.echo(
         f"{out_dir}: {index['tokens']:,} tokens ({index['dtype']}) of {index['documents']:,} documents in "
         f"{len(index['shards'])} shards ({seconds:.1f} s{rate}); train on it with --set data.dataset={out_dir}"
