@@ -80,7 +80,9 @@ def test_unknown_ids_tokens_and_folders_are_clear_errors(bpe_folder, tmp_path):
 
 
 def test_it_trains_a_few_steps_and_the_run_keeps_it(bpe_folder, tmp_path):
+    (tmp_path / "play.txt").write_text(TEXT[:30_000])
     overrides = [
+        f"data.dataset={tmp_path / 'play.txt'}",
         "tokenizer.name=hf",
         f"tokenizer.name_or_path={bpe_folder}",
         "model.n_layer=1",
@@ -88,7 +90,6 @@ def test_it_trains_a_few_steps_and_the_run_keeps_it(bpe_folder, tmp_path):
         "model.n_embd=32",
         "model.block_size=32",
         "data.batch_size=4",
-        "data.max_samples=1",
         "trainer.max_steps=3",
         "trainer.warmup_steps=1",
         "trainer.eval_interval=3",
