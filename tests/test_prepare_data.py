@@ -444,3 +444,10 @@ def test_the_progress_bar_counts_documents_tokens_and_megabytes(tmp_path, capsys
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "30 docs" in bar and f"{index['tokens']:,} tokens" in bar and "B/s" in bar
     assert f"{source.total_bytes() / 1e3:.1f}k/" in bar.replace(" ", "")
+
+
+def test_a_text_file_that_is_not_utf8_is_named_with_the_offset_of_the_bad_byte(tmp_path, small_units):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(("to be or not " * 1000).encode() + "café".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.txt is not valid UTF-8 \(byte 0xe9 at offset 13003\)"):
+        prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "out", num_proc=1)

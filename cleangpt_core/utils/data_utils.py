@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
+from cleangpt_core.utils.document_sources import decode_utf8
 from cleangpt_core.utils.prepared_data import PreparedCorpus, ShardedTokens, held_out_documents, is_prepared_dir
 from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir, tokenize_documents
 
@@ -71,13 +72,7 @@ def _split_documents(documents: list[str], split: str, val_fraction: float) -> l
 
 
 def _read_text_file(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{str(path)!r} is not valid UTF-8 (byte {error.object[error.start]:#04x} at offset {error.start}); "
-            "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
+    return decode_utf8(path.read_bytes(), repr(str(path)))
 
 
 def _json_documents(path: Path, text_field: str, cache_dir: Path) -> list[str]:

@@ -38,13 +38,15 @@ class WorkUnit:
     """One piece of a corpus for one tokenizer call: raw bytes of a file, or a batch of already-read texts.
 
     kind: "text" (a piece of a .txt document), "jsonl" (whole lines of a JSON Lines file) or "texts".
-    where: file and line (or byte offset, or record number) of the unit's start, for error messages.
+    origin, start: the file (or dataset) and where in it the unit starts, for error messages: the first line
+    of a "jsonl" unit, the byte offset of a "text" piece, the first record of "texts".
     continues: the unit's first document continues the previous unit's last one (a long .txt file).
     """
 
     kind: Literal["text", "jsonl", "texts"]
     payload: bytes | tuple[str, ...]
-    where: str
+    origin: str
+    start: int
     continues: bool
     size: int  # bytes of source text, for the MB/s of the progress bar
 
@@ -65,28 +67,32 @@ def unit_digest(unit: WorkUnit) -> bytes:
 def unit_documents(unit: WorkUnit, text_field: str) -> list[str]:
     """The documents of a unit (blank ones dropped, except a continuing .txt piece, which is part of one)."""
     if unit.kind == "text":
-        return [_decode(unit.payload, unit.where)]  # type: ignore[arg-type]
-    texts = _jsonl_texts(unit.payload, unit.where, text_field) if unit.kind == "jsonl" else list(unit.payload)
+        text = decode_utf8(unit.payload, unit.origin, offset=unit.start)  # type: ignore[arg-type]
+        return [text] if unit.continues or text.strip() else []
+    if unit.kind == "jsonl":
+        texts = _jsonl_texts(unit.payload, unit.origin, unit.start, text_field)  # type: ignore[arg-type]
+    else:
+        texts = list(unit.payload)
     return [text for text in texts if text.strip()]
 
 
-def _decode(data: bytes, where: str) -> str:
+def decode_utf8(data: bytes, what: str, offset: int = 0) -> str:
+    """`data` as text, or an error naming `what`, the bad byte and its offset (`data` starts at `offset`)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise DataError(
-            f"{where}: not valid UTF-8 (byte {data[error.start]:#04x} {error.start} bytes further on); "
-            "re-encode the file as UTF-8"
+            f"{what} is not valid UTF-8 (byte {data[error.start]:#04x} at offset {offset + error.start}); "
+            "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
 
 
-def _jsonl_texts(data: bytes, where: str, text_field: str) -> list[str]:
-    path, first_line = where.rsplit(" line ", 1)
+def _jsonl_texts(data: bytes, path: str, first_line: int, text_field: str) -> list[str]:
     texts = []
     for offset, line in enumerate(data.split(b"\n")):
         if not line.strip():
             continue
-        location = f"{path} line {int(first_line) + offset}"
+        location = f"{path} line {first_line + offset}"
         try:
             record = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -193,10 +199,10 @@ def _text_units(path: Path) -> Iterator[WorkUnit]:
                 cut = _safe_cut(pending, UNIT_BYTES)
                 if cut is None:
                     break  # no safe cut yet: read more
-                yield WorkUnit("text", pending[:cut], f"{path} byte {offset}", offset > 0, cut)
+                yield WorkUnit("text", pending[:cut], str(path), offset, offset > 0, cut)
                 offset, pending = offset + cut, pending[cut:]
     if pending or offset == 0:
-        yield WorkUnit("text", pending, f"{path} byte {offset}", offset > 0, len(pending))
+        yield WorkUnit("text", pending, str(path), offset, offset > 0, len(pending))
 
 
 def _safe_cut(data: bytes, at_least: int) -> int | None:
@@ -223,25 +229,25 @@ def _jsonl_units(path: Path) -> Iterator[WorkUnit]:
                 if cut == -1:
                     break
                 unit = pending[: cut + 1]
-                yield WorkUnit("jsonl", unit, f"{path} line {line}", False, len(unit))
+                yield WorkUnit("jsonl", unit, str(path), line, False, len(unit))
                 line, pending = line + unit.count(b"\n"), pending[cut + 1 :]
     if pending:
-        yield WorkUnit("jsonl", pending, f"{path} line {line}", False, len(pending))
+        yield WorkUnit("jsonl", pending, str(path), line, False, len(pending))
 
 
-def _batched_texts(texts: Iterator[tuple[str, str]], size_of: int = UNIT_BYTES) -> Iterator[WorkUnit]:
+def _batched_texts(origin: str, texts: Iterator[str]) -> Iterator[WorkUnit]:
     batch: list[str] = []
-    first, size = "", 0
-    for location, text in texts:
+    first = size = 0
+    for number, text in enumerate(texts):
         if not batch:
-            first = location
+            first = number
         batch.append(text)
         size += len(text)
-        if size >= size_of:
-            yield WorkUnit("texts", tuple(batch), first, False, size)
+        if size >= UNIT_BYTES:
+            yield WorkUnit("texts", tuple(batch), origin, first, False, size)
             batch, size = [], 0
     if batch:
-        yield WorkUnit("texts", tuple(batch), first, False, size)
+        yield WorkUnit("texts", tuple(batch), origin, first, False, size)
 
 
 def _json_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
@@ -253,7 +259,7 @@ def _json_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
     if not isinstance(records, list):
         records = [records]
     yield from _batched_texts(
-        (f"{path} item {i}", record_text(r, text_field, f"{path} item {i}")) for i, r in enumerate(records)
+        str(path), (record_text(r, text_field, f"{path} item {i}") for i, r in enumerate(records))
     )
 
 
@@ -268,16 +274,16 @@ def _parquet_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
     if text_field not in columns:
         raise DataError(f"{path} has no column {text_field!r} (its columns are {columns}); name it with --text-field")
 
-    def texts() -> Iterator[tuple[str, str]]:
+    def texts() -> Iterator[str]:
         row = 0
         for batch in parquet.iter_batches(batch_size=4096, columns=[text_field]):
             for value in batch.column(0).to_pylist():
                 if value is not None and not isinstance(value, str):
                     raise DataError(f"{path} row {row}: column {text_field!r} holds {type(value).__name__}, not text")
-                yield f"{path} row {row}", value or ""
+                yield value or ""
                 row += 1
 
-    yield from _batched_texts(texts())
+    yield from _batched_texts(str(path), texts())
 
 
 def _hub_units(source: DocumentSource) -> Iterator[WorkUnit]:
@@ -294,6 +300,5 @@ def _hub_units(source: DocumentSource) -> Iterator[WorkUnit]:
             "or give a local file or folder"
         ) from None
     yield from _batched_texts(
-        (f"{where} record {i}", record_text(record, source.text_field, f"{where} record {i}"))
-        for i, record in enumerate(records)
+        where, (record_text(record, source.text_field, f"{where} record {i}") for i, record in enumerate(records))
     )
