@@ -72,7 +72,7 @@ def prepare_data(
 ) -> dict[str, Any]:
     """Tokenize `source` into shards in `out_dir`, continuing an interrupted run; returns the index.
 
-    num_proc: worker processes (default: the machine's cores; 1 tokenizes in this process).
+    num_proc: worker processes (default: the cores this process may use; 1 tokenizes in this process).
     progress: draw the progress bar (None: when stderr is a terminal).
     """
     if shard_tokens < 1:
@@ -97,7 +97,7 @@ def prepare_data(
     writer = _ShardWriter(out, settings, tokenizer)
     try:
         tokenizer.save_pretrained(out / TOKENIZER_DIR)
-        workers = num_proc or os.cpu_count() or 1
+        workers = num_proc or _usable_cores()
         with TokenizationProgress(f"preparing {out.name}", total_bytes, progress) as bar:
             for unit, result in _tokenized_units(source, tokenizer, out / TOKENIZER_DIR, writer.resume_at, workers):
                 before = writer.position
@@ -214,6 +214,11 @@ def _tokenized_units(
         while pending:
             done, result = pending.popleft()
             yield done, result.get()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _chained(chain: str, digest: bytes) -> str:
