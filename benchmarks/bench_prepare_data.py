@@ -14,6 +14,11 @@ needs no download and is the same on every machine. For each size the run is int
    resident set of any one process;
 3. the reference again, so a change of machine load shows as two different reference times.
 
+CPU seconds are printed too (the reference's, and the prepare's summed over its processes): on a machine
+shared with other work (and with Linux's autogroup scheduling, which splits the CPU between sessions, not
+processes) wall-time ratios say more about the neighbours than about the code; the CPU ratio bounds what
+N uncontended cores would give.
+
 Targets (issue 14): prepare at least 1.8x the reference's throughput (its reported time against the mean of
 both reference passes; the ratio of the whole process's wall time is printed beside it), peak memory
 under 1 GB, and the peak for 1 GB within 10% of the peak for 100 MB.
@@ -28,6 +33,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -65,18 +71,20 @@ def make_corpus(path: Path, megabytes: int, seed: int = 1234) -> Path:
     return path
 
 
-def reference_pass(path: Path, tokenizer: object) -> tuple[float, int, int]:
-    """Seconds spent in single-process tiktoken over every document, the tokens and the documents."""
-    seconds, tokens, documents = 0.0, 0, 0
+def reference_pass(path: Path, tokenizer: object) -> tuple[float, float, int, int]:
+    """Wall and CPU seconds spent in single-process tiktoken over every document, the tokens and documents."""
+    seconds = cpu = 0.0
+    tokens = documents = 0
     with path.open("rb") as file:
         for line in file:
             text = json.loads(line)["text"]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             ids = tokenizer.encode_corpus(text)
             seconds += time.perf_counter() - start
+            cpu += time.process_time() - start_cpu
             tokens += len(ids)
             documents += 1
-    return seconds, tokens, documents
+    return seconds, cpu, tokens, documents
 
 
 def _tree(pid: int) -> list[int]:
@@ -102,13 +110,14 @@ def _memory_kb(pid: int, field: str, file: str) -> int:
     return 0
 
 
-def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[float, float, float, float]:
-    """The seconds prepare-data reports, its process's wall seconds, peak summed PSS and largest RSS (MB)."""
+def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[float, float, float, float, float]:
+    """The seconds prepare-data reports, its wall and CPU seconds (workers included), peak PSS and RSS (MB)."""
     command = [
         sys.executable, "-m", "cleangpt_core", "prepare-data", str(corpus), "--tokenizer", "gpt2",
         "-o", f"pretrained_model_name_or_path={gpt2}", "--num-proc", str(num_proc), "--out", str(out),
         "--no-progress",
     ]  # fmt: skip
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak_pss = peak_rss = 0
@@ -118,12 +127,14 @@ def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[fl
         peak_rss = max(peak_rss, *(_memory_kb(p, "VmRSS", "status") for p in pids))
         time.sleep(0.05)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers too: the prepare process waited for them
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     output = process.stdout.read() if process.stdout else ""
     if process.returncode != 0:
         raise SystemExit(f"prepare-data failed with exit status {process.returncode}")
     reported = re.search(r"\(([\d.]+) s", output)
     assert reported is not None, f"prepare-data did not report its time: {output!r}"
-    return float(reported.group(1)), wall, peak_pss / 1024, peak_rss / 1024
+    return float(reported.group(1)), wall, cpu, peak_pss / 1024, peak_rss / 1024
 
 
 def main() -> int:
@@ -142,9 +153,9 @@ def main() -> int:
         size_mb = corpus.stat().st_size / 1e6
         out = args.work / f"prepared-{megabytes}MB"
         shutil.rmtree(out, ignore_errors=True)
-        before, tokens, documents = reference_pass(corpus, tokenizer)
-        seconds, wall, pss, rss = prepare_pass(corpus, out, args.gpt2, args.num_proc)
-        after, _, _ = reference_pass(corpus, tokenizer)
+        before, before_cpu, tokens, documents = reference_pass(corpus, tokenizer)
+        seconds, wall, cpu, pss, rss = prepare_pass(corpus, out, args.gpt2, args.num_proc)
+        after, after_cpu, _, _ = reference_pass(corpus, tokenizer)
         index = json.loads((out / "index.json").read_text())
         assert index["tokens"] == tokens + documents - 1, "prepare-data and the reference disagree on the ids"
         shutil.rmtree(out)
@@ -158,6 +169,13 @@ def main() -> int:
             f"{wall:.1f} s: {reference / wall:4.2f}x) | ratio {ratio:4.2f}x [target >= 1.8x: "
             f"{'PASS' if ratio >= 1.8 else 'FAIL'}] | peak PSS {pss:6.1f} MB "
             f"(largest RSS {rss:6.1f} MB) [target < 1 GB: {'PASS' if pss < 1024 else 'FAIL'}]"
+        )
+        reference_cpu = (before_cpu + after_cpu) / 2
+        print(
+            f"          CPU: tiktoken {reference_cpu:.1f} s ({reference_cpu / reference:.0%} of its wall time), "
+            f"prepare-data {cpu:.1f} s in all processes ({cpu / wall:.0%} of one core over its wall time): "
+            f"{cpu / reference_cpu:.2f}x the reference's CPU, so at most "
+            f"{args.num_proc * reference_cpu / cpu:.2f}x its throughput on {args.num_proc} uncontended cores"
         )
     if len(peaks) > 1:
         spread = max(peaks) / min(peaks) - 1
