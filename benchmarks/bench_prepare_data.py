@@ -9,7 +9,7 @@ needs no download and is the same on every machine. For each size the run is int
 2. ``cleangpt prepare-data --tokenizer gpt2 --num-proc N`` as its own process: the time it reports from
    the start of streaming to the index written (reading, parsing, tokenizing, writing shards and index;
    like the reference, without interpreter start-up, imports and loading the tokenizer), and the process's
-   whole wall time; its memory sampled every 50 ms: the proportional set size (PSS, shared pages divided
+   whole wall time; its memory sampled every 250 ms: the proportional set size (PSS, shared pages divided
    among the processes sharing them) summed over the main process and its workers, and the largest
    resident set of any one process;
 3. the reference again, so a change of machine load shows as two different reference times.
@@ -125,7 +125,7 @@ def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[fl
         pids = _tree(process.pid)
         peak_pss = max(peak_pss, sum(_memory_kb(p, "Pss", "smaps_rollup") for p in pids))
         peak_rss = max(peak_rss, *(_memory_kb(p, "VmRSS", "status") for p in pids))
-        time.sleep(0.05)
+        time.sleep(0.25)  # sparse: reading smaps_rollup costs CPU that the prepare would miss
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers too: the prepare process waited for them
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
