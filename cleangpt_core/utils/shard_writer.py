@@ -3,7 +3,8 @@
 The main process reads the source as work units (`document_sources`), hands them to `num_proc` workers
 (at most two units per worker in flight, so memory does not grow with the corpus) and takes the results
 back in order. It puts the eos id between documents, appends the ids to the open shard, records where
-each document starts, and chains a hash of every unit into the corpus fingerprint.
+each document starts, and chains a hash of every unit into the corpus fingerprint (so the fingerprint is
+one of the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
 
 Crash safety: a shard is written as ``shard_N.bin.tmp`` and renamed when full. After each rename the
 state needed to continue (the finished shards and the unit boundary, documents and fingerprint reached
