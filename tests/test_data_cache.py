@@ -90,7 +90,7 @@ def test_a_damaged_entry_is_rebuilt_not_trusted(isolated_cache):
     assert np.array_equal(again, expected) and CountingCharacterTokenizer.calls == 3
 
 
-def test_large_vocabularies_fall_back_to_int32(isolated_cache):
+def test_large_vocabularies_fall_back_to_uint32(isolated_cache):
     gpt2 = create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
     assert gpt2.corpus_dtype == np.uint16  # 50,257 ids fit in uint16
-    assert CharacterTokenizer(vocab=[chr(0x4E00 + i) for i in range(70_000)]).corpus_dtype == np.int32
+    assert CharacterTokenizer(vocab=[chr(0x4E00 + i) for i in range(70_000)]).corpus_dtype == np.uint32

@@ -10,7 +10,7 @@ _PACKAGE = "cleangpt_core.tokenizers"
 
 @hookimpl
 def cleangpt_register_tokenizers() -> list[Component]:
-    """The character, GPT-2 and reduced-vocabulary tokenizers."""
+    """The character, GPT-2, Hugging Face and reduced-vocabulary tokenizers."""
     return [
         Component(
             name="character",
@@ -28,6 +28,14 @@ def cleangpt_register_tokenizers() -> list[Component]:
             config_schema=schemas.GPT2TokenizerConfig,
         ),
         Component(
+            name="hf",
+            kind="tokenizer",
+            summary="any Hugging Face tokenizer: a folder's tokenizer.json, or AutoTokenizer without remote code",
+            target=f"{_PACKAGE}.hf_tokenizer:HFTokenizer",
+            config_schema=schemas.HFTokenizerConfig,
+            aliases=("huggingface",),
+        ),
+        Component(
             name="reduced",
             kind="tokenizer",
             summary="a saved tokenizer cut to the ids token analysis kept; other ids become <unk>",
@@ -39,11 +47,16 @@ def cleangpt_register_tokenizers() -> list[Component]:
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """analyze-tokens."""
+    """analyze-tokens and prepare-data."""
     return [
         CommandSpec(
             "analyze-tokens",
             "Token statistics of a corpus under a tokenizer, with frequency and coverage plots.",
             "cleangpt_core.cli.analyze:analyze_tokens",
-        )
+        ),
+        CommandSpec(
+            "prepare-data",
+            "Tokenize a corpus of any size into token shards that training reads with --set data.dataset=DIR.",
+            "cleangpt_core.cli.prepare:prepare_data_command",
+        ),
     ]

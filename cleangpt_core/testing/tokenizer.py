@@ -42,6 +42,7 @@ def check_tokenizer_contract(tokenizer: BaseTokenizer, sample_texts: Sequence[st
         check_round_trip(tokenizer, text)
     check_special_tokens(tokenizer, samples[0])
     check_batch_call(tokenizer, samples)
+    check_corpus_batch(tokenizer, samples)
     check_save_and_load(tokenizer, samples)
 
 
@@ -92,6 +93,19 @@ def check_round_trip(tokenizer: BaseTokenizer, text: str) -> None:
     _expect(corpus.tolist() == ids, "encode_corpus(text) holds the same ids as encode(text)", corpus.tolist()[:20])
     if tokenizer.vocab_size <= 2**16:
         _expect(corpus.dtype == np.uint16, "encode_corpus uses uint16 when the vocabulary fits", corpus.dtype)
+
+
+def check_corpus_batch(tokenizer: BaseTokenizer, samples: Sequence[str]) -> None:
+    """`encode_corpus_batch` (what prepare-data's workers call) gives each text's `encode_corpus` ids."""
+    batch = tokenizer.encode_corpus_batch(list(samples))
+    _expect(len(batch) == len(samples), "encode_corpus_batch returns one array per text", len(batch))
+    for text, ids in zip(samples, batch, strict=False):
+        expected = tokenizer.encode_corpus(text)
+        _expect(
+            isinstance(ids, np.ndarray) and ids.dtype == expected.dtype and ids.tolist() == expected.tolist(),
+            "encode_corpus_batch gives the ids and dtype of encode_corpus for each text",
+            getattr(ids, "dtype", type(ids)),
+        )
 
 
 def check_special_tokens(tokenizer: BaseTokenizer, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Tokenizers: the interface, the built-in character and GPT-2 tokenizers, and the registry-backed factory.
+"""Tokenizers: the interface, the built-in character, GPT-2 and Hugging Face tokenizers, and the factory.
 
 Names load on first access (PEP 562): the plugin registry imports `cleangpt_core.tokenizers.schemas` while
 building the CLI, and that must not import numpy, torch or transformers through this package.
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cleangpt_core.tokenizers.character_tokenizer import CharacterTokenizer
     from cleangpt_core.tokenizers.factory import TokenizerFactory, create_tokenizer, from_pretrained
     from cleangpt_core.tokenizers.gpt2_tokenizer import GPT2Tokenizer
+    from cleangpt_core.tokenizers.hf_tokenizer import HFTokenizer
     from cleangpt_core.tokenizers.reduced_tokenizer import ReducedVocabTokenizer
 
 _EXPORTS = {
@@ -23,6 +24,7 @@ _EXPORTS = {
     "BatchEncoding": ".base_tokenizer",
     "CharacterTokenizer": ".character_tokenizer",
     "GPT2Tokenizer": ".gpt2_tokenizer",
+    "HFTokenizer": ".hf_tokenizer",
     "ReducedVocabTokenizer": ".reduced_tokenizer",
     "TokenizerFactory": ".factory",
     "create_tokenizer": ".factory",
@@ -34,6 +36,7 @@ __all__ = [
     "BatchEncoding",
     "CharacterTokenizer",
     "GPT2Tokenizer",
+    "HFTokenizer",
     "ReducedVocabTokenizer",
     "TokenizerError",
     "TokenizerFactory",

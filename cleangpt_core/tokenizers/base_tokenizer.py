@@ -258,13 +258,17 @@ class BaseTokenizer(ABC):
 
     @property
     def corpus_dtype(self) -> np.dtype:
-        """The smallest integer type holding every id: uint16 for vocabularies up to 65,536, else int32."""
-        return np.dtype(np.uint16) if self.vocab_size <= 2**16 else np.dtype(np.int32)
+        """The smallest integer type holding every id: uint16 for vocabularies up to 65,536, else uint32."""
+        return np.dtype(np.uint16) if self.vocab_size <= 2**16 else np.dtype(np.uint32)
 
     def encode_corpus(self, text: str) -> np.ndarray:
         """Ids of a whole corpus as a flat numpy array; subclasses override this with a vectorised path."""
         _check_text(text, "encode_corpus")
         return np.asarray(self.encode(text), dtype=self.corpus_dtype)
+
+    def encode_corpus_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """`encode_corpus` of each text; a tokenizer with a batch backend (Rust) overrides this."""
+        return [self.encode_corpus(text) for text in texts]
 
     def __call__(
         self,

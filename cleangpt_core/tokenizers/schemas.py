@@ -34,6 +34,18 @@ class GPT2TokenizerConfig(StrictModel):
     pad_token: str | None = Field(None, description="padding token; None pads with <|endoftext|>, as usual for GPT-2")
 
 
+class HFTokenizerConfig(StrictModel):
+    """Options of the Hugging Face tokenizer."""
+
+    name_or_path: str = Field(
+        description="a folder holding tokenizer.json, or a name or folder AutoTokenizer loads (no remote code)"
+    )
+    eos_token: str | None = Field(None, description="end-of-document token; None takes the tokenizer's own")
+    pad_token: str | None = Field(None, description="padding token; None takes the tokenizer's own")
+    bos_token: str | None = Field(None, description="beginning-of-sequence token; None takes the tokenizer's own")
+    unk_token: str | None = Field(None, description="unknown-text token; None takes the tokenizer's own")
+
+
 class ReducedVocabConfig(StrictModel):
     """Options of a tokenizer whose vocabulary was cut down by token analysis."""
 

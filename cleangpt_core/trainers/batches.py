@@ -3,8 +3,10 @@
 A trainer does not iterate the caller's DataLoader as it is: a DataLoader shuffles with the global RNG and
 cannot start in the middle of an epoch, so a resumed run would see other batches than a run that never
 stopped. For a map-style dataset the loader is rebuilt around our own batch order (same dataset, batch
-size, collate function and workers): a permutation drawn from a generator seeded by (seed, epoch), dealt to
-ranks the way DistributedSampler deals it, and sliced to start at any batch. A list of ready-made batches is
+size, collate function and workers): a pseudo-random permutation keyed by (seed, epoch), dealt to ranks the
+way DistributedSampler deals it, and started at any batch. The permutation is computed index by index
+(`IndexPermutation`), never materialised, so an epoch over the billions of windows of a sharded corpus
+costs no memory and batch b is found without drawing batches 0..b-1. A list of ready-made batches is
 taken in order and dealt to ranks. Any other iterable is read as it is, skipping batches to resume, which is
 exact only when the iterable itself is deterministic.
 """
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
@@ -56,24 +59,16 @@ class EpochBatches:
             return iter(mine[start:])
         return islice(iter(self.source), start, None)
 
-    def _order(self, epoch: int) -> list[list[int]]:
-        """Index lists of this rank's batches, all ranks having the same number (DDP needs equal steps)."""
-        size, count = self.source.batch_size, len(self.source.dataset)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            indices = torch.randperm(count, generator=generator).tolist()
-        else:
-            indices = list(range(count))
-        world = self.context.world_size
-        mine = indices[self.context.rank : (count // world) * world : world]
-        batches = [mine[i : i + size] for i in range(0, len(mine), size)]
-        return batches[: len(self)]
+    def _order(self, epoch: int, start: int) -> BatchOrder:
+        """This rank's batches of `epoch` from batch `start`, every rank having the same number (DDP needs it)."""
+        permutation = IndexPermutation(len(self.source.dataset), (self.seed, epoch)) if self.shuffle else None
+        return BatchOrder(permutation, len(self.source.dataset), self.source.batch_size, len(self), self.context, start)
 
     def _loader(self, epoch: int, start: int) -> DataLoader:
         source = self.source
         return DataLoader(
             source.dataset,
-            batch_sampler=self._order(epoch)[start:],
+            batch_sampler=self._order(epoch, start),
             collate_fn=source.collate_fn,
             num_workers=source.num_workers,
             pin_memory=source.pin_memory,
@@ -81,6 +76,80 @@ class EpochBatches:
             # the loader's own generator: iterating must not draw from the global RNG (dropout uses it)
             generator=torch.Generator().manual_seed(self.seed + epoch),
         )
+
+
+class IndexPermutation:
+    """A pseudo-random bijection of ``range(count)`` keyed by `key`, evaluated for any index in O(1).
+
+    A balanced Feistel network permutes the integers of ``bits`` bits (the smallest even width covering
+    `count`); values that land outside ``range(count)`` are mapped again until they fall inside (cycle
+    walking), which keeps the map a bijection of ``range(count)``. The domain is under four times `count`,
+    so a few rounds of walking at most on average.
+    """
+
+    ROUNDS = 6
+
+    def __init__(self, count: int, key: tuple[int, ...]) -> None:
+        self.count = count
+        bits = max(2, (count - 1).bit_length())
+        self.half = (bits + 1) // 2
+        self.mask = np.uint64((1 << self.half) - 1)
+        entropy = [k % 2**63 for k in key]
+        self.round_keys = np.random.default_rng(entropy).integers(0, 2**63, size=self.ROUNDS, dtype=np.uint64)
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        """The permuted values of `positions` (integers in ``range(count)``)."""
+        values = self._feistel(np.asarray(positions, dtype=np.uint64))
+        outside = values >= self.count
+        while outside.any():
+            values[outside] = self._feistel(values[outside])
+            outside = values >= self.count
+        return values.astype(np.int64)
+
+    def _feistel(self, values: np.ndarray) -> np.ndarray:
+        shift = np.uint64(self.half)
+        left, right = values >> shift, values & self.mask
+        for key in self.round_keys:
+            left, right = right, left ^ (_mix(right ^ key) & self.mask)
+        return (left << shift) | right
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit flips about half the output bits."""
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+class BatchOrder:
+    """The index lists of one rank's batches of an epoch, from batch `start` on (a DataLoader batch_sampler).
+
+    Position ``p`` of the epoch's order holds ``permutation(p)`` (or ``p`` unshuffled); rank r takes
+    positions r, r + world, r + 2 * world, ... as DistributedSampler deals them, so ranks never share an item.
+    """
+
+    def __init__(
+        self,
+        permutation: IndexPermutation | None,
+        count: int,
+        batch_size: int,
+        num_batches: int,
+        context: DistributedContext,
+        start: int = 0,
+    ) -> None:
+        self.permutation, self.batch_size, self.context = permutation, batch_size, context
+        self.per_rank = count // context.world_size
+        self.num_batches, self.start = num_batches, start
+
+    def __len__(self) -> int:
+        return max(0, self.num_batches - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        world, rank = self.context.world_size, self.context.rank
+        for batch in range(self.start, self.num_batches):
+            mine = np.arange(batch * self.batch_size, min((batch + 1) * self.batch_size, self.per_rank))
+            positions = mine * world + rank
+            yield (positions if self.permutation is None else self.permutation(positions)).tolist()
 
 
 def _rebuildable(source: Iterable[Batch]) -> bool:

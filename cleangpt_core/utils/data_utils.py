@@ -3,7 +3,9 @@
 Text comes from the embedded Tiny Shakespeare, a local .txt / .json / .jsonl file or folder, an
 already-loaded Hugging Face `datasets.Dataset`, or a hub dataset name. It becomes one token stream (documents
 separated by the tokenizer's eos token, cached on disk by `token_cache`) cut into overlapping windows by
-`TokenBlockDataset`. A character tokenizer that has no vocabulary yet is fitted on the training text first.
+`TokenBlockDataset`. A corpus too large for memory is prepared first (`cleangpt prepare-data`, see
+`shard_writer`); its directory is then read from its shards (`prepared_data`) wherever a dataset is named.
+A character tokenizer that has no vocabulary yet is fitted on the training text first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
+from cleangpt_core.utils.document_sources import decode_utf8
+from cleangpt_core.utils.prepared_data import PreparedCorpus, ShardedTokens, held_out_documents, is_prepared_dir
 from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir, tokenize_documents
 
 TINYSHAKESPEARE = "tinyshakespeare"
@@ -63,18 +67,12 @@ def _split_documents(documents: list[str], split: str, val_fraction: float) -> l
     """The deterministic tail split of a source that has no split of its own."""
     if len(documents) == 1:
         return [split_text(documents[0], split, val_fraction)]
-    held_out = max(1, round(len(documents) * val_fraction))
+    held_out = held_out_documents(len(documents), val_fraction)
     return documents[:-held_out] if _split_name(split) == TRAIN_SPLIT else documents[-held_out:]
 
 
 def _read_text_file(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{str(path)!r} is not valid UTF-8 (byte {error.object[error.start]:#04x} at offset {error.start}); "
-            "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
+    return decode_utf8(path.read_bytes(), repr(str(path)))
 
 
 def _json_documents(path: Path, text_field: str, cache_dir: Path) -> list[str]:
@@ -302,8 +300,16 @@ def load_corpus_tokens(
     val_fraction: float = 0.1,
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
-) -> np.ndarray:
-    """The token stream of one split (cached on disk), fitting an unfitted tokenizer on the train split."""
+) -> np.ndarray | ShardedTokens:
+    """The token stream of one split (cached on disk), fitting an unfitted tokenizer on the train split.
+
+    A directory written by `cleangpt prepare-data` is read from its shards instead (see `prepared_data`); the
+    tokenizer must then be the one it was prepared with.
+    """
+    if isinstance(dataset_name, str | Path) and is_prepared_dir(dataset_name):
+        corpus = PreparedCorpus(dataset_name)
+        corpus.check_tokenizer(tokenizer)
+        return corpus.split(_split_name(split), val_fraction, max_samples)
     source = {
         "dataset_config": dataset_config,
         "text_field": text_field,

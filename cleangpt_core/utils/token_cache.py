@@ -20,6 +20,7 @@ import numpy as np
 from cleangpt_core.atomic_write import write_bytes_atomic
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
+from cleangpt_core.utils.progress import TokenizationProgress
 
 ENV_CACHE_DIR = "CLEANGPT_CACHE_DIR"
 CACHE_FORMAT = 1
@@ -45,8 +46,14 @@ def tokenize_documents(documents: Sequence[str], tokenizer: BaseTokenizer) -> np
     """One flat token stream: the documents in order, separated by the tokenizer's eos token where it has one.
 
     The separator tells the model where one document ends and an unrelated one begins, as GPT-2 was trained.
+    On a terminal it shows the progress bar of `cleangpt prepare-data` (counting characters as bytes).
     """
-    pieces = [tokenizer.encode_corpus(document) for document in documents if document]
+    pieces = []
+    with TokenizationProgress("tokenizing", sum(len(document) for document in documents)) as progress:
+        for document in documents:
+            if document:
+                pieces.append(tokenizer.encode_corpus(document))
+                progress.update(len(document), 1, len(pieces[-1]))
     if not pieces:
         raise DataError("the corpus is empty: it has no text to tokenize")
     eos = tokenizer.eos_token_id

@@ -1,0 +1,114 @@
+"""``cleangpt prepare-data``: a corpus of any size tokenized into shards that ``cleangpt train`` reads.
+
+Torch and the tokenizers are imported inside the command, so ``cleangpt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from cleangpt_core.config.experiment import apply_overrides
+
+
+@click.command("prepare-data")
+@click.argument("source")
+@click.option(
+    "--tokenizer",
+    "tokenizer_name",
+    required=True,
+    metavar="NAME_OR_DIR",
+    help="A registered tokenizer (gpt2, hf...), a folder saved with save_pretrained, or a folder holding a "
+    "Hugging Face tokenizer.json.",
+)
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A tokenizer option, e.g. -o pretrained_model_name_or_path=path/to/gpt2 (repeatable).",
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for the shards and index."
+)
+@click.option(
+    "--num-proc", type=click.IntRange(min=1), default=None, help="Tokenizer processes (default: the machine's cores)."
+)
+@click.option(
+    "--shard-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tokens per shard file (default 100,000,000).",
+)
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text (JSON, Parquet, hub).")
+@click.option("--dataset-config", default=None, help="The hub dataset's configuration name.")
+@click.option("--split", default="train", show_default=True, help="Which split of a hub dataset to stream.")
+@click.option("--progress/--no-progress", default=None, help="Draw the progress bar (default: on a terminal).")
+def prepare_data_command(
+    source: str,
+    tokenizer_name: str,
+    options: tuple[str, ...],
+    out_dir: Path,
+    num_proc: int | None,
+    shard_tokens: int | None,
+    text_field: str,
+    dataset_config: str | None,
+    split: str,
+    progress: bool | None,
+) -> None:
+    """Stream SOURCE (a .txt/.jsonl/.json/.parquet file, a folder of them, or a Hugging Face dataset name),
+    tokenize it in parallel and write token shards with an index into --out.
+
+    Interrupted, the same command continues from the finished shards. Train on the result with
+    --set data.dataset=OUT and the same tokenizer.
+    """
+    from cleangpt_core.utils.document_sources import DocumentSource
+    from cleangpt_core.utils.prepared_data import is_prepared_dir
+    from cleangpt_core.utils.shard_writer import DEFAULT_SHARD_TOKENS, prepare_data
+
+    tokenizer = _tokenizer(tokenizer_name, options)
+    documents = DocumentSource.from_argument(source, text_field=text_field, dataset_config=dataset_config, split=split)
+    already = is_prepared_dir(out_dir)
+    start = time.perf_counter()
+    index = prepare_data(
+        documents,
+        tokenizer,
+        out_dir,
+        num_proc=num_proc,
+        shard_tokens=shard_tokens or DEFAULT_SHARD_TOKENS,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    megabytes = (documents.total_bytes() or 0) / 1e6
+    rate = f", {megabytes / seconds:.1f} MB/s" if megabytes else ""
+    if already:
+        click.echo(f"{out_dir} was already prepared from this source with this tokenizer: nothing to do")
+        return
+    click.echo(
+        f"{out_dir}: {index['tokens']:,} tokens ({index['dtype']}) of {index['documents']:,} documents in "
+        f"{len(index['shards'])} shards ({seconds:.1f} s{rate}); train on it with --set data.dataset={out_dir}"
+    )
+
+
+def _tokenizer(name_or_dir: str, options: tuple[str, ...]):
+    """A registered tokenizer by name, a saved cleanGPT tokenizer folder, or a Hugging Face tokenizer folder."""
+    from cleangpt_core.tokenizers.base_tokenizer import TOKENIZER_FILE
+    from cleangpt_core.tokenizers.factory import create_tokenizer, from_pretrained
+    from cleangpt_core.tokenizers.hf_tokenizer import BACKEND_FILE
+
+    folder = Path(name_or_dir).expanduser()
+    given = apply_overrides({}, list(options))
+    if folder.is_dir() and (folder / TOKENIZER_FILE).is_file():
+        if options:
+            raise click.UsageError("--option applies to a tokenizer name, not to a saved tokenizer folder")
+        return from_pretrained(folder)
+    if folder.is_dir() and (folder / BACKEND_FILE).is_file():
+        return create_tokenizer("hf", name_or_path=str(folder), **given)
+    if folder.is_dir():
+        raise click.UsageError(
+            f"--tokenizer {name_or_dir}: the folder holds neither a saved cleanGPT tokenizer nor a {BACKEND_FILE}"
+        )
+    return create_tokenizer(name_or_dir, **given)

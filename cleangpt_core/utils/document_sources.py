@@ -1,0 +1,304 @@
+"""Documents streamed from a corpus of any size, cut into work units that tokenizer processes can take.
+
+A source is a local file (.txt, .jsonl, .json, .parquet), a folder of them (read in sorted order), the
+embedded Tiny Shakespeare, or a Hugging Face dataset read with ``streaming=True``; nothing is loaded whole
+(but a .json list, which only a full parse can read: JSON Lines is the streaming format). The main process only
+reads raw bytes (or, for Parquet and the hub, batches of strings); decoding and JSON parsing happen in the
+worker that tokenizes the unit, so the main process stays light.
+
+- A .txt file is one document. It is read in pieces of about `UNIT_BYTES`, each cut just before a space that
+  follows a non-space character: no GPT-2-style pre-token spans such a cut, so the pieces tokenize to the
+  ids of the whole text for GPT-2-style byte-level BPE and for character tokenizers (a tokenizer that marks
+  the start of a text, such as SentencePiece's, would see each piece as a new start).
+- A .jsonl line, a .json list item, a Parquet row or a hub record is one document (its `text_field`).
+- Documents that are empty or only whitespace are dropped, as the in-memory loader drops them.
+
+The unit decomposition is a pure function of the source, so a resumed prepare sees the same units again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from cleangpt_core.errors import DataError
+
+UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
+FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
+_READ_BYTES = 1 << 22
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One piece of a corpus for one tokenizer call: raw bytes of a file, or a batch of already-read texts.
+
+    kind: "text" (a piece of a .txt document), "jsonl" (whole lines of a JSON Lines file) or "texts".
+    origin, start: the file (or dataset) and where in it the unit starts, for error messages: the first line
+    of a "jsonl" unit, the byte offset of a "text" piece, the first record of "texts".
+    continues: the unit's first document continues the previous unit's last one (a long .txt file).
+    """
+
+    kind: Literal["text", "jsonl", "texts"]
+    payload: bytes | tuple[str, ...]
+    origin: str
+    start: int
+    continues: bool
+    size: int  # bytes of source text, for the MB/s of the progress bar
+
+
+def unit_digest(unit: WorkUnit) -> bytes:
+    """A hash of the unit's content; chained over all units it is the corpus fingerprint."""
+    digest = hashlib.sha256(unit.kind.encode())
+    if isinstance(unit.payload, bytes):
+        digest.update(unit.payload)
+    else:
+        for text in unit.payload:
+            data = text.encode("utf-8", errors="surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return digest.digest()
+
+
+def unit_documents(unit: WorkUnit, text_field: str) -> list[str]:
+    """The documents of a unit (blank ones dropped, except a continuing .txt piece, which is part of one)."""
+    if unit.kind == "text":
+        text = decode_utf8(unit.payload, unit.origin, offset=unit.start)  # type: ignore[arg-type]
+        return [text] if unit.continues or text.strip() else []
+    if unit.kind == "jsonl":
+        texts = _jsonl_texts(unit.payload, unit.origin, unit.start, text_field)  # type: ignore[arg-type]
+    else:
+        texts = list(unit.payload)
+    return [text for text in texts if text.strip()]
+
+
+def decode_utf8(data: bytes, what: str, offset: int = 0) -> str:
+    """`data` as text, or an error naming `what`, the bad byte and its offset (`data` starts at `offset`)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{what} is not valid UTF-8 (byte {data[error.start]:#04x} at offset {offset + error.start}); "
+            "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def _jsonl_texts(data: bytes, path: str, first_line: int, text_field: str) -> list[str]:
+    texts = []
+    for offset, line in enumerate(data.split(b"\n")):
+        if not line.strip():
+            continue
+        location = f"{path} line {first_line + offset}"
+        try:
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DataError(f"{location}: not valid JSON ({error})") from None
+        texts.append(record_text(record, text_field, location))
+    return texts
+
+
+def record_text(record: Any, text_field: str, location: str) -> str:
+    """The text of one record, or a one-line error naming the record and the field."""
+    if not isinstance(record, dict):
+        raise DataError(f"{location}: a record must be a JSON object with a {text_field!r} field")
+    if text_field not in record:
+        raise DataError(
+            f"{location}: the record has no field {text_field!r} (it has {sorted(record)}); "
+            "fix the record, or name the text field with --text-field"
+        )
+    text = record[text_field]
+    if text is None:
+        return ""  # a null text is an empty document, as in Parquet and on the hub
+    if not isinstance(text, str):
+        raise DataError(f"{location}: field {text_field!r} holds {type(text).__name__}, not text")
+    return text
+
+
+# --- sources --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentSource:
+    """Where documents come from: local files, or a Hugging Face dataset streamed from the hub."""
+
+    name: str  # what the user gave, resolved (an absolute path for local sources)
+    text_field: str = "text"
+    dataset_config: str | None = None
+    split: str = "train"
+
+    @classmethod
+    def from_argument(
+        cls, source: str | Path, text_field: str = "text", dataset_config: str | None = None, split: str = "train"
+    ) -> DocumentSource:
+        """A source from a command-line argument: "tinyshakespeare" (embedded), a path, else a hub dataset name."""
+        if str(source).lower() == "tinyshakespeare":
+            source = str(resources.files("cleangpt_core").joinpath("data", "tinyshakespeare.txt"))
+        path = Path(source).expanduser()
+        local = path.exists() or str(source).startswith((".", "/", "~")) or str(source).endswith(FILE_SUFFIXES)
+        if local and not path.exists():
+            raise DataError(f"data file or folder {str(path)!r} does not exist")
+        name = str(path.resolve()) if local else str(source)
+        return cls(name, text_field, dataset_config, split)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the documents come from local files."""
+        return Path(self.name).is_absolute()
+
+    def describe(self) -> dict[str, Any]:
+        """What the source is, as the index records it."""
+        return {
+            "source": self.name,
+            "text_field": self.text_field,
+            "dataset_config": self.dataset_config,
+            "split": None if self.is_local else self.split,
+        }
+
+    def files(self) -> list[Path]:
+        """The local files, in the order their documents are read."""
+        path = Path(self.name)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in FILE_SUFFIXES)
+            if not files:
+                raise DataError(f"folder {self.name!r} holds no {'/'.join(FILE_SUFFIXES)} files")
+            return files
+        if path.suffix not in FILE_SUFFIXES:
+            raise DataError(f"{self.name!r}: use a {', '.join(FILE_SUFFIXES)} file, or a folder of them")
+        return [path]
+
+    def total_bytes(self) -> int | None:
+        """Bytes of the local files (the progress bar's total), or None for a hub dataset."""
+        return sum(file.stat().st_size for file in self.files()) if self.is_local else None
+
+    def units(self) -> Iterator[WorkUnit]:
+        """The work units of the whole source, in order."""
+        if not self.is_local:
+            yield from _hub_units(self)
+            return
+        for file in self.files():
+            if file.suffix == ".txt":
+                yield from _text_units(file)
+            elif file.suffix == ".jsonl":
+                yield from _jsonl_units(file)
+            elif file.suffix == ".json":
+                yield from _json_units(file, self.text_field)
+            else:
+                yield from _parquet_units(file, self.text_field)
+
+
+def _text_units(path: Path) -> Iterator[WorkUnit]:
+    offset, pending = 0, b""
+    with path.open("rb") as file:
+        while block := file.read(_READ_BYTES):
+            pending += block
+            while len(pending) > UNIT_BYTES:
+                cut = _safe_cut(pending, UNIT_BYTES)
+                if cut is None:
+                    break  # no safe cut yet: read more
+                yield WorkUnit("text", pending[:cut], str(path), offset, offset > 0, cut)
+                offset, pending = offset + cut, pending[cut:]
+    if pending or offset == 0:
+        yield WorkUnit("text", pending, str(path), offset, offset > 0, len(pending))
+
+
+def _safe_cut(data: bytes, at_least: int) -> int | None:
+    """The first position from `at_least` on that holds a space following a non-space byte.
+
+    No GPT-2 pre-token holds a non-space followed by a space (a space only ever starts one), and the one
+    lookahead of its pattern looks at whitespace, so pieces cut there tokenize as the whole text does.
+    """
+    space = data.find(b" ", max(at_least, 1))
+    while space != -1:
+        if not data[space - 1 : space].isspace():
+            return space
+        space = data.find(b" ", space + 1)
+    return None
+
+
+def _jsonl_units(path: Path) -> Iterator[WorkUnit]:
+    line, pending = 1, b""
+    with path.open("rb") as file:
+        while block := file.read(_READ_BYTES):
+            pending += block
+            while len(pending) > UNIT_BYTES:
+                cut = pending.find(b"\n", UNIT_BYTES)
+                if cut == -1:
+                    break
+                unit = pending[: cut + 1]
+                yield WorkUnit("jsonl", unit, str(path), line, False, len(unit))
+                line, pending = line + unit.count(b"\n"), pending[cut + 1 :]
+    if pending:
+        yield WorkUnit("jsonl", pending, str(path), line, False, len(pending))
+
+
+def _batched_texts(origin: str, texts: Iterator[str]) -> Iterator[WorkUnit]:
+    batch: list[str] = []
+    first = size = 0
+    for number, text in enumerate(texts):
+        if not batch:
+            first = number
+        batch.append(text)
+        size += len(text)
+        if size >= UNIT_BYTES:
+            yield WorkUnit("texts", tuple(batch), origin, first, False, size)
+            batch, size = [], 0
+    if batch:
+        yield WorkUnit("texts", tuple(batch), origin, first, False, size)
+
+
+def _json_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
+    # A JSON list has to be parsed whole; JSON Lines (.jsonl) is the streaming format for large corpora.
+    try:
+        records = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not valid JSON ({error}); large corpora belong in .jsonl files") from None
+    if not isinstance(records, list):
+        records = [records]
+    yield from _batched_texts(
+        str(path), (record_text(r, text_field, f"{path} item {i}") for i, r in enumerate(records))
+    )
+
+
+def _parquet_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError...
+        raise DataError(f"{path}: not a readable Parquet file ({type(error).__name__}: {error})") from None
+    columns = parquet.schema_arrow.names
+    if text_field not in columns:
+        raise DataError(f"{path} has no column {text_field!r} (its columns are {columns}); name it with --text-field")
+
+    def texts() -> Iterator[str]:
+        row = 0
+        for batch in parquet.iter_batches(batch_size=4096, columns=[text_field]):
+            for value in batch.column(0).to_pylist():
+                if value is not None and not isinstance(value, str):
+                    raise DataError(f"{path} row {row}: column {text_field!r} holds {type(value).__name__}, not text")
+                yield value or ""
+                row += 1
+
+    yield from _batched_texts(str(path), texts())
+
+
+def _hub_units(source: DocumentSource) -> Iterator[WorkUnit]:
+    import datasets
+
+    where = f"dataset {source.name!r}" + (f" (config {source.dataset_config!r})" if source.dataset_config else "")
+    try:
+        stream = datasets.load_dataset(source.name, source.dataset_config, split=source.split, streaming=True)
+        records = iter(stream)
+    except Exception as error:  # offline, unknown name, config or split: all reported the same way
+        raise DataError(
+            f"could not stream {where}, split {source.split!r}, from the Hugging Face hub "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); check the name and your network, "
+            "or give a local file or folder"
+        ) from None
+    yield from _batched_texts(
+        where, (record_text(record, source.text_field, f"{where} record {i}") for i, record in enumerate(records))
+    )

@@ -1,0 +1,405 @@
+"""``cleangpt prepare-data``: a corpus streamed, tokenized in worker processes, written as token shards.
+
+The main process reads the source as work units (`document_sources`), hands them to `num_proc` workers
+(at most two units per worker in flight, so memory does not grow with the corpus) and takes the results
+back in order. It puts the eos id between documents, appends the ids to the open shard, records where
+each document starts, and chains a hash of every unit into the corpus fingerprint (so the fingerprint is
+one of the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
+
+Crash safety: a shard is written as ``shard_N.bin.tmp`` and renamed when full. After each rename the
+state needed to continue (the finished shards and the unit boundary, documents and fingerprint reached
+before them) goes atomically into ``prepare-state.json``. A rerun of the same command re-reads the units
+before that boundary only to check their fingerprint, tokenizes from there, drops the ids already in
+finished shards, and so ends with the same bytes as a run that was never interrupted. The index is written
+last; the state file is removed then. Nothing that is finished is ever deleted, by an error or a rerun.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from cleangpt_core.errors import DataError, TokenizerError
+from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
+from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, unit_digest, unit_documents
+from cleangpt_core.utils.prepared_data import (
+    DOCUMENT_DTYPE,
+    DOCUMENTS_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    TOKENIZER_DIR,
+    check_shard,
+    read_index,
+    shard_name,
+)
+from cleangpt_core.utils.progress import TokenizationProgress
+
+STATE_FILE = "prepare-state.json"
+DEFAULT_SHARD_TOKENS = 100_000_000  # modded-nanogpt's shard size: 200 MB of uint16 per file
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@dataclass
+class Boundary:
+    """Where the stream stands before a unit: its number, tokens and documents so far, fingerprint so far."""
+
+    unit: int = 0
+    tokens: int = 0
+    documents: int = 0
+    chain: str = hashlib.sha256(b"cleangpt-corpus").hexdigest()
+
+
+def prepare_data(
+    source: DocumentSource,
+    tokenizer: BaseTokenizer,
+    out_dir: str | Path,
+    *,
+    num_proc: int | None = None,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Tokenize `source` into shards in `out_dir`, continuing an interrupted run; returns the index.
+
+    num_proc: worker processes (default: the cores this process may use; 1 tokenizes in this process).
+    progress: draw the progress bar (None: when stderr is a terminal).
+    """
+    if shard_tokens < 1:
+        raise DataError(f"--shard-tokens must be at least 1, got {shard_tokens}")
+    if getattr(tokenizer, "is_fitted", True) is False:
+        raise TokenizerError(
+            "the character tokenizer has no vocabulary yet and a streamed corpus cannot be fitted on first; "
+            "fit one and save it (tokenizer.save_pretrained(dir)), then pass that folder as --tokenizer"
+        )
+    out = Path(out_dir).expanduser()
+    settings = {
+        **source.describe(),
+        "shard_tokens": shard_tokens,
+        "dtype": tokenizer.corpus_dtype.name,
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+    }
+    done = _claim(out, settings)
+    if done is not None:
+        return done
+    total_bytes = source.total_bytes()  # also checks the local files exist and have the right suffixes
+    created = not out.exists()
+    writer = _ShardWriter(out, settings, tokenizer)
+    try:
+        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        workers = num_proc or _usable_cores()
+        with TokenizationProgress(f"preparing {out.name}", total_bytes, progress) as bar:
+            for unit, result in _tokenized_units(source, tokenizer, out / TOKENIZER_DIR, writer.resume_at, workers):
+                before = writer.position
+                documents = writer.add(unit, result)
+                bar.update(unit.size, documents, writer.position - before)
+        if writer.boundary.documents == 0:
+            raise DataError(f"{source.name} holds no text (every document is empty); nothing was prepared")
+        return writer.finish()
+    except BaseException:
+        writer.abandon()
+        if writer.finished_shards == 0:
+            _remove_own_files(out, created)  # nothing was finished: leave the folder as it was
+        raise
+
+
+def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Check that `out` is new, empty, an interrupted prepare of the same settings, or already done."""
+    if (out / INDEX_FILE).is_file():
+        index = read_index(out)
+        if index["settings"] == settings:
+            return index
+        raise DataError(
+            f"{out} already holds data prepared from {index['settings']['source']!r} with other settings; "
+            "choose another --out, or delete the folder to prepare it again"
+        )
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state["settings"] != settings:
+            changed = sorted(k for k in settings if settings[k] != state["settings"].get(k))
+            raise DataError(
+                f"{out} holds an interrupted prepare with other settings ({', '.join(changed)} differ); rerun it "
+                "with the same source, tokenizer and --shard-tokens to continue, or choose another --out"
+            )
+        return None
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} exists and is not an empty folder or a prepared-data folder; choose another --out")
+    return None
+
+
+def _remove_own_files(out: Path, created: bool) -> None:
+    shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
+    for name in (DOCUMENTS_FILE, STATE_FILE, shard_name(0) + ".tmp"):
+        (out / name).unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+# --- tokenizing in worker processes ---------------------------------------------------------------------------
+
+UnitResult = tuple[bytes, np.ndarray, np.ndarray]  # digest, document lengths, token ids
+
+_worker_tokenizer: BaseTokenizer | None = None
+_worker_text_field = "text"
+
+
+def _init_worker(tokenizer: BaseTokenizer | str, text_field: str) -> None:
+    global _worker_tokenizer, _worker_text_field
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one Rust thread per worker: the workers are the parallelism
+    if isinstance(tokenizer, str):
+        from cleangpt_core.tokenizers.factory import from_pretrained
+
+        tokenizer = from_pretrained(tokenizer)
+    _worker_tokenizer, _worker_text_field = tokenizer, text_field
+
+
+def _tokenize_unit(unit: WorkUnit) -> UnitResult:
+    tokenizer = _worker_tokenizer
+    assert tokenizer is not None, "the worker was not initialised"
+    documents = unit_documents(unit, _worker_text_field)
+    pieces = tokenizer.encode_corpus_batch(documents) if documents else []
+    lengths = np.array([len(piece) for piece in pieces], dtype=np.int64)
+    dtype = tokenizer.corpus_dtype
+    tokens = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype=dtype)
+    return unit_digest(unit), lengths, tokens
+
+
+def _tokenized_units(
+    source: DocumentSource, tokenizer: BaseTokenizer, saved: Path, resume_at: Boundary, num_proc: int
+) -> Iterator[tuple[WorkUnit, UnitResult | None]]:
+    """Every unit with its result, in order; units before `resume_at` come with their digest only.
+
+    Forked workers inherit `tokenizer`; spawned ones (where fork does not exist) load it from `saved`.
+    """
+    units = source.units()
+    chain = Boundary().chain
+    for _ in range(resume_at.unit):
+        unit = next(units, None)
+        if unit is None:
+            break
+        chain = _chained(chain, unit_digest(unit))
+        yield unit, None
+    if chain != resume_at.chain:
+        raise DataError(
+            f"{source.name} is not what the interrupted prepare was reading (its first {resume_at.unit} pieces "
+            "differ); restore the source, or prepare it into another --out"
+        )
+    if num_proc <= 1:
+        _init_worker(tokenizer, source.text_field)
+        for unit in units:
+            yield unit, _tokenize_unit(unit)
+        return
+    # built once here, not once per forked worker (GPT-2's tiktoken twin takes a second to build)
+    tokenizer.encode_corpus_batch([""])
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    shipped = tokenizer if context.get_start_method() == "fork" else str(saved)
+    with context.Pool(num_proc, initializer=_init_worker, initargs=(shipped, source.text_field)) as pool:
+        pending: deque[tuple[WorkUnit, Any]] = deque()
+        for unit in units:
+            pending.append((unit, pool.apply_async(_tokenize_unit, (unit,))))
+            if len(pending) >= 2 * num_proc:
+                done, result = pending.popleft()
+                yield done, result.get()
+        while pending:
+            done, result = pending.popleft()
+            yield done, result.get()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _chained(chain: str, digest: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(chain) + digest).hexdigest()
+
+
+# --- writing shards -------------------------------------------------------------------------------------------
+
+
+class _ShardWriter:
+    """Appends documents to the stream: shards, document starts, fingerprint, and the resume state."""
+
+    def __init__(self, out: Path, settings: dict[str, Any], tokenizer: BaseTokenizer) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.settings = out, settings
+        self.shard_tokens = settings["shard_tokens"]
+        self.dtype = np.dtype(settings["dtype"])
+        self.eos = tokenizer.eos_token_id
+        self.tokenizer = {
+            "type": tokenizer.tokenizer_type,
+            "vocab_size": tokenizer.vocab_size,
+            "fingerprint": settings["tokenizer_fingerprint"],
+            "dir": TOKENIZER_DIR,
+        }
+        state = _read_state(out)
+        self.boundary = Boundary(**state["boundary"]) if state else Boundary()
+        self.resume_at = Boundary(**vars(self.boundary))
+        self.finished_shards = state["finished_shards"] if state else 0
+        for number in range(self.finished_shards):
+            check_shard(out / shard_name(number), self.shard_tokens, self.dtype)
+        for stale in [*out.glob("shard_*.bin.tmp"), *out.glob(".*.tmp")]:
+            stale.unlink()  # what a killed run was writing: rewritten from the resume boundary
+        self.position = self.boundary.tokens  # tokens of the stream so far
+        self.written = self.finished_shards * self.shard_tokens  # tokens already on disk in finished shards
+        self._shard: BinaryIO | None = None
+        self._shard_fill = 0
+        self._documents = (out / DOCUMENTS_FILE).open("r+b" if (out / DOCUMENTS_FILE).exists() else "wb")
+        self._documents.truncate(self.boundary.documents * DOCUMENT_DTYPE.itemsize)
+        self._documents.seek(0, os.SEEK_END)
+        if state is None:
+            self._save_state(self.boundary)  # marks the folder as a prepare in progress from the first byte
+
+    def add(self, unit: WorkUnit, result: UnitResult | None) -> int:
+        """Append one unit's documents (a unit before the resume boundary is skipped); returns how many began."""
+        if result is None:
+            return 0
+        start = Boundary(**vars(self.boundary))
+        digest, lengths, tokens = result
+        finished_before = self.finished_shards
+        offset = 0
+        starts = []
+        for index, length in enumerate(lengths.tolist()):
+            if not (index == 0 and unit.continues):
+                if self.boundary.documents + len(starts) > 0 and self.eos is not None:
+                    self._append(np.array([self.eos], dtype=self.dtype))
+                starts.append(self.position)
+            self._append(tokens[offset : offset + length])
+            offset += length
+        self._write(self._documents, np.asarray(starts, dtype=DOCUMENT_DTYPE).tobytes())
+        self.boundary = Boundary(
+            start.unit + 1, self.position, start.documents + len(starts), _chained(start.chain, digest)
+        )
+        if self.finished_shards > finished_before:
+            # the unit that finished a shard is re-tokenized on resume: the boundary before it is kept
+            self._flush(self._documents)
+            self._save_state(start)
+        return len(starts)
+
+    def _append(self, tokens: np.ndarray) -> None:
+        end = self.position + len(tokens)
+        if end <= self.written:  # already in a finished shard (a resumed run catching up)
+            self.position = end
+            return
+        tokens = tokens[max(0, self.written - self.position) :]
+        self.position = end
+        while len(tokens):
+            if self._shard is None:
+                self._shard = self._open_shard()
+            room = self.shard_tokens - self._shard_fill
+            self._write(self._shard, tokens[:room].tobytes())
+            self._shard_fill += min(room, len(tokens))
+            self.written += min(room, len(tokens))
+            tokens = tokens[room:]
+            if self._shard_fill == self.shard_tokens:
+                self._close_shard()
+
+    def _open_shard(self) -> BinaryIO:
+        self._shard_fill = 0
+        return self._tmp_path().open("wb")
+
+    def _tmp_path(self) -> Path:
+        return self.out / (shard_name(self.finished_shards) + ".tmp")
+
+    def _close_shard(self) -> None:
+        assert self._shard is not None
+        self._flush(self._shard)
+        self._shard.close()
+        self._shard = None
+        os.replace(self._tmp_path(), self.out / shard_name(self.finished_shards))
+        self.finished_shards += 1
+
+    def _write(self, file: BinaryIO, data: bytes) -> None:
+        with self._space_for(file):
+            file.write(data)
+
+    def _flush(self, file: BinaryIO) -> None:
+        with self._space_for(file):
+            file.flush()
+            os.fsync(file.fileno())
+
+    @contextmanager
+    def _space_for(self, file: BinaryIO) -> Iterator[None]:
+        """Turn a full disk (or a file-size limit) into one line that says what is kept and what to do."""
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in _NO_SPACE:
+                raise
+            raise DataError(
+                f"no space left to write {file.name} ({os.strerror(error.errno)}); the {self.finished_shards} "
+                "finished shards are kept: free some space and run the same command again to continue"
+            ) from None
+
+    def _save_state(self, boundary: Boundary) -> None:
+        state = {"settings": self.settings, "finished_shards": self.finished_shards, "boundary": vars(boundary)}
+        _atomic_write(self.out / STATE_FILE, json.dumps(state, indent=2).encode())
+
+    def finish(self) -> dict[str, Any]:
+        """Close the last shard, write the index, drop the resume state; returns the index."""
+        if self._shard is not None:
+            self._close_shard()
+        self._flush(self._documents)
+        self._documents.close()
+        counts = [self.shard_tokens] * self.finished_shards
+        if self.position % self.shard_tokens:
+            counts[-1] = self.position % self.shard_tokens
+        combined = hashlib.sha256(f"{self.boundary.chain}:{self.tokenizer['fingerprint']}".encode()).hexdigest()
+        index = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "settings": self.settings,
+            "dtype": self.dtype.name,
+            "shard_tokens": self.shard_tokens,
+            "tokens": self.position,
+            "documents": self.boundary.documents,
+            "shards": [{"file": shard_name(n), "tokens": count} for n, count in enumerate(counts)],
+            "documents_file": DOCUMENTS_FILE,
+            "eos": {"id": self.eos, "placement": "between documents" if self.eos is not None else "none"},
+            "tokenizer": self.tokenizer,
+            "fingerprint": {
+                "corpus": self.boundary.chain,
+                "tokenizer": self.tokenizer["fingerprint"],
+                "combined": combined,
+            },
+        }
+        _atomic_write(self.out / INDEX_FILE, (json.dumps(index, indent=2) + "\n").encode())
+        (self.out / STATE_FILE).unlink(missing_ok=True)
+        return index
+
+    def abandon(self) -> None:
+        """After an error: close files and drop the unfinished shard; finished shards and the state stay."""
+        if self._shard is not None:
+            with suppress(OSError):  # a full disk fails the close's flush too; the file goes anyway
+                self._shard.close()
+            self._tmp_path().unlink(missing_ok=True)
+            self._shard = None
+        if not self._documents.closed:
+            with suppress(OSError):
+                self._documents.close()
+
+
+def _read_state(out: Path) -> dict[str, Any] | None:
+    path = out / STATE_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
