@@ -35,11 +35,20 @@ def atomic_target(path: str | Path, *, directory: bool = False) -> Iterator[Path
         aside.mkdir()
     try:
         yield aside
-        _settle(aside)
-        _move_into_place(aside, path)
-        _fsync_directory(path.parent)
+        publish(aside, path)
     finally:
         _remove(aside)
+
+
+def publish(aside: str | Path, path: str | Path) -> None:
+    """Flush the finished file or folder `aside` to disk and rename it to `path`, replacing what was there.
+
+    For a writer that fills its hidden sibling over many calls (a token shard) rather than in one block.
+    """
+    aside, path = Path(aside), Path(path)
+    _settle(aside)
+    _move_into_place(aside, path)
+    _fsync_directory(path.parent)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -21,9 +21,10 @@ import torch
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.config.experiment import load_experiment_config
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
-from cleangpt_core.training_run import load_run_config, prepare_run
+from cleangpt_core.training_run import prepare_run
 from cleangpt_core.utils import document_sources, tinyshakespeare_text, tokenize_documents
 from cleangpt_core.utils.document_sources import DocumentSource
 from cleangpt_core.utils.prepared_data import MAX_OPEN_SHARDS, PreparedCorpus
@@ -218,7 +219,7 @@ def tiny_config(tmp_path: Path, dataset: Path, *extra: str):
         f"output.dir={tmp_path / 'runs' / dataset.name}",
         *extra,
     ]
-    config, _ = load_run_config(None, overrides)
+    config = load_experiment_config(None, overrides)
     return config
 
 

@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.config.experiment import load_experiment_config
 from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 from cleangpt_core.testing.tokenizer import check_tokenizer_contract
 from cleangpt_core.tokenizers import HFTokenizer, create_tokenizer, from_pretrained
-from cleangpt_core.training_run import load_run_config, prepare_run
+from cleangpt_core.training_run import prepare_run
 from cleangpt_core.utils import tinyshakespeare_text
 from cleangpt_core.utils.prepared_data import PreparedCorpus
 
@@ -98,7 +99,7 @@ def test_it_trains_a_few_steps_and_the_run_keeps_it(bpe_folder, tmp_path):
         "trainer.progress_bar=false",
         f"output.dir={tmp_path / 'run'}",
     ]
-    config, _ = load_run_config(None, overrides)
+    config = load_experiment_config(None, overrides)
     run = prepare_run(config)
     assert run.config.model.vocab_size == 600
     stats = run.trainer.train()

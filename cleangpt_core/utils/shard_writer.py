@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from cleangpt_core.atomic_write import publish, write_bytes_atomic
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, unit_digest, unit_documents
@@ -318,7 +319,7 @@ class _ShardWriter:
         self._flush(self._shard)
         self._shard.close()
         self._shard = None
-        os.replace(self._tmp_path(), self.out / shard_name(self.finished_shards))
+        publish(self._tmp_path(), self.out / shard_name(self.finished_shards))
         self.finished_shards += 1
 
     def _write(self, file: BinaryIO, data: bytes) -> None:
@@ -345,7 +346,7 @@ class _ShardWriter:
 
     def _save_state(self, boundary: Boundary) -> None:
         state = {"settings": self.settings, "finished_shards": self.finished_shards, "boundary": vars(boundary)}
-        _atomic_write(self.out / STATE_FILE, json.dumps(state, indent=2).encode())
+        write_bytes_atomic(self.out / STATE_FILE, json.dumps(state, indent=2).encode())
 
     def finish(self) -> dict[str, Any]:
         """Close the last shard, write the index, drop the resume state; returns the index."""
@@ -375,7 +376,7 @@ class _ShardWriter:
                 "combined": combined,
             },
         }
-        _atomic_write(self.out / INDEX_FILE, (json.dumps(index, indent=2) + "\n").encode())
+        write_bytes_atomic(self.out / INDEX_FILE, (json.dumps(index, indent=2) + "\n").encode())
         (self.out / STATE_FILE).unlink(missing_ok=True)
         return index
 
@@ -396,10 +397,4 @@ def _read_state(out: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+
