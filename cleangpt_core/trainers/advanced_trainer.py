@@ -16,13 +16,13 @@ from cleangpt_core.trainers.checkpointing import (
     MODEL_WEIGHTS,
     CheckpointManager,
     average_weights,
-    read_model_weights,
     write_model,
 )
 from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.schedules import warmup_cosine_schedule
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
+from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, load_checkpoint_weights
 
 AVERAGED_DIR = "averaged"
 
@@ -159,9 +159,10 @@ class AdvancedTrainer(SimpleTrainer):
             target.mkdir(parents=True, exist_ok=True)
             safetensors.torch.save_file(average_weights(chosen), str(target / MODEL_WEIGHTS), metadata={"format": "pt"})
         barrier(self.context)
-        read_model_weights(self.model, target)
+        load_checkpoint_weights(self.raw_model, target)
+        weights = full_model_state(self.raw_model)  # collective under FSDP
         if self.context.is_main:  # rewritten through the model so the directory gets its config.json too
-            write_model(self.model, target)
+            write_model(GatheredModel(self.raw_model, weights), target)
             self._write_extras(target)
         result: dict[str, Any] = {"averaged_checkpoints": [str(path) for path in chosen], "averaged_model": str(target)}
         if self.eval_dataloader is not None:
