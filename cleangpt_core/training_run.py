@@ -262,12 +262,13 @@ def run_experiment(
     tokenizer = from_pretrained(resume_from / TOKENIZER_DIR) if resume_from is not None else None
     keep_vocab_size = keep_vocab_size or resume_from is not None
     run = prepare_run(config, tokenizer=tokenizer, keep_vocab_size=keep_vocab_size, callbacks=callbacks)
-    main = run.trainer.context.is_main
+    main, world = run.trainer.context.is_main, run.trainer.context.world_size
     if main:
         params = run.model.get_num_params() if hasattr(run.model, "get_num_params") else None
+        where = f"{run.trainer.device}" + (f" x {world} processes ({run.trainer.strategy})" if world > 1 else "")
         echo(
             f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
-            f"trainer on {run.trainer.device}, {len(run.train_loader):,} batches per epoch, into {config.output.dir}"
+            f"trainer on {where}, {len(run.train_loader):,} batches per epoch, into {config.output.dir}"
             + (f", resuming from {resume_from}" if resume_from is not None else "")
         )
     stats = run.trainer.train(resume_from=resume_from)
