@@ -128,6 +128,7 @@ def _free_port() -> int:
 
 
 def test_two_nodes_of_one_process_on_loopback_follow_the_same_curve(straight, tmp_path):
+    # with activation checkpointing too: recomputing the blocks' activations changes no number
     run_dir, losses = tmp_path / "two-nodes", tmp_path / "losses.json"
     endpoint = f"--rdzv-endpoint=127.0.0.1:{_free_port()}"
     nodes = [
@@ -135,7 +136,7 @@ def test_two_nodes_of_one_process_on_loopback_follow_the_same_curve(straight, tm
             [
                 *(sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={rank}"),
                 *("--nproc-per-node=1", endpoint),
-                *(*RUN, str(run_dir), *FSDP, "--losses-out", str(losses)),
+                *(*RUN, str(run_dir), *FSDP, "--activation-checkpointing", "--losses-out", str(losses)),
             ]
         )
         for rank in (0, 1)

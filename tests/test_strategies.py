@@ -104,3 +104,11 @@ def test_a_changed_global_batch_continues_at_the_next_batch_skipping_the_rest(tm
         resumed.load_checkpoint(tmp_path)
     assert resumed.progress.batch_in_epoch == 5  # item 24 of the order lies inside batch 4 of size 5
     assert "epoch 0 continues at item 25 of its order (1 item(s) skipped: the global batch changed)" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_along_the_eager_curve():
+    eager = build_tiny_trainer("simple", model_options={"dropout": 0.0}, max_steps=4)
+    compiled = build_tiny_trainer("simple", model_options={"dropout": 0.0}, max_steps=4, compile=True)
+    assert compiled.train()["losses"] == pytest.approx(eager.train()["losses"], rel=1e-4)
+    assert list(compiled.raw_model.state_dict()) == list(eager.raw_model.state_dict())  # no `_orig_mod.` prefix
