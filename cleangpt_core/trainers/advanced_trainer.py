@@ -22,7 +22,7 @@ from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.schedules import warmup_cosine_schedule
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
-from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, load_checkpoint_weights
+from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, gradient_scaler, load_checkpoint_weights
 
 AVERAGED_DIR = "averaged"
 
@@ -70,7 +70,7 @@ class AdvancedTrainer(SimpleTrainer):
         self.gradient_accumulation_steps = self.options.gradient_accumulation_steps
         self.precision = resolve_precision(self.options.mixed_precision, self.device)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == torch.float16 else None
+        self.scaler = gradient_scaler(self.strategy, self.device) if self.precision == torch.float16 else None
         self.lr_scheduler = lr_scheduler or self._build_schedule()
 
     def _build_schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:

@@ -159,6 +159,16 @@ def _fsdp_no_sync(model: FSDPModule) -> Iterator[None]:
         model.set_requires_gradient_sync(True)
 
 
+def gradient_scaler(strategy: Strategy, device: torch.device) -> torch.amp.GradScaler:
+    """fp16's loss scaler; under FSDP2 the sharded one, which agrees across ranks on skipping a step (each
+    rank sees only its shard's gradients, so an overflow on one rank must stop all of them)."""
+    if strategy == "fsdp":
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        return ShardedGradScaler(device.type)
+    return torch.amp.GradScaler(device.type)
+
+
 def tied_names(model: nn.Module) -> list[list[str]]:
     """The names of each parameter that several modules share (``transformer.wte.weight``, ``lm_head.weight``)."""
     names: dict[int, list[str]] = {}
