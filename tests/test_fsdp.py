@@ -144,3 +144,36 @@ def test_two_nodes_of_one_process_on_loopback_follow_the_same_curve(straight, tm
     for node in nodes:
         assert node.wait(timeout=600) == 0
     assert json.loads(losses.read_text()) == pytest.approx(straight[1], rel=1e-5, abs=1e-6)
+
+
+def _evaluate_sharded(rank: int, init_file: str, out: str) -> None:
+    from torch.utils.data import DataLoader
+
+    from cleangpt_core.testing.trainer import CountingLanguage, tiny_model
+    from cleangpt_core.trainers.distributed import current_context
+    from cleangpt_core.trainers.evaluation import evaluate_model
+    from cleangpt_core.trainers.strategies import prepare_model
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model = prepare_model(tiny_model(seed=3), "fsdp", torch.device("cpu"))
+        batches = DataLoader(CountingLanguage(20, 16, 17, seed=1), batch_size=4)  # 5 batches: 3 and 2
+        metrics = evaluate_model(model, batches, torch.device("cpu"), context=current_context(), lockstep=True)
+        if rank == 0:
+            Path(out).write_text(json.dumps(metrics))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_fsdp_evaluation_over_an_uneven_number_of_batches_counts_every_token_once(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from cleangpt_core.testing.trainer import CountingLanguage, tiny_model
+    from cleangpt_core.trainers.evaluation import evaluate_model
+
+    out = tmp_path / "metrics.json"
+    torch.multiprocessing.spawn(_evaluate_sharded, args=(str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    sharded = json.loads(out.read_text())
+    alone = evaluate_model(tiny_model(seed=3), DataLoader(CountingLanguage(20, 16, 17, seed=1), batch_size=4), "cpu")
+    assert sharded["tokens"] == alone["tokens"] == 20 * 15
+    assert sharded["loss"] == pytest.approx(alone["loss"], rel=1e-6)
