@@ -2,8 +2,8 @@
 
 1. precision: our AdvancedTrainer on the tiny counting problem in fp32, bf16 and fp16 + GradScaler; each
    loss curve must stay within tolerance of fp32's (mean of the last quarter of steps).
-2. distributed: a single-process nccl group (gloo on CPU) and one FSDP2 step through our strategy code,
-   and a full state dict gathered from the shards.
+2. distributed: a single-process nccl group (gloo on CPU), FSDP2 steps through our strategy code (fp32,
+   then fp16 with the sharded gradient scaler), and a full state dict gathered from the shards.
 3. flash attention: our model's forward and backward with only the flash SDPA kernel allowed.
 4. training throughput at GPT-2 small's shape (12 x 768, context 1024, vocabulary 50304, bf16 autocast)
    against transformers' GPT2LMHeadModel with the same weights, interleaved, with MFU against the bf16
@@ -42,7 +42,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from cleangpt_core.testing.trainer import tiny_loaders, tiny_model
 from cleangpt_core.trainers import get_trainer
 from cleangpt_core.trainers.distributed import backend_for
-from cleangpt_core.trainers.strategies import full_model_state, prepare_model, rebind_optimizer
+from cleangpt_core.trainers.strategies import full_model_state, gradient_scaler, prepare_model, rebind_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOSS_TOLERANCE = 0.05  # |mean loss of the last quarter - fp32's|, on a problem whose loss falls by > 1
@@ -135,8 +135,18 @@ def check_distributed(device: torch.device) -> dict[str, Any]:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
+        # fp16 under FSDP2: the sharded scaler agrees across ranks on skipping an overflowing step
+        scaler = gradient_scaler("fsdp", device)
+        with torch.autocast(device.type, dtype=torch.float16):
+            loss = model(tokens, labels=tokens)["loss"]
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
         weights = full_model_state(model)
         return {
+            "fsdp_fp16_scaled_loss": loss.item(),
+            "gradient_scaler": type(scaler).__name__,
             "backend": backend,
             "init_seconds": init_seconds,
             "all_reduce": total.item(),

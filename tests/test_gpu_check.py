@@ -25,6 +25,7 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path):
     distributed = results["distributed"]
     assert distributed["backend"] == "gloo" and distributed["sharded_parameter_type"] == "DTensor"
     assert distributed["fsdp_step_lowered_loss"] is True
+    assert distributed["gradient_scaler"] == "ShardedGradScaler" and distributed["fsdp_fp16_scaled_loss"] > 0
     assert results["flash_attention"]["flash_attention_trains"] is True
     throughput = results["training_throughput"]
     assert set(throughput["contenders"]) == {"transformers", "cleanGPT"}
