@@ -42,7 +42,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from cleangpt_core.testing.trainer import tiny_loaders, tiny_model
 from cleangpt_core.trainers import get_trainer
 from cleangpt_core.trainers.distributed import backend_for
-from cleangpt_core.trainers.strategies import full_model_state, gradient_scaler, prepare_model, rebind_optimizer
+from cleangpt_core.trainers.strategies import full_model_state, gradient_scaler, prepare_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOSS_TOLERANCE = 0.05  # |mean loss of the last quarter - fp32's|, on a problem whose loss falls by > 1
@@ -123,10 +123,8 @@ def check_distributed(device: torch.device) -> dict[str, Any]:
         total = torch.ones(1, device=device)
         dist.all_reduce(total)
         model = tiny_model(seed=0, dropout=0.0)
-        names = {id(parameter): name for name, parameter in model.named_parameters()}
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-        model = prepare_model(model, "fsdp", device)
-        rebind_optimizer(optimizer, names, model)
+        model = prepare_model(model, "fsdp", device, optimizer=optimizer)
         tokens = torch.randint(0, 17, (4, 16), device=device, generator=torch.Generator(device).manual_seed(0))
         losses = []
         for _ in range(2):

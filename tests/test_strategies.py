@@ -17,7 +17,6 @@ from cleangpt_core.trainers.strategies import (
     full_optimizer_state,
     load_full_optimizer_state,
     prepare_model,
-    rebind_optimizer,
 )
 
 CPU = torch.device("cpu")
@@ -74,12 +73,16 @@ def test_the_saved_optimizer_state_is_an_unsharded_state_dict_and_loads_back():
     assert all(torch.equal(fresh.state_dict()["state"][0][k], v) for k, v in native["state"][0].items())
 
 
-def test_sharding_refuses_an_optimizer_that_has_already_stepped():
+def test_sharding_refuses_an_optimizer_it_cannot_carry_over_before_touching_the_model():
     model = tiny_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    optimizer.state[next(model.parameters())] = {"momentum_buffer": torch.zeros(1)}
+    stepped = torch.optim.SGD(model.parameters(), lr=0.1)
+    stepped.state[next(model.parameters())] = {"momentum_buffer": torch.zeros(1)}
     with pytest.raises(ConfigError, match="already taken steps"):
-        rebind_optimizer(optimizer, {}, model)
+        prepare_model(model, "fsdp", CPU, optimizer=stepped)
+    foreign = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    with pytest.raises(ConfigError, match="not parameters of the model"):
+        prepare_model(model, "fsdp", CPU, optimizer=foreign)
+    assert not hasattr(model, "reshard")  # nothing was sharded (fully_shard adds FSDPModule's methods)
 
 
 def _samples(batches: EpochBatches, epoch: int, start: int, steps: int) -> list[set[tuple[int, ...]]]:

@@ -43,7 +43,6 @@ from cleangpt_core.trainers.strategies import (
     load_checkpoint_weights,
     load_full_optimizer_state,
     prepare_model,
-    rebind_optimizer,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,18 +91,16 @@ class BaseTrainer(ABC):
         self.output_dir = self.options.output_dir
         self.device = choose_device(device)
         self.context = init_distributed(self.device)
-        names = {id(parameter): name for name, parameter in model.named_parameters()}
         size = sum(parameter.numel() for parameter in model.parameters())
         self.strategy = choose_strategy(self.options.strategy, self.context, self.device, size)
         self.model = prepare_model(
             model,
             self.strategy,
             self.device,
+            optimizer=optimizer,
             activation_checkpointing=self.options.activation_checkpointing,
             compile_model=self.options.compile,
         )
-        if self.strategy == "fsdp":
-            rebind_optimizer(optimizer, names, self.raw_model)
         self.dataloader = dataloader
         self.eval_dataloader = eval_dataloader
         self.optimizer = optimizer

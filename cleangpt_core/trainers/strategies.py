@@ -86,14 +86,20 @@ def prepare_model(
     strategy: Strategy,
     device: torch.device,
     *,
+    optimizer: torch.optim.Optimizer | None = None,
     activation_checkpointing: bool = False,
     compile_model: bool = False,
 ) -> nn.Module:
     """`model` on `device` with the options and the strategy applied (in place where torch allows it).
 
     Names of parameters never change (no wrapper prefixes), so state dicts and checkpoints are the same
-    whatever was applied; only DDP returns a wrapper, whose ``.module`` is the model.
+    whatever was applied; only DDP returns a wrapper, whose ``.module`` is the model. FSDP2 puts new
+    (sharded) parameters in place of the model's, so `optimizer`, built over the old ones and not yet
+    stepped, is pointed at the new ones.
     """
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    if strategy == "fsdp" and optimizer is not None:
+        _check_can_follow_sharding(optimizer, names)
     model = model.to(device)
     if activation_checkpointing:
         # composable checkpointing keeps parameter names; the blocks' activations are recomputed in the
@@ -114,29 +120,25 @@ def prepare_model(
         for block in find_blocks(model):
             fully_shard(block)
         fully_shard(model)  # the embeddings, the final norm and the (tied) output head
+        if optimizer is not None:
+            sharded = dict(model.named_parameters())
+            for group in optimizer.param_groups:
+                group["params"] = [sharded[names[id(parameter)]] for parameter in group["params"]]
     return model
 
 
-def rebind_optimizer(optimizer: torch.optim.Optimizer, names: dict[int, str], model: nn.Module) -> None:
-    """Point `optimizer` at the parameters `fully_shard` put in place of the ones it was built with.
-
-    `names` maps id() of each original parameter to its name. The optimizer must not have stepped yet: its
-    state belongs to the unsharded tensors.
-    """
+def _check_can_follow_sharding(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> None:
+    """Fail before anything is sharded if `optimizer` cannot be moved onto the sharded parameters."""
     if optimizer.state:
         raise ConfigError(
             "the optimizer has already taken steps; trainer.strategy='fsdp' replaces the model's parameters, "
             "so build the trainer with a fresh optimizer (resume from a checkpoint to continue a run)"
         )
-    current = dict(model.named_parameters())
-    for group in optimizer.param_groups:
-        try:
-            group["params"] = [current[names[id(parameter)]] for parameter in group["params"]]
-        except KeyError:
-            raise ConfigError(
-                "the optimizer holds tensors that are not parameters of the model; trainer.strategy='fsdp' can "
-                "only shard an optimizer built over model.parameters() (or the model's parameter groups)"
-            ) from None
+    if any(id(parameter) not in names for group in optimizer.param_groups for parameter in group["params"]):
+        raise ConfigError(
+            "the optimizer holds tensors that are not parameters of the model; trainer.strategy='fsdp' can "
+            "only shard an optimizer built over model.parameters() (or the model's parameter groups)"
+        )
 
 
 def gradient_sync(model: nn.Module, enabled: bool) -> AbstractContextManager[Any]:
