@@ -6,8 +6,8 @@
    then fp16 with the sharded gradient scaler), and a full state dict gathered from the shards.
 3. flash attention: our model's forward and backward with only the flash SDPA kernel allowed.
 4. training throughput at GPT-2 small's shape (12 x 768, context 1024, vocabulary 50304, bf16 autocast)
-   against transformers' GPT2LMHeadModel with the same weights, interleaved, with MFU against the bf16
-   matmul peak measured in this run (and against the datasheet peak when the device is known); on a GPU
+   against transformers' GPT2LMHeadModel with the same weights, interleaved, with MFU against a bf16
+   square matmul timed in the same rounds (and against the datasheet peak when the device is known); on a GPU
    also our model under `trainer.compile`, with its cold start.
 5. cached generation, batch 1 and 32, against transformers' `generate`.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from measure import flops_per_token, gpt2_twins, hf_generate, interleaved_medians, matmul_peak, training_step
+from measure import flops_per_token, gpt2_twins, hf_generate, interleaved_medians, square_matmul, training_step
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from cleangpt_core.testing.trainer import tiny_loaders, tiny_model
@@ -178,7 +178,6 @@ def check_training_throughput(device: torch.device, profile: Profile, name: str)
         "context": profile.context,
         "vocab_size": profile.vocab_size,
     }
-    peak = matmul_peak(device, torch.bfloat16, profile.peak_size)
     hf_model, ours = gpt2_twins(**shape)
     hf_model, ours = hf_model.to(device), ours.to(device)
     tokens = torch.randint(0, profile.vocab_size, (profile.train_batch, profile.context), device=device)
@@ -196,7 +195,10 @@ def check_training_throughput(device: torch.device, profile: Profile, name: str)
         steps["cleanGPT compiled"]()
         torch.cuda.synchronize()
         cold_start = time.perf_counter() - started
+    matmul, matmul_flops = square_matmul(device, torch.bfloat16, profile.peak_size)
+    steps["matmul peak"] = matmul  # timed in the same rounds as the steps, under the same conditions
     medians = interleaved_medians(steps, profile.rounds, warmup=2, device=device)
+    peak = matmul_flops / medians.pop("matmul peak")
     tokens_per_step = profile.train_batch * profile.context
     flops = flops_per_token(ours, profile.context)
     datasheet = next((tflops for key, tflops in DATASHEET_BF16_TFLOPS.items() if key in name), None)

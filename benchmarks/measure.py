@@ -3,7 +3,7 @@
 A twin is transformers' GPT2LMHeadModel and our Vanilla model with the very same weights, so a comparison
 measures the code, not the initialisation. MFU is nanoGPT's: achieved FLOP/s over a peak, the FLOPs of a
 token being 6 N (forward and backward through N weights) plus 12 L T d for attention (PaLM, appendix B);
-the peak is a square matmul of the same dtype on the same device, measured in the same run.
+the peak is a square matmul of the same dtype on the same device, timed in the same rounds.
 """
 
 from __future__ import annotations
@@ -45,21 +45,13 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> float:
-    """FLOP/s of the best of `repeats` square (size x size) matmuls: the practical peak to measure MFU by."""
+def square_matmul(device: torch.device, dtype: torch.dtype, size: int) -> tuple[Callable[[], object], float]:
+    """One square (size x size) matmul and its FLOPs: timed among the contenders, FLOPs / its median is the
+    practical peak under the same machine load, which MFU is measured against."""
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
-    sync = synchronizer(device)
-    a @ b
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return (lambda: a @ b), 2.0 * size**3
 
 
 def flops_per_token(model: torch.nn.Module, context: int) -> float:
