@@ -96,7 +96,8 @@ def compile_effect(rounds: int) -> None:
     medians = interleaved_medians(steps, rounds, warmup=2)
     report("3. trainer.compile at the character shape (ratio to eager)", medians, 12 * 64)
     print(f"  cold start (empty compile cache): {cold:.1f} s for the first step (eager: {medians['eager fp32']:.3f} s)")
-    print(f"  break-even after {cold / max(medians['eager fp32'] - medians['compiled fp32'], 1e-9):,.0f} steps")
+    saved = medians["eager fp32"] - medians["compiled fp32"]
+    print(f"  break-even after {cold / saved:,.0f} steps" if saved > 0 else "  compiled is not faster: no break-even")
 
 
 def main() -> None:
