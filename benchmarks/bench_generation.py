@@ -9,36 +9,13 @@ per second and the ratio to transformers, and checks that both produce the same 
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
-from transformers.utils import logging as hf_logging
-
-from cleangpt_core.model.hf_interop import from_hf_state_dict, vanilla_config_from_hf
+from measure import gpt2_twins, hf_generate, interleaved_medians
 
 PROMPT_LENGTH = 16
 NEW_TOKENS = 200
 BATCH_SIZES = (1, 8)
-REPEATS = 3  # timed rounds per contender
-
-
-def timed_interleaved(functions: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Median wall time of each function over REPEATS rounds, after a warm-up round.
-
-    Rounds alternate between the contenders, so a change in machine load hits all of them alike.
-    """
-    for function in functions.values():
-        function()
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(REPEATS):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+REPEATS = 3  # timed rounds per contender, after a warm-up round
 
 
 @torch.inference_mode()
@@ -53,38 +30,23 @@ def recompute_generate(model, prompt: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     torch.set_num_threads(2)
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(0)
-    hf_config = GPT2Config(
-        vocab_size=50257, n_positions=256, n_embd=128, n_layer=4, n_head=4, bos_token_id=None, eos_token_id=None
-    )
-    hf_model = GPT2LMHeadModel(hf_config).eval()
-    ours = from_hf_state_dict(hf_model.state_dict(), vanilla_config_from_hf(hf_config.to_dict())).eval()
+    hf_model, ours = gpt2_twins(n_layer=4, n_head=4, n_embd=128, context=256, vocab_size=50257)
+    hf_model, ours = hf_model.eval(), ours.eval()
     print(f"model: 4 layers, width 128, vocab 50257; prompt {PROMPT_LENGTH}, {NEW_TOKENS} new tokens, greedy")
     print(f"{'batch':>5} {'transformers tok/s':>19} {'cleanGPT tok/s':>15} {'ratio':>6} {'recompute tok/s':>16}")
     for batch in BATCH_SIZES:
-        prompt = torch.randint(
-            0, hf_config.vocab_size, (batch, PROMPT_LENGTH), generator=torch.Generator().manual_seed(batch)
-        )
-        mask = torch.ones_like(prompt)
+        prompt = torch.randint(0, 50257, (batch, PROMPT_LENGTH), generator=torch.Generator().manual_seed(batch))
 
-        def run_hf(prompt=prompt, mask=mask):
-            return hf_model.generate(
-                prompt,
-                attention_mask=mask,
-                max_new_tokens=NEW_TOKENS,
-                min_new_tokens=NEW_TOKENS,
-                do_sample=False,
-                use_cache=True,
-                pad_token_id=0,
-            )
+        def run_hf(prompt=prompt):
+            return hf_generate(hf_model, prompt, NEW_TOKENS)
 
         def run_ours(prompt=prompt):
             return ours.generate(prompt, NEW_TOKENS, temperature=0.0)
 
         same = torch.equal(run_hf(), run_ours())
-        medians = timed_interleaved(
-            {"hf": run_hf, "ours": run_ours, "recompute": lambda prompt=prompt: recompute_generate(ours, prompt)}
+        medians = interleaved_medians(
+            {"hf": run_hf, "ours": run_ours, "recompute": lambda prompt=prompt: recompute_generate(ours, prompt)},
+            REPEATS,
         )
         new_tokens = batch * NEW_TOKENS
         hf_rate, our_rate, recompute_rate = (new_tokens / medians[name] for name in ("hf", "ours", "recompute"))

@@ -260,7 +260,7 @@ def run_experiment(
         tokenizer = from_pretrained(resume_from / TOKENIZER_DIR)
         check_tokenizer_fits(tokenizer.vocab_size, config.model.vocab_size, resume_from / TOKENIZER_DIR)
     run = prepare_run(config, tokenizer=tokenizer, callbacks=callbacks)
-    main = run.trainer.context.is_main
+    main, world = run.trainer.context.is_main, run.trainer.context.world_size
     lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()
     with lock:
         if main:
@@ -268,9 +268,10 @@ def run_experiment(
         barrier(run.trainer.context)
         if main:
             params = run.model.get_num_params() if hasattr(run.model, "get_num_params") else None
+            where = f"{run.trainer.device}" + (f" x {world} processes ({run.trainer.strategy})" if world > 1 else "")
             echo(
                 f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
-                f"trainer on {run.trainer.device}, {len(run.train_loader):,} batches per epoch, into {run_dir.root}"
+                f"trainer on {where}, {len(run.train_loader):,} batches per epoch, into {run_dir.root}"
                 + (f", resuming from {resume_from}" if resume_from is not None else "")
             )
         stats = run.trainer.train(resume_from=resume_from)

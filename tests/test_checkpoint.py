@@ -19,11 +19,11 @@ from cleangpt_core.trainers.checkpointing import (
     average_weights,
     capture_rng_state,
     flatten_state,
-    read_model_weights,
     read_state,
     restore_rng_state,
     unflatten_state,
 )
+from cleangpt_core.trainers.strategies import load_checkpoint_weights
 
 
 def _trained_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -94,7 +94,7 @@ def test_weights_and_optimizer_load_back_into_fresh_objects(tmp_path):
     torch.manual_seed(1)
     fresh = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
     fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=5.0)
-    read_model_weights(fresh, checkpoint)
+    load_checkpoint_weights(fresh, checkpoint)
     fresh_optimizer.load_state_dict(read_state(checkpoint)["optimizer"])
     for left, right in zip(model.parameters(), fresh.parameters(), strict=True):
         assert torch.equal(left, right)
@@ -131,7 +131,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_latest_and_loadable(tmp_p
     assert manager.latest() == first
     assert [path.name for path in manager.root.iterdir()] == ["step-00000001"]  # no partial directory left
     restored = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
-    read_model_weights(restored, manager.latest())
+    load_checkpoint_weights(restored, manager.latest())
     assert read_state(manager.latest()) == {"step": 1}
 
 

@@ -222,6 +222,8 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=TINY_MODEL["dropout"])
     parser.add_argument("--checkpoint-interval", type=int, default=5)
     parser.add_argument("--losses-out", type=Path, help="write the per-step losses here as JSON (main process)")
+    parser.add_argument("--strategy", default="auto", help="trainer.strategy under torchrun: auto, ddp or fsdp")
+    parser.add_argument("--activation-checkpointing", action="store_true")
     arguments = parser.parse_args()
     trainer = run_tiny_training(
         arguments.trainer,
@@ -233,6 +235,8 @@ def main() -> None:
         num_epochs=arguments.epochs,
         max_steps=arguments.max_steps,
         checkpoint_interval=arguments.checkpoint_interval if arguments.run_dir else None,
+        strategy=arguments.strategy,
+        activation_checkpointing=arguments.activation_checkpointing,
     )
     if arguments.losses_out is not None and trainer.context.is_main:
         arguments.losses_out.write_text(json.dumps(trainer.losses))

@@ -17,13 +17,13 @@ from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE
 from cleangpt_core.trainers.checkpointing import (
     CheckpointManager,
     average_weights,
-    read_model_weights,
     write_model,
 )
 from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.schedules import warmup_cosine_schedule
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
+from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, gradient_scaler, load_checkpoint_weights
 
 
 def resolve_precision(mixed_precision: bool | str, device: torch.device) -> torch.dtype | None:
@@ -69,7 +69,7 @@ class AdvancedTrainer(SimpleTrainer):
         self.gradient_accumulation_steps = self.options.gradient_accumulation_steps
         self.precision = resolve_precision(self.options.mixed_precision, self.device)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == torch.float16 else None
+        self.scaler = gradient_scaler(self.strategy, self.device) if self.precision == torch.float16 else None
         self.lr_scheduler = lr_scheduler or self._build_schedule()
 
     def _build_schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -159,9 +159,10 @@ class AdvancedTrainer(SimpleTrainer):
             with atomic_target(target / MODEL_WEIGHTS_FILE) as aside:
                 safetensors.torch.save_file(average_weights(chosen), str(aside), metadata={"format": "pt"})
         barrier(self.context)
-        read_model_weights(self.model, target)
+        load_checkpoint_weights(self.raw_model, target)
+        weights = full_model_state(self.raw_model)  # collective under FSDP
         if self.context.is_main:  # rewritten through the model so the directory gets its config.json too
-            write_model(self.model, target)
+            write_model(GatheredModel(self.raw_model, weights), target)
             self._write_extras(target)
         result: dict[str, Any] = {"averaged_checkpoints": [str(path) for path in chosen], "averaged_model": str(target)}
         if self.eval_dataloader is not None:

@@ -7,6 +7,7 @@ implements `train()` (and may override `evaluate()`), as the tutorial's custom t
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -19,22 +20,31 @@ from torch import nn
 
 from cleangpt_core.atomic_write import write_text_atomic
 from cleangpt_core.config.base import validate_config
-from cleangpt_core.errors import CheckpointError
 from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
 from cleangpt_core.trainers.batches import Batch, EpochBatches
 from cleangpt_core.trainers.checkpointing import (
     CheckpointManager,
     capture_rng_state,
-    read_model_weights,
     read_state,
     restore_rng_state,
     unwrap_model,
 )
 from cleangpt_core.trainers.devices import choose_device
-from cleangpt_core.trainers.distributed import barrier, init_distributed, wrap_model
+from cleangpt_core.trainers.distributed import barrier, init_distributed
 from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
 from cleangpt_core.trainers.events import TrainingEvents
 from cleangpt_core.trainers.schemas import TrainerConfig
+from cleangpt_core.trainers.strategies import (
+    GatheredModel,
+    choose_strategy,
+    full_model_state,
+    full_optimizer_state,
+    load_checkpoint_weights,
+    load_full_optimizer_state,
+    prepare_model,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,7 +90,16 @@ class BaseTrainer(ABC):
         self.output_dir = self.options.output_dir
         self.device = choose_device(device)
         self.context = init_distributed(self.device)
-        self.model = wrap_model(model.to(self.device), self.context, self.device)
+        size = sum(parameter.numel() for parameter in model.parameters())
+        self.strategy = choose_strategy(self.options.strategy, self.context, self.device, size)
+        self.model = prepare_model(
+            model,
+            self.strategy,
+            self.device,
+            optimizer=optimizer,
+            activation_checkpointing=self.options.activation_checkpointing,
+            compile_model=self.options.compile,
+        )
         self.dataloader = dataloader
         self.eval_dataloader = eval_dataloader
         self.optimizer = optimizer
@@ -99,7 +118,7 @@ class BaseTrainer(ABC):
 
     @property
     def raw_model(self) -> nn.Module:
-        """The model itself, without a DistributedDataParallel wrapper."""
+        """The model itself, without a DistributedDataParallel wrapper (sharded in place under FSDP)."""
         return unwrap_model(self.model)
 
     @property
@@ -151,7 +170,13 @@ class BaseTrainer(ABC):
 
     def _score(self, loader: Iterable[Batch], max_batches: int | None) -> dict[str, Any]:
         return evaluate_model(
-            self.model, loader, self.device, context=self.context, autocast=self.autocast(), max_batches=max_batches
+            self.model,
+            loader,
+            self.device,
+            context=self.context,
+            autocast=self.autocast(),
+            max_batches=max_batches,
+            lockstep=self.strategy == "fsdp",  # sharded: every rank joins every forward, also past its last batch
         )
 
     def to_device(self, batch: Batch) -> Batch:
@@ -161,18 +186,24 @@ class BaseTrainer(ABC):
     # -- checkpoints ------------------------------------------------------------------------------------
 
     def trainer_state(self) -> dict[str, Any]:
-        """Everything besides the weights that resuming needs; subclasses add their own parts."""
+        """Everything besides the weights that resuming needs; subclasses add their own parts.
+
+        Every process calls it (gathering a sharded optimizer state is collective); rank 0 writes it. The
+        optimizer state is stored unsharded, so any strategy and number of processes can resume it.
+        """
         return {
             "trainer": type(self).__name__,
             "progress": asdict(self.progress),
             "world_size": self.context.world_size,
-            "optimizer": self.optimizer.state_dict(),
+            "strategy": self.strategy,
+            "data_position": self.batches.items_consumed(self.progress.batch_in_epoch),
+            "optimizer": full_optimizer_state(self.raw_model, self.optimizer),
             "rng": capture_rng_state(),
         }
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         """Restore what `trainer_state` saved (RNG states are restored when training continues)."""
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_full_optimizer_state(self.raw_model, self.optimizer, state["optimizer"])
         self.progress = TrainingProgress(**state["progress"])
         self._rng_to_restore = state["rng"]
 
@@ -181,10 +212,10 @@ class BaseTrainer(ABC):
         if self.checkpoints is None:
             return None
         path = None
+        weights, state = full_model_state(self.raw_model), self.trainer_state()  # collective under FSDP
         if self.context.is_main:
-            path = self.checkpoints.save(
-                self.progress.step, self.model, self.trainer_state(), val_loss=val_loss, extras=self._write_extras
-            )
+            model = GatheredModel(self.raw_model, weights)
+            path = self.checkpoints.save(self.progress.step, model, state, val_loss=val_loss, extras=self._write_extras)
         barrier(self.context)
         path = path or self.checkpoints.run.checkpoint(self.progress.step)
         self.events.emit("checkpoint_saved", trainer=self, step=self.progress.step, path=path)
@@ -202,15 +233,34 @@ class BaseTrainer(ABC):
         `path` is a checkpoint directory or a run directory (its ``latest`` checkpoint is used).
         """
         checkpoint = find_training_checkpoint(path)
-        read_model_weights(self.model, checkpoint)
         state = read_state(checkpoint)
-        if state["world_size"] != self.context.world_size:
-            raise CheckpointError(
-                f"{checkpoint} was written by a run on {state['world_size']} process(es); resume it on as many "
-                f"(this run has {self.context.world_size}), since the batch order depends on it"
-            )
+        load_checkpoint_weights(self.raw_model, checkpoint)
         self.load_trainer_state(state)
+        self._continue_data_order(checkpoint, state)
         return checkpoint
+
+    def _continue_data_order(self, checkpoint: Path, state: dict[str, Any]) -> None:
+        """Place the data position of a checkpoint written by another strategy or number of processes,
+        and say so (see `cleangpt_core.trainers.batches` for the rule)."""
+        world, strategy = state["world_size"], state.get("strategy", "ddp" if state["world_size"] > 1 else "none")
+        done = self.progress.batch_in_epoch
+        items = state.get("data_position", self.batches.items_consumed(done, world_size=world))
+        self.progress.batch_in_epoch = self.batches.batches_after(items)
+        skipped = self.batches.items_consumed(self.progress.batch_in_epoch) - items
+        changed = (world, strategy) != (self.context.world_size, self.strategy) or skipped
+        if changed and self.context.is_main:
+            logger.warning(
+                "resuming %s, written with strategy %s on %d process(es), with strategy %s on %d: weights and "
+                "optimizer state are unsharded in the checkpoint; epoch %d continues at item %d of its order%s",
+                checkpoint,
+                strategy,
+                world,
+                self.strategy,
+                self.context.world_size,
+                self.progress.epoch,
+                items + skipped,
+                f" ({skipped} item(s) skipped: the global batch changed)" if skipped else "",
+            )
 
     def restore_pending_rng(self) -> None:
         """Put back the RNG states of a loaded checkpoint, right before the first step after it."""

@@ -9,6 +9,13 @@ way DistributedSampler deals it, and started at any batch. The permutation is co
 costs no memory and batch b is found without drawing batches 0..b-1. A list of ready-made batches is
 taken in order and dealt to ranks. Any other iterable is read as it is, skipping batches to resume, which is
 exact only when the iterable itself is deterministic.
+
+The order does not depend on the number of processes: global step s takes items [s*G, (s+1)*G) of the
+epoch's order, G being the global batch (per-rank batch size times world size; an item is a sample, or a
+ready-made batch). A checkpoint records how many items of the epoch were consumed, so a run resumed on
+another number of processes continues the same order at the first global batch that had not begun: exact
+when G is unchanged (2 processes x batch 4 resumed by 1 process x batch 8 sees the very same samples); when
+G changes, up to G-1 items of that epoch are skipped, never repeated.
 """
 
 from __future__ import annotations
@@ -48,6 +55,21 @@ class EpochBatches:
         if isinstance(self.source, Sequence):
             return len(self.source) // self.context.world_size
         return len(self.source)  # type: ignore[arg-type]  # raises TypeError for unsized iterables
+
+    def items_consumed(self, batches: int, world_size: int | None = None) -> int:
+        """Items of the epoch's order (all ranks together) that `batches` steps of this rank consumed.
+
+        `world_size` counts for a checkpoint written by another number of processes (same per-rank batch).
+        """
+        world = world_size or self.context.world_size
+        if self.rebuilds:
+            return batches * self.source.batch_size * world
+        return batches * world if isinstance(self.source, Sequence) else batches
+
+    def batches_after(self, items: int) -> int:
+        """This rank's index of the first batch that begins at or after item `items` of the epoch's order."""
+        per_batch = self.items_consumed(1)
+        return -(-items // per_batch)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch` for this rank, beginning with batch number `start`."""

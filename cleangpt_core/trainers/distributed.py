@@ -1,8 +1,10 @@
-"""Running one trainer on several processes with torchrun and DistributedDataParallel.
+"""Running one trainer on several processes (or machines) with torchrun: the process group.
 
-``torchrun --nproc_per_node=N script.py`` sets RANK, WORLD_SIZE and LOCAL_RANK; the trainer then joins the
-process group (gloo on CPU, nccl on CUDA), wraps the model in DDP and reads only its rank's shard of every
-batch list. Only rank 0 writes checkpoints and logs. Without torchrun everything here is a no-op.
+``torchrun --nproc_per_node=N script.py`` (``--nnodes``, ``--node-rank`` and ``--rdzv-endpoint`` for several
+machines) sets RANK, WORLD_SIZE and LOCAL_RANK; the trainer then joins the process group (gloo on CPU, nccl
+on CUDA), spreads the model as its strategy says (`cleangpt_core.trainers.strategies`) and reads only its
+rank's shard of every batch list. Only rank 0 writes checkpoints and logs. Without torchrun everything here
+is a no-op.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,6 @@ def current_context() -> DistributedContext:
         return DistributedContext()
     local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
     return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
-
-
-def wrap_model(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
-    """DDP-wrap `model` when several processes train it (each keeps a replica; gradients are averaged)."""
-    if not context.enabled or isinstance(model, nn.parallel.DistributedDataParallel):
-        return model
-    device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def all_reduce_sum(values: torch.Tensor, context: DistributedContext) -> torch.Tensor:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from itertools import islice
 from typing import Any
 
 import torch
@@ -46,13 +47,16 @@ def evaluate_model(
     context: DistributedContext | None = None,
     autocast: AbstractContextManager[Any] | None = None,
     max_batches: int | None = None,
+    lockstep: bool = False,
 ) -> dict[str, Any]:
     """Mean cross-entropy per predicted token over `batches`, perplexity = exp(loss), and the token count.
 
     The loss is (sum of token losses) / (number of tokens), padding excluded, so it does not depend on how
     the data is batched; under torchrun every rank takes its own batches and the sums are combined.
-    `max_batches` limits the estimate to the first batches (per rank). The global RNG state is left as it
-    was: iterating a DataLoader draws from it, and evaluating must not change what training draws next.
+    `max_batches` limits the estimate to the first batches (per rank). `lockstep` (FSDP, whose every
+    forward is collective) keeps ranks with no batch left running empty forwards until all are done. The
+    global RNG state is left as it was: iterating a DataLoader draws from it, and evaluating must not change
+    what training draws next.
     """
     context = context or DistributedContext()
     rng_state = capture_rng_state()
@@ -60,9 +64,11 @@ def evaluate_model(
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, token count
     try:
-        for index, batch in enumerate(shard_for_evaluation(batches, context)):
-            if max_batches is not None and index >= max_batches:
-                break
+        mine = islice(shard_for_evaluation(batches, context), max_batches)
+        for batch in _in_lockstep(mine, context, device) if lockstep else mine:
+            if batch is None:  # this rank is done; it takes part in the others' gathers and counts nothing
+                model(torch.zeros((1, 1), dtype=torch.long, device=device))
+                continue
             batch = batch_to(batch, device)
             with autocast or nullcontext():
                 loss = model(**batch)["loss"]
@@ -77,3 +83,14 @@ def evaluate_model(
         raise ValueError("the evaluation data holds no tokens to predict")
     mean = loss_sum / tokens
     return {"loss": mean, "perplexity": math.exp(mean), "tokens": int(tokens)}
+
+
+def _in_lockstep(batches: Iterable[Batch], context: DistributedContext, device: torch.device) -> Iterator[Batch | None]:
+    """This rank's batches, then None until every rank has run out (one all-reduce per round)."""
+    iterator = iter(batches)
+    while True:
+        batch = next(iterator, None)
+        ranks_with_a_batch = all_reduce_sum(torch.tensor(float(batch is not None), device=device), context)
+        if ranks_with_a_batch.item() == 0:
+            return
+        yield batch

@@ -36,6 +36,17 @@ class TrainerConfig(StrictModel):
     )
     progress_bar: bool | None = Field(None, description="show a tqdm bar; None shows it only on a terminal")
     log_metrics: bool = Field(True, description="write metrics.jsonl and loss_curve.png into output_dir")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="under torchrun: 'ddp' replicates the model, 'fsdp' shards it (FSDP2); 'auto' takes ddp "
+        "unless the replicas would not fit the GPU (one process trains the model as it is)",
+    )
+    activation_checkpointing: bool = Field(
+        False, description="recompute each block's activations in the backward pass: less memory, ~1/3 more compute"
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model (a one-off compilation cost at the first steps; see benchmarks/)"
+    )
 
 
 class SimpleTrainerConfig(TrainerConfig):

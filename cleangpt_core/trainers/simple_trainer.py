@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ from cleangpt_core.trainers.batches import Batch
 from cleangpt_core.trainers.distributed import all_reduce_sum
 from cleangpt_core.trainers.evaluation import count_targets
 from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
+from cleangpt_core.trainers.strategies import gradient_sync
 
 
 class SimpleTrainer(BaseTrainer):
@@ -106,14 +106,13 @@ class SimpleTrainer(BaseTrainer):
         self.events.emit("step_begin", trainer=self, step=step)
         started = time.perf_counter()
         counts = [count_targets(batch) for batch in group]
-        # every token weighs the same across micro-batches and ranks (DDP averages gradients over ranks)
+        # every token weighs the same across micro-batches and ranks (DDP and FSDP average gradients over ranks)
         total = all_reduce_sum(torch.tensor(float(sum(counts))), self.context).item() or 1.0
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for index, (batch, count) in enumerate(zip(group, counts, strict=True)):
             batch = self.to_device(batch)
             last = index == len(group) - 1
-            sync = nullcontext() if last or not self.context.enabled else self.model.no_sync()
-            with sync:
+            with gradient_sync(self.model, enabled=last):
                 with self.autocast():
                     loss = self.model(**batch)["loss"]
                 self.backward(loss * (count * self.context.world_size / total))

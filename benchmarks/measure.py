@@ -1,0 +1,123 @@
+"""What the speed benchmarks share: interleaved timing, the matmul peak, FLOPs per token, and model twins.
+
+A twin is transformers' GPT2LMHeadModel and our Vanilla model with the very same weights, so a comparison
+measures the code, not the initialisation. MFU is nanoGPT's: achieved FLOP/s over a peak, the FLOPs of a
+token being 6 N (forward and backward through N weights) plus 12 L T d for attention (PaLM, appendix B);
+the peak is a square matmul of the same dtype on the same device, timed in the same rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
+
+from cleangpt_core.model.hf_interop import from_hf_state_dict, vanilla_config_from_hf
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for the device's queued work (GPU kernels run asynchronously)."""
+    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], rounds: int, *, warmup: int = 1, device: torch.device | None = None
+) -> dict[str, float]:
+    """Median seconds of each function over `rounds`, run in turn so a change of machine load hits all alike."""
+    sync = synchronizer(device or torch.device("cpu"))
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def square_matmul(device: torch.device, dtype: torch.dtype, size: int) -> tuple[Callable[[], object], float]:
+    """One square (size x size) matmul and its FLOPs: timed among the contenders, FLOPs / its median is the
+    practical peak under the same machine load, which MFU is measured against."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    return (lambda: a @ b), 2.0 * size**3
+
+
+def flops_per_token(model: torch.nn.Module, context: int) -> float:
+    """Training FLOPs per token of our model at `context` positions (nanoGPT's estimate_mfu)."""
+    config = model.config
+    return 6 * model.get_num_params() + 12 * config.n_layer * config.n_embd * context
+
+
+def gpt2_twins(
+    *, n_layer: int, n_head: int, n_embd: int, context: int, vocab_size: int, seed: int = 0
+) -> tuple[GPT2LMHeadModel, torch.nn.Module]:
+    """transformers' GPT-2 (SDPA attention, no dropout) and our Vanilla model with its weights."""
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    hf_config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=context,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+        attn_implementation="sdpa",
+    )
+    hf_model = GPT2LMHeadModel(hf_config)
+    ours = from_hf_state_dict(hf_model.state_dict(), vanilla_config_from_hf(hf_config.to_dict()))
+    return hf_model, ours
+
+
+def training_step(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    *,
+    autocast: AbstractContextManager[Any] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> Callable[[], None]:
+    """One optimisation step (forward, backward, fused AdamW) of either twin on `tokens`."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
+    model.train()
+
+    def step() -> None:
+        with autocast or nullcontext():
+            loss = model(tokens, labels=tokens)["loss"]  # a transformers ModelOutput is a dict too
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    return step
+
+
+def hf_generate(model: GPT2LMHeadModel, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """transformers' cached greedy generation of exactly `new_tokens` tokens."""
+    return model.generate(
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=True,
+        pad_token_id=0,
+    )
