@@ -238,3 +238,18 @@ def cleangpt_register_samplers():
     assert result.exit_code == 0, result.output
     assert "<Unrepresentable object whose __repr__ raised RuntimeError>" in result.output
     assert run("list-components", "--json").exit_code == 0
+
+
+def test_a_plugin_command_whose_module_exits_at_import_is_one_clear_error(install_plugin, tmp_path):
+    source = (
+        HEADER + "\nfrom cleangpt_core.plugin_api import CommandSpec\n\n@hookimpl\ndef cleangpt_register_commands():\n"
+    )
+    source += '    return [CommandSpec("hello", "Say hello.", "cleangpt_exiting_cmd:hello")]\n'
+    install_plugin("cleangpt-hello", source)
+    (tmp_path / "site-packages" / "cleangpt_exiting_cmd.py").write_text("import sys\nsys.exit(4)\n")
+    result = run("hello")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: command 'hello' from cleangpt-hello 1.0.0 failed to load: SystemExit: 4"
+    ]
+    assert run("--help").exit_code == 0
