@@ -372,6 +372,16 @@ class Registry:
             )
         return matches[0]
 
+    def canonical_name(self, component: Component) -> str:
+        """The name to record for a registered `component`, so that looking it up again finds it: its own
+        name where that picks it, else `distribution:name` (a duplicate, or a plugin a built-in shadows)."""
+        try:
+            if self.get(component.kind, component.name) is component:
+                return component.name
+        except DuplicateComponentError:
+            pass
+        return component.qualified_name
+
     def _unknown_message(self, kind: str, name: str) -> str:
         available = sorted({c.name for c in self._components[kind]}, key=str.lower)
         message = f"unknown {kind} {name!r}"
