@@ -145,27 +145,29 @@ def cleangpt_register_samplers():
     assert "not a pydantic model class" in failure["error"]
 
 
-def test_a_schema_without_a_json_schema_still_lists_everything(install_plugin):
-    source = (
+def sampler_with_schema(name: str, prelude: str, field: str) -> str:
+    """A plugin whose sampler `name` has a schema with one field of an arbitrary type defined in `prelude`."""
+    return (
         HEADER
-        + """
+        + prelude
+        + f"""
 from pydantic import BaseModel, ConfigDict
-
-
-class Opaque:
-    pass
 
 
 class Options(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    thing: Opaque | None = None
+    {field}
 
 
 @hookimpl
 def cleangpt_register_samplers():
-    return [Component(name="opaque", kind="sampler", summary="s", target="json:dumps", config_schema=Options)]
+    return [Component(name="{name}", kind="sampler", summary="s", target="json:dumps", config_schema=Options)]
 """
     )
+
+
+def test_a_schema_without_a_json_schema_still_lists_everything(install_plugin):
+    source = sampler_with_schema("opaque", "\nclass Opaque:\n    pass\n", "thing: Opaque | None = None")
     install_plugin("cleangpt-opaque", source)
     result = run("list-components", "--json")
     assert result.exit_code == 0, result.output
@@ -216,23 +218,7 @@ def cleangpt_register_samplers():
 
 
 def test_a_default_whose_repr_raises_is_shown_as_such(install_plugin):
-    source = (
-        HEADER
-        + UNREPRESENTABLE
-        + """
-from pydantic import BaseModel, ConfigDict
-
-
-class Options(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    thing: Unrepresentable = Unrepresentable()
-
-
-@hookimpl
-def cleangpt_register_samplers():
-    return [Component(name="unrepr", kind="sampler", summary="s", target="json:dumps", config_schema=Options)]
-"""
-    )
+    source = sampler_with_schema("unrepr", UNREPRESENTABLE, "thing: Unrepresentable = Unrepresentable()")
     install_plugin("cleangpt-unrepr", source)
     result = run("show-config", "unrepr")
     assert result.exit_code == 0, result.output
