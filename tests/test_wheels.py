@@ -28,9 +28,10 @@ PROJECTS = {
     "cleangpt-sasp": ROOT / "plugins" / "cleangpt-sasp",
     "cleangpt-bytetok": ROOT / "plugins" / "cleangpt-bytetok",
 }
-# Left behind by editable installs and earlier builds; a wheel must be built from the sources alone.
+# Left behind by the README's set-up (.venv), editable installs and earlier builds; a wheel must be built
+# from the sources alone.
 BUILD_LEFTOVERS = shutil.ignore_patterns(
-    ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "runs"
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "runs"
 )
 
 pytestmark = pytest.mark.slow
