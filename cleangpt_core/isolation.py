@@ -33,10 +33,12 @@ class _SigintRecord:
 def _recording_sigint() -> Iterator[_SigintRecord]:
     """Note whether SIGINT arrives in the body, and handle it as the handler in place before would."""
     record = _SigintRecord()
-    if threading.current_thread() is not threading.main_thread():
-        yield record  # signals are handled in the main thread only: nothing here can be a real Ctrl-C
-        return
     previous = signal.getsignal(signal.SIGINT)
+    # Signals are handled in the main thread only, so elsewhere nothing can be a real Ctrl-C; a handler set
+    # outside Python (None) could not be put back, so it is left alone.
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield record
+        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
         record.received = True

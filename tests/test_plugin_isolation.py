@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 
 import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.isolation import plugin_code
 from cleangpt_core.registry import get_component, get_registry
 from cleangpt_core.testing.trainer import build_tiny_trainer
 
@@ -239,3 +241,19 @@ def test_a_plugin_command_whose_module_exits_at_import_is_one_clear_error(instal
         "Error: command 'hello' from cleangpt-hello 1.0.0 failed to load: SystemExit: 4"
     ]
     assert run("--help").exit_code == 0
+
+
+def test_off_the_main_thread_a_keyboard_interrupt_is_the_plugins_own():
+    """Signals reach the main thread only, so there a KeyboardInterrupt can only come from code."""
+    outcomes = []
+
+    def plugin_thread():
+        with plugin_code() as outcome:
+            raise KeyboardInterrupt
+        outcomes.append(outcome)
+
+    thread = threading.Thread(target=plugin_thread)
+    thread.start()
+    thread.join()
+    [outcome] = outcomes
+    assert isinstance(outcome.error, KeyboardInterrupt)
