@@ -257,3 +257,40 @@ def test_off_the_main_thread_a_keyboard_interrupt_is_the_plugins_own():
     thread.join()
     [outcome] = outcomes
     assert isinstance(outcome.error, KeyboardInterrupt)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    ['summary=None, target="json:dumps"', 'summary="s", target="json:dumps", aliases="ab"'],
+    ids=["summary not a str", "aliases a str"],
+)
+def test_a_component_with_fields_of_the_wrong_type_is_reported_and_listing_works(install_plugin, fields):
+    component = f'Component(name="odd", kind="sampler", {fields})'
+    hook = f"\n@hookimpl\ndef cleangpt_register_samplers():\n    return [{component}]\n"
+    install_plugin("cleangpt-odd", HEADER + hook)
+    for args in (["list-components"], ["list-components", "--json"], ["show-config", "top_p"]):
+        result = run(*args)
+        assert result.exit_code == 0, f"{args}: {result.output}"
+    [failure] = failures_of("cleangpt-odd")
+    assert "cleangpt_register_samplers raised TypeError: component" in failure.error
+
+
+def test_a_name_whose_class_overrides_repr_is_kept_as_a_plain_str(install_plugin):
+    source = (
+        HEADER
+        + """
+class Name(str):
+    def __repr__(self):
+        raise RuntimeError("no repr for you")
+
+
+@hookimpl
+def cleangpt_register_samplers():
+    return [Component(name=Name("odd"), kind="sampler", summary="s", target="json:dumps", aliases=[Name("o")])]
+"""
+    )
+    install_plugin("cleangpt-odd", source)
+    result = run("show-config", "o")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("sampler odd (cleangpt-odd 1.0.0)")
+    assert type(get_component("sampler", "odd").name) is str
