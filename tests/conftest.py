@@ -1,9 +1,11 @@
-"""Shared fixtures: throwaway third-party plugin distributions for the length of one test, and virtual
-environments layered over the one running the tests."""
+"""Shared fixtures: throwaway third-party plugin distributions for the length of one test, virtual
+environments layered over the one running the tests, and a real Ctrl-C."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import site
 import sys
 import sysconfig
@@ -80,3 +82,15 @@ def create_layered_venv(root: Path) -> Path:
 def layered_venv() -> Callable[[Path], Path]:
     """`create_layered_venv`, for tests that install into an environment of their own."""
     return create_layered_venv
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[Callable[[], None]]:
+    """A function that presses Ctrl-C: a real SIGINT to this process, turned into KeyboardInterrupt by Python's
+    own handler (whatever the test runner installed is put back afterwards). Code that merely raises
+    KeyboardInterrupt is not the same: cleanGPT takes that for a plugin's fault."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield lambda: os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)

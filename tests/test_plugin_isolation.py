@@ -8,7 +8,6 @@ the CLI or a training run. A real Ctrl-C from the user still stops both.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 
@@ -100,24 +99,23 @@ def test_a_callback_raising_a_base_exception_is_dropped_and_training_goes_on(err
     assert stats["steps"] == 3 and quitter.calls == 1
 
 
-class CtrlC:
-    """Stands in for the user: the operating system delivers a SIGINT while a hook runs."""
+class PressCtrlC:
+    """Stands in for the user: Ctrl-C is pressed while a hook runs."""
+
+    def __init__(self, press):
+        self.press = press
 
     def on_step_end(self, step):
-        os.kill(os.getpid(), signal.SIGINT)
+        self.press()
 
 
-def test_a_real_ctrl_c_during_a_hook_still_stops_training():
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's default: KeyboardInterrupt
-    try:
-        trainer = build_tiny_trainer("simple", max_steps=5, callbacks=[CtrlC()])
-        with pytest.raises(KeyboardInterrupt):
-            trainer.train()
-        assert trainer.progress.step == 1
-        assert trainer.events.failures == []
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # our handler was put back
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def test_a_real_ctrl_c_during_a_hook_still_stops_training(ctrl_c):
+    trainer = build_tiny_trainer("simple", max_steps=5, callbacks=[PressCtrlC(ctrl_c)])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert trainer.progress.step == 1
+    assert trainer.events.failures == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the hook's handler was put back
 
 
 def test_a_schema_that_is_not_a_pydantic_model_drops_that_component_only(install_plugin):
