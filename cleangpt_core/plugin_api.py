@@ -57,6 +57,17 @@ class Component:
     version: str = ""
 
     def __post_init__(self) -> None:
+        # Every command reads these fields of every component: a wrong type fails here, inside its plugin's
+        # hook, and a str subclass is stored as the plain str it stands for (its own methods never run again).
+        for field_name in ("name", "kind", "summary", "target"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str):
+                raise TypeError(f"component {field_name} must be a str, got {type(value).__name__}")
+            object.__setattr__(self, field_name, str.__str__(value))
+        aliases = self.aliases
+        if not isinstance(aliases, tuple | list) or not all(isinstance(alias, str) for alias in aliases):
+            raise TypeError(f"component {self.name!r}: aliases must be a tuple of str")
+        object.__setattr__(self, "aliases", tuple(str.__str__(alias) for alias in aliases))
         if self.kind not in KINDS:
             raise ValueError(f"component {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if ":" in self.name:

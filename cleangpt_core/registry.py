@@ -34,6 +34,7 @@ from cleangpt_core.errors import (
     PluginError,
     UnknownComponentError,
 )
+from cleangpt_core.isolation import describe_error, plugin_code, safe_repr
 from cleangpt_core.plugin_api import (
     ENTRY_POINT_GROUP,
     KINDS,
@@ -133,11 +134,6 @@ def api_version_problem(declared: object) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
 def _trace_before(hook_name: str, hook_impls: Any, kwargs: Any) -> None:
     """Print a hook call and the plugins it goes to, as ``CLEANGPT_TRACE_PLUGINS=1`` asks."""
     answering = ", ".join(impl.plugin_name for impl in hook_impls)
@@ -147,11 +143,27 @@ def _trace_before(hook_name: str, hook_impls: Any, kwargs: Any) -> None:
 def _trace_after(outcome: Any, hook_name: str, hook_impls: Any, kwargs: Any) -> None:
     """Print how a traced hook call ended."""
     if outcome.exception is not None:
-        print(f"[cleangpt trace] {hook_name} raised {_one_line(outcome.exception)}", file=sys.stderr)
+        print(f"[cleangpt trace] {hook_name} raised {describe_error(outcome.exception)}", file=sys.stderr)
         return
     result = outcome.get_result()
     count = len(result) if isinstance(result, list) else int(result is not None)
     print(f"[cleangpt trace] {hook_name} answered by {count} plugin(s)", file=sys.stderr)
+
+
+def _component_problem(component: Component, kind: str, hook_name: str) -> str | None:
+    """Why a component a registration hook returned cannot be registered, or None if it can."""
+    if component.kind != kind:
+        return f"{hook_name} returned a {component.kind!r} component {component.name!r}"
+    from pydantic import BaseModel  # loaded by the built-ins' schemas anyway; importing the registry stays light
+
+    schema = component.config_schema
+    if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        # Listing and validation read the schema for everyone: one bad schema must not break them.
+        return (
+            f"{component.kind} {component.name!r} has config_schema={safe_repr(schema)}, which is not a pydantic "
+            "model class; the component is skipped"
+        )
+    return None
 
 
 class Registry:
@@ -211,10 +223,10 @@ class Registry:
             if names & blocked or (only is not None and not names & only):
                 continue
             failure = PluginFailure(entry_point.name, distribution, version, entry_point.value, "")
-            try:
+            with plugin_code() as outcome:  # a plugin calling sys.exit() at import is a broken plugin, no more
                 module = entry_point.load()
-            except Exception as exc:
-                self._fail(replace(failure, error=f"failed to import: {_one_line(exc)}"), exc)
+            if outcome.error is not None:
+                self._fail(replace(failure, error=f"failed to import: {describe_error(outcome.error)}"), outcome.error)
                 continue
             self.add_plugin_module(
                 module, name=entry_point.name, distribution=distribution, version=version, entry_point=entry_point.value
@@ -230,36 +242,41 @@ class Registry:
             self._fail(failure, IncompatiblePluginError(failure.describe()))
             return
         info = PluginInfo(name, distribution, version, entry_point, module)
-        try:
+        # pluggy rejects hooks that do not match a spec; looking for hook markers reads the module's objects
+        with plugin_code() as outcome:
             self.plugin_manager.register(module, name=f"{distribution}:{name}")
-        except Exception as exc:  # pluggy rejects hooks that do not match a spec
-            self._fail(PluginFailure(name, distribution, version, entry_point, _one_line(exc)), exc)
+            unknown = self._unknown_hooks(module)
+        if outcome.error is not None:
+            if self.plugin_manager.is_registered(module):
+                self.plugin_manager.unregister(module)
+            failure = PluginFailure(name, distribution, version, entry_point, describe_error(outcome.error))
+            self._fail(failure, outcome.error)
             return
         self.plugins.append(info)
         self._info_by_id[id(module)] = info
-        self._report_unknown_hooks(info)
+        for problem in unknown:
+            self._fail(self._failure(info, problem), None)
 
-    def _report_unknown_hooks(self, info: PluginInfo) -> None:
+    @staticmethod
+    def _unknown_hooks(module: ModuleType) -> list[str]:
         """A misspelled hook would otherwise be silently ignored by pluggy."""
         known = [name for name in vars(hookspecs) if name.startswith(f"{PROJECT_NAME}_")]
-        for attribute, value in vars(info.module).items():
+        problems = []
+        for attribute, value in vars(module).items():
             if hasattr(value, f"{PROJECT_NAME}_impl") and attribute not in known:
                 close = difflib.get_close_matches(attribute, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                self._fail(self._failure(info, f"implements unknown hook {attribute!r}{hint}"), None)
+                problems.append(f"implements unknown hook {attribute!r}{hint}")
+        return problems
 
     def collect(self) -> None:
         """Call every registration hook, plugin by plugin, and index what they return."""
         for kind, hook_name in REGISTRATION_HOOKS.items():
             for info, answer in self._call_each(hook_name):
                 for component in self._checked(info, answer, Component, hook_name):
-                    if component.kind != kind:
-                        self._fail(
-                            self._failure(
-                                info, f"{hook_name} returned a {component.kind!r} component {component.name!r}"
-                            ),
-                            None,
-                        )
+                    problem = _component_problem(component, kind, hook_name)
+                    if problem is not None:
+                        self._fail(self._failure(info, problem), None)
                         continue
                     self._add_component(replace(component, distribution=info.distribution, version=info.version))
         for info, answer in self._call_each(COMMANDS_HOOK):
@@ -281,10 +298,10 @@ class Registry:
         for impl in hook.get_hookimpls():
             info = self._info_by_id[id(impl.plugin)]
             caller = self.plugin_manager.subset_hook_caller(hook_name, [p for p in everyone if p is not impl.plugin])
-            try:
+            with plugin_code() as outcome:
                 answers = caller()
-            except Exception as exc:
-                self._fail(self._failure(info, f"{hook_name} raised {_one_line(exc)}"), exc)
+            if outcome.error is not None:
+                self._fail(self._failure(info, f"{hook_name} raised {describe_error(outcome.error)}"), outcome.error)
                 continue
             yield info, answers[0] if answers else []
 
@@ -292,9 +309,8 @@ class Registry:
         items = list(answer) if isinstance(answer, list | tuple) else [answer]
         wrong = [item for item in items if not isinstance(item, expected)]
         if wrong:
-            self._fail(
-                self._failure(info, f"{hook_name} returned {wrong[0]!r}, expected {expected.__name__} objects"), None
-            )
+            problem = f"{hook_name} returned {safe_repr(wrong[0])}, expected {expected.__name__} objects"
+            self._fail(self._failure(info, problem), None)
         return [item for item in items if isinstance(item, expected)]
 
     @staticmethod
@@ -357,6 +373,16 @@ class Registry:
                 f"{kind} {name!r} is registered by {len(matches)} distributions ({owners}); pick one with {choices}"
             )
         return matches[0]
+
+    def canonical_name(self, component: Component) -> str:
+        """The name to record for a registered `component`, so that looking it up again finds it: its own
+        name where that picks it, else `distribution:name` (a duplicate, or a plugin a built-in shadows)."""
+        try:
+            if self.get(component.kind, component.name) is component:
+                return component.name
+        except DuplicateComponentError:
+            pass
+        return component.qualified_name
 
     def _unknown_message(self, kind: str, name: str) -> str:
         available = sorted({c.name for c in self._components[kind]}, key=str.lower)

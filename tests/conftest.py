@@ -1,10 +1,16 @@
-"""Shared fixtures: installing throwaway third-party plugin distributions for the length of one test."""
+"""Shared fixtures: throwaway third-party plugin distributions for the length of one test, virtual
+environments layered over the one running the tests, and a real Ctrl-C."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import site
 import sys
+import sysconfig
 import textwrap
+import venv
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -51,3 +57,40 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_regist
     yield install
     for module in created:
         sys.modules.pop(module, None)
+
+
+def create_layered_venv(root: Path) -> Path:
+    """A virtual environment at `root` that sees every package of the environment running the tests; returns
+    its python.
+
+    What it installs goes into its own site-packages, which comes first, so a package installed there shadows
+    the running environment's copy. `venv.create(system_site_packages=True)` would not do: it exposes the
+    base interpreter's packages, not those of the virtual environment the tests run in, which is how the
+    README installs. Without a pip of its own, the running environment's pip and setuptools build and install
+    into it, so nothing is downloaded.
+    """
+    venv.create(root, with_pip=False)
+    own = Path(sysconfig.get_path("purelib", scheme="venv", vars={"base": str(root), "platbase": str(root)}))
+    running = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    # addsitedir also runs the .pth files there, which is how editable installs put themselves on sys.path.
+    line = "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in running if Path(d).is_dir())
+    (own / "_cleangpt_tests_running_environment.pth").write_text(line + "\n", encoding="utf-8")
+    return root / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def layered_venv() -> Callable[[Path], Path]:
+    """`create_layered_venv`, for tests that install into an environment of their own."""
+    return create_layered_venv
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[Callable[[], None]]:
+    """A function that presses Ctrl-C: a real SIGINT to this process, turned into KeyboardInterrupt by Python's
+    own handler (whatever the test runner installed is put back afterwards). Code that merely raises
+    KeyboardInterrupt is not the same: cleanGPT takes that for a plugin's fault."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield lambda: os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)

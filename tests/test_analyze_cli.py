@@ -1,7 +1,11 @@
 """`cleangpt analyze-tokens`: statistics on stdout, two plots on disk, one-line errors."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
@@ -59,3 +63,21 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path):
     assert unknown.exit_code == 1 and "unknown tokenizer 'nope'" in unknown.output
     bad_option = run("-o", "unk_polcy=unk", "--out", str(tmp_path))
     assert bad_option.exit_code == 1 and "did you mean 'unk_policy'" in bad_option.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HUB_OFFLINE", "1")],  # a closed port: refused at once
+    ids=["hub unreachable", "HF_HUB_OFFLINE"],
+)
+def test_a_hub_tokenizer_offline_fails_at_once_saying_how_to_pass_a_folder(tmp_path, variable, value):
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), variable: value}  # an empty cache
+    command = [sys.executable, "-m", "cleangpt_core", "analyze-tokens", "--tokenizer", "gpt2", "--out", str(tmp_path)]
+    # Before the fix the hub client retried for about 4 minutes, then blamed a corrupt vocab.json.
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: the GPT-2 tokenizer 'gpt2' is not in the local Hugging Face cache")
+    assert "-o pretrained_model_name_or_path=DIR" in line
+    assert "corrupt" not in line

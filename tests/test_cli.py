@@ -43,8 +43,8 @@ def test_list_components_shows_a_table_grouped_by_kind(fresh_registry):
     lines = result.output.splitlines()
     assert "samplers" in lines
     header = next(line for line in lines[lines.index("samplers") :] if "name" in line)
-    assert header.split() == ["name", "summary", "distribution", "version"]
-    assert any(line.split()[:1] == ["top_p"] and "cleangpt-core" in line for line in lines)
+    assert header.split() == ["name", "aliases", "summary", "distribution", "version"]
+    assert any(line.split()[:2] == ["top_p", "nucleus"] and "cleangpt-core" in line for line in lines)
 
 
 def test_list_components_filters_by_kind(fresh_registry):
@@ -91,6 +91,25 @@ def test_show_config_prints_fields_defaults_and_descriptions(fresh_registry):
     assert "sampler top_k (cleangpt-core" in result.output
     k_line = next(line for line in result.output.splitlines() if line.split()[:1] == ["k"])
     assert k_line.split()[1:3] == ["int", "50"]
+
+
+def test_show_config_spells_out_the_values_a_literal_allows(fresh_registry):
+    result = run("show-config", "advanced")
+    assert result.exit_code == 0
+    rows = {line.split()[0]: line for line in result.output.splitlines()[2:]}
+    assert "'constant' | 'cosine'" in rows["lr_schedule"]
+    assert "bool | 'no' | 'bf16' | 'fp16'" in rows["mixed_precision"]
+    assert "int | None" in rows["max_steps"]  # a constrained type shows as its base type
+
+
+def test_show_config_names_the_aliases(fresh_registry):
+    result = run("show-config", "nucleus")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[:3] == [
+        "sampler top_p (cleangpt-core 0.1.0)",
+        "  nucleus sampling over the top-p probability mass",
+        "  also called: nucleus",
+    ]
 
 
 def test_show_config_json_is_the_schema_and_defaults(fresh_registry):

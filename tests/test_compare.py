@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -188,24 +189,24 @@ def test_compare_reports_every_run_in_json_markdown_and_one_plot(straight_compar
 
 
 class InterruptAt:
-    """Stands for Ctrl-C: a KeyboardInterrupt in the middle of one run, after its first checkpoint."""
+    """Presses Ctrl-C in the middle of one run, after its first checkpoint."""
 
-    def __init__(self, label: str, step: int) -> None:
-        self.label, self.step = label, step
+    def __init__(self, label: str, step: int, press: Callable[[], None]) -> None:
+        self.label, self.step, self.press = label, step, press
 
     def on_step_end(self, trainer, step):
         if Path(trainer.output_dir).name == self.label and step == self.step:
-            raise KeyboardInterrupt
+            self.press()
 
 
 @pytest.mark.slow
 def test_an_interrupted_comparison_keeps_finished_runs_and_resumes_the_unfinished_one(
-    straight_comparison, corpus, tmp_path
+    straight_comparison, corpus, tmp_path, ctrl_c
 ):
     plan = build_plan(tmp_path, models=["Vanilla", "SASP"], overrides=tiny(corpus), max_steps=STEPS)
     prepare_directory(tmp_path, plan)
     with pytest.raises(KeyboardInterrupt):
-        run_comparison(plan, tmp_path, echo=lambda line: None, callbacks=[InterruptAt("SASP", 5)])
+        run_comparison(plan, tmp_path, echo=lambda line: None, callbacks=[InterruptAt("SASP", 5, ctrl_c)])
     vanilla_result = tmp_path / RUNS_DIR / "Vanilla" / RESULT_FILE
     assert vanilla_result.is_file()
     assert not (tmp_path / RUNS_DIR / "SASP" / RESULT_FILE).exists()

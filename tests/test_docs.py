@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import tomllib
-import venv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +84,9 @@ def test_toml_blocks_parse_and_python_blocks_compile():
             compile(block.code, block.where, "exec", dont_inherit=True)
 
 
-def throwaway_environment(root: Path) -> dict[str, str]:
+def throwaway_environment(root: Path, layered_venv: Callable[[Path], Path]) -> dict[str, str]:
     """The environment of bash blocks: a venv over this one's packages, with a `cleangpt` of its own."""
-    venv.create(root, system_site_packages=True, with_pip=False)
+    layered_venv(root)
     script = root / "bin" / "cleangpt"
     script.write_text(f"#!{root / 'bin' / 'python'}\nfrom cleangpt_core.cli.main import main\n\nmain()\n")
     script.chmod(0o755)
@@ -102,10 +102,10 @@ def throwaway_environment(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_every_block_of_the_guide_runs(tmp_path, monkeypatch):
+def test_every_block_of_the_guide_runs(tmp_path, monkeypatch, layered_venv):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    env = throwaway_environment(tmp_path / "venv")
+    env = throwaway_environment(tmp_path / "venv", layered_venv)
     env["CLEANGPT_CACHE_DIR"] = str(tmp_path / "token-cache")
     monkeypatch.setenv("CLEANGPT_CACHE_DIR", env["CLEANGPT_CACHE_DIR"])
     monkeypatch.chdir(workdir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cleangpt_core.errors import GenerationError
+from cleangpt_core.errors import ConfigError, GenerationError
 from cleangpt_core.inference.generation import batch_generate, run_generation
 from cleangpt_core.model import get_model
 from cleangpt_core.model.decoding import generate_tokens
@@ -141,3 +141,27 @@ def test_empty_prompt_is_a_clear_error(model, tokenizer):
 def test_invalid_sampling_parameters_fail_before_generating(model, tokenizer):
     with pytest.raises(ValueError, match="top_p"):
         run_generation(model, tokenizer, "abc", "cpu", 5, top_p=1.5)
+
+
+@pytest.mark.parametrize(("name", "function"), [("top_p", "top_p_sampling"), (None, "combined_sampling")])
+def test_built_in_samplers_run_through_their_registered_functions(model, monkeypatch, name, function):
+    """Like a third party's: no private fast path, so what the registry names is what runs."""
+    from cleangpt_core.inference import sampling_strategies
+
+    real, calls = getattr(sampling_strategies, function), []
+
+    def recording(logits, **options):
+        calls.append(options)
+        return real(logits, **options)
+
+    monkeypatch.setattr(sampling_strategies, function, recording)
+    generate_tokens(model, torch.tensor([[1, 2, 3]]), 4, sampler=name, top_p=0.5)
+    assert len(calls) == 4
+    assert calls[0]["p" if name else "top_p"] == 0.5
+
+
+def test_an_option_a_named_sampler_does_not_take_is_an_error(model):
+    with pytest.raises(ConfigError, match="sampler 'greedy' does not take temperature; greedy takes no options"):
+        generate_tokens(model, torch.tensor([[1, 2, 3]]), 4, sampler="greedy", temperature=0.5)
+    with pytest.raises(ConfigError, match="sampler 'top_k' does not take top_p; top_k takes temperature, top_k"):
+        generate_tokens(model, torch.tensor([[1, 2, 3]]), 4, sampler="top_k", top_p=0.5)

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-import venv
 from pathlib import Path
 
 import pytest
@@ -178,20 +177,12 @@ def test_the_command_rejects_a_missing_or_unknown_kind(tmp_path):
 # -- end to end: each kind installed into a fresh environment ---------------------------------------------
 
 
-def fresh_environment(root: Path) -> Path:
-    """A virtual environment that sees this one's packages (torch, the core from the working tree) and adds
-    its own on top; without a pip of its own, this one's pip and setuptools build and install into it, so
-    nothing is downloaded."""
-    venv.create(root, system_site_packages=True, with_pip=False)
-    return root / "bin" / "python"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_scaffolded_plugin_installs_is_listed_and_passes_its_own_tests(kind, tmp_path):
+def test_a_scaffolded_plugin_installs_is_listed_and_passes_its_own_tests(kind, tmp_path, layered_venv):
     project = create_plugin_project(NAMES[kind], kind, tmp_path / "projects")
     names = PluginNames.parse(NAMES[kind], kind)
-    python = fresh_environment(tmp_path / "venv")
+    python = layered_venv(tmp_path / "venv")  # over this environment: torch, the core of this working tree
 
     def run(*arguments: str, cwd: Path = tmp_path) -> str:
         result = subprocess.run([str(python), *arguments], cwd=cwd, capture_output=True, text=True, timeout=300)

@@ -1,11 +1,12 @@
 """The distributions install from wheels into a fresh virtual environment and work together there.
 
-Wheels of cleangpt-core, cleangpt-sasp and cleangpt-bytetok are built from the working tree, installed into
-a virtual environment that does not see this one's packages (this machine's torch wheel first, so pip never
-fetches a CUDA build; the other dependencies come from the package index), and exercised through the
-`cleangpt` command that the core's wheel installs: the plugins are listed with their versions, a SASP
-model trains for a few steps on the byte tokenizer and generates from its checkpoint, and `new-plugin`
-finds its templates inside the installed core.
+Wheels of cleangpt-core, cleangpt-sasp and cleangpt-bytetok are built from the working tree and installed into
+a virtual environment layered over the one running the tests: the wheels' copies shadow the working tree's,
+their dependencies (torch included) are the ones installed already, so nothing is downloaded, and `pip check`
+confirms that what the wheels declare is met. They are exercised through the `cleangpt` command that the
+core's wheel installs: the plugins are listed with their versions, a SASP model trains for a few steps on the
+byte tokenizer and generates from its checkpoint, and `new-plugin` finds its templates inside the installed
+core.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,10 @@ PROJECTS = {
     "cleangpt-sasp": ROOT / "plugins" / "cleangpt-sasp",
     "cleangpt-bytetok": ROOT / "plugins" / "cleangpt-bytetok",
 }
-# Left behind by editable installs and earlier builds; a wheel must be built from the sources alone.
+# Left behind by the README's set-up (.venv), editable installs and earlier builds; a wheel must be built
+# from the sources alone.
 BUILD_LEFTOVERS = shutil.ignore_patterns(
-    ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "runs"
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "runs"
 )
 
 pytestmark = pytest.mark.slow
@@ -57,8 +59,8 @@ def build_wheel(project: Path, sources: Path, dist: Path, env: dict[str, str]) -
 
 
 @pytest.fixture(scope="module")
-def fresh_env(tmp_path_factory: pytest.TempPathFactory):
-    """A virtual environment holding only torch and the three wheels with their dependencies."""
+def fresh_env(tmp_path_factory: pytest.TempPathFactory, layered_venv: Callable[[Path], Path]):
+    """A virtual environment holding the three wheels, over this environment's packages."""
     root = tmp_path_factory.mktemp("wheels")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["CLEANGPT_CACHE_DIR"] = str(root / "token-cache")
@@ -67,24 +69,26 @@ def fresh_env(tmp_path_factory: pytest.TempPathFactory):
     sources.mkdir()
     wheels = [build_wheel(project, sources, dist, env) for project in PROJECTS.values()]
 
-    venv.create(root / "venv", with_pip=True, system_site_packages=False)
-    bin_dir = root / "venv" / "bin"
+    python = layered_venv(root / "venv")
+    bin_dir = python.parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    pip = [bin_dir / "python", "-m", "pip", "install", "--quiet"]
-    # This machine's torch build, pinned with its local label (2.13.0+cpu): only a local wheel carries it, so
-    # the install can never turn into a download of a CUDA build.
-    run([*pip, f"torch=={torch.__version__}"], cwd=root, env=env)
-    run([*pip, *wheels], cwd=root, env=env)
-    yield root, bin_dir, env
-    shutil.rmtree(root / "venv", ignore_errors=True)  # about 1.5 GB
+    # --ignore-installed: the editable installs of this environment have the same versions; the wheels go
+    # into the new environment all the same, and shadow them there.
+    run(
+        [python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--ignore-installed", *wheels], root, env
+    )
+    run([python, "-m", "pip", "check"], cwd=root, env=env)
+    return root, bin_dir, env
 
 
-def test_the_core_comes_from_its_wheel_and_sees_no_other_environment(fresh_env):
+def test_the_distributions_come_from_their_wheels(fresh_env):
     root, bin_dir, env = fresh_env
-    code = "import cleangpt_core, torch; print(cleangpt_core.__file__); print(torch.__version__)"
-    location = run([bin_dir / "python", "-c", code], cwd=root, env=env).split()
-    assert Path(location[0]).is_relative_to(root / "venv")
-    assert location[1] == torch.__version__
+    code = "import cleangpt_core, cleangpt_sasp, cleangpt_bytetok, torch; print(torch.__version__)\n"
+    code += "for module in (cleangpt_core, cleangpt_sasp, cleangpt_bytetok): print(module.__file__)"
+    version, *locations = run([bin_dir / "python", "-c", code], cwd=root, env=env).split()
+    assert version == torch.__version__
+    assert all(Path(location).is_relative_to(root / "venv") for location in locations), locations
+    assert (bin_dir / "cleangpt").is_file()
 
 
 def test_list_components_shows_both_plugins_with_their_versions(fresh_env):

@@ -4,32 +4,49 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import click
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
 from cleangpt_core.errors import UnknownComponentError
+from cleangpt_core.isolation import describe_error, plugin_code, safe_repr
 from cleangpt_core.plugin_api import KINDS, Component
 from cleangpt_core.registry import PluginFailure, get_registry
 
 
+def _default(field: FieldInfo) -> Any:
+    """A field's default; a default factory is plugin code, so what it raises is shown, not raised."""
+    with plugin_code() as outcome:
+        value = field.get_default(call_default_factory=True)
+    if outcome.error is not None:
+        return f"<default factory raised {describe_error(outcome.error)}>"
+    return value
+
+
 def schema_defaults(schema: type[BaseModel] | None) -> dict[str, Any]:
-    """The default value of every field that has one, as JSON-ready data."""
+    """The default value of every field that has one, as JSON-ready data (a value JSON cannot hold: its repr)."""
     if schema is None:
         return {}
     return {
-        name: to_jsonable_python(field.get_default(call_default_factory=True))
+        name: to_jsonable_python(_default(field), fallback=safe_repr)
         for name, field in schema.model_fields.items()
         if not field.is_required()
     }
 
 
 def describe_component(component: Component) -> dict[str, Any]:
-    """A component as JSON-ready data, with its config JSON Schema and defaults."""
+    """A component as JSON-ready data, with its config JSON Schema and defaults.
+
+    A schema pydantic cannot express as JSON Schema (a field of an arbitrary type) gives
+    ``"config_schema": null`` and the reason in ``config_schema_error``, so one plugin cannot break the
+    listing for everyone.
+    """
     schema = component.config_schema
-    return {
+    described = {
         "name": component.name,
         "kind": component.kind,
         "summary": component.summary,
@@ -37,9 +54,34 @@ def describe_component(component: Component) -> dict[str, Any]:
         "version": component.version,
         "aliases": list(component.aliases),
         "target": component.target,
-        "config_schema": schema.model_json_schema() if schema is not None else None,
+        "config_schema": None,
         "defaults": schema_defaults(schema),
     }
+    if schema is not None:
+        with plugin_code() as outcome:
+            described["config_schema"] = schema.model_json_schema()
+        if outcome.error is not None:
+            described["config_schema_error"] = describe_error(outcome.error)
+    return described
+
+
+def type_name(annotation: Any) -> str:
+    """A field's type as a reader writes it, a Literal's allowed values spelled out: `int | None`,
+    `'constant' | 'cosine'`, `list[str]`. Constraints (`Annotated[int, Gt(0)]`) show as their base type."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(value) for value in args)
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin in (Union, UnionType):
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is not None:
+        return f"{type_name(origin)}[{', '.join(type_name(arg) for arg in args)}]"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def _describe_failure(failure: PluginFailure) -> dict[str, Any]:
@@ -85,12 +127,19 @@ def list_components(kind: str | None, as_json: bool) -> None:
     shadowed = {id(component) for component in registry.shadowed}
     for group in [kind] if kind else KINDS:
         rows = [
-            (c.name + (" (shadowed)" if id(c) in shadowed else ""), c.summary, c.distribution, c.version)
+            (
+                c.name + (" (shadowed)" if id(c) in shadowed else ""),
+                ", ".join(c.aliases),
+                c.summary,
+                c.distribution,
+                c.version,
+            )
             for c in components
             if c.kind == group
         ]
         click.secho(f"{group}s", bold=True)
-        click.echo("\n".join(_table(rows, ("name", "summary", "distribution", "version"))) if rows else "  (none)")
+        headers = ("name", "aliases", "summary", "distribution", "version")
+        click.echo("\n".join(_table(rows, headers)) if rows else "  (none)")
         click.echo()
     for component in registry.shadowed:
         click.echo(
@@ -133,13 +182,14 @@ def show_config(name: str, kind: str | None, as_json: bool) -> None:
         return
     click.secho(f"{component.kind} {component.name} ({component.distribution} {component.version})", bold=True)
     click.echo(f"  {component.summary}")
+    if component.aliases:
+        click.echo(f"  also called: {', '.join(component.aliases)}")
     schema = component.config_schema
     if schema is None or not schema.model_fields:
         click.echo("  no configuration options")
         return
     rows = []
     for field_name, field in schema.model_fields.items():
-        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-        rows.append((field_name, annotation, default, field.description or ""))
+        default = "required" if field.is_required() else safe_repr(_default(field))
+        rows.append((field_name, type_name(field.annotation), default, field.description or ""))
     click.echo("\n".join(_table(rows, ("field", "type", "default", "summary"))))

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from cleangpt_core import __version__
 from cleangpt_core.config.base import format_validation_error
 from cleangpt_core.errors import CleanGPTError
+from cleangpt_core.isolation import describe_error, plugin_code
 from cleangpt_core.plugin_api import PLUGIN_API_VERSION, CommandSpec
 from cleangpt_core.registry import get_registry
 
@@ -35,13 +36,13 @@ class LazyGroup(click.Group):
         spec = _command_specs().get(cmd_name)
         if spec is None:
             return super().get_command(ctx, cmd_name)
-        try:
+        with plugin_code() as outcome:  # a plugin's module may even call sys.exit() at import
             command = spec.load()
-        except Exception as exc:
+        if outcome.error is not None:
             raise click.ClickException(
                 f"command {cmd_name!r} from {spec.distribution} {spec.version} failed to load: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"{describe_error(outcome.error)}"
+            ) from outcome.error
         if not isinstance(command, click.Command):
             raise click.ClickException(f"command {cmd_name!r} from {spec.distribution} is not a click command")
         return command

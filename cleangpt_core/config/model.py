@@ -72,11 +72,16 @@ class GPTConfig(ModelConfig):
 
 
 def architecture_schema(model_type: str) -> tuple[type[ModelConfig], str]:
-    """The config schema and canonical name of a registered architecture."""
-    from cleangpt_core.registry import get_component  # the registry imports config schemas from plugins
+    """The config schema and canonical name of a registered architecture.
 
-    component = get_component("architecture", model_type)
+    The canonical name is the registered one (``"sasp"`` gives ``"SASP"``), qualified as
+    ``distribution:name`` where the plain name would pick another component, so the choice survives.
+    """
+    from cleangpt_core.registry import get_registry  # the registry imports config schemas from plugins
+
+    registry = get_registry()
+    component = registry.get("architecture", model_type)
     schema = component.config_schema or ModelConfig
     if not issubclass(schema, ModelConfig):
         raise TypeError(f"architecture {component.qualified_name}: config_schema must subclass ModelConfig")
-    return schema, component.name
+    return schema, registry.canonical_name(component)

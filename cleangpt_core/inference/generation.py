@@ -69,7 +69,7 @@ def run_generation(
     prompt_text: str,
     device: torch.device | str = "cpu",
     max_new_tokens: int = 50,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     *,
@@ -81,10 +81,10 @@ def run_generation(
 ) -> tuple[list[int], str]:
     """Continue `prompt_text`; return (ids, text) of the prompt followed by what was generated.
 
-    `sampler` names a registered sampler (default: temperature, top-k and top-p combined); `seed` (or an
-    explicit `generator`) makes sampling reproducible; `stream(piece)` receives the new text as it is
-    produced. Generation stops early at the tokenizer's EOS token unless `stop_at_eos` is False. The model
-    must already be on `device`.
+    `sampler` names a registered sampler (default: temperature, top-k and top-p combined), given the
+    parameters that are not None (one it does not take is an error); `seed` (or an explicit `generator`)
+    makes sampling reproducible; `stream(piece)` receives the new text as it is produced. Generation stops
+    early at the tokenizer's EOS token unless `stop_at_eos` is False. The model must already be on `device`.
     """
     device = torch.device(device)
     prompt_ids = _encode(tokenizer, prompt_text)
@@ -114,7 +114,7 @@ def batch_generate(
     prompts: Sequence[str],
     device: torch.device | str = "cpu",
     max_new_tokens: int = 50,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     *,

@@ -3,8 +3,9 @@
 Every sampler works on the whole batch with tensor operations (no Python loop over rows or the
 vocabulary) and takes an optional `torch.Generator` for reproducible draws. The order of operations is
 Hugging Face's: divide by the temperature, then filter (top-k, then top-p, then min-p), then draw.
-A temperature of 0 means greedy. Parameters are checked against the schemas in
-`cleangpt_core.config.sampling`; a generation loop validates once and calls `sample_next_token`.
+A temperature of 0 means greedy. Each registered function checks its parameters against its schema in
+`cleangpt_core.config.sampling` and hands them to `sample_next_token`, the one implementation of the
+filters; generation calls these functions as it calls a plugin's.
 """
 
 from __future__ import annotations

@@ -11,63 +11,78 @@ moves, so each step past the context re-prefills the cropped window: exactly wha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from cleangpt_core.config.base import validate_config
-from cleangpt_core.config.sampling import CombinedConfig
-from cleangpt_core.errors import GenerationError
-from cleangpt_core.inference.sampling_strategies import sample_next_token
+from cleangpt_core.errors import ConfigError, GenerationError
 from cleangpt_core.registry import get_component
 
 NextTokenFn = Callable[[torch.Tensor], torch.Tensor]
 SamplerLike = str | Callable[..., torch.Tensor] | None
 
-_BUILTIN_SAMPLERS = "cleangpt_core.inference.sampling_strategies:"
+DEFAULT_SAMPLER = "combined"  # temperature, top-k, top-p and min-p together; a filter left unset is off
+# The sampling options `generate` and the CLI offer, and the schema fields that may take each one (a
+# sampler's schema names its nucleus mass `p` or `top_p`, as it likes).
+OPTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature",),
+    "top_k": ("top_k", "k"),
+    "top_p": ("top_p", "p"),
+    "min_p": ("min_p",),
+}
+
+
+def bind_sampler(
+    name: str, options: Mapping[str, Any], *, spell: Callable[[str], str] = str
+) -> Callable[..., torch.Tensor]:
+    """The registered sampler `name` with `options` bound: ``fn(logits, generator=None) -> ids (B, 1)``.
+
+    Built-in and third-party samplers go the same way: each option of `OPTION_FIELDS` that is not None is
+    matched to a field of the sampler's schema and the fields are validated now, before any token is drawn;
+    an option the sampler does not take is an error naming those it does (`spell` writes an option as the
+    caller's user typed it, e.g. ``--top-k``). Options left at None keep the schema's defaults.
+    """
+    component = get_component("sampler", name)
+    schema = component.config_schema
+    fields = schema.model_fields if schema is not None else {}
+    takes = [option for option, names in OPTION_FIELDS.items() if any(field in fields for field in names)]
+    given: dict[str, Any] = {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        field = next((field for field in OPTION_FIELDS[option] if field in fields), None)
+        if field is None:
+            accepted = ", ".join(map(spell, takes)) if takes else "no options"
+            raise ConfigError(
+                f"sampler {component.name!r} does not take {spell(option)}; {component.name} takes {accepted}"
+            )
+        given[field] = value
+    values = validate_config(schema, given, f"sampler {component.name!r}").model_dump() if schema is not None else {}
+    return functools.partial(component.load(), **values)
 
 
 def resolve_sampler(
     sampler: SamplerLike,
     *,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> NextTokenFn:
     """Turn a sampler choice into `logits (B, V) -> ids (B, 1)`, validating its parameters once.
 
-    `sampler` is None (temperature, top-k and top-p combined), a registered sampler's name (given the
-    parameters its schema has, e.g. top_p takes temperature and top_p as p), or a function called as
-    ``fn(logits, generator=generator)``. Built-in samplers run through the one validated hot path.
+    `sampler` is None (`DEFAULT_SAMPLER`), a registered sampler's name, bound by `bind_sampler` to the
+    parameters given (None: the sampler's default), or a function called as ``fn(logits, generator=generator)``.
     """
     if callable(sampler):
         function = sampler
-        return lambda logits: function(logits, generator=generator)
-    if sampler is None:
-        params = validate_config(
-            CombinedConfig, {"temperature": temperature, "top_k": top_k, "top_p": top_p}, "sampling parameters"
-        )
-        return lambda logits: sample_next_token(logits, params, generator)
-
-    component = get_component("sampler", sampler)
-    offered = {"temperature": temperature, "top_k": top_k, "k": top_k, "top_p": top_p, "p": top_p}
-    schema = component.config_schema
-    fields: dict[str, Any] = {}
-    if schema is not None:
-        wanted = {key: value for key, value in offered.items() if key in schema.model_fields and value is not None}
-        fields = validate_config(schema, wanted, f"sampler {component.name!r}").model_dump()
-    if component.target.startswith(_BUILTIN_SAMPLERS):
-        params = CombinedConfig(
-            temperature=fields.get("temperature", 0.0),  # only greedy has no temperature
-            top_k=fields.get("k", fields.get("top_k")),
-            top_p=fields.get("p", fields.get("top_p")),
-            min_p=fields.get("min_p"),
-        )
-        return lambda logits: sample_next_token(logits, params, generator)
-    function = component.load()
-    return lambda logits: function(logits, generator=generator, **fields)
+    else:
+        options = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        function = bind_sampler(sampler or DEFAULT_SAMPLER, options)
+    return lambda logits: function(logits, generator=generator)
 
 
 def _last_logits(
@@ -84,7 +99,7 @@ def generate_tokens(
     idx: torch.Tensor,
     max_new_tokens: int,
     *,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     attention_mask: torch.Tensor | None = None,
@@ -114,6 +129,15 @@ def generate_tokens(
     next_token = resolve_sampler(sampler, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     block_size = model.config.block_size
     idx = idx[:, -block_size:]
+    batch, prompt_length = idx.shape
+    total = prompt_length + max_new_tokens
+    try:  # every generated id is kept, so a count no memory can hold fails here, before any work
+        tokens = torch.empty(batch, total, dtype=torch.long, device=idx.device)
+    except (RuntimeError, TypeError):  # out of memory; a size past int64 fails to convert (TypeError)
+        raise GenerationError(
+            f"max_new_tokens={max_new_tokens} is more than memory holds ({batch} x {total} token ids); ask for fewer"
+        ) from None
+    tokens[:, :prompt_length] = idx
 
     real = None
     if attention_mask is not None:
@@ -121,13 +145,8 @@ def generate_tokens(
         if not bool(mask.any(dim=1).all()):
             raise GenerationError("a prompt in the batch has no real tokens (its attention_mask is all zeros)")
         if not bool(mask.all()):
-            real = torch.ones(idx.size(0), idx.size(1) + max_new_tokens, dtype=torch.bool, device=idx.device)
-            real[:, : idx.size(1)] = mask
-
-    batch, prompt_length = idx.shape
-    total = prompt_length + max_new_tokens
-    tokens = torch.empty(batch, total, dtype=torch.long, device=idx.device)
-    tokens[:, :prompt_length] = idx
+            real = torch.ones(batch, total, dtype=torch.bool, device=idx.device)
+            real[:, :prompt_length] = mask
     if max_new_tokens == 0:
         return tokens
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from cleangpt_core.config import GPTConfig, ModelConfig, format_validation_error
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.registry import get_component
+from cleangpt_core.registry import get_component, get_registry
 
 
 def build_config(model_type: str, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> GPTConfig:
@@ -22,14 +22,14 @@ def build_config(model_type: str, config: ModelConfig | dict[str, Any] | None = 
         data = {}
     else:
         raise ConfigError(f"config must be a GPTConfig, a ModelConfig or a dict, got {type(config).__name__}")
-    requested = get_component("architecture", model_type).name
+    requested = get_component("architecture", model_type)
     stated = data.get("model_type")
-    if stated is not None and get_component("architecture", str(stated)).name != requested:
+    if stated is not None and get_component("architecture", str(stated)) is not requested:
         raise ConfigError(
             f"get_model({model_type!r}) was given a config for model_type={stated!r}; pass matching names"
         )
     data.update(overrides)
-    data["model_type"] = requested
+    data["model_type"] = get_registry().canonical_name(requested)  # keeps `distribution:` where it matters
     try:
         return GPTConfig.model_validate(data)
     except ValidationError as error:  # GPTConfig's message already names the architecture

@@ -22,6 +22,8 @@ from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, TokenIds, as_id_list, wrap_encoded
 
 ENDOFTEXT = "<|endoftext|>"
+# What a hub model's tokenizer is made of; only these are downloaded, never the weights.
+HUB_TOKENIZER_FILES = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 # The pre-tokenisation regex of GPT-2 (openai/gpt-2, encoder.py), as tiktoken's "gpt2" encoding uses it.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -175,6 +177,24 @@ class GPT2Tokenizer(BaseTokenizer):
         return cls(pretrained_model_name_or_path=str(directory), pad_token=config.get("pad_token"))
 
 
+def _hub_folder(name: str) -> str:
+    """The local folder of hub model `name`'s tokenizer files: downloaded, or from the cache when the hub
+    cannot be reached. Offline and not cached, a plain error at once: transformers' own loading would retry
+    for minutes and then build an empty tokenizer, which reads like a corrupt vocab.json."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, allow_patterns=HUB_TOKENIZER_FILES)
+    except LocalEntryNotFoundError as error:
+        cause = " ".join(str(error).split()).partition(" An error happened")[0]
+        raise TokenizerLoadError(
+            f"the GPT-2 tokenizer {name!r} is not in the local Hugging Face cache and cannot be downloaded "
+            f"({cause}); offline, pass a folder holding vocab.json and merges.txt as pretrained_model_name_or_path "
+            "(e.g. `-o pretrained_model_name_or_path=DIR` on the command line)"
+        ) from None
+
+
 def _load_hf_tokenizer(name_or_path: str) -> GPT2TokenizerFast:
     path = Path(name_or_path)
     looks_local = path.is_absolute() or name_or_path.startswith(".") or path.exists()
@@ -184,8 +204,11 @@ def _load_hf_tokenizer(name_or_path: str) -> GPT2TokenizerFast:
             "merges.txt (or tokenizer.json), or a hub name such as 'gpt2'"
         )
     try:
-        tokenizer = GPT2TokenizerFast.from_pretrained(name_or_path)
-    except Exception as error:  # transformers raises OSError, ValueError or hub errors depending on the cause
+        folder = name_or_path if looks_local else _hub_folder(name_or_path)
+        tokenizer = GPT2TokenizerFast.from_pretrained(folder)
+    except TokenizerLoadError:
+        raise
+    except Exception as error:  # transformers and the hub raise OSError, ValueError or hub errors by cause
         where = "folder" if looks_local else "hub model"
         raise TokenizerLoadError(
             f"could not load a GPT-2 tokenizer from {where} {name_or_path!r} ({type(error).__name__}: "

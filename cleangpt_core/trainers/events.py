@@ -2,8 +2,9 @@
 
 An event ``step_end`` reaches every plugin implementing ``cleangpt_on_step_end`` and every callback object
 with an ``on_step_end`` method, called with the keyword arguments of the hookspec (a receiver may name
-fewer). A receiver that raises is reported once with a warning and left out for the rest of the run, so an
-observer can never stop or corrupt training.
+fewer). A receiver that raises (anything: `SystemExit` and other `BaseException`s too) is reported once with a
+warning and left out for the rest of the run, so an observer can never stop or corrupt training; a real
+Ctrl-C while it runs still stops training.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cleangpt_core.isolation import describe_error, plugin_code
 from cleangpt_core.registry import get_registry
 
 EVENTS = (
@@ -74,12 +76,12 @@ class TrainingEvents:
                 given = arguments
             else:
                 given = {name: value for name, value in arguments.items() if name in receiver.argnames}
-            try:
+            with plugin_code() as outcome:  # SystemExit and the like included; a real Ctrl-C still stops
                 receiver.function(**given)
-            except Exception as error:
+            if outcome.error is not None:
                 receiver.active = False
                 message = (
-                    f"{receiver.name} raised {type(error).__name__}: {error} during the {event!r} training event; "
+                    f"{receiver.name} raised {describe_error(outcome.error)} during the {event!r} training event; "
                     "it receives no further events in this run (training goes on)"
                 )
                 self.failures.append(message)
