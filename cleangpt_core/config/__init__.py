@@ -14,13 +14,15 @@ from cleangpt_core.config.experiment import (
     load_experiment_config,
     read_config_file,
 )
-from cleangpt_core.config.model import GPTConfig, ModelConfig, VanillaConfig
+from cleangpt_core.config.model import DecoderConfig, GPTConfig, LlamaConfig, ModelConfig, VanillaConfig
 
 __all__ = [
     "ComponentSection",
     "DataConfig",
+    "DecoderConfig",
     "ExperimentConfig",
     "GPTConfig",
+    "LlamaConfig",
     "ModelConfig",
     "OptimizerConfig",
     "OutputConfig",
