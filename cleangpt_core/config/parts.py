@@ -52,7 +52,7 @@ class SwiGLUOptions(StrictModel):
     ffn_hidden: PositiveInt | None = Field(
         None, description="hidden width (None: 2/3 of 4 x n_embd, rounded up to ffn_multiple_of)"
     )
-    ffn_multiple_of: PositiveInt = Field(64, description="round the default hidden width up to a multiple of this")
+    ffn_multiple_of: PositiveInt = Field(32, description="round the default hidden width up to a multiple of this")
 
 
 class ReluSquaredOptions(StrictModel):

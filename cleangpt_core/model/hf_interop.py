@@ -22,7 +22,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cleangpt_core.config import GPTConfig, validate_config
-from cleangpt_core.config.parts import CausalAttentionOptions, NormOptions, RotaryOptions, part_options
+from cleangpt_core.config.parts import (
+    CausalAttentionOptions,
+    NormOptions,
+    RotaryOptions,
+    SwiGLUOptions,
+    part_options,
+)
 from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import get_model
@@ -230,9 +236,8 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     if qkv_bias != config.bias and config.bias:
         raise HFConversionError("neither Llama nor Qwen2 has biases everywhere but on q/k/v: set qkv_bias as bias")
     qwen2 = qkv_bias and not config.bias
-    ffn_hidden = getattr(config, "ffn_hidden", None) or swiglu_hidden(
-        config.n_embd, getattr(config, "ffn_multiple_of", 64)
-    )
+    feedforward = part_options(config, SwiGLUOptions)
+    ffn_hidden = feedforward.ffn_hidden or swiglu_hidden(config.n_embd, feedforward.ffn_multiple_of)
     rope_theta = part_options(config, RotaryOptions).rope_base
     exported = {
         "model_type": "qwen2" if qwen2 else "llama",
