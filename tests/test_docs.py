@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import site
 import subprocess
 import sys
 import tomllib
@@ -87,6 +88,11 @@ def test_toml_blocks_parse_and_python_blocks_compile():
 def throwaway_environment(root: Path) -> dict[str, str]:
     """The environment of bash blocks: a venv over this one's packages, with a `cleangpt` of its own."""
     venv.create(root, system_site_packages=True, with_pip=False)
+    # When this interpreter is itself a virtual environment, "system" site-packages are its base's, not its
+    # own: a .pth line adds this environment's site-packages (torch, the editable core and its .pth files).
+    (site_packages,) = (root / "lib").glob("python*/site-packages")
+    lines = [f"import site; site.addsitedir({directory!r})" for directory in site.getsitepackages()]
+    (site_packages / "outer-environment.pth").write_text("\n".join(lines) + "\n")
     script = root / "bin" / "cleangpt"
     script.write_text(f"#!{root / 'bin' / 'python'}\nfrom cleangpt_core.cli.main import main\n\nmain()\n")
     script.chmod(0o755)
