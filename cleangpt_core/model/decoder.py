@@ -14,7 +14,7 @@ to the constructor and keeps the embeddings, learned positions, final LayerNorm 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -29,13 +29,16 @@ from cleangpt_core.registry import get_component
 
 @dataclass(frozen=True)
 class PartClasses:
-    """The part classes a decoder is built from, one per kind (what a residual block builds its sub-blocks of)."""
+    """The part classes a decoder is built from, one per kind (what a residual block builds its sub-blocks of).
 
-    attention: type[nn.Module]
-    feedforward: type[nn.Module]
-    norm: type[nn.Module]
-    position: type[nn.Module]
-    residual: type[nn.Module]
+    Any callable with a part's constructor signature will do, e.g. a function choosing a norm by option.
+    """
+
+    attention: Callable[..., nn.Module]
+    feedforward: Callable[..., nn.Module]
+    norm: Callable[..., nn.Module]
+    position: Callable[..., nn.Module]
+    residual: Callable[..., nn.Module]
 
     @classmethod
     def of(cls, config: ModelConfig) -> PartClasses:
