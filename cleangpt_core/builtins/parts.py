@@ -32,7 +32,7 @@ def cleangpt_register_feedforward() -> list[Component]:
             kind="feedforward",
             summary="GPT-2's MLP: 4x expansion, tanh-approximated GELU",
             target=f"{_MODEL}.feedforward:MLP",
-            config_schema=parts.GeluMLPOptions,
+            config_schema=parts.MLPOptions,
             aliases=("mlp",),
         ),
         Component(
@@ -47,7 +47,7 @@ def cleangpt_register_feedforward() -> list[Component]:
             kind="feedforward",
             summary="Primer's MLP: 4x expansion, squared ReLU",
             target=f"{_MODEL}.feedforward:ReluSquared",
-            config_schema=parts.ReluSquaredOptions,
+            config_schema=parts.MLPOptions,
             aliases=("relu_squared",),
         ),
     ]

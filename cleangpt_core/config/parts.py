@@ -40,8 +40,8 @@ class CausalAttentionOptions(StrictModel):
         return value
 
 
-class GeluMLPOptions(StrictModel):
-    """GPT-2's MLP."""
+class MLPOptions(StrictModel):
+    """GPT-2's MLP and Primer's squared-ReLU MLP."""
 
     ffn_hidden: PositiveInt | None = Field(None, description="hidden width (None: 4 x n_embd)")
 
@@ -53,12 +53,6 @@ class SwiGLUOptions(StrictModel):
         None, description="hidden width (None: 2/3 of 4 x n_embd, rounded up to ffn_multiple_of)"
     )
     ffn_multiple_of: PositiveInt = Field(32, description="round the default hidden width up to a multiple of this")
-
-
-class ReluSquaredOptions(StrictModel):
-    """The squared-ReLU MLP of Primer."""
-
-    ffn_hidden: PositiveInt | None = Field(None, description="hidden width (None: 4 x n_embd)")
 
 
 class NormOptions(StrictModel):

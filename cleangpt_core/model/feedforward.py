@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.config.parts import GeluMLPOptions, ReluSquaredOptions, SwiGLUOptions, part_options
+from cleangpt_core.config.parts import MLPOptions, SwiGLUOptions, part_options
 
 
 class MLP(nn.Module):
@@ -19,13 +19,23 @@ class MLP(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        hidden = part_options(config, GeluMLPOptions).ffn_hidden or 4 * config.n_embd
+        hidden = part_options(config, MLPOptions).ffn_hidden or 4 * config.n_embd
         self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate="tanh")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(self.activation(self.c_fc(x))))
+
+
+class ReluSquared(MLP):
+    """Primer's feed-forward network (So et al., 2021): GPT-2's, with relu(x)^2 as the activation."""
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
 
 
 def swiglu_hidden(n_embd: int, multiple_of: int) -> int:
@@ -48,17 +58,3 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.c_fc(x).chunk(2, dim=-1)
         return self.dropout(self.c_proj(F.silu(gate) * up))
-
-
-class ReluSquared(nn.Module):
-    """Primer's feed-forward network (So et al., 2021): 4x expansion with relu(x)^2."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        hidden = part_options(config, ReluSquaredOptions).ffn_hidden or 4 * config.n_embd
-        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.relu(self.c_fc(x)).square()))
