@@ -6,6 +6,7 @@ import importlib
 import json
 import re
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -183,6 +184,11 @@ def fresh_environment(root: Path) -> Path:
     its own on top; without a pip of its own, this one's pip and setuptools build and install into it, so
     nothing is downloaded."""
     venv.create(root, system_site_packages=True, with_pip=False)
+    # When this interpreter is itself a virtual environment, "system" site-packages are its base's, not its
+    # own: a .pth line adds this environment's site-packages (torch, the editable core and its .pth files).
+    (site_packages,) = (root / "lib").glob("python*/site-packages")
+    lines = [f"import site; site.addsitedir({directory!r})" for directory in site.getsitepackages()]
+    (site_packages / "outer-environment.pth").write_text("\n".join(lines) + "\n")
     return root / "bin" / "python"
 
 
