@@ -1,7 +1,9 @@
 """Training-step speed (forward + backward + fused AdamW), measured side by side in one run.
 
-1. Vanilla against transformers' GPT-2 at the same shape, weights and batch (GPT-2 vocabulary).
-2. SASP against Vanilla at the same width and depth (a character-level vocabulary, so the blocks, where
+1. The Vanilla preset against transformers' GPT2LMHeadModel, and
+2. the Llama preset against transformers' LlamaForCausalLM, each on the same weights and batch at nanoGPT's
+   character-level shape (4 layers, 4 heads, width 128, context 64, batch 12, vocabulary 65).
+3. SASP against Vanilla at the same width and depth (a character-level vocabulary, so the blocks, where
    the two differ, dominate the cost rather than the output layer).
 
 Steps of the compared models are interleaved, so a change in machine load hits both alike. Prints the
@@ -13,7 +15,7 @@ median step time, tokens per second and the ratio.
 from __future__ import annotations
 
 import torch
-from measure import gpt2_twins, interleaved_medians, training_step
+from measure import gpt2_twins, interleaved_medians, llama_twins, training_step
 
 from cleangpt_core.model import get_model
 
@@ -30,24 +32,41 @@ def compare(title: str, steps: dict, tokens_per_step: int) -> dict[str, float]:
     return medians
 
 
+# nanoGPT's shakespeare_char shape, scaled to a CPU (its config/train_shakespeare_char.py uses 6 x 384, 256).
+CHAR_SHAPE = {"vocab_size": 65, "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}
+CHAR_BATCH = 12
+
+
 def main() -> None:
     torch.set_num_threads(2)
-    batch, length = 8, 128
-    hf_model, ours = gpt2_twins(n_layer=4, n_head=4, n_embd=128, context=length, vocab_size=50257)
-    tokens = torch.randint(0, 50257, (batch, length), generator=torch.Generator().manual_seed(0))
+    length = CHAR_SHAPE["block_size"]
+    tokens = torch.randint(
+        0, CHAR_SHAPE["vocab_size"], (CHAR_BATCH, length), generator=torch.Generator().manual_seed(0)
+    )
+    twins = {key: value for key, value in CHAR_SHAPE.items() if key != "block_size"} | {"context": length}
+    shape = "4 layers x 128, 4 heads, vocab 65"
+    hf_model, ours = gpt2_twins(**twins)
     medians = compare(
-        f"1. train step, 4 layers x 128, vocab 50257, batch {batch} x {length} tokens",
+        f"1. train step, Vanilla, {shape}, batch {CHAR_BATCH} x {length} tokens",
         {"transformers": training_step(hf_model, tokens), "cleanGPT": training_step(ours, tokens)},
-        batch * length,
+        CHAR_BATCH * length,
     )
     print(f"  cleanGPT Vanilla is {medians['transformers'] / medians['cleanGPT']:.2f}x the speed of transformers")
+
+    hf_model, ours = llama_twins(**twins)
+    medians = compare(
+        f"2. train step, Llama, {shape}, batch {CHAR_BATCH} x {length} tokens",
+        {"transformers": training_step(hf_model, tokens), "cleanGPT": training_step(ours, tokens)},
+        CHAR_BATCH * length,
+    )
+    print(f"  cleanGPT Llama is {medians['transformers'] / medians['cleanGPT']:.2f}x the speed of transformers")
 
     shape = {"vocab_size": 65, "n_layer": 6, "n_head": 6, "n_embd": 192, "block_size": 128}
     batch = 16
     tokens = torch.randint(0, 65, (batch, 128), generator=torch.Generator().manual_seed(1))
     vanilla, sasp = get_model("Vanilla", **shape), get_model("SASP", **shape)
     medians = compare(
-        f"2. train step, 6 layers x 192, vocab 65, batch {batch} x 128 tokens "
+        f"3. train step, 6 layers x 192, vocab 65, batch {batch} x 128 tokens "
         f"(params: Vanilla {vanilla.get_num_params():,}, SASP {sasp.get_num_params():,})",
         {"Vanilla": training_step(vanilla, tokens), "SASP": training_step(sasp, tokens)},
         batch * 128,

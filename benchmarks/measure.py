@@ -15,10 +15,16 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
-from cleangpt_core.model.hf_interop import from_hf_state_dict, vanilla_config_from_hf
+from cleangpt_core.model import get_model
+from cleangpt_core.model.hf_interop import (
+    from_hf_state_dict,
+    hf_config_from_llama,
+    to_hf_llama_state_dict,
+    vanilla_config_from_hf,
+)
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -84,6 +90,19 @@ def gpt2_twins(
     return hf_model, ours
 
 
+def llama_twins(
+    *, n_layer: int, n_head: int, n_embd: int, context: int, vocab_size: int, seed: int = 0
+) -> tuple[LlamaForCausalLM, torch.nn.Module]:
+    """transformers' Llama (SDPA attention) and our Llama preset with the same weights."""
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    ours = get_model("Llama", vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context)
+    fields = {key: value for key, value in hf_config_from_llama(ours.config).items() if key != "architectures"}
+    hf_model = LlamaForCausalLM(LlamaConfig(**fields, attn_implementation="sdpa"))
+    hf_model.load_state_dict(to_hf_llama_state_dict(ours))
+    return hf_model, ours
+
+
 def training_step(
     model: torch.nn.Module,
     tokens: torch.Tensor,
@@ -110,7 +129,7 @@ def training_step(
     return step
 
 
-def hf_generate(model: GPT2LMHeadModel, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
+def hf_generate(model: GPT2LMHeadModel | LlamaForCausalLM, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
     """transformers' cached greedy generation of exactly `new_tokens` tokens."""
     return model.generate(
         prompt,

@@ -5,7 +5,8 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.0"`` and implements any of the hooks below with
+that states ``CLEANGPT_PLUGIN_API = "1.1"`` (the version it was written for; plugins stating ``"1.0"``, which
+has no part hooks, keep working) and implements any of the hooks below with
 ``@cleangpt_core.plugin_api.hookimpl``. The core's own components are registered by the very same hooks
 (``cleangpt_core.builtins``), so a built-in has no privilege but one: on a name clash it wins.
 
@@ -71,6 +72,79 @@ def cleangpt_register_samplers() -> list[Component]:
     Returns: a list of ``Component(kind="sampler", ...)`` whose ``target`` is a function
     ``fn(logits, *, generator=None, **params) -> LongTensor`` mapping logits (B, V) to next-token ids
     (B, 1), and whose ``config_schema`` is a pydantic model of ``params``.
+    """
+
+
+# -- Parts of the built-in decoder (plugin API 1.1) ---------------------------------------------------------
+# The decoder behind the presets (`Vanilla`, `Llama`) composes one part of each kind, named in the model config
+# (``--set model.attention=NAME``). A part's ``config_schema`` (a pydantic model) declares its options: they
+# are fields of the model config, validated against the chosen part's schema when the config is, and the
+# part reads them with ``cleangpt_core.model.part_options(config, Schema)``. A schema's validators see the
+# whole model config as ``info.context["model"]``. The ``target`` is an ``nn.Module`` class; its interface per
+# kind is stated below and in ``docs/writing-plugins.md``. A part may define ``init_weights()``, called after
+# the decoder's GPT-2 initialisation, for the initialisation it needs (zeros, gains).
+
+
+@hookspec
+def cleangpt_register_attention() -> list[Component]:
+    """Describe the attention parts this plugin provides.
+
+    Called: once, when the registry is first built (model config validation, ``cleangpt list-components``).
+
+    Returns: a list of ``Component(kind="attention", ...)`` whose ``target`` is built as
+    ``cls(config, layer_index)`` and called as ``attn(x, layout, kv_cache) -> y`` with x and y (B, T, n_embd).
+    It applies ``layout.rotate(q, k)`` to its queries and keys (rotary positions), stores its keys and values
+    with ``kv_cache.update(layer_index, k, v)`` when a cache is given, and attends with ``layout.attend(q, k,
+    v)`` or under ``layout.visible(...)`` and ``layout.bias`` (masking, padding, ALiBi): then every position
+    encoding, the cache and left padding work with it.
+    """
+
+
+@hookspec
+def cleangpt_register_feedforward() -> list[Component]:
+    """Describe the feed-forward (MLP) parts this plugin provides.
+
+    Called: once, when the registry is first built.
+
+    Returns: a list of ``Component(kind="feedforward", ...)`` whose ``target`` is built as ``cls(config)`` and
+    called as ``mlp(x) -> y``, both (B, T, n_embd), acting on each position alone.
+    """
+
+
+@hookspec
+def cleangpt_register_norms() -> list[Component]:
+    """Describe the normalisation parts this plugin provides.
+
+    Called: once, when the registry is first built.
+
+    Returns: a list of ``Component(kind="norm", ...)`` whose ``target`` is built as ``cls(config)`` and called
+    as ``norm(x) -> y``, both (B, T, n_embd). The decoder uses it in every block and before the output head.
+    """
+
+
+@hookspec
+def cleangpt_register_positions() -> list[Component]:
+    """Describe the position encodings this plugin provides.
+
+    Called: once, when the registry is first built.
+
+    Returns: a list of ``Component(kind="position", ...)`` whose ``target`` is built as ``cls(config)`` and
+    called once per forward as ``position(x, layout) -> (x, layout)``: it may add to the token embeddings x
+    (learned positions, read from ``layout.positions``, which count real tokens only) and may return the
+    layout with ``rotary`` (cos, sin) or an additive score ``bias`` set, which attention parts apply.
+    """
+
+
+@hookspec
+def cleangpt_register_residuals() -> list[Component]:
+    """Describe the residual wirings (blocks) this plugin provides.
+
+    Called: once, when the registry is first built.
+
+    Returns: a list of ``Component(kind="residual", ...)`` whose ``target`` is built as
+    ``cls(config, layer_index, parts)`` and called as ``block(x, layout, kv_cache) -> x``. ``parts`` holds
+    the chosen part classes (``parts.attention``, ``parts.feedforward``, ``parts.norm``): the block builds
+    its sub-blocks from them and wires them (pre-norm, parallel, post-norm...).
     """
 
 

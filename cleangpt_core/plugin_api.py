@@ -21,9 +21,12 @@ ENTRY_POINT_GROUP: Final = "cleangpt"
 
 # The hook API this core provides, as "MAJOR.MINOR". A plugin written for MAJOR.m works with every
 # core of the same MAJOR whose MINOR is at least m: minors only add hooks or opt-in hook arguments.
-PLUGIN_API_VERSION: Final = "1.0"
+# 1.1 added the five part kinds and their registration hooks; plugins written for 1.0 work unchanged.
+PLUGIN_API_VERSION: Final = "1.1"
 
-KINDS: Final = ("tokenizer", "architecture", "trainer", "sampler")
+# The parts a decoder is composed of (see `cleangpt_core.model.decoder`), each a kind of component too.
+PART_KINDS: Final = ("attention", "feedforward", "norm", "position", "residual")
+KINDS: Final = ("tokenizer", "architecture", "trainer", "sampler", *PART_KINDS)
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

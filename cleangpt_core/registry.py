@@ -48,6 +48,7 @@ BUILTIN_DISTRIBUTION = "cleangpt-core"
 BUILTIN_PLUGINS = (
     "cleangpt_core.builtins.samplers",
     "cleangpt_core.builtins.tokenizers",
+    "cleangpt_core.builtins.parts",
     "cleangpt_core.builtins.architectures",
     "cleangpt_core.builtins.trainers",
     "cleangpt_core.builtins.commands",
@@ -60,6 +61,11 @@ REGISTRATION_HOOKS = {
     "architecture": "cleangpt_register_architectures",
     "trainer": "cleangpt_register_trainers",
     "sampler": "cleangpt_register_samplers",
+    "attention": "cleangpt_register_attention",
+    "feedforward": "cleangpt_register_feedforward",
+    "norm": "cleangpt_register_norms",
+    "position": "cleangpt_register_positions",
+    "residual": "cleangpt_register_residuals",
 }
 COMMANDS_HOOK = "cleangpt_register_commands"
 API_ATTRIBUTE = "CLEANGPT_PLUGIN_API"

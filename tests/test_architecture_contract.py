@@ -46,8 +46,8 @@ class _CacheIgnored(VanillaTransformerModel):
             return super().forward(input_ids, attention_mask, labels)
         offset = kv_cache.length
         positions = torch.arange(offset, offset + input_ids.size(1)).unsqueeze(0)
-        x = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
-        layout = AttentionLayout(mask=None, is_causal=input_ids.size(1) > 1)
+        layout = AttentionLayout(mask=None, is_causal=input_ids.size(1) > 1, positions=positions)
+        x, layout = self.transformer.wpe(self.transformer.wte(input_ids), layout)
         for block in self.transformer.h:
             x = block(x, layout, None)
         kv_cache.advance(input_ids.size(1))

@@ -130,7 +130,7 @@ def test_version_lists_core_and_plugin_versions(install_plugin):
     install_plugin("cleangpt-hello", COMMAND_PLUGIN.replace("{module}", "unused"), version="4.5.6")
     result = run("--version")
     assert result.exit_code == 0
-    assert result.output.startswith("cleangpt-core 0.1.0 (plugin API 1.0")
+    assert result.output.startswith("cleangpt-core 0.1.0 (plugin API 1.1")
     assert "cleangpt-hello 4.5.6" in result.output
 
 

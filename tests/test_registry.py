@@ -258,6 +258,11 @@ def test_component_description_is_validated():
         ("cleangpt_register_architectures", "architecture"),
         ("cleangpt_register_trainers", "trainer"),
         ("cleangpt_register_samplers", "sampler"),
+        ("cleangpt_register_attention", "attention"),
+        ("cleangpt_register_feedforward", "feedforward"),
+        ("cleangpt_register_norms", "norm"),
+        ("cleangpt_register_positions", "position"),
+        ("cleangpt_register_residuals", "residual"),
     ],
 )
 def test_each_registration_hook_adds_components_of_its_kind(install_plugin, hook, kind):

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.plugin_api import KINDS, PLUGIN_API_VERSION, Component
+from cleangpt_core.plugin_api import PLUGIN_API_VERSION, Component
 from cleangpt_core.scaffold import KIND_TEMPLATES, PluginNames, ScaffoldError, core_requirement, create_plugin_project
-from cleangpt_core.scaffold.project import MAX_NAME_LENGTH
+from cleangpt_core.scaffold.project import MAX_NAME_LENGTH, SCAFFOLD_KINDS
 
 NAMES = {"sampler": "typical", "architecture": "parallel-gpt", "tokenizer": "wordpiece", "trainer": "agc"}
 
@@ -42,7 +42,7 @@ def written_files(project: Path) -> set[str]:
     return {path.relative_to(project).as_posix() for path in project.rglob("*") if path.is_file()}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
 def test_writes_every_file_of_a_plugin_project(kind, tmp_path):
     project = create_plugin_project(NAMES[kind], kind, tmp_path)
     names = PluginNames.parse(NAMES[kind], kind)
@@ -52,7 +52,7 @@ def test_writes_every_file_of_a_plugin_project(kind, tmp_path):
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
 def test_pyproject_names_the_entry_point_and_a_core_version_range(kind, tmp_path):
     project = create_plugin_project(NAMES[kind], kind, tmp_path)
     names = PluginNames.parse(NAMES[kind], kind)
@@ -62,7 +62,7 @@ def test_pyproject_names_the_entry_point_and_a_core_version_range(kind, tmp_path
     assert metadata["entry-points"]["cleangpt"] == {names.snake: f"{names.package}.plugin"}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
 def test_the_plugin_module_states_the_api_version_and_describes_its_component(kind, tmp_path, monkeypatch):
     project = create_plugin_project(NAMES[kind], kind, tmp_path)
     names = PluginNames.parse(NAMES[kind], kind)
@@ -81,7 +81,7 @@ def test_the_plugin_module_states_the_api_version_and_describes_its_component(ki
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
 def test_generated_code_is_ruff_clean_even_for_the_longest_name(kind, tmp_path):
     name = "x" * (MAX_NAME_LENGTH - len(kind)) + kind
     project = create_plugin_project(name, kind, tmp_path)
@@ -178,7 +178,7 @@ def test_the_command_rejects_a_missing_or_unknown_kind(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
 def test_a_scaffolded_plugin_installs_is_listed_and_passes_its_own_tests(kind, tmp_path, layered_venv):
     project = create_plugin_project(NAMES[kind], kind, tmp_path / "projects")
     names = PluginNames.parse(NAMES[kind], kind)

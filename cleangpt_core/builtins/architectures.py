@@ -1,6 +1,6 @@
-"""Registers the built-in architecture (Vanilla) and the `generate` command."""
+"""Registers the built-in architectures (the Vanilla and Llama presets of the decoder) and `generate`."""
 
-from cleangpt_core.config import VanillaConfig
+from cleangpt_core.config import LlamaConfig, VanillaConfig
 from cleangpt_core.plugin_api import PLUGIN_API_VERSION, CommandSpec, Component, hookimpl
 
 CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
@@ -8,15 +8,22 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_architectures() -> list[Component]:
-    """Vanilla, the GPT-2 style decoder."""
+    """Vanilla (GPT-2) and Llama: presets of the one decoder, which composes the parts their configs name."""
     return [
         Component(
             name="Vanilla",
             kind="architecture",
-            summary="GPT-2 style pre-LN decoder: learned positions, fused attention, tied embeddings",
-            target="cleangpt_core.model.model_Vanilla:VanillaTransformerModel",
+            summary="GPT-2: learned positions, LayerNorm, GELU MLP, pre-norm, tied embeddings",
+            target="cleangpt_core.model.decoder:Decoder",
             config_schema=VanillaConfig,
-        )
+        ),
+        Component(
+            name="Llama",
+            kind="architecture",
+            summary="Llama: rotary positions, RMSNorm, SwiGLU, pre-norm, grouped-query attention, no biases",
+            target="cleangpt_core.model.decoder:Decoder",
+            config_schema=LlamaConfig,
+        ),
     ]
 
 

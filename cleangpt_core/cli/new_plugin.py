@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
-from cleangpt_core.plugin_api import KINDS
+from cleangpt_core.scaffold.project import SCAFFOLD_KINDS
 
 
 @click.command("new-plugin")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), required=True, help="The kind of component the plugin provides.")
+@click.option(
+    "--kind", type=click.Choice(SCAFFOLD_KINDS), required=True, help="The kind of component the plugin provides."
+)
 @click.option(
     "--dir",
     "parent",

@@ -15,13 +15,15 @@ from cleangpt_core.config.experiment import (
     read_config_file,
     resolve_experiment,
 )
-from cleangpt_core.config.model import GPTConfig, ModelConfig, VanillaConfig
+from cleangpt_core.config.model import DecoderConfig, GPTConfig, LlamaConfig, ModelConfig, VanillaConfig
 
 __all__ = [
     "ComponentSection",
     "DataConfig",
+    "DecoderConfig",
     "ExperimentConfig",
     "GPTConfig",
+    "LlamaConfig",
     "ModelConfig",
     "OptimizerConfig",
     "OutputConfig",

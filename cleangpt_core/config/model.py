@@ -7,11 +7,14 @@ valid one. Architectures subclass `ModelConfig` for their schema.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from cleangpt_core.config.base import StrictModel, format_validation_error
+from cleangpt_core.config.base import StrictModel, format_validation_error, unknown_field_message
+from cleangpt_core.errors import UnknownComponentError
+from cleangpt_core.plugin_api import PART_KINDS
 
 
 class ModelConfig(StrictModel):
@@ -38,8 +41,75 @@ class ModelConfig(StrictModel):
         return self.n_embd // self.n_head
 
 
-class VanillaConfig(ModelConfig):
-    """Schema of the built-in Vanilla (GPT-2 style) architecture: the shared fields and nothing else."""
+class DecoderConfig(ModelConfig):
+    """A decoder composed of registered parts, one of each kind, named here; their options are fields too.
+
+    Each part's options (``n_kv_head``, ``rope_base``...) are validated against the schema the chosen part
+    registers, so ``--set model.position=alibi`` or ``--set model.n_kv_head=2`` fails before any work
+    starts when the part or the option does not exist. Presets are subclasses that change the defaults.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    attention: str = Field("causal", description="attention part (cleangpt list-components --kind attention)")
+    feedforward: str = Field("gelu", description="feed-forward part")
+    norm: str = Field("layernorm", description="normalisation part, in every block and before the head")
+    position: str = Field("learned", description="position encoding part")
+    residual: str = Field("pre_norm", description="how a block wires its sub-blocks")
+    tie_embeddings: bool = Field(True, description="share the token embedding with the output head")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_parts(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from cleangpt_core.registry import get_component  # the registry imports config schemas from plugins
+
+        data = dict(data)
+        shared = {name: data.get(name, field.default) for name, field in cls.model_fields.items()}
+        claimed: set[str] = set()
+        for kind in PART_KINDS:
+            name = str(shared[kind])
+            try:
+                component = get_component(kind, name)
+            except UnknownComponentError as error:
+                raise ValueError(error.args[0]) from None
+            data[kind] = name if ":" in name else component.name
+            schema = component.config_schema
+            if schema is None:
+                continue
+            claimed |= set(schema.model_fields)
+            given = {key: data[key] for key in schema.model_fields if key in data}
+            try:
+                options = schema.model_validate(given, context={"model": SimpleNamespace(**shared)})
+            except ValidationError as error:
+                problem = format_validation_error(error)
+                raise ValueError(f"invalid options of {kind} {component.name!r}: {problem}") from None
+            data.update({key: getattr(options, key) for key in given if key not in cls.model_fields})
+        valid = sorted(set(cls.model_fields) | claimed)
+        for key in data:
+            if key not in valid:
+                raise ValueError(unknown_field_message(str(key), valid, f"{cls.__name__} with these parts"))
+        return data
+
+
+class VanillaConfig(DecoderConfig):
+    """The Vanilla preset (GPT-2): learned positions, LayerNorm, GELU MLP, pre-norm, multi-head attention."""
+
+
+class LlamaConfig(DecoderConfig):
+    """The Llama preset: rotary positions, RMSNorm, SwiGLU, pre-norm, grouped-query attention, no biases.
+
+    Grouped-query attention is on with ``n_kv_head`` < ``n_head``; by default every head has its own keys,
+    as in Llama 2 7B. The output head is separate from the token embedding unless ``tie_embeddings``.
+    """
+
+    model_type: str = Field("Llama", description="registered architecture name")
+    bias: bool = Field(False, description="biases in linear layers and norms (Llama has none)")
+    feedforward: str = Field("swiglu", description="feed-forward part")
+    norm: str = Field("rmsnorm", description="normalisation part, in every block and before the head")
+    position: str = Field("rotary", description="position encoding part")
+    tie_embeddings: bool = Field(False, description="share the token embedding with the output head")
 
 
 class GPTConfig(ModelConfig):

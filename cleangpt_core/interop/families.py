@@ -1,8 +1,9 @@
 """Which transformers model family each cleanGPT architecture becomes: one row per family.
 
 A row knows how to turn a model of its architecture into a transformers config and state dict, and back.
-Vanilla is GPT-2 (``cleangpt_core.model.hf_interop``); another family (Llama) is one more row built from its
-own conversion functions. An architecture without a row cannot be exported.
+Vanilla is GPT-2 and the Llama preset is Llama (or Qwen2 when only q/k/v have biases), both through
+``cleangpt_core.model.hf_interop``; Qwen2 and Mistral folders import as Llama. An architecture without a row
+cannot be exported.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class HFFamily:
     """A transformers model family and the cleanGPT architecture that maps onto it."""
 
     architecture: str  # our registered architecture name
-    model_type: str  # transformers' config.model_type
+    model_types: tuple[str, ...]  # the transformers config.model_type values it exports as or imports from
     # (model) -> (transformers config fields, state dict as transformers names it, tied weights left out)
     to_hf: Callable[[nn.Module], tuple[dict[str, Any], dict[str, torch.Tensor]]]
     # (transformers config fields, state dict, the cleanGPT config saved at export or None) -> model
@@ -49,7 +50,24 @@ def _gpt2_from_hf(hf_config: dict[str, Any], tensors: dict[str, torch.Tensor], s
     return hf_interop.from_hf_state_dict(tensors, config)
 
 
-FAMILIES: tuple[HFFamily, ...] = (HFFamily("Vanilla", "gpt2", _gpt2_to_hf, _gpt2_from_hf),)
+def _llama_to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    hf_config = hf_interop.hf_config_from_llama(model.config)
+    tensors = hf_interop.to_hf_llama_state_dict(model)
+    if hf_config["tie_word_embeddings"]:
+        tensors.pop("lm_head.weight")
+    return hf_config, tensors
+
+
+def _llama_from_hf(hf_config: dict[str, Any], tensors: dict[str, torch.Tensor], saved: GPTConfig | None) -> nn.Module:
+    # the saved config keeps every field exactly as trained (dropout, an unrounded ffn_hidden, ...)
+    config = saved if saved is not None else hf_interop.llama_config_from_hf(hf_config)
+    return hf_interop.from_hf_llama_state_dict(tensors, config)
+
+
+FAMILIES: tuple[HFFamily, ...] = (
+    HFFamily("Vanilla", ("gpt2",), _gpt2_to_hf, _gpt2_from_hf),
+    HFFamily("Llama", ("llama", "qwen2", "mistral"), _llama_to_hf, _llama_from_hf),
+)
 
 
 def family_for_architecture(architecture: str) -> HFFamily:
@@ -57,7 +75,7 @@ def family_for_architecture(architecture: str) -> HFFamily:
     for family in FAMILIES:
         if family.architecture.lower() == architecture.lower():
             return family
-    known = ", ".join(f"{family.architecture} (-> {family.model_type})" for family in FAMILIES)
+    known = ", ".join(f"{family.architecture} (-> {family.model_types[0]})" for family in FAMILIES)
     raise HFConversionError(
         f"architecture {architecture!r} has no Hugging Face transformers counterpart, so it cannot be exported; "
         f"exportable architectures: {known}"
@@ -67,7 +85,7 @@ def family_for_architecture(architecture: str) -> HFFamily:
 def family_for_model_type(model_type: str) -> HFFamily:
     """The family of a transformers ``model_type``, or an error naming the ones that import."""
     for family in FAMILIES:
-        if family.model_type == model_type:
+        if model_type in family.model_types:
             return family
-    known = ", ".join(family.model_type for family in FAMILIES)
+    known = ", ".join(name for family in FAMILIES for name in family.model_types)
     raise HFConversionError(f"transformers model_type {model_type!r} cannot be imported; importable: {known}")

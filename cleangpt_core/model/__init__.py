@@ -1,21 +1,51 @@
-"""Model architectures, `get_model`, checkpoint serialization and Hugging Face GPT-2 interop."""
+"""Model architectures and their parts, `get_model`, checkpoint serialization and Hugging Face interop.
 
+What a plugin author needs: the decoder and the part classes to build on or reuse, the attention layout and
+key/value cache an attention part works with, and `part_options` to read a part's options from the config.
+"""
+
+from cleangpt_core.config.parts import part_options
 from cleangpt_core.errors import CheckpointError, SequenceTooLongError
+from cleangpt_core.model.attention import CausalSelfAttention
 from cleangpt_core.model.base import CausalLanguageModel
-from cleangpt_core.model.decoder import LearnedPositionDecoder
+from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder, PartClasses
 from cleangpt_core.model.factory import build_config, get_model
-from cleangpt_core.model.kv_cache import KVCache
+from cleangpt_core.model.feedforward import MLP, ReluSquared, SwiGLU
+from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward, positions_and_layout
+from cleangpt_core.model.norm import LayerNorm, NoNorm, RMSNorm
+from cleangpt_core.model.position import ALiBi, LearnedPositions, NoPositions, Rotary
+from cleangpt_core.model.residual import ParallelBlock, PostNormBlock, PreNormBlock
 from cleangpt_core.model.serialization import load_model, resolve_checkpoint, save_model
 
 __all__ = [
+    "MLP",
+    "ALiBi",
+    "AttentionLayout",
     "CausalLanguageModel",
+    "CausalSelfAttention",
     "CheckpointError",
+    "Decoder",
     "KVCache",
+    "LayerNorm",
     "LearnedPositionDecoder",
+    "LearnedPositions",
+    "NoNorm",
+    "NoPositions",
+    "ParallelBlock",
+    "PartClasses",
+    "PostNormBlock",
+    "PreNormBlock",
+    "RMSNorm",
+    "ReluSquared",
+    "Rotary",
     "SequenceTooLongError",
+    "SwiGLU",
+    "begin_forward",
     "build_config",
     "get_model",
     "load_model",
+    "part_options",
+    "positions_and_layout",
     "resolve_checkpoint",
     "save_model",
 ]

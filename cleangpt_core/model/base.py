@@ -1,8 +1,8 @@
 """What every cleanGPT language model shares beyond its blocks: the loss, the length check, parameter
 counting, optimizer groups, the key/value cache and `generate`.
 
-An architecture with GPT-2's trunk subclasses `cleangpt_core.model.decoder.LearnedPositionDecoder` and
-writes only its blocks; any other subclasses `CausalLanguageModel`, sets `self.config` and writes
+Most architectures are presets of `cleangpt_core.model.decoder.Decoder`, composed of parts; one with its own
+blocks passes them to `Decoder`; any other subclasses `CausalLanguageModel`, sets `self.config` and writes
 `forward(input_ids, attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0)`; either gets the rest
 of the model contract from here. `generate` runs the shared decoding engine (`cleangpt_core.model.decoding`).
 """
@@ -48,13 +48,14 @@ class CausalLanguageModel(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
 
     def get_num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; position embeddings are left out by default, as they do no compute per token.
+        """Parameter count; learned position embeddings (`wpe`) are left out by default, as they do no compute
+        per token.
 
-        Token embeddings stay in: they are tied to the output head, which does.
+        Token embeddings stay in: they are (or are as large as) the output head, which does.
         """
         count = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            count -= sum(m.weight.numel() for name, m in self.named_modules() if name.endswith("wpe"))
+            count -= sum(p.numel() for name, p in self.named_parameters() if name.split(".")[-2:-1] == ["wpe"])
         return count
 
     def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:

@@ -1,48 +1,82 @@
-"""The decoder trunk GPT-style architectures share: embeddings, a stack of blocks, the tied output head.
+"""The decoder every preset is made of: token embeddings, a position encoding, a stack of blocks, a final
+norm and the output head, each block and part chosen by name in the model config.
 
-An architecture built on `LearnedPositionDecoder` writes only its block (called as
-``block(x, layout, kv_cache)``) and, if it needs one, its own initialisation on top of GPT-2's. The trunk
-brings the rest of the model contract: positions counted over real tokens (so left padding changes
-nothing), the key/value cache, `logits_to_keep` for decoding, and the loss.
+Read top-down, Vanilla's forward pass is `Decoder.forward` below and the parts it names:
+`position.LearnedPositions`, `residual.PreNormBlock` (with `norm.LayerNorm`, `attention.CausalSelfAttention`
+and `feedforward.MLP` inside), then the final `norm.LayerNorm` and the tied head. Llama swaps in
+`position.Rotary`, `norm.RMSNorm` and `feedforward.SwiGLU`. Parameter names follow Hugging Face's GPT-2
+(`transformer.wte`, `transformer.h.0.attn.c_attn`, `lm_head`), whatever the parts.
+
+An architecture that brings its own blocks (plugin API 1.0's `LearnedPositionDecoder` route) passes them
+to the constructor and keeps the embeddings, learned positions, final LayerNorm and tied head.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from cleangpt_core.config import ModelConfig
+from cleangpt_core.config import DecoderConfig, ModelConfig
 from cleangpt_core.model.base import CausalLanguageModel
-from cleangpt_core.model.kv_cache import KVCache, positions_and_layout
+from cleangpt_core.model.kv_cache import KVCache, begin_forward
+from cleangpt_core.plugin_api import PART_KINDS
+from cleangpt_core.registry import get_component
 
 
-class LearnedPositionDecoder(CausalLanguageModel):
-    """Token and learned position embeddings, the given blocks, a final LayerNorm and the tied output head.
+@dataclass(frozen=True)
+class PartClasses:
+    """The part classes a decoder is built from, one per kind (what a residual block builds its sub-blocks of).
 
-    Parameter names follow Hugging Face's GPT-2 (`transformer.wte`, `transformer.h.0...`, `lm_head`).
+    Any callable with a part's constructor signature will do, e.g. a function choosing a norm by option.
     """
 
-    def __init__(self, config: ModelConfig, blocks: Iterable[nn.Module]) -> None:
+    attention: Callable[..., nn.Module]
+    feedforward: Callable[..., nn.Module]
+    norm: Callable[..., nn.Module]
+    position: Callable[..., nn.Module]
+    residual: Callable[..., nn.Module]
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> PartClasses:
+        """The parts `config` names; a config that names none (an API 1.0 architecture's) gets Vanilla's."""
+        named = config if isinstance(config, DecoderConfig) else DecoderConfig.model_construct()
+        return cls(**{kind: get_component(kind, getattr(named, kind)).load() for kind in PART_KINDS})
+
+
+class Decoder(CausalLanguageModel):
+    """A decoder-only transformer composed of the parts its config names (the `Vanilla` and `Llama` presets)."""
+
+    def __init__(self, config: ModelConfig, blocks: Iterable[nn.Module] | None = None) -> None:
         super().__init__()
         self.config = config
+        parts = PartClasses.of(config)
         self.transformer = nn.ModuleDict(
             {
                 "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                "wpe": parts.position(config),
                 "drop": nn.Dropout(config.dropout),
-                "h": nn.ModuleList(blocks),
-                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+                "h": nn.ModuleList(
+                    blocks if blocks is not None else (parts.residual(config, i, parts) for i in range(config.n_layer))
+                ),
+                "ln_f": parts.norm(config),
             }
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)
+        if getattr(config, "tie_embeddings", True):
+            self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)
+        if blocks is None:  # an architecture with its own blocks initialises once they are complete
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and the layers that write into the
-        residual stream (`c_proj`) scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth.
+        """GPT-2's initialisation, then each part's own (`init_weights`, where a part defines one).
+
+        N(0, 0.02) weights, zero biases, and the layers that write into the residual stream (`c_proj`)
+        scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth (GPT-2 paper, section 2.3).
+        Norm gains keep their ones.
         """
         with torch.no_grad():
             for module in self.modules():
@@ -51,8 +85,11 @@ class LearnedPositionDecoder(CausalLanguageModel):
                     if getattr(module, "bias", None) is not None:
                         nn.init.zeros_(module.bias)
             for name, parameter in self.named_parameters():
-                if name.endswith("c_proj.weight"):  # GPT-2 paper, section 2.3
+                if name.endswith("c_proj.weight"):
                     nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+            for module in self.modules():
+                if module is not self and hasattr(module, "init_weights"):
+                    module.init_weights()
 
     def forward(
         self,
@@ -69,8 +106,10 @@ class LearnedPositionDecoder(CausalLanguageModel):
         """
         self.check_length(input_ids.size(1), kv_cache)
         # Positions count real tokens only, so a left-padded row gets the logits it gets unpadded.
-        positions, layout = positions_and_layout(input_ids, attention_mask, kv_cache)
-        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(positions))
+        layout = begin_forward(input_ids, attention_mask, kv_cache)
+        # Learned positions add to the embeddings; rotary and ALiBi leave them and set up the layout instead.
+        x, layout = self.transformer.wpe(self.transformer.wte(input_ids), layout)
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, layout, kv_cache)
         if kv_cache is not None:
@@ -82,3 +121,7 @@ class LearnedPositionDecoder(CausalLanguageModel):
         if labels is not None:
             output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)
         return output
+
+
+# Plugin API 1.0's name: an architecture passing its own blocks, with learned positions and a LayerNorm.
+LearnedPositionDecoder = Decoder

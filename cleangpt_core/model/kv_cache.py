@@ -1,12 +1,14 @@
-"""The key/value cache and the attention masks of incremental decoding, shared by every architecture.
+"""The key/value cache and the attention layout of one forward call, shared by every architecture.
 
 Decoding runs as one *prefill* (the prompt, possibly left-padded) followed by one-token steps. The cache
-holds, per layer, preallocated key and value tensors of shape (B, n_head, capacity, head_dim), so a step
+holds, per layer, preallocated key and value tensors of shape (B, kv_heads, capacity, head_dim), so a step
 writes one slot and attends to a view of the filled prefix: no concatenation, no reallocation.
 
 Left padding is described by `key_mask` (B, capacity), True where a slot holds a real token, and
 `valid_count` (B,), the number of real tokens seen per row, which gives each new token its position.
 While no padding has been seen both stay None and the masks are skipped altogether (the fast path).
+Only the cache's own methods change its state: `add_tokens` records the slots a call will fill, `update`
+writes a layer's keys and values, `advance` moves past them once every layer has.
 """
 
 from __future__ import annotations
@@ -14,22 +16,87 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
 class AttentionLayout:
-    """What an attention layer needs to know about one forward call.
+    """What an attention part needs to know about one forward call, the same for every layer.
 
-    `mask` is None (all keys visible, causally when `is_causal`) or a boolean (B, 1, T, T_keys) tensor,
-    True where a query may attend to a key.
+    - `mask`: None (all keys visible, causally when `is_causal`) or a boolean (B, 1, T, T_keys) tensor, True
+      where a query may attend to a key;
+    - `positions` (B or 1, T): each new token's position, counting real tokens only;
+    - `past`: the slots already cached before this call (queries sit at slots past..past+T-1);
+    - `rotary`: (cos, sin), each (B or 1, 1, T, head_dim), set by a rotary position encoding;
+    - `bias`: an additive float score bias (1 or B, n_head, T, T_keys), set by ALiBi.
     """
 
     mask: torch.Tensor | None
     is_causal: bool
+    positions: torch.Tensor | None = None
+    past: int = 0
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    bias: torch.Tensor | None = None
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries and keys (B, heads, T, head_dim) rotated by their positions (unchanged without rotary)."""
+        if self.rotary is None:
+            return q, k
+        cos, sin = self.rotary
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+    def offsets(self, key_length: int, device: torch.device) -> torch.Tensor:
+        """(T, T_keys): how many slots each key lies before each query (negative for later keys).
+
+        Left padding sits before every real token, so between two real tokens slots and positions agree.
+        """
+        query_at = torch.arange(self.past, key_length, device=device).unsqueeze(1)
+        return query_at - torch.arange(key_length, device=device).unsqueeze(0)
+
+    def visible(self, key_length: int, device: torch.device) -> torch.Tensor:
+        """The boolean mask (B or 1, 1, T, T_keys) of the keys each query may attend to, always materialised."""
+        if self.mask is not None:
+            return self.mask
+        return (self.offsets(key_length, device) >= 0)[None, None]
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        dropout_p: float = 0.0,
+        allow: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Fused scaled dot-product attention (B, n_head, T, head_dim) under this layout.
+
+        Keys and values may have fewer heads than the queries (grouped-query attention). `allow`, a boolean
+        tensor broadcastable to (B, 1, T, T_keys), narrows what each query sees (a sliding window).
+        """
+        grouped = k.size(1) != q.size(1)
+        if self.bias is None and allow is None:  # the fast path: no mask tensor unless padding needs one
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=self.mask, dropout_p=dropout_p, is_causal=self.is_causal, enable_gqa=grouped
+            )
+        visible = self.visible(k.size(2), q.device)
+        if allow is not None:
+            visible = visible & allow
+        mask = visible if self.bias is None else self.bias.to(q.dtype).masked_fill(~visible, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=grouped)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the halves of the last dimension: the layout Hugging Face's Llama uses."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
 
 
 class KVCache:
-    """Preallocated keys and values for `n_layer` layers, filled left to right."""
+    """Preallocated keys and values for `n_layer` layers, filled left to right.
+
+    `n_head` and `head_dim` are kept for callers of plugin API 1.0: each layer's tensors take the shape of
+    the keys it stores, so grouped-query attention caches only its key/value heads.
+    """
 
     def __init__(
         self,
@@ -39,7 +106,6 @@ class KVCache:
         head_dim: int,
         capacity: int,
     ) -> None:
-        self.shape = (batch_size, n_head, capacity, head_dim)
         # Allocated on each layer's first write, in the dtype its keys come in (float32, or bfloat16 under
         # autocast), so one cache serves either.
         self.keys: list[torch.Tensor | None] = [None] * n_layer
@@ -56,14 +122,39 @@ class KVCache:
         self.key_mask = None
         self.valid_count = None
 
+    def add_tokens(
+        self, real: torch.Tensor | None, length: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Record which of the next `length` slots will hold real tokens (`real` (B, T); None: all of them).
+
+        Returns the new tokens' positions (B or 1, T), counting real tokens only, and which of the keys
+        cached so far plus the new ones are real (B, past + T), or None while no padding was ever seen.
+        """
+        past = self.length
+        if past + length > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} positions; {past} used, {length} more requested")
+        if real is None and self.key_mask is None:
+            return torch.arange(past, past + length, device=device).unsqueeze(0), None
+        if real is None:
+            real = torch.ones(self.batch_size, length, dtype=torch.bool, device=device)
+        if self.key_mask is None:  # the first padded call: everything cached so far was real
+            self.key_mask = torch.ones(self.batch_size, self.capacity, dtype=torch.bool, device=device)
+            self.valid_count = torch.full((self.batch_size,), past, dtype=torch.long, device=device)
+        counts = real.long().cumsum(-1)
+        self.key_mask[:, past : past + length] = real
+        positions = (self.valid_count.unsqueeze(1) + counts - 1).clamp_min(0)
+        self.valid_count = self.valid_count + counts[:, -1]
+        return positions, self.key_mask[:, : past + length]
+
     def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this call's keys and values (B, H, T, D) of `layer`; return all of them so far."""
         end = self.length + key.size(2)
         if self.keys[layer] is None or self.keys[layer].dtype != key.dtype:
             if self.length:
                 raise ValueError(f"KV cache holds {self.keys[layer].dtype} keys; a {key.dtype} step cannot extend them")
-            self.keys[layer] = torch.empty(self.shape, device=key.device, dtype=key.dtype)
-            self.values[layer] = torch.empty(self.shape, device=value.device, dtype=value.dtype)
+            shape = (self.batch_size, key.size(1), self.capacity, key.size(3))
+            self.keys[layer] = torch.empty(shape, device=key.device, dtype=key.dtype)
+            self.values[layer] = torch.empty((*shape[:3], value.size(3)), device=value.device, dtype=value.dtype)
         self.keys[layer][:, :, self.length : end] = key
         self.values[layer][:, :, self.length : end] = value
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
@@ -73,22 +164,17 @@ class KVCache:
         self.length += steps
 
 
-def positions_and_layout(
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    kv_cache: KVCache | None,
-) -> tuple[torch.Tensor, AttentionLayout]:
-    """Token positions (B, T) or (1, T) and the attention layout of one forward call.
+def begin_forward(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, kv_cache: KVCache | None
+) -> AttentionLayout:
+    """The attention layout of one forward call; with a cache, records the call's tokens in it (`add_tokens`).
 
     Positions count real tokens only (cumsum of the mask minus one), so a left-padded row gets exactly
     the positions, and hence the logits, it would get without padding.
     """
-    batch, length = input_ids.shape
+    length = input_ids.size(1)
     device = input_ids.device
     past = kv_cache.length if kv_cache is not None else 0
-    if kv_cache is not None and past + length > kv_cache.capacity:
-        raise ValueError(f"KV cache holds {kv_cache.capacity} positions; {past} used, {length} more requested")
-
     real = None
     if attention_mask is not None:
         real = attention_mask.to(device=device, dtype=torch.bool)
@@ -96,38 +182,27 @@ def positions_and_layout(
             raise ValueError(f"attention_mask has shape {tuple(real.shape)}, input_ids {tuple(input_ids.shape)}")
         if bool(real.all()):
             real = None  # nothing padded: take the fast path
-    if kv_cache is not None and real is None and kv_cache.key_mask is not None:
-        real = torch.ones(batch, length, dtype=torch.bool, device=device)
 
-    if real is None:
-        positions = torch.arange(past, past + length, device=device).unsqueeze(0)
-        layout = AttentionLayout(
-            mask=_causal_mask(length, past, device) if past and length > 1 else None,
-            is_causal=past == 0 and length > 1,
-        )
-        return positions, layout
-
-    counts = real.long().cumsum(-1)
     if kv_cache is not None:
-        if kv_cache.key_mask is None:  # the first padded call: everything cached so far was real
-            kv_cache.key_mask = torch.ones(batch, kv_cache.capacity, dtype=torch.bool, device=device)
-            kv_cache.valid_count = torch.full((batch,), past, dtype=torch.long, device=device)
-        kv_cache.key_mask[:, past : past + length] = real
-        positions = (kv_cache.valid_count.unsqueeze(1) + counts - 1).clamp_min(0)
-        kv_cache.valid_count = kv_cache.valid_count + counts[:, -1]
-        key_valid = kv_cache.key_mask[:, : past + length]
+        positions, key_valid = kv_cache.add_tokens(real, length, device)
+    elif real is None:
+        positions, key_valid = torch.arange(length, device=device).unsqueeze(0), None
     else:
-        positions = (counts - 1).clamp_min(0)
-        key_valid = real
+        positions, key_valid = (real.long().cumsum(-1) - 1).clamp_min(0), real
+
+    if key_valid is None:
+        causal = AttentionLayout(mask=None, is_causal=True, past=past)
+        mask = causal.visible(past + length, device) if past and length > 1 else None
+        return AttentionLayout(mask=mask, is_causal=past == 0 and length > 1, positions=positions, past=past)
     # A query sees the real keys up to itself, and always itself, so a pad query's softmax is never empty.
-    query_at = torch.arange(past, past + length, device=device).unsqueeze(1)
-    key_at = torch.arange(past + length, device=device).unsqueeze(0)
-    mask = (((key_at < query_at) & key_valid[:, None, :]) | (key_at == query_at)).unsqueeze(1)
-    return positions, AttentionLayout(mask=mask, is_causal=False)
+    offsets = AttentionLayout(mask=None, is_causal=False, past=past).offsets(past + length, device)
+    mask = (((offsets > 0) & key_valid[:, None, :]) | (offsets == 0)).unsqueeze(1)
+    return AttentionLayout(mask=mask, is_causal=False, positions=positions, past=past)
 
 
-def _causal_mask(length: int, past: int, device: torch.device) -> torch.Tensor:
-    """(1, 1, T, past+T) causal mask for a chunk of several queries after `past` cached positions."""
-    query_at = torch.arange(past, past + length, device=device).unsqueeze(1)
-    key_at = torch.arange(past + length, device=device).unsqueeze(0)
-    return (key_at <= query_at)[None, None]
+def positions_and_layout(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, kv_cache: KVCache | None
+) -> tuple[torch.Tensor, AttentionLayout]:
+    """Plugin API 1.0's name for `begin_forward`, returning the positions beside the layout."""
+    layout = begin_forward(input_ids, attention_mask, kv_cache)
+    return layout.positions, layout

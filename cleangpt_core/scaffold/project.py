@@ -22,7 +22,7 @@ from string import Template
 from cleangpt_core import __version__
 from cleangpt_core.atomic_write import atomic_target
 from cleangpt_core.errors import ScaffoldError
-from cleangpt_core.plugin_api import KINDS, PLUGIN_API_VERSION
+from cleangpt_core.plugin_api import PLUGIN_API_VERSION
 
 _NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
 MAX_NAME_LENGTH = 24  # the generated code stays within 120 columns up to this length
@@ -72,6 +72,8 @@ KIND_TEMPLATES = {
     ),
 }
 
+SCAFFOLD_KINDS = tuple(KIND_TEMPLATES)  # the kinds `cleangpt new-plugin` writes a project for
+
 
 @dataclass(frozen=True)
 class PluginNames:
@@ -83,8 +85,10 @@ class PluginNames:
     @classmethod
     def parse(cls, name: str, kind: str) -> PluginNames:
         """Check `name` and `kind`, raising `ScaffoldError` that says what a valid name looks like."""
-        if kind not in KINDS:
-            raise ScaffoldError(f"--kind {kind!r} is not a kind of component; choose one of {', '.join(KINDS)}")
+        if kind not in SCAFFOLD_KINDS:
+            raise ScaffoldError(
+                f"--kind {kind!r} is not a kind of plugin project; choose one of {', '.join(SCAFFOLD_KINDS)}"
+            )
         if name.lower().startswith(("cleangpt-", "cleangpt_")):
             raise ScaffoldError(
                 f"plugin name {name!r}: leave out the 'cleangpt-' prefix, it is added for you "

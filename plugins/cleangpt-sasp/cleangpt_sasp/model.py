@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.model.decoder import LearnedPositionDecoder
-from cleangpt_core.model.kv_cache import AttentionLayout, KVCache
-from cleangpt_sasp.config import SASPConfig
+from cleangpt_core.model import AttentionLayout, KVCache, LearnedPositionDecoder, PartClasses, part_options
+from cleangpt_sasp.config import SASPConfig, ShapedAttentionOptions, SkiplessOptions
 
 
 def make_norm(kind: str, width: int, bias: bool) -> nn.Module:
@@ -33,6 +32,11 @@ def make_norm(kind: str, width: int, bias: bool) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(width, bias=bias)
     return nn.Identity()
+
+
+def sasp_norm(config: SASPConfig) -> nn.Module:
+    """The norm SASPConfig.norm names, built as a norm part is."""
+    return make_norm(config.norm, config.n_embd, config.bias)
 
 
 def uniform_average(values: torch.Tensor, query: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
@@ -49,18 +53,23 @@ def uniform_average(values: torch.Tensor, query: torch.Tensor, layout: Attention
 
 
 class ShapedAttention(nn.Module):
-    """Shaped attention with identity values and no output projection by default."""
+    """Shaped attention with identity values and no output projection by default.
 
-    def __init__(self, config: SASPConfig, layer_index: int) -> None:
+    Also the `shaped` attention part of any preset: rotary positions turn its queries and keys (zero queries
+    stay zero, so it is still the identity at init), an ALiBi bias shapes its softmax term.
+    """
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
+        options = part_options(config, ShapedAttentionOptions)
         self.layer_index = layer_index
         self.n_head = config.n_head
         width = config.n_embd
         self.c_qk = nn.Linear(width, 2 * width, bias=config.bias)
-        has_value = config.use_v or (layer_index == 0 and config.first_layer_value)
+        has_value = options.use_v or (layer_index == 0 and options.first_layer_value)
         # Values X(I + W_V) and projection Y(I + W_P) with W zero at init: identity until trained.
         self.value_delta = nn.Linear(width, width, bias=False) if has_value else None
-        self.proj_delta = nn.Linear(width, width, bias=False) if config.use_proj else None
+        self.proj_delta = nn.Linear(width, width, bias=False) if options.use_proj else None
         # Per-head gains, shaped (H, 1) to broadcast over (B, T, H, head_dim).
         self.alpha = nn.Parameter(torch.ones(config.n_head, 1))
         self.beta = nn.Parameter(torch.ones(config.n_head, 1))
@@ -75,17 +84,11 @@ class ShapedAttention(nn.Module):
         values = x if self.value_delta is None else x + self.value_delta(x)
         # The identity and centring terms work on (B, T, H, head_dim), the layout of x itself: no copies.
         v = values.view(batch, length, self.n_head, head_dim)
-        all_k, all_v = k, v.transpose(1, 2)
+        q, all_k = layout.rotate(q, k)
+        all_v = v.transpose(1, 2)
         if kv_cache is not None:
             all_k, all_v = kv_cache.update(self.layer_index, all_k, all_v)
-        attended = F.scaled_dot_product_attention(
-            q,
-            all_k,
-            all_v,
-            attn_mask=layout.mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=layout.is_causal,
-        ).transpose(1, 2)
+        attended = layout.attend(q, all_k, all_v, dropout_p=self.dropout if self.training else 0.0).transpose(1, 2)
         if layout.is_causal:  # no padding, no cached prefix: C V is a running mean, O(T) not O(T^2)
             counts = torch.arange(1, length + 1, device=x.device, dtype=x.dtype).view(length, 1, 1)
             centred, centring_gain = v.cumsum(dim=1), self.gamma / counts
@@ -97,6 +100,17 @@ class ShapedAttention(nn.Module):
         if self.proj_delta is not None:
             y = y + self.proj_delta(y)
         return self.resid_dropout(y)
+
+    def init_weights(self) -> None:
+        """The zeros SASP relies on, after the decoder's generic initialisation (which would overwrite them):
+        W_Q (the first half of the fused q/k projection) and the value/projection deltas, so A = I at init."""
+        width = self.c_qk.in_features
+        self.c_qk.weight[:width].zero_()
+        if self.c_qk.bias is not None:
+            self.c_qk.bias[:width].zero_()
+        for delta in (self.value_delta, self.proj_delta):
+            if delta is not None:
+                nn.init.zeros_(delta.weight)
 
 
 class MLP(nn.Module):
@@ -113,16 +127,20 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(self.activation(self.c_fc(x))))
 
 
-class SASPBlock(nn.Module):
-    """Parallel sub-blocks on one shared norm, weighted by trainable scalars, with no skip connection."""
+class SkiplessParallelBlock(nn.Module):
+    """Parallel sub-blocks on one shared norm, weighted by trainable scalars, with no skip connection.
 
-    def __init__(self, config: SASPConfig, layer_index: int) -> None:
+    The `skipless_parallel` residual part; SASP builds it from its own norm, shaped attention and MLP.
+    """
+
+    def __init__(self, config: ModelConfig, layer_index: int, parts: PartClasses) -> None:
         super().__init__()
-        self.norm = make_norm(config.norm, config.n_embd, config.bias)
-        self.attn = ShapedAttention(config, layer_index)
-        self.mlp = MLP(config)
-        self.beta_sa = nn.Parameter(torch.tensor(config.beta_sa))
-        self.beta_ff = nn.Parameter(torch.tensor(config.beta_ff))
+        options = part_options(config, SkiplessOptions)
+        self.norm = parts.norm(config)
+        self.attn = parts.attention(config, layer_index)
+        self.mlp = parts.feedforward(config)
+        self.beta_sa = nn.Parameter(torch.tensor(options.beta_sa))
+        self.beta_ff = nn.Parameter(torch.tensor(options.beta_ff))
 
     def forward(self, x: torch.Tensor, layout: AttentionLayout, kv_cache: KVCache | None) -> torch.Tensor:
         h = self.norm(x)
@@ -138,23 +156,13 @@ class SASPTransformerModel(LearnedPositionDecoder):
 
     def __init__(self, config: ModelConfig) -> None:
         config = SASPConfig.model_validate(config.model_dump())
-        super().__init__(config, (SASPBlock(config, i) for i in range(config.n_layer)))
+        parts = PartClasses(
+            attention=ShapedAttention,
+            feedforward=MLP,
+            norm=sasp_norm,
+            position=nn.Identity,  # not used by the blocks: the trunk has learned positions
+            residual=SkiplessParallelBlock,
+        )
+        super().__init__(config, (SkiplessParallelBlock(config, i, parts) for i in range(config.n_layer)))
+        # GPT-2's initialisation, then the zero queries each ShapedAttention.init_weights sets.
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """GPT-2's initialisation, then the zeros SASP relies on: it is the one way to (re)initialise.
-
-        The zero query weights (and the zero value/projection deltas) must come after the generic init,
-        which would otherwise overwrite them and break A = I at init.
-        """
-        super().reset_parameters()
-        width = self.config.n_embd
-        with torch.no_grad():
-            for block in self.transformer.h:
-                attention = block.attn
-                attention.c_qk.weight[:width].zero_()  # W_Q: the first half of the fused q/k projection
-                if attention.c_qk.bias is not None:
-                    attention.c_qk.bias[:width].zero_()
-                for delta in (attention.value_delta, attention.proj_delta):
-                    if delta is not None:
-                        nn.init.zeros_(delta.weight)

@@ -1,9 +1,10 @@
-"""Registers the SASP architecture with cleanGPT (light: the model module is imported only when used)."""
+"""Registers the SASP architecture, and its shaped attention and skipless parallel block as decoder parts
+(light: the model module is imported only when used)."""
 
 from cleangpt_core.plugin_api import Component, hookimpl
-from cleangpt_sasp.config import SASPConfig
+from cleangpt_sasp.config import SASPConfig, ShapedAttentionOptions, SkiplessOptions
 
-CLEANGPT_PLUGIN_API = "1.0"
+CLEANGPT_PLUGIN_API = "1.1"
 
 
 @hookimpl
@@ -17,5 +18,33 @@ def cleangpt_register_architectures() -> list[Component]:
             target="cleangpt_sasp.model:SASPTransformerModel",
             config_schema=SASPConfig,
             aliases=("SAS-P",),
+        )
+    ]
+
+
+@hookimpl
+def cleangpt_register_attention() -> list[Component]:
+    """SASP's shaped attention, for any preset: --set model.attention=shaped."""
+    return [
+        Component(
+            name="shaped",
+            kind="attention",
+            summary="shaped attention: alpha I + beta softmax(QK^T) - gamma C, identity at init (He & Hofmann)",
+            target="cleangpt_sasp.model:ShapedAttention",
+            config_schema=ShapedAttentionOptions,
+        )
+    ]
+
+
+@hookimpl
+def cleangpt_register_residuals() -> list[Component]:
+    """SASP's block wiring, for any preset: --set model.residual=skipless_parallel."""
+    return [
+        Component(
+            name="skipless_parallel",
+            kind="residual",
+            summary="beta_SA attn(norm(x)) + beta_FF mlp(norm(x)), no skip connection (He & Hofmann)",
+            target="cleangpt_sasp.model:SkiplessParallelBlock",
+            config_schema=SkiplessOptions,
         )
     ]

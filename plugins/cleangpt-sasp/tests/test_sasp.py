@@ -166,3 +166,27 @@ def test_a_few_adamw_steps_learn_a_repeating_sequence():
         loss.backward()
         optimizer.step()
     assert losses[-1] < losses[0] / 3
+
+
+@pytest.mark.parametrize("preset", ["Vanilla", "Llama"])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        {"attention": "shaped", "use_v": True},
+        {"residual": "skipless_parallel", "beta_ff": 0.2},
+        {"attention": "shaped", "residual": "skipless_parallel", "use_proj": True},
+    ],
+)
+def test_shaped_attention_and_the_skipless_block_are_parts_of_either_preset(preset, parts):
+    assert get_component("attention", "shaped").distribution == "cleangpt-sasp"
+    check_architecture_contract(registered_model_factory(preset, **parts))
+
+
+def test_shaped_attention_is_the_identity_at_initialisation_with_rotary_positions():
+    torch.manual_seed(0)
+    model = get_model("Llama", **SHAPE, attention="shaped", first_layer_value=False).eval()
+    x = torch.randn(2, 12, SHAPE["n_embd"], generator=torch.Generator().manual_seed(0))
+    _, layout = positions_and_layout(torch.zeros(2, 12, dtype=torch.long), None, None)
+    _, layout = model.transformer.wpe(x, layout)  # the rotary angles of these positions
+    for block in model.transformer.h:
+        assert torch.allclose(block.attn(x, layout, None), x, atol=1e-6)
