@@ -107,6 +107,25 @@ def test_a_vanilla_without_biases_exports_with_zero_biases_and_imports_bit_for_b
         assert torch.equal(back.state_dict()[name], tensor), name
 
 
+@pytest.mark.parametrize("tie_embeddings", [True, False])
+def test_a_llama_exports_as_transformers_llama_and_imports_bit_for_bit(tie_embeddings, tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt", model_type="Llama", n_kv_head=1, tie_embeddings=tie_embeddings)
+    assert invoke("export", checkpoint, tmp_path / "hf").exit_code == 0
+    ours = load_model(checkpoint).eval()
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(theirs).__name__ == "LlamaForCausalLM"
+    tokens = torch.randint(0, ours.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(tokens).logits, ours(tokens)["logits"], atol=1e-5, rtol=1e-5)
+        theirs.generation_config.eos_token_id = None  # all 12 tokens, as ours without an eos_token_id
+        greedy = theirs.generate(tokens[:1, :4], max_new_tokens=12, do_sample=False)
+    assert torch.equal(ours.generate(tokens[:1, :4], 12, temperature=0.0), greedy)
+    back = load_model(import_hf(tmp_path / "hf", tmp_path / "back"))
+    assert back.config == ours.config
+    for name, tensor in ours.state_dict().items():
+        assert torch.equal(back.state_dict()[name], tensor), name
+
+
 @pytest.mark.parametrize("kind", ["character", "gpt2", "byte"])
 def test_every_built_in_tokenizer_encodes_and_decodes_the_same_through_auto_tokenizer(kind, tmp_path):
     texts = ["ROMEO: But soft!\n", "  two  spaces", "<eos> is text here"]
@@ -134,7 +153,7 @@ def test_an_architecture_without_a_transformers_family_is_refused_with_one_line(
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "Error: architecture 'SASP' has no Hugging Face transformers counterpart, so it cannot be exported; "
-        "exportable architectures: Vanilla (-> gpt2)"
+        "exportable architectures: Vanilla (-> gpt2), Llama (-> llama)"
     ]
     assert not (tmp_path / "hf").exists()
 
@@ -154,5 +173,5 @@ def test_import_refuses_a_folder_of_another_model_family(tmp_path):
     (tmp_path / "hf" / "config.json").write_text('{"model_type": "bert"}')
     result = invoke("import", tmp_path / "hf", tmp_path / "out")
     assert result.exit_code == 1
-    assert "transformers model_type 'bert' cannot be imported; importable: gpt2" in result.output
+    assert "transformers model_type 'bert' cannot be imported; importable: gpt2, llama, qwen2, mistral" in result.output
     assert not (tmp_path / "out").exists()
