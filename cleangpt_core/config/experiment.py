@@ -253,7 +253,9 @@ def default_sections() -> dict[str, Any]:
         if isinstance(value, ComponentSection):
             sections[field] = {"name": value.name, **value.options}
         elif isinstance(value, BaseModel):
-            sections[field] = value.model_dump(mode="json", exclude_defaults=True)
+            # extras are the chosen architecture's own fields (Vanilla's parts): not the section schema's
+            departures = value.model_dump(mode="json", exclude_defaults=True)
+            sections[field] = {key: departures[key] for key in type(value).model_fields if key in departures}
         else:
             sections[field] = value
     return sections

@@ -20,7 +20,8 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from cleangpt_core.atomic_write import atomic_target, write_text_atomic
-from cleangpt_core.config import GPTConfig, validate_config
+from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
+from cleangpt_core.config.model import architecture_schema
 from cleangpt_core.errors import CheckpointError
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
@@ -34,8 +35,18 @@ def save_model(model: nn.Module, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_target(directory / MODEL_WEIGHTS_FILE) as aside:
         save_safetensors_model(model, str(aside), metadata={"format": "pt"})
-    write_text_atomic(directory / MODEL_CONFIG_FILE, json.dumps(model.config.model_dump(mode="json"), indent=2) + "\n")
+    write_text_atomic(directory / MODEL_CONFIG_FILE, json.dumps(saved_config(model.config), indent=2) + "\n")
     return directory
+
+
+def saved_config(config: ModelConfig) -> dict[str, Any]:
+    """`config` as its architecture's schema takes it back: a plugin architecture built on a preset (plugin API
+    1.0's route) holds the preset's config, whose part fields a strict schema of its own does not know."""
+    data = config.model_dump(mode="json")
+    schema, _ = architecture_schema(config.model_type)
+    if schema.model_config.get("extra") == "allow":
+        return data
+    return {key: value for key, value in data.items() if key in schema.model_fields}
 
 
 def load_config(directory: str | Path) -> GPTConfig:
