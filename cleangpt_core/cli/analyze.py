@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cleangpt_core.config.experiment import apply_overrides
+from cleangpt_core.cli.tokenizer_option import tokenizer_from_argument, tokenizer_options
 
 
 @click.command("analyze-tokens")
@@ -15,16 +15,10 @@ from cleangpt_core.config.experiment import apply_overrides
     "tokenizer_name",
     default="character",
     show_default=True,
-    help="A registered tokenizer name, or a folder saved with save_pretrained.",
+    help="A registered tokenizer name, a folder saved with save_pretrained, or a folder holding a Hugging Face "
+    "tokenizer.json.",
 )
-@click.option(
-    "--option",
-    "-o",
-    "options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A tokenizer option, e.g. -o pretrained_model_name_or_path=path/to/gpt2 (repeatable).",
-)
+@tokenizer_options
 @click.option(
     "--data",
     default="tinyshakespeare",
@@ -66,16 +60,10 @@ def analyze_tokens(
     out_dir: Path,
 ) -> None:
     """Print token statistics of a corpus under a tokenizer and write frequency and coverage plots."""
-    from cleangpt_core.tokenizers.factory import create_tokenizer, from_pretrained
     from cleangpt_core.utils.data_utils import load_text_documents
     from cleangpt_core.utils.token_statistics import TokenUsageAnalyzer
 
-    if Path(tokenizer_name).is_dir():
-        if options:
-            raise click.ClickException("--option applies to a tokenizer name, not to a saved tokenizer folder")
-        tokenizer = from_pretrained(tokenizer_name)
-    else:
-        tokenizer = create_tokenizer(tokenizer_name, **apply_overrides({}, list(options)))
+    tokenizer = tokenizer_from_argument(tokenizer_name, options)
     documents = load_text_documents(
         data, dataset_config=dataset_config, split=split, text_field=text_field, max_samples=max_samples
     )

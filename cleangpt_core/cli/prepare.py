@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from cleangpt_core.config.experiment import apply_overrides
+from cleangpt_core.cli.tokenizer_option import tokenizer_from_argument, tokenizer_options
 
 
 @click.command("prepare-data")
@@ -23,14 +23,7 @@ from cleangpt_core.config.experiment import apply_overrides
     help="A registered tokenizer (gpt2, hf...), a folder saved with save_pretrained, or a folder holding a "
     "Hugging Face tokenizer.json.",
 )
-@click.option(
-    "--option",
-    "-o",
-    "options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A tokenizer option, e.g. -o pretrained_model_name_or_path=path/to/gpt2 (repeatable).",
-)
+@tokenizer_options
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for the shards and index."
 )
@@ -69,7 +62,7 @@ def prepare_data_command(
     from cleangpt_core.utils.prepared_data import is_prepared_dir
     from cleangpt_core.utils.shard_writer import DEFAULT_SHARD_TOKENS, prepare_data
 
-    tokenizer = _tokenizer(tokenizer_name, options)
+    tokenizer = tokenizer_from_argument(tokenizer_name, options)
     documents = DocumentSource.from_argument(source, text_field=text_field, dataset_config=dataset_config, split=split)
     already = is_prepared_dir(out_dir)
     start = time.perf_counter()
@@ -91,24 +84,3 @@ def prepare_data_command(
         f"{out_dir}: {index['tokens']:,} tokens ({index['dtype']}) of {index['documents']:,} documents in "
         f"{len(index['shards'])} shards ({seconds:.1f} s{rate}); train on it with --set data.dataset={out_dir}"
     )
-
-
-def _tokenizer(name_or_dir: str, options: tuple[str, ...]):
-    """A registered tokenizer by name, a saved cleanGPT tokenizer folder, or a Hugging Face tokenizer folder."""
-    from cleangpt_core.tokenizers.base_tokenizer import TOKENIZER_FILE
-    from cleangpt_core.tokenizers.factory import create_tokenizer, from_pretrained
-    from cleangpt_core.tokenizers.hf_tokenizer import BACKEND_FILE
-
-    folder = Path(name_or_dir).expanduser()
-    given = apply_overrides({}, list(options))
-    if folder.is_dir() and (folder / TOKENIZER_FILE).is_file():
-        if options:
-            raise click.UsageError("--option applies to a tokenizer name, not to a saved tokenizer folder")
-        return from_pretrained(folder)
-    if folder.is_dir() and (folder / BACKEND_FILE).is_file():
-        return create_tokenizer("hf", name_or_path=str(folder), **given)
-    if folder.is_dir():
-        raise click.UsageError(
-            f"--tokenizer {name_or_dir}: the folder holds neither a saved cleanGPT tokenizer nor a {BACKEND_FILE}"
-        )
-    return create_tokenizer(name_or_dir, **given)
