@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.config.base import flatten_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
 from cleangpt_core.errors import CheckpointError, ConfigError
 from cleangpt_core.inference.generation import run_generation
@@ -94,7 +95,7 @@ def resume_config(run: str | Path, overrides: Iterable[str] = ()) -> tuple[Exper
     where = f"experiment config {checkpoint / EXPERIMENT_FILE}"
     saved = resolve_experiment(saved_data, (), where)
     config = resolve_experiment(saved_data, tuple(overrides), where)
-    before, after = _flatten(saved.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
+    before, after = flatten_config(saved.model_dump(mode="json")), flatten_config(config.model_dump(mode="json"))
     refused = [
         f"{key} ({before.get(key)!r} -> {after.get(key)!r})"
         for key in sorted(before.keys() | after.keys())
@@ -109,16 +110,6 @@ def resume_config(run: str | Path, overrides: Iterable[str] = ()) -> tuple[Exper
         )
     run_dir = run_of(checkpoint).root
     return config.model_copy(update={"output": config.output.model_copy(update={"dir": run_dir})}), checkpoint
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def seed_everything(seed: int) -> None:

@@ -56,3 +56,15 @@ def validate_config(schema: type[SchemaT], data: Any, where: str = "") -> Schema
         return schema.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"invalid {where or schema.__name__}: {format_validation_error(error)}") from None
+
+
+def flatten_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"section.field": value}``: the names ``--set`` takes and trackers show."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

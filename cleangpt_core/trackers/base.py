@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from cleangpt_core.trainers.base_trainer import BaseTrainer
 
 
-
 @dataclass
 class TrackedRun:
     """What a tracker knows about the run it reports: where it lives, its config, and whether it resumes."""
@@ -83,18 +82,6 @@ class Tracker(ABC):
     @abstractmethod
     def finish(self, checkpoint: Path | None) -> None:
         """Close the tracker run at the end of training; `checkpoint` is the final checkpoint's folder."""
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"section.field": value}``, the form trackers show parameters in."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 @dataclass(eq=False)  # compared by identity: a dropped tracker is removed, not an equal one

@@ -15,7 +15,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
-from cleangpt_core.trackers.base import Tracker, flatten
+from cleangpt_core.config.base import flatten_config
+from cleangpt_core.trackers.base import Tracker
 
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -44,7 +45,7 @@ class MLflowTracker(Tracker):
             self.run_id = self.client.create_run(self._experiment_id(uri), run_name=run.run_name).info.run_id
             params = [
                 Param(key, str(value)[:_MAX_PARAM_LENGTH])
-                for key, value in flatten(run.experiment.model_dump(mode="json")).items()
+                for key, value in flatten_config(run.experiment.model_dump(mode="json")).items()
             ]
             for first in range(0, len(params), _MAX_PARAMS_PER_BATCH):
                 self.client.log_batch(self.run_id, params=params[first : first + _MAX_PARAMS_PER_BATCH])
