@@ -51,6 +51,15 @@ def publish(aside: str | Path, path: str | Path) -> None:
     _fsync_directory(path.parent)
 
 
+def remove_partials(folder: str | Path) -> list[Path]:
+    """Delete the ``.partial-*`` siblings a killed writer left in `folder` (only its owner may: none is in use)."""
+    folder = Path(folder)
+    removed = sorted(folder.glob(f"{PARTIAL_PREFIX}*")) if folder.is_dir() else []
+    for path in removed:
+        _remove(path)
+    return removed
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Replace the file `path` with `data`, atomically."""
     with atomic_target(path) as aside:

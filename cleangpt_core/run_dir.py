@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cleangpt_core.atomic_write import PARTIAL_PREFIX, write_text_atomic
+from cleangpt_core.atomic_write import remove_partials, write_text_atomic
 from cleangpt_core.errors import CheckpointError, ConfigError, RunLockedError
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -198,17 +198,7 @@ class RunDirectory:
 
     def remove_partials(self) -> list[Path]:
         """Delete what a killed writer left half-written (``.partial-*``); `lock` calls it once it holds the lock."""
-        removed = []
-        for folder in (self.root, self.checkpoints_dir):
-            if not folder.is_dir():
-                continue
-            for path in folder.glob(f"{PARTIAL_PREFIX}*"):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-                removed.append(path)
-        return removed
+        return [*remove_partials(self.root), *remove_partials(self.checkpoints_dir)]
 
     # -- the lock -----------------------------------------------------------------------------------------
 

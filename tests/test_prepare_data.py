@@ -394,6 +394,8 @@ def test_a_full_disk_mid_shard_keeps_the_finished_shards_and_a_rerun_completes(t
     ), failed.stderr
     kept = {name: data for name, data in all_files(out).items() if name.startswith("shard_")}
     assert len(kept) >= 3 and not any(name.endswith(".tmp") for name in all_files(out))
+    # what a writer killed while saving the state aside leaves behind; the rerun must not keep it
+    (out / ".partial-prepare-state.json-4242-beef").write_text("{half")
 
     subprocess.run(arguments, check=True)
     assert all((out / name).read_bytes() == data for name, data in kept.items())

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from cleangpt_core.atomic_write import publish, write_bytes_atomic
+from cleangpt_core.atomic_write import publish, remove_partials, write_bytes_atomic
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, unit_digest, unit_documents
@@ -251,8 +251,10 @@ class _ShardWriter:
         self.finished_shards = state["finished_shards"] if state else 0
         for number in range(self.finished_shards):
             check_shard(out / shard_name(number), self.shard_tokens, self.dtype)
-        for stale in [*out.glob("shard_*.bin.tmp"), *out.glob(".*.tmp")]:
-            stale.unlink()  # what a killed run was writing: rewritten from the resume boundary
+        # what a killed run was writing (a shard, or the state or index aside): rewritten from the boundary
+        for stale in out.glob("shard_*.bin.tmp"):
+            stale.unlink()
+        remove_partials(out)
         self.position = self.boundary.tokens  # tokens of the stream so far
         self.written = self.finished_shards * self.shard_tokens  # tokens already on disk in finished shards
         self._shard: BinaryIO | None = None
@@ -395,6 +397,3 @@ class _ShardWriter:
 def _read_state(out: Path) -> dict[str, Any] | None:
     path = out / STATE_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-
