@@ -1,12 +1,16 @@
-"""``cleangpt compare``: train several architectures or configs on the same data, seed and token budget.
+"""``cleangpt compare``: train several architectures or configs on the same data, seeds and token budget.
 
-A comparison is a *plan* (``compare.json`` in its directory: one entry per run, each the config file and
-``--set`` overrides that rebuild its experiment config) and one run directory per entry under ``runs/``,
-trained by the same experiment runner as ``cleangpt train``. A run that finished leaves ``result.json`` beside
-its checkpoints; the plan, checkpoints and results are all that resuming needs, so an interrupted comparison
-started again trains only what is left: finished runs are kept, an unfinished run continues from its latest
-checkpoint (exactly, as ``cleangpt train --resume`` does), and a run that never reached a checkpoint starts
-over. The report (`cleangpt_core.compare_report`) is written when every run has finished.
+Each *contender* (an architecture, or a config file) trains once, or once per seed with ``seeds`` > 1: seed
+*s*, *s*+1, ... from ``--seed`` or, without it, from the contenders' shared config seed. A run's seed sets
+both the experiment seed (initialisation, dropout) and the trainer's (the data order), so the spread over
+seeds is what a reader should expect from another seed. A comparison is a *plan* (``compare.json`` in its
+directory: one entry per run, each the config file and ``--set`` overrides that rebuild its experiment
+config) and one run directory per entry under ``runs/`` (``runs/<contender>``, or ``runs/<contender>/seed-<s>``
+with several seeds), trained by the same experiment runner as ``cleangpt train``. A run that finished leaves
+``result.json`` beside its checkpoints; the plan, checkpoints and results are all that resuming needs, so an
+interrupted comparison started again trains only what is left: finished runs are kept, an unfinished run
+continues from its latest checkpoint (exactly, as ``cleangpt train --resume`` does), and a run that never
+reached a checkpoint starts over. The report (`cleangpt_core.compare_report`) is written when every run has finished.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +33,31 @@ PLAN_FILE = "compare.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 CLOCK_FILE = "compare_clock.json"
-PLAN_VERSION = 1
+# 2: runs per contender and seed, and the target loss the report measures; a version-1 plan (one run per
+# contender, no target) still loads, as a comparison with one seed
+PLAN_VERSION = 2
+READABLE_PLAN_VERSIONS = (1, 2)
+# How a run is fed may differ between contenders (the token budget evens out the batch shape); the text and
+# its split, every other field of the data section, may not: the validation losses would not be comparable.
+FEEDING_FIELDS = ("batch_size", "eval_batch_size", "windows", "num_workers")
 
 Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of a comparison: its label and what rebuilds its experiment config."""
+    """One run of a comparison: its contender's label, its seed, and what rebuilds its experiment config."""
 
     label: str
     config_file: str | None
     overrides: tuple[str, ...]
+    seed: int
+    directory: str  # under runs/: the label, or label/seed-<seed> when the comparison has several seeds
+
+    @property
+    def title(self) -> str:
+        """How progress lines name the run: its label, and its seed when the contender has several."""
+        return self.label if self.directory == self.label else f"{self.label} seed {self.seed}"
 
     def load(self) -> ExperimentConfig:
         """The run's experiment config (the defaults, the config file, the overrides), as `cleangpt train`
@@ -55,47 +72,82 @@ def config_record(config: ExperimentConfig) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ComparisonPlan:
-    """Every run of a comparison, the budget they share, and each run's resolved config."""
+    """Every run of a comparison, the budget they share, and each run's resolved config.
+
+    `max_steps` is per contender label (every seed of a contender trains as long), `configs` per run
+    directory. `target_loss` only changes the report, so two plans differing in it are the same comparison.
+    """
 
     runs: tuple[PlannedRun, ...]
     max_steps: dict[str, int]
     tokens_per_run: int
     configs: dict[str, dict[str, Any]]
+    seeds: int = 1
+    target_loss: float | None = field(default=None, compare=False)
+
+    @property
+    def labels(self) -> list[str]:
+        """The contenders, in plan order."""
+        return list(dict.fromkeys(run.label for run in self.runs))
 
     def to_json(self) -> dict[str, Any]:
         """The plan as saved in ``compare.json``."""
         return {
             "version": PLAN_VERSION,
             "tokens_per_run": self.tokens_per_run,
+            "seeds": self.seeds,
+            "target_loss": self.target_loss,
             "runs": [
                 {
-                    **asdict(run),
+                    "label": run.label,
+                    "config_file": run.config_file,
                     "overrides": list(run.overrides),
+                    "seed": run.seed,
+                    "directory": run.directory,
                     "max_steps": self.max_steps[run.label],
-                    "config": self.configs[run.label],
+                    "config": self.configs[run.directory],
                 }
                 for run in self.runs
             ],
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ComparisonPlan:
-        """Read a plan saved by `to_json`."""
-        if data.get("version") != PLAN_VERSION:
-            raise ConfigError(f"{PLAN_FILE} has format version {data.get('version')!r}; this cleanGPT reads 1")
-        runs = tuple(PlannedRun(r["label"], r["config_file"], tuple(r["overrides"])) for r in data["runs"])
-        return cls(
-            runs,
-            {r["label"]: r["max_steps"] for r in data["runs"]},
-            data["tokens_per_run"],
-            {r["label"]: r["config"] for r in data["runs"]},
-        )
+    def from_json(cls, data: dict[str, Any], where: Path) -> ComparisonPlan:
+        """Read a plan saved by `to_json` (or by a cleanGPT that wrote version 1) from the file `where`."""
+        version = data.get("version") if isinstance(data, dict) else None
+        if version not in READABLE_PLAN_VERSIONS:
+            raise ConfigError(
+                f"{where} has format version {version!r}; this cleanGPT reads versions "
+                f"{', '.join(map(str, READABLE_PLAN_VERSIONS))}: start the comparison again with another --out"
+            )
+        try:
+            entries = data["runs"]
+            runs = tuple(
+                PlannedRun(
+                    r["label"],
+                    r["config_file"],
+                    tuple(r["overrides"]),
+                    r["seed"] if version >= 2 else r["config"]["seed"],
+                    r["directory"] if version >= 2 else r["label"],
+                )
+                for r in entries
+            )
+            return cls(
+                runs,
+                {r["label"]: r["max_steps"] for r in entries},
+                data["tokens_per_run"],
+                {run.directory: r["config"] for run, r in zip(runs, entries, strict=True)},
+                data.get("seeds", 1),
+                data.get("target_loss"),
+            )
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"{where} is damaged: its runs lack {error}; start the comparison again") from None
 
     def check_unchanged(self) -> None:
         """Fail if a run's config file changed since the comparison started: its runs would differ."""
         for run in self.runs:
             config = run.load()
-            if config_record(config) != self.configs[run.label]:
+            if config_record(config) != self.configs[run.directory]:
                 raise ConfigError(
                     f"run {run.label!r}: its config ({run.config_file or 'the default recipe'}) changed since the "
                     "comparison started; restore it, or start a new comparison with another --out"
@@ -120,6 +172,18 @@ def tokens_per_step(config: ExperimentConfig) -> int:
     return config.data.batch_size * config.model.block_size * accumulation
 
 
+def check_target_loss(target_loss: float | None) -> None:
+    """A target validation loss must be a positive number (a cross-entropy in nats per token)."""
+    if target_loss is not None and not (math.isfinite(target_loss) and target_loss > 0):
+        raise ConfigError(f"--target-loss must be a positive validation loss, got {target_loss}")
+
+
+def _seed_overrides(seed: int, trainer_options: dict[str, Any]) -> list[str]:
+    """What gives a run the seed `seed`: the experiment's (initialisation, dropout) and, where the trainer has
+    one, the trainer's (the data order), so that runs with other seeds differ in both."""
+    return [f"seed={seed}", *([f"trainer.seed={seed}"] if "seed" in trainer_options else [])]
+
+
 def build_plan(
     out_dir: Path,
     *,
@@ -129,11 +193,18 @@ def build_plan(
     max_steps: int | None = None,
     max_tokens: int | None = None,
     seed: int | None = None,
+    seeds: int = 1,
+    eval_tokens: int | None = None,
+    target_loss: float | None = None,
 ) -> ComparisonPlan:
     """The runs of ``--model``/``--config`` options, checked to share data, seed and token budget.
 
     Several models with at most one config train each model under that config (or the default recipe);
-    several configs without models train each config. Every run's overrides end with its run directory.
+    several configs without models train each config. Each contender trains `seeds` times, with seeds
+    `seed` (default: the contenders' config seed), `seed` + 1, ... `eval_tokens` evaluates every run about
+    every that many tokens (rounded up to whole steps of its batch shape), so that runs with different batch
+    shapes measure their curves, and the tokens they need to reach `target_loss`, at the same resolution.
+    Every run's overrides end with its run directory and step budget.
     """
     from cleangpt_core.registry import get_component
 
@@ -141,33 +212,64 @@ def build_plan(
         raise ConfigError("give several --model with at most one --config, or several --config without --model")
     if max_steps is not None and max_tokens is not None:
         raise ConfigError("give --max-steps or --max-tokens, not both")
-    shared = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (runs per contender), got {seeds}")
+    if eval_tokens is not None and eval_tokens < 1:
+        raise ConfigError(f"--eval-tokens must be at least 1, got {eval_tokens}")
+    if eval_tokens is not None and any(o.startswith("trainer.eval_interval=") for o in overrides):
+        raise ConfigError("give --eval-tokens or --set trainer.eval_interval=..., not both")
+    check_target_loss(target_loss)
     if models:
         config_file = str(Path(config_files[0]).resolve()) if config_files else None
         names = [get_component("architecture", model).name for model in models]
-        specs = [(config_file, [*shared, f"model.model_type={name}"]) for name in names]
+        specs = [(config_file, [*overrides, f"model.model_type={name}"]) for name in names]
     else:
         names = [Path(path).stem for path in config_files]
-        specs = [(str(Path(path).resolve()), list(shared)) for path in config_files]
+        specs = [(str(Path(path).resolve()), list(overrides)) for path in config_files]
     if len(specs) < 2:
         raise ConfigError("a comparison needs at least two runs: give two or more --model, or two or more --config")
 
+    # Each contender as its first seed would train it: the batch shape, the step budget, the seed.
+    firsts: dict[str, ExperimentConfig] = {}
+    for label, (config_file, contender_overrides) in zip(_labels(names), specs, strict=True):
+        config = load_experiment_config(config_file, contender_overrides)
+        if seed is not None:
+            seeding = _seed_overrides(seed, config.trainer.options)
+            config = load_experiment_config(config_file, [*contender_overrides, *seeding])
+        firsts[label] = config
+    _check_same_setting(firsts)
+
     runs, steps, budgets, configs = [], {}, {}, {}
-    for label, (config_file, run_overrides) in zip(_labels(names), specs, strict=True):
-        run_overrides.append(f"output.dir={out_dir.resolve() / RUNS_DIR / label}")
-        config = PlannedRun(label, config_file, tuple(run_overrides)).load()
-        per_step = tokens_per_step(config)
-        if max_tokens is not None:
-            steps[label] = math.ceil(max_tokens / per_step)
-        else:
-            steps[label] = max_steps or config.trainer.options.get("max_steps")
+    for label, (config_file, contender_overrides) in zip(firsts, specs, strict=True):
+        first = firsts[label]
+        per_step = tokens_per_step(first)
+        steps[label] = (
+            math.ceil(max_tokens / per_step)
+            if max_tokens is not None
+            else (max_steps or first.trainer.options.get("max_steps"))
+        )
         if steps[label] is None:
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
-        run = PlannedRun(label, config_file, (*run_overrides, f"trainer.max_steps={steps[label]}"))
-        configs[label] = run.load()  # validates the final config before anything trains
         budgets[label] = steps[label] * per_step
-        runs.append(run)
-    _check_same_setting(configs)
+        evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
+        for run_seed in range(first.seed, first.seed + seeds):
+            seeding = _seed_overrides(run_seed, first.trainer.options) if seed is not None or seeds > 1 else []
+            directory = label if seeds == 1 else f"{label}/seed-{run_seed}"
+            run = PlannedRun(
+                label,
+                config_file,
+                (
+                    *contender_overrides,
+                    *seeding,
+                    *evaluation,
+                    f"output.dir={out_dir.resolve() / RUNS_DIR / directory}",
+                    f"trainer.max_steps={steps[label]}",
+                ),
+                run_seed,
+                directory,
+            )
+            configs[directory] = config_record(run.load())  # validates each final config before anything trains
+            runs.append(run)
     # With --max-tokens each run trains on max_tokens rounded up to whole steps: the same budget.
     if max_tokens is None and len(set(budgets.values())) > 1:
         listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
@@ -175,36 +277,51 @@ def build_plan(
             f"the runs would train on different numbers of tokens ({listed}) because their batch_size x block_size "
             "differ; pass --max-tokens to give each the same token budget"
         )
-    records = {label: config_record(config) for label, config in configs.items()}
-    return ComparisonPlan(tuple(runs), steps, max_tokens or next(iter(budgets.values())), records)
+    return ComparisonPlan(tuple(runs), steps, max_tokens or next(iter(budgets.values())), configs, seeds, target_loss)
 
 
 def _check_same_setting(configs: dict[str, ExperimentConfig]) -> None:
-    """Runs compared must see the same data in the same order: the same data section and seed."""
+    """Runs compared must see the same text, split the same way, and start from the same seed."""
     (first_label, first), *others = configs.items()
+    ours = first.data.model_dump(exclude=set(FEEDING_FIELDS))
     for label, config in others:
-        for field in ("seed", "data"):
-            if getattr(config, field) != getattr(first, field):
-                raise ConfigError(
-                    f"runs {first_label!r} and {label!r} differ in {field!r}; a comparison trains every run on "
-                    f"the same data and seed (set them with --set {field}... for all runs)"
-                )
+        theirs = config.data.model_dump(exclude=set(FEEDING_FIELDS))
+        differing = ["seed"] if config.seed != first.seed else []
+        differing += [f"data.{name}" for name in ours if ours[name] != theirs[name]]
+        if differing:
+            raise ConfigError(
+                f"runs {first_label!r} and {label!r} differ in {', '.join(map(repr, differing))}; a comparison trains "
+                "every run on the same data and seed (set them with --set FIELD=VALUE for all runs); only how the "
+                f"data is fed may differ ({', '.join('data.' + name for name in FEEDING_FIELDS)})"
+            )
 
 
 def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
-    """Save the plan into `out_dir`, or check it is the plan saved there; True when resuming."""
+    """Save the plan into `out_dir`, or check it is the plan saved there; True when resuming.
+
+    Resuming may change the target loss (it only changes the report): the saved plan then records the new one.
+    """
     path = out_dir / PLAN_FILE
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != plan.to_json():
+    resuming = path.is_file()
+    if resuming:
+        data = _read_json(path)
+        if ComparisonPlan.from_json(data, path) != plan:
             raise ConfigError(
                 f"{out_dir} holds a different comparison ({path}); continue it with `cleangpt compare --resume "
                 f"{out_dir}` or choose another --out"
             )
-        return True
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if data == plan.to_json():
+            return True
+    out_dir.mkdir(parents=True, exist_ok=True)  # (a version-1 plan is rewritten as this version's)
     write_text_atomic(path, json.dumps(plan.to_json(), indent=2) + "\n")
-    return False
+    return resuming
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is damaged ({error}); start the comparison again with another --out") from None
 
 
 def load_plan(out_dir: Path) -> ComparisonPlan:
@@ -212,7 +329,7 @@ def load_plan(out_dir: Path) -> ComparisonPlan:
     path = out_dir / PLAN_FILE
     if not path.is_file():
         raise ConfigError(f"{out_dir} is not a comparison directory: it has no {PLAN_FILE}")
-    plan = ComparisonPlan.from_json(json.loads(path.read_text(encoding="utf-8")))
+    plan = ComparisonPlan.from_json(_read_json(path), path)
     plan.check_unchanged()
     return plan
 
@@ -292,11 +409,11 @@ def train_run(
 
     config = run.load()
     run_dir = RunDirectory(config.output.dir)
-    recorder = RunRecorder(run.label, position, max_steps, echo)
+    recorder = RunRecorder(run.title, position, max_steps, echo)
     all_callbacks = [recorder, *callbacks]
 
     def prefixed(line: str) -> None:
-        echo(f"{position} {run.label}: {line}")
+        echo(f"{position} {run.title}: {line}")
 
     load_before = _load_average()
     if run_dir.latest() is not None:
@@ -308,12 +425,16 @@ def train_run(
     train_lines = [r for r in records if "loss" in r]
     result = {
         "label": run.label,
+        "seed": run.seed,
         "model_type": config.model.model_type,
         "config_file": run.config_file,
         "parameters": recorder.parameters,
         "steps": stats["steps"],
         "tokens": stats["tokens"],
         "tokens_per_step": tokens_per_step(config),
+        # how often the curve was measured, and on how many validation batches (None: all of them)
+        "eval_interval": config.trainer.options.get("eval_interval"),
+        "eval_max_batches": config.trainer.options.get("eval_max_batches"),
         # the mean over the last logging interval: the last single step's loss is too noisy to compare
         "train_loss": train_lines[-1]["loss"] if train_lines else stats["train_loss"],
         "val_loss": stats.get("val_loss"),
@@ -348,10 +469,10 @@ def run_comparison(
     results = []
     for index, run in enumerate(plan.runs, start=1):
         position = f"[{index}/{len(plan.runs)}]"
-        run_dir = out_dir / RUNS_DIR / run.label
+        run_dir = out_dir / RUNS_DIR / run.directory
         if run_is_finished(run_dir):
-            echo(f"{position} {run.label}: finished earlier, kept ({run_dir / RESULT_FILE})")
-            results.append(read_result(run_dir))
+            echo(f"{position} {run.title}: finished earlier, kept ({run_dir / RESULT_FILE})")
+            results.append({"seed": run.seed, **read_result(run_dir)})  # a version-1 result has no seed
             continue
         results.append(train_run(run, plan.max_steps[run.label], position, echo=echo, callbacks=callbacks))
     return results
