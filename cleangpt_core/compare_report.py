@@ -1,9 +1,13 @@
-"""The report of a comparison: a table, the validation-loss curves on one plot, as Markdown and JSON.
+"""The report of a comparison: tables, the validation-loss curves on one plot, as Markdown and JSON.
 
-``report.json`` holds everything (the shared setting, every run's numbers and curve), ``report.md`` the table
-a person reads (parameters, tokens/s, final training and validation loss, wall time) with the plot
-``val_loss.png`` beneath it. Curves are drawn against tokens seen, the budget the runs share, so runs with
-different batch shapes still line up.
+``report.json`` holds everything (the shared setting, every run's numbers and curve, each contender's summary
+over its seeds), ``report.md`` the tables a person reads (parameters, tokens/s, final training and validation
+loss, wall time, and with ``--target-loss`` the tokens to reach it) with the plot ``val_loss.png`` beneath
+them. With several seeds per contender the first table gives each contender's mean and standard deviation
+over seeds, a line per pair of contenders says whether their gap is smaller than the seed spread (the
+definitions are in `cleangpt_core.compare_summary`), the plot draws each contender's mean curve in its
+min-max band, and a second table lists every run. Curves are drawn against tokens seen, the budget the runs
+share, so runs with different batch shapes still line up.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.compare_summary import spread_verdicts, summarize, tokens_to_target
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -42,29 +47,126 @@ def best_run(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(evaluated, key=lambda r: r["val_loss"]) if evaluated else None
 
 
-def markdown_table(results: list[dict[str, Any]]) -> str:
-    """One row per run; the lowest validation loss in bold."""
+def is_seeded(results: list[dict[str, Any]]) -> bool:
+    """Whether some contender trained with several seeds (else the report is one row per contender)."""
+    labels = [r["label"] for r in results]
+    return len(set(labels)) < len(labels)
+
+
+def _run_name(result: dict[str, Any], seeded: bool) -> str:
+    return f"{result['label']} seed {result.get('seed')}" if seeded else result["label"]
+
+
+def _target_cell(hit: dict[str, int] | None) -> str:
+    return "not reached" if hit is None else f"{hit['tokens']:,} (step {hit['step']:,})"
+
+
+def markdown_table(results: list[dict[str, Any]], target: float | None = None) -> str:
+    """One row per run; the lowest validation loss in bold; with `target`, the tokens each run needed."""
+    seeded = is_seeded(results)
     best = best_run(results)
+    seed_head, seed_rule = (" seed |", " ---: |") if seeded else ("", "")
+    target_head, target_rule = (f" tokens to ≤ {target:g} |", " ---: |") if target is not None else ("", "")
     lines = [
-        "| run | model | parameters | tokens/s | mean train loss | val loss | wall time |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| run |{seed_head} model | parameters | tokens/s | mean train loss | val loss |{target_head} wall time |",
+        f"| --- |{seed_rule} --- | ---: | ---: | ---: | ---: |{target_rule} ---: |",
     ]
     for result in results:
         val = _number(result.get("val_loss"), 4)
         if best is not None and result is best and len(results) > 1:
             val = f"**{val}**"
         parameters = f"{result['parameters']:,}" if result.get("parameters") is not None else "n/a"
+        seed = f" {result.get('seed')} |" if seeded else ""
+        reached = f" {_target_cell(tokens_to_target(result, target))} |" if target is not None else ""
         lines.append(
-            f"| {result['label']} | {result['model_type']} | {parameters} | {_number(result.get('tokens_per_s'), 0)} "
-            f"| {_number(result.get('train_loss'), 4)} | {val} | {format_duration(result['wall_s'])} |"
+            f"| {result['label']} |{seed} {result['model_type']} | {parameters} "
+            f"| {_number(result.get('tokens_per_s'), 0)} | {_number(result.get('train_loss'), 4)} | {val} |{reached} "
+            f"{format_duration(result['wall_s'])} |"
         )
     return "\n".join(lines)
 
 
+def _mean_std(summary: dict[str, Any]) -> str:
+    mean, std = summary["val_loss_mean"], summary["val_loss_std"]
+    return _number(mean, 4) if std is None else f"{_number(mean, 4)} ± {_number(std, 4)}"
+
+
+def contender_table(summaries: list[dict[str, Any]], target: float | None = None) -> str:
+    """One row per contender: its figures over seeds; the lowest mean validation loss in bold."""
+    evaluated = [s for s in summaries if s["val_loss_mean"] is not None]
+    best = min(evaluated, key=lambda s: s["val_loss_mean"]) if evaluated else None
+    target_head = target_rule = ""
+    if target is not None:
+        target_head = f" tokens to ≤ {target:g} (mean) | steps to ≤ {target:g} (mean) | seeds reaching it |"
+        target_rule = " ---: | ---: | ---: |"
+    lines = [
+        "| contender | model | parameters | tokens per run | seeds | val loss (mean ± std) | val loss min – max |"
+        f"{target_head} mean train loss | tokens/s | wall time (all seeds) |",
+        f"| --- | --- | ---: | ---: | ---: | ---: | ---: |{target_rule} ---: | ---: | ---: |",
+    ]
+    for summary in summaries:
+        val = _mean_std(summary)
+        if summary is best and len(summaries) > 1:
+            val = f"**{val}**"
+        parameters = f"{summary['parameters']:,}" if summary.get("parameters") is not None else "n/a"
+        reached = ""
+        if target is not None:
+            hit = summary["target"]
+            reached = (
+                f" {_number(hit['tokens_mean'], 0) if hit['reached'] else 'not reached'} "
+                f"| {_number(hit['steps_mean'], 1) if hit['reached'] else 'not reached'} "
+                f"| {hit['reached']}/{hit['runs']} |"
+            )
+        lines.append(
+            f"| {summary['label']} | {summary['model_type']} | {parameters} | {_number(summary['tokens'], 0)} "
+            f"| {len(summary['seeds'])} | {val} | {_number(summary['val_loss_min'], 4)} – "
+            f"{_number(summary['val_loss_max'], 4)} |{reached} {_number(summary['train_loss_mean'], 4)} "
+            f"| {_number(summary['tokens_per_s_mean'], 0)} | {format_duration(summary['wall_s_total'])} |"
+        )
+    return "\n".join(lines)
+
+
+def spread_lines(verdicts: list[dict[str, Any]]) -> list[str]:
+    """One sentence per pair of contenders: is their gap larger than the seed spread?"""
+    lines = []
+    for verdict in verdicts:
+        gap, spread = verdict["gap"], verdict["spread"]
+        pair = f"{verdict['better']} vs {verdict['worse']}: the mean validation loss differs by {gap:.4f}"
+        if verdict["within_spread"]:
+            lines.append(
+                f"- {pair}, smaller than the seed spread ({spread:.4f}): these seeds do not tell the two apart."
+            )
+        else:
+            lines.append(f"- {pair}, more than the seed spread ({spread:.4f}).")
+    return lines
+
+
+def _evaluation_cadence(results: list[dict[str, Any]]) -> str:
+    """How often each contender's curve was measured, in tokens, and on how much of the validation data."""
+    seen: dict[str, str] = {}
+    for result in results:
+        interval, batches = result.get("eval_interval"), result.get("eval_max_batches")
+        every = "at the end only" if not interval else f"every {interval * result['tokens_per_step']:,} tokens"
+        subset = "" if not interval or batches is None else f" (on its first {batches} validation batches)"
+        seen.setdefault(result["label"], f"{result['label']} {every}{subset}")
+    return "; ".join(seen.values())
+
+
+def target_note(results: list[dict[str, Any]], target: float) -> str:
+    """How the tokens to the target were read off the curves."""
+    return (
+        f"Tokens to ≤ {target:g}: the tokens seen at a run's first evaluation whose validation loss was at or "
+        "below the target, not interpolated, so exact to one evaluation interval (evaluated: "
+        f"{_evaluation_cadence(results)}; the final evaluation uses every validation token). With several seeds, "
+        "the mean is over the seeds that reached the target, and the table says how many did."
+    )
+
+
 def throughput_note(results: list[dict[str, Any]]) -> str:
     """How tokens/s was measured: each run alone, one after another, under the machine load it met."""
+    seeded = is_seeded(results)
     loads = [
-        f"{r['label']} {_number(r['load_average'][0], 2)} -> {_number(r['load_average'][1], 2)}"
+        f"{_run_name(r, seeded)} {_number(r['load_average'][0], 2)} -> {_number(r['load_average'][1], 2)}"
         for r in results
         if r.get("load_average")
     ]
@@ -77,60 +179,107 @@ def throughput_note(results: list[dict[str, Any]]) -> str:
     )
 
 
-def plot_validation_curves(results: list[dict[str, Any]], path: Path) -> None:
-    """Every run's validation loss against tokens seen, on one axes (matplotlib's Agg canvas: no display)."""
+def plot_validation_curves(results: list[dict[str, Any]], path: Path, target: float | None = None) -> None:
+    """Every contender's validation loss against tokens seen, on one axes (matplotlib's Agg canvas: no display).
+
+    A contender with several seeds is drawn as its mean curve inside the band from the lowest to the highest
+    seed's loss at each evaluation.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for result in results:
-        curve = result.get("val_curve") or []
-        if curve:
-            tokens = [step * result["tokens_per_step"] for step, _ in curve]
-            axes.plot(tokens, [loss for _, loss in curve], "o-", markersize=3, label=result["label"])
+    for summary in summarize(results):
+        band = summary["val_curve_band"]
+        if not band:
+            continue
+        tokens, mean, low, high = zip(*band, strict=True)
+        seeds = len(summary["seeds"])
+        label = summary["label"] if seeds == 1 else f"{summary['label']} (mean of {seeds} seeds, min-max band)"
+        (line,) = axes.plot(tokens, mean, "o-", markersize=3, label=label)
+        if seeds > 1:
+            axes.fill_between(tokens, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if target is not None:
+        axes.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     axes.set_xlabel("tokens seen")
     axes.set_ylabel("validation loss (nats/token)")
     axes.grid(alpha=0.3)
-    if any(result.get("val_curve") for result in results):
+    if axes.get_legend_handles_labels()[0]:
         axes.legend()
     figure.tight_layout()
     figure.savefig(path)
 
 
-def write_report(out_dir: Path, results: list[dict[str, Any]], setting: dict[str, Any]) -> dict[str, Path]:
+def write_report(
+    out_dir: Path, results: list[dict[str, Any]], setting: dict[str, Any], target: float | None = None
+) -> dict[str, Path]:
     """Write report.json, report.md and val_loss.png into `out_dir`; returns their paths.
 
-    `setting` describes what the runs share: ``dataset``, ``seed`` and ``tokens_per_run``.
+    `setting` describes what the runs share: ``dataset``, ``seed`` (the first seed) and ``tokens_per_run``.
+    `target` is the validation loss whose tokens-to-reach the report gives.
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
-    plot_validation_curves(results, paths["plot"])
-    write_text_atomic(paths["json"], json.dumps({**setting, "runs": results}, indent=2) + "\n")
+    summaries = summarize(results, target)
+    verdicts = spread_verdicts(summaries)
+    seeded = is_seeded(results)
+    plot_validation_curves(results, paths["plot"], target)
+    report = {**setting, "target_loss": target, "contenders": summaries, "spread": verdicts, "runs": results}
+    write_text_atomic(paths["json"], json.dumps(report, indent=2) + "\n")
 
-    labels = [r["label"] for r in results]
+    labels = [s["label"] for s in summaries]
+    seeds = sorted({r.get("seed") for r in results if r.get("seed") is not None})
+    if seeded:
+        same = (
+            f"Every contender trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}; a run's seed sets its "
+            f"initialisation and its data order) on the same data (`{setting['dataset']}`) and token budget "
+            f"({setting['tokens_per_run']:,} tokens, in whole steps of each contender's batch). A contender's val "
+            "loss is the mean ± the standard deviation (n − 1) of its seeds' final validation losses, each over "
+            "every validation token."
+        )
+    else:
+        same = (
+            f"Every run trained on the same data (`{setting['dataset']}`), seed ({setting['seed']}) and token "
+            f"budget ({setting['tokens_per_run']:,} tokens)."
+        )
     lines = [
         f"# Comparison: {' vs '.join(labels)}",
         "",
-        f"Every run trained on the same data (`{setting['dataset']}`), seed ({setting['seed']}) and token budget "
-        f"({setting['tokens_per_run']:,} tokens). Parameters exclude position embeddings; mean train loss is "
-        "the mean over each run's last logging interval (trainer.log_interval steps); wall time includes "
-        "evaluations and checkpoints.",
+        f"{same} Parameters exclude position embeddings; mean train loss is the mean over each run's last "
+        "logging interval (trainer.log_interval steps); wall time includes evaluations and checkpoints.",
         "",
         throughput_note(results),
         "",
-        markdown_table(results),
+        contender_table(summaries, target) if seeded else markdown_table(results, target),
         "",
     ]
-    best = best_run(results)
-    if best is not None and len(results) > 1:
-        others = ", ".join(f"{r['label']} {r['val_loss']:.4f}" for r in results if r is not best and r.get("val_loss"))
-        lines += [f"Lowest validation loss: **{best['label']}** ({best['val_loss']:.4f}; {others}).", ""]
+    if target is not None:
+        lines += [target_note(results, target), ""]
+    if verdicts:
+        lines += [
+            "Differences against the seed spread (a gap counts as smaller than the spread when it is below the "
+            "larger of the two contenders' standard deviations):",
+            "",
+            *spread_lines(verdicts),
+            "",
+        ]
+    evaluated = [s for s in summaries if s["val_loss_mean"] is not None]
+    if len(evaluated) > 1:
+        best = min(evaluated, key=lambda s: s["val_loss_mean"])
+        others = ", ".join(f"{s['label']} {s['val_loss_mean']:.4f}" for s in evaluated if s is not best)
+        kind = "mean validation loss" if seeded else "validation loss"
+        lines += [f"Lowest {kind}: **{best['label']}** ({best['val_loss_mean']:.4f}; {others}).", ""]
     lines += [f"![Validation loss of every run]({CURVES_PNG})", ""]
-    samples = [(r["label"], r["sample"]) for r in results if r.get("sample")]
+    if seeded:
+        lines += ["## Every run", "", markdown_table(results, target), ""]
+    # one sample per contender: its first seed's
+    samples = {r["label"]: r["sample"] for r in reversed(results) if r.get("sample")}
     if samples:
         lines += ["## Samples", ""]
-        for label, sample in samples:
-            lines += [f"{label}:", "", "```text", sample[:SAMPLE_CHARS].replace("```", "'''"), "```", ""]
+        for label in labels:
+            if label in samples:
+                text = samples[label][:SAMPLE_CHARS].replace("```", "'''")
+                lines += [f"{label}:", "", "```text", text, "```", ""]
     write_text_atomic(paths["markdown"], "\n".join(lines))
     return paths
