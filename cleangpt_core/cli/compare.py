@@ -1,11 +1,13 @@
-"""``cleangpt compare``: several architectures or configs, one dataset, seed and token budget, one report."""
+"""``cleangpt compare``: several architectures or configs, one dataset, seeds and token budget, one report."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 
 @click.command("compare")
@@ -22,7 +24,25 @@ import click
 @click.option(
     "--max-tokens", type=click.IntRange(min=1), help="Tokens per run; each run's steps follow from its batch shape."
 )
-@click.option("--seed", type=int, help="Seed of every run (default: the config's).")
+@click.option("--seed", type=int, help="Seed of every run, or the first of --seeds (default: the config's).")
+@click.option(
+    "--seeds",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Runs per contender, with seeds --seed, --seed + 1, ...; the report gives mean and spread over them.",
+)
+@click.option(
+    "--target-loss",
+    type=float,
+    help="Report the tokens and steps each run needed to reach this validation loss (may be given with --resume).",
+)
+@click.option(
+    "--eval-tokens",
+    type=int,
+    help="Evaluate every run about every this many tokens (whole steps of its batch), instead of "
+    "trainer.eval_interval steps: curves and tokens-to-target at the same resolution for every contender.",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -43,22 +63,42 @@ def compare(
     max_steps: int | None,
     max_tokens: int | None,
     seed: int | None,
+    seeds: int,
+    target_loss: float | None,
+    eval_tokens: int | None,
     out_dir: Path,
     resume: Path | None,
 ) -> None:
     """Train several architectures (--model Vanilla --model SASP) or configs (--config a.yaml --config b.yaml)
     on the same data, seed and token budget, and write report.md, report.json and val_loss.png.
 
-    Started again with the same options (or with --resume DIR), an interrupted comparison keeps its finished
-    runs and continues the unfinished one from its latest checkpoint.
+    With --seeds N every contender trains N times, and the report gives each one's mean and standard
+    deviation, its curve's spread, and which differences are smaller than that spread. Started again with
+    the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
+    the unfinished one from its latest checkpoint.
     """
-    from cleangpt_core.compare import build_plan, load_plan, prepare_directory, run_comparison
-    from cleangpt_core.compare_report import markdown_table, write_report
+    from cleangpt_core.compare import build_plan, check_target_loss, load_plan, prepare_directory, run_comparison
+    from cleangpt_core.compare_report import contender_table, is_seeded, markdown_table, write_report
+    from cleangpt_core.compare_summary import summarize
 
     if resume is not None:
-        if models or config_files or overrides or max_steps or max_tokens or seed is not None:
-            raise click.UsageError("--resume continues a comparison with its saved runs; give no other options")
+        context = click.get_current_context()
+        given = [
+            param.opts[0]
+            for param in context.command.params
+            if param.name not in ("resume", "target_loss")
+            and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"--resume continues a comparison with its saved runs; give no other options but --target-loss "
+                f"(got {', '.join(given)})"
+            )
+        check_target_loss(target_loss)
         out_dir, plan = resume, load_plan(resume)
+        if target_loss is not None:  # the target only changes the report: record the new one in the plan
+            plan = replace(plan, target_loss=target_loss)
+            prepare_directory(out_dir, plan)
     else:
         plan = build_plan(
             out_dir,
@@ -68,11 +108,14 @@ def compare(
             max_steps=max_steps,
             max_tokens=max_tokens,
             seed=seed,
+            seeds=seeds,
+            eval_tokens=eval_tokens,
+            target_loss=target_loss,
         )
         if prepare_directory(out_dir, plan):
             click.echo(f"continuing the comparison in {out_dir}")
-    labels = ", ".join(run.label for run in plan.runs)
-    click.echo(f"comparing {labels} on {plan.tokens_per_run:,} tokens each, into {out_dir}")
+    seeded = f", {plan.seeds} seeds each" if plan.seeds > 1 else ""
+    click.echo(f"comparing {', '.join(plan.labels)} on {plan.tokens_per_run:,} tokens per run{seeded}, into {out_dir}")
     try:
         results = run_comparison(plan, out_dir, echo=click.echo)
     except KeyboardInterrupt:
@@ -80,7 +123,10 @@ def compare(
         sys.exit(130)
     first = plan.runs[0].load()
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
-    paths = write_report(out_dir, results, setting)
+    paths = write_report(out_dir, results, setting, plan.target_loss)
     click.echo("")
-    click.echo(markdown_table(results))
+    if is_seeded(results):
+        click.echo(contender_table(summarize(results, plan.target_loss), plan.target_loss))
+    else:
+        click.echo(markdown_table(results, plan.target_loss))
     click.echo(f"\nreport: {paths['markdown']} ({paths['json'].name}, {paths['plot'].name})")
