@@ -349,6 +349,7 @@ class RunRecorder:
         self.echo = echo
         self.every = max(1, max_steps // 10)
         self.parameters: int | None = None
+        self.all_parameters = 0
         self.wall_s = 0.0
         self.train_s = 0.0
         self._clock: dict[str, dict[str, float]] = {}
@@ -360,6 +361,8 @@ class RunRecorder:
     def on_train_begin(self, trainer: Any) -> None:
         model = trainer.raw_model
         self.parameters = model.get_num_params() if hasattr(model, "get_num_params") else None
+        # every tensor, position embeddings included, a tied embedding once: the count records are held to
+        self.all_parameters = sum(parameter.numel() for parameter in model.parameters())
         path = Path(trainer.output_dir) / CLOCK_FILE
         resumed = trainer.progress.step > 0 and path.is_file()  # a run started over starts a new clock
         self._clock = json.loads(path.read_text(encoding="utf-8")) if resumed else {}
@@ -429,6 +432,7 @@ def train_run(
         "model_type": config.model.model_type,
         "config_file": run.config_file,
         "parameters": recorder.parameters,
+        "all_parameters": recorder.all_parameters,
         "steps": stats["steps"],
         "tokens": stats["tokens"],
         "tokens_per_step": tokens_per_step(config),

@@ -100,15 +100,18 @@ def contender_table(summaries: list[dict[str, Any]], target: float | None = None
         target_head = f" tokens to ≤ {target:g} (mean) | steps to ≤ {target:g} (mean) | seeds reaching it |"
         target_rule = " ---: | ---: | ---: |"
     lines = [
-        "| contender | model | parameters | tokens per run | seeds | val loss (mean ± std) | val loss min – max |"
+        "| contender | model | parameters | all parameters | tokens per run | seeds | val loss (mean ± std) "
+        "| val loss min – max |"
         f"{target_head} mean train loss | tokens/s | wall time (all seeds) |",
-        f"| --- | --- | ---: | ---: | ---: | ---: | ---: |{target_rule} ---: | ---: | ---: |",
+        f"| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |{target_rule} ---: | ---: | ---: |",
     ]
     for summary in summaries:
         val = _mean_std(summary)
         if summary is best and len(summaries) > 1:
             val = f"**{val}**"
-        parameters = f"{summary['parameters']:,}" if summary.get("parameters") is not None else "n/a"
+        parameters = " | ".join(
+            f"{summary[key]:,}" if summary.get(key) is not None else "n/a" for key in ("parameters", "all_parameters")
+        )
         reached = ""
         if target is not None:
             hit = summary["target"]
@@ -243,11 +246,12 @@ def write_report(
             f"Every run trained on the same data (`{setting['dataset']}`), seed ({setting['seed']}) and token "
             f"budget ({setting['tokens_per_run']:,} tokens)."
         )
+    counted = " (all parameters include them, a tied embedding once)" if seeded else ""
     lines = [
         f"# Comparison: {' vs '.join(labels)}",
         "",
-        f"{same} Parameters exclude position embeddings; mean train loss is the mean over each run's last "
-        "logging interval (trainer.log_interval steps); wall time includes evaluations and checkpoints.",
+        f"{same} Parameters exclude position embeddings{counted}; mean train loss is the mean over each run's "
+        "last logging interval (trainer.log_interval steps); wall time includes evaluations and checkpoints.",
         "",
         throughput_note(results),
         "",

@@ -59,6 +59,7 @@ def summarize_contender(results: Sequence[dict[str, Any]], target: float | None)
         "model_type": first["model_type"],
         "seeds": [r.get("seed") for r in results],
         "parameters": first.get("parameters"),
+        "all_parameters": first.get("all_parameters"),
         "steps": first.get("steps"),
         "tokens": first.get("tokens"),
         "val_loss_mean": _mean(final),

@@ -65,6 +65,7 @@ def result(label: str, seed: int, curve: list[tuple[int, float]], per_step: int 
         "seed": seed,
         "model_type": "Vanilla",
         "parameters": 1000,
+        "all_parameters": 1200,
         "steps": curve[-1][0],
         "tokens": curve[-1][0] * per_step,
         "tokens_per_step": per_step,
@@ -155,12 +156,17 @@ def test_the_report_gives_mean_spread_tokens_to_target_and_the_spread_statement(
     markdown = paths["markdown"].read_text()
     assert "Every contender trained with 2 seeds (1, 2;" in markdown
     assert (
-        "| contender | model | parameters | tokens per run | seeds | val loss (mean ± std) | val loss min – max "
+        "| contender | model | parameters | all parameters | tokens per run | seeds | val loss (mean ± std) "
+        "| val loss min – max "
         "| tokens to ≤ 2.1 (mean) | steps to ≤ 2.1 (mean) | seeds reaching it |" in markdown
     )
-    assert "| base | Vanilla | 1,000 | 2,000 | 2 | 2.1000 ± 0.1414 | 2.0000 – 2.2000 | 2,000 | 20.0 | 1/2 |" in markdown
     assert (
-        "| new | Vanilla | 1,000 | 2,000 | 2 | **1.6100 ± 0.0141** | 1.6000 – 1.6200 | 1,000 | 10.0 | 2/2 |" in markdown
+        "| base | Vanilla | 1,000 | 1,200 | 2,000 | 2 | 2.1000 ± 0.1414 | 2.0000 – 2.2000 | 2,000 | 20.0 | 1/2 |"
+        in markdown
+    )
+    assert (
+        "| new | Vanilla | 1,000 | 1,200 | 2,000 | 2 | **1.6100 ± 0.0141** | 1.6000 – 1.6200 | 1,000 | 10.0 | 2/2 |"
+        in markdown
     )
     assert "first evaluation whose validation loss was at or below the target, not interpolated" in markdown
     assert "base every 1,000 tokens; new every 1,000 tokens" in markdown
@@ -352,6 +358,7 @@ def test_compare_with_two_seeds_reports_mean_spread_and_tokens_to_target(seeded_
         assert [step for step, _ in run["val_curve"]] == [2, 4, 6]
     vanilla = [run for run in runs if run["label"] == "Vanilla"]
     assert vanilla[0]["val_loss"] != vanilla[1]["val_loss"]  # another seed, another run
+    assert vanilla[0]["all_parameters"] - vanilla[0]["parameters"] == 32 * 32  # the learned position embeddings
     contenders = {c["label"]: c for c in report["contenders"]}
     losses = [run["val_loss"] for run in vanilla]
     assert contenders["Vanilla"]["val_loss_mean"] == pytest.approx(statistics.fmean(losses))
