@@ -448,3 +448,41 @@ def test_an_interrupted_seeded_comparison_keeps_finished_runs_and_resumes_the_un
     assert [{key: c[key] for key in figures} for c in resumed["contenders"]] == [
         {key: c[key] for key in figures} for c in straight["contenders"]
     ]
+
+
+@pytest.mark.slow
+def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp_path):
+    """The record's contenders train 12 x 64 and 16 x 64 tokens a step; --max-tokens evens them out."""
+    arguments = [
+        "compare",
+        "--config",
+        str(CONFIGS / "shakespeare_char.yaml"),
+        "--config",
+        str(CONFIGS / "default.yaml"),
+    ]
+    arguments += ["--max-tokens", "3000", "--eval-tokens", "1536", "--target-loss", "100", "--out", str(tmp_path)]
+    for override in [
+        "model.n_layer=1",
+        "model.n_head=2",
+        "model.n_embd=16",
+        "model.block_size=32",
+        f"data.dataset={corpus}",
+        "trainer.eval_max_batches=null",
+        "trainer.warmup_steps=1",
+        "trainer.progress_bar=false",
+        "output.sample_tokens=0",
+        "device=cpu",
+    ]:
+        arguments += ["--set", override]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    runs = {run["label"]: run for run in json.loads((tmp_path / "report.json").read_text())["runs"]}
+    assert {label: (run["steps"], run["tokens"]) for label, run in runs.items()} == {
+        "shakespeare_char": (8, 3072),  # 3,000 tokens rounded up to whole steps of 12 x 32
+        "default": (6, 3072),  # and of 16 x 32
+    }
+    assert {label: [step for step, _ in run["val_curve"]] for label, run in runs.items()} == {
+        "shakespeare_char": [4, 8],  # every 1,536 tokens
+        "default": [3, 6],
+    }
+    assert "| shakespeare_char | Vanilla |" in (tmp_path / "report.md").read_text()
