@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, PositiveInt
+
 from cleangpt_core.atomic_write import write_text_atomic
-from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
+from cleangpt_core.config.base import StrictModel, validate_config
+from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
 from cleangpt_core.errors import ConfigError
 
 PLAN_FILE = "compare.json"
@@ -170,6 +173,42 @@ def tokens_per_step(config: ExperimentConfig) -> int:
     """Input tokens one optimizer step consumes in a single process."""
     accumulation = int(config.trainer.options.get("gradient_accumulation_steps", 1))
     return config.data.batch_size * config.model.block_size * accumulation
+
+
+class ComparisonFile(StrictModel):
+    """A comparison written down: the options of ``cleangpt compare`` in a YAML or TOML file.
+
+    Config files are found relative to the comparison file's folder, so the file and the configs it
+    compares travel together; ``set`` holds ``section.field=value`` overrides for every run, as ``--set``.
+    """
+
+    models: list[str] = Field(default_factory=list, description="architectures to train (as --model)")
+    configs: list[str] = Field(default_factory=list, description="experiment configs, relative to this file")
+    overrides: list[str] = Field(default_factory=list, alias="set", description="overrides of every run (as --set)")
+    max_steps: PositiveInt | None = Field(None, description="optimizer steps per run")
+    max_tokens: PositiveInt | None = Field(None, description="tokens per run, in whole steps of each batch")
+    seed: int | None = Field(None, description="the first seed (default: the configs')")
+    seeds: int = Field(1, description="runs per contender")
+    target_loss: float | None = Field(None, description="the validation loss whose tokens-to-reach is reported")
+    eval_tokens: int | None = Field(None, description="tokens between two evaluations of every run")
+
+
+def comparison_options(path: Path, command_line: dict[str, Any], given: Sequence[str] = ()) -> dict[str, Any]:
+    """`build_plan`'s options from a comparison file and the command line.
+
+    The command line's ``--model``, ``--config`` and ``--set`` come after the file's; any other option
+    named in `given` (set on the command line, not left at its default) replaces the file's value.
+    """
+    spec = validate_config(ComparisonFile, read_config_file(path), f"comparison file {str(path)!r}")
+    written = spec.model_dump()
+    written["config_files"] = [path.parent / config for config in written.pop("configs")]
+    options = dict(command_line)
+    for name, value in written.items():
+        if isinstance(value, list):
+            options[name] = [*value, *command_line.get(name, ())]
+        elif name not in given:
+            options[name] = value
+    return options
 
 
 def check_target_loss(target_loss: float | None) -> None:

@@ -23,6 +23,7 @@ from cleangpt_core.compare import (
     RESULT_FILE,
     RUNS_DIR,
     build_plan,
+    comparison_options,
     load_plan,
     prepare_directory,
     run_comparison,
@@ -631,22 +632,54 @@ def test_an_interrupted_seeded_comparison_keeps_finished_runs_and_resumes_the_un
     ]
 
 
+def write_comparison(folder: Path, text: str) -> Path:
+    """A comparison file beside copies of the nanoGPT and default recipes, which it names relative to itself."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("shakespeare_char.yaml", "default.yaml"):
+        shutil.copy(CONFIGS / name, folder / name)
+    path = folder / "comparison.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+RECORD = """\
+configs: [shakespeare_char.yaml, default.yaml]
+max_tokens: 3000
+eval_tokens: 1536
+seeds: 2
+target_loss: 100
+set: [model.n_layer=1, model.n_head=2, model.n_embd=16, model.block_size=32]
+"""
+
+
+def test_a_comparison_file_gives_the_options_and_the_command_line_adds_or_replaces(corpus, tmp_path, monkeypatch):
+    path = write_comparison(tmp_path / "record", RECORD)
+    monkeypatch.chdir(tmp_path)  # its configs are found beside it, not in the working directory
+    command_line = {"overrides": (f"data.dataset={corpus}",), "seeds": 3, "target_loss": None}
+    options = comparison_options(Path("record/comparison.yaml"), command_line, given=["overrides", "seeds"])
+    assert options["config_files"] == [Path("record/shakespeare_char.yaml"), Path("record/default.yaml")]
+    assert options["overrides"][-1] == f"data.dataset={corpus}"  # after the file's
+    assert (options["seeds"], options["target_loss"], options["eval_tokens"]) == (3, 100.0, 1536)
+    plan = build_plan(tmp_path / "out", **options)
+    assert plan.labels == ["shakespeare_char", "default"] and plan.seeds == 3 and plan.target_loss == 100
+    assert plan.runs[0].config_file == str(path.parent.resolve() / "shakespeare_char.yaml")
+
+
+def test_a_comparison_file_with_an_unknown_option_is_one_line_naming_it(tmp_path):
+    path = write_comparison(tmp_path, "configs: [default.yaml]\ntarget-loss: 1.9\n")
+    result = CliRunner().invoke(cli, ["compare", "--comparison", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert f"comparison file {str(path)!r}" in line and "did you mean 'target_loss'?" in line
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp_path):
     """The record's contenders train 12 x 64 and 16 x 64 tokens a step; --max-tokens evens them out."""
-    arguments = [
-        "compare",
-        "--config",
-        str(CONFIGS / "shakespeare_char.yaml"),
-        "--config",
-        str(CONFIGS / "default.yaml"),
-    ]
-    arguments += ["--max-tokens", "3000", "--eval-tokens", "1536", "--target-loss", "100", "--out", str(tmp_path)]
+    path = write_comparison(tmp_path / "record", RECORD.replace("seeds: 2", "seeds: 1"))
+    arguments = ["compare", "--comparison", str(path), "--out", str(tmp_path / "out")]
     for override in [
-        "model.n_layer=1",
-        "model.n_head=2",
-        "model.n_embd=16",
-        "model.block_size=32",
         f"data.dataset={corpus}",
         "trainer.eval_max_batches=null",
         "trainer.warmup_steps=1",
@@ -657,7 +690,7 @@ def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp
         arguments += ["--set", override]
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 0, result.output
-    runs = {run["label"]: run for run in json.loads((tmp_path / "report.json").read_text())["runs"]}
+    runs = {run["label"]: run for run in json.loads((tmp_path / "out" / "report.json").read_text())["runs"]}
     assert {label: (run["steps"], run["tokens"]) for label, run in runs.items()} == {
         "shakespeare_char": (8, 3072),  # 3,000 tokens rounded up to whole steps of 12 x 32
         "default": (6, 3072),  # and of 16 x 32
@@ -666,4 +699,4 @@ def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp
         "shakespeare_char": [4, 8],  # every 1,536 tokens
         "default": [3, 6],
     }
-    assert "| shakespeare_char | Vanilla |" in (tmp_path / "report.md").read_text()
+    assert "| shakespeare_char | Vanilla |" in (tmp_path / "out" / "report.md").read_text()

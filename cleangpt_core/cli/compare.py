@@ -19,6 +19,12 @@ from click.core import ParameterSource
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An experiment config to train (repeatable); with --model, the one config every model trains under.",
 )
+@click.option(
+    "--comparison",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A YAML or TOML file of these options (configs, models, set, max_tokens, seeds, target_loss, ...); "
+    "options given here as well come after (--model, --config, --set) or replace (the others) the file's.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field in every run.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
 @click.option(
@@ -57,6 +63,7 @@ from click.core import ParameterSource
     help="Continue the comparison saved in this folder (finished runs are kept).",
 )
 def compare(
+    comparison: Path | None,
     models: tuple[str, ...],
     config_files: tuple[Path, ...],
     overrides: tuple[str, ...],
@@ -77,22 +84,29 @@ def compare(
     the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
     the unfinished one from its latest checkpoint.
     """
-    from cleangpt_core.compare import build_plan, check_target_loss, load_plan, prepare_directory, run_comparison
+    from cleangpt_core.compare import (
+        build_plan,
+        check_target_loss,
+        comparison_options,
+        load_plan,
+        prepare_directory,
+        run_comparison,
+    )
     from cleangpt_core.compare_report import contender_table, is_seeded, markdown_table, write_report
     from cleangpt_core.compare_summary import summarize
 
+    context = click.get_current_context()
+    given = {  # the options set on the command line, not left at their defaults
+        param.name: param
+        for param in context.command.params
+        if param.name is not None and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+    }
     if resume is not None:
-        context = click.get_current_context()
-        given = [
-            param.opts[0]
-            for param in context.command.params
-            if param.name not in ("resume", "target_loss")
-            and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
-        ]
-        if given:
+        others = [param.opts[0] for name, param in given.items() if name not in ("resume", "target_loss")]
+        if others:
             raise click.UsageError(
                 f"--resume continues a comparison with its saved runs; give no other options but --target-loss "
-                f"(got {', '.join(given)})"
+                f"(got {', '.join(others)})"
             )
         check_target_loss(target_loss)
         out_dir, plan = resume, load_plan(resume)
@@ -100,18 +114,20 @@ def compare(
             plan = replace(plan, target_loss=target_loss)
             prepare_directory(out_dir, plan)
     else:
-        plan = build_plan(
-            out_dir,
-            models=models,
-            config_files=config_files,
-            overrides=overrides,
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            seed=seed,
-            seeds=seeds,
-            eval_tokens=eval_tokens,
-            target_loss=target_loss,
-        )
+        options = {
+            "models": models,
+            "config_files": config_files,
+            "overrides": overrides,
+            "max_steps": max_steps,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "seeds": seeds,
+            "eval_tokens": eval_tokens,
+            "target_loss": target_loss,
+        }
+        if comparison is not None:
+            options = comparison_options(comparison, options, list(given))
+        plan = build_plan(out_dir, **options)
         if prepare_directory(out_dir, plan):
             click.echo(f"continuing the comparison in {out_dir}")
     seeded = f", {plan.seeds} seeds each" if plan.seeds > 1 else ""
