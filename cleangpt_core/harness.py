@@ -26,6 +26,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, make_
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.inference.generation import batch_generate
 from cleangpt_core.inference.sampling_strategies import combined_sampling, greedy_sampling
+from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.serialization import load_model, resolve_checkpoint
 from cleangpt_core.tokenizers import from_pretrained
 from cleangpt_core.trainers.devices import choose_device
@@ -112,15 +113,17 @@ class CleanGPTLM(TemplateLM):
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of whole texts, every token scored once, the first after the end-of-text token.
 
-        Windows hold block_size - 1 inputs and share one token, the windows ``cleangpt evaluate`` scores,
-        so per token the two agree.
+        The windows are those ``cleangpt evaluate`` scores, so per token the two agree: block_size inputs
+        scoring as many tokens for a model that takes a final label (its last position was trained), else
+        block_size - 1.
         """
+        scored = self.block_size if takes_final_label(self.model) else self.block_size - 1
         windows, owners = [], []
         for owner, (text,) in enumerate(request.args for request in requests):
             rolling = get_rolling_token_windows(
                 token_list=self.tok_encode(text),
                 prefix_token=self.eot_token_id,
-                max_seq_len=self.block_size - 1,
+                max_seq_len=scored,
                 context_len=1,
             )
             for context, continuation in map(make_disjoint_window, rolling):

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"  # W&B's own name for the folder it makes under the directory it is given
 LOCK_FILE = ".lock"
 LOCK_OWNER_FILE = ".lock.owner"
+OWNER_WAIT_S = 2.0  # how long a refused process waits for a holder that has just taken the lock to name itself
 
 # Inside a checkpoint directory
 MODEL_CONFIG_FILE = "config.json"
@@ -238,11 +240,19 @@ class RunDirectory:
             lock.release()
 
     def _owner(self) -> str:
-        try:
-            record: dict[str, Any] = json.loads((self.root / LOCK_OWNER_FILE).read_text(encoding="utf-8"))
-            return f"process {int(record['pid'])} on {record['host']}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "another process"
+        """The holder's pid and host, waiting up to `OWNER_WAIT_S` for a holder that has just taken the lock
+        to write them."""
+        deadline = time.monotonic() + OWNER_WAIT_S
+        while True:
+            try:
+                record: dict[str, Any] = json.loads((self.root / LOCK_OWNER_FILE).read_text(encoding="utf-8"))
+                return f"process {int(record['pid'])} on {record['host']}"
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    return "another process"
+                time.sleep(0.05)
+            except (OSError, ValueError, KeyError, TypeError):
+                return "another process"
 
 
 def _read_pointer_text(pointer: Path) -> str:

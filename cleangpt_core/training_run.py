@@ -31,6 +31,7 @@ from cleangpt_core.config.base import flatten_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
 from cleangpt_core.errors import CheckpointError, ConfigError
 from cleangpt_core.inference.generation import run_generation
+from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.serialization import check_tokenizer_fits, load_trained_model
 from cleangpt_core.registry import load_component
@@ -148,13 +149,14 @@ def load_split(
 
 
 def check_fits(config: ExperimentConfig, train_tokens: int, val_tokens: int) -> None:
-    """Fail before training when the context is longer than the data it must be cut from."""
+    """Fail before training when a window (the context and the token after it) is longer than its data."""
     block = config.model.block_size
     for split, count in (("training", train_tokens), ("validation", val_tokens)):
-        if count < block:
+        if count <= block:
             raise ConfigError(
                 f"model.block_size={block} is larger than the {split} split of {config.data.dataset!r} "
-                f"({count} tokens): lower model.block_size, or use more data (data.val_fraction, data.dataset)"
+                f"({count} tokens; a window takes block_size + 1): lower model.block_size, or use more data "
+                "(data.val_fraction, data.dataset)"
             )
 
 
@@ -203,8 +205,12 @@ def prepare_run(
     check_fits(config, len(train_tokens), len(val_tokens))
     config = build_model_config(config, tokenizer.vocab_size)
     block, data = config.model.block_size, config.data
+    model = get_model(config.model.model_type, config=config.model)
+    final = takes_final_label(model)
     train_windows = (
-        RandomWindowDataset(train_tokens, block) if data.windows == "random" else TokenBlockDataset(train_tokens, block)
+        RandomWindowDataset(train_tokens, block, final)
+        if data.windows == "random"
+        else TokenBlockDataset(train_tokens, block, final)
     )
     train_loader = DataLoader(
         train_windows, batch_size=data.batch_size, shuffle=True, drop_last=True, num_workers=data.num_workers
@@ -213,8 +219,9 @@ def prepare_run(
         raise ConfigError(
             f"data.batch_size={data.batch_size} is larger than the {len(train_windows)} training windows; lower it"
         )
-    val_loader = DataLoader(TokenBlockDataset(val_tokens, block), batch_size=data.eval_batch_size or data.batch_size)
-    model = get_model(config.model.model_type, config=config.model)
+    val_loader = DataLoader(
+        TokenBlockDataset(val_tokens, block, final), batch_size=data.eval_batch_size or data.batch_size
+    )
     trainer = get_trainer(
         config.trainer.name,
         model,
@@ -346,6 +353,7 @@ def evaluate_checkpoint(
     block = model.config.block_size
     if len(tokens) < block:
         raise ConfigError(f"the {split} split holds {len(tokens)} tokens, fewer than the model's block_size={block}")
-    loader = DataLoader(TokenBlockDataset(tokens, block), batch_size=batch_size or config.data.batch_size)
+    windows = TokenBlockDataset(tokens, block, takes_final_label(model))
+    loader = DataLoader(windows, batch_size=batch_size or config.data.batch_size)
     metrics = evaluate_model(model, loader, chosen)
     return {"checkpoint": str(checkpoint), "split": split, "dataset": dataset or config.data.dataset, **metrics}

@@ -9,8 +9,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.data import DataLoader
 
+from cleangpt_core.config import GPTConfig
+from cleangpt_core.model import get_model
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
+from cleangpt_core.trainers.windows import RandomWindowDataset
 from cleangpt_core.utils import (
     DataError,
     TokenBlockDataset,
@@ -45,6 +49,40 @@ def test_every_token_but_the_first_is_a_target_exactly_once(length, block_size):
     dataset = TokenBlockDataset(np.arange(length, dtype=np.uint16), block_size)
     assert sorted(targets_of(dataset)) == list(range(1, length))
     assert dataset.num_targets == length - 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(length=st.integers(min_value=3, max_value=300), block_size=st.integers(min_value=2, max_value=40))
+def test_with_a_final_label_every_token_but_the_first_is_still_a_target_exactly_once(length, block_size):
+    if length <= block_size:
+        return
+    dataset = TokenBlockDataset(np.arange(length, dtype=np.uint16), block_size, final_label=True)
+    assert sorted(targets_of(dataset)) == list(range(1, length))
+    assert all(len(dataset[i]["input_ids"]) == block_size for i in range(len(dataset)))
+
+
+def test_a_final_label_reaches_the_token_after_each_window():
+    dataset = TokenBlockDataset(np.arange(10, dtype=np.uint16), 4, final_label=True)
+    assert [dataset[i]["input_ids"].tolist() for i in range(len(dataset))] == [[0, 1, 2, 3], [4, 5, 6, 7], [5, 6, 7, 8]]
+    assert [dataset[i]["labels"].tolist() for i in range(len(dataset))] == [
+        [0, 1, 2, 3, 4],
+        [4, 5, 6, 7, 8],
+        [5, -100, -100, -100, 9],
+    ]
+    random_windows = RandomWindowDataset(np.arange(10, dtype=np.uint16), 4, final_label=True)
+    assert len(random_windows) == 6
+    assert random_windows[5]["input_ids"].tolist() == [5, 6, 7, 8]
+    assert random_windows[5]["labels"].tolist() == [5, 6, 7, 8, 9]
+
+
+def test_training_trains_the_last_position_of_a_learned_position_model():
+    """Without a final label, the last position never gets a target and its learned embedding no gradient:
+    generation past the context, which always predicts from that position, then produces noise."""
+    model = get_model("Vanilla", config=GPTConfig(vocab_size=11, n_layer=1, n_head=2, n_embd=16, block_size=4))
+    loader = DataLoader(RandomWindowDataset(np.arange(40, dtype=np.uint16) % 11, 4, final_label=True), batch_size=8)
+    batch = next(iter(loader))
+    model(**batch)["loss"].backward()
+    assert model.transformer.wpe.weight.grad[3].abs().sum() > 0
 
 
 def test_consecutive_windows_overlap_by_one_token():

@@ -10,7 +10,7 @@ of the model contract from here. `generate` runs the shared decoding engine (`cl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,11 @@ class CausalLanguageModel(nn.Module):
     """Base class of the architectures: shared methods of the model contract, no layers of its own."""
 
     config: ModelConfig
+    # Whether `forward` takes labels one position longer than input_ids (through `causal_lm_loss`), so that
+    # the last position is trained too. The training data then gives each window its next token as a final
+    # label; without it the last position never gets a target, and a learned embedding for it stays as it
+    # was initialised. An architecture that computes its own loss the Hugging Face way leaves it False.
+    accepts_final_label: ClassVar[bool] = False
 
     def check_length(self, length: int, kv_cache: KVCache | None = None) -> None:
         """Reject a call that would see more than block_size positions, naming both numbers."""
@@ -40,11 +45,21 @@ class CausalLanguageModel(nn.Module):
     def causal_lm_loss(
         logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Mean next-token cross-entropy: position t predicts labels[t+1]; -100 and padding are ignored."""
+        """Mean next-token cross-entropy: position t predicts labels[t+1]; -100 and padding are ignored.
+
+        Labels as long as the input (Hugging Face's convention) leave the last position without a target;
+        labels one longer give it the token after the input as its target.
+        """
+        extra = labels.size(1) - logits.size(1)
+        if extra not in (0, 1):
+            raise ValueError(
+                f"labels hold {labels.size(1)} positions for {logits.size(1)} inputs; give as many as the inputs, "
+                "or one more to give the last position a target"
+            )
         if attention_mask is not None:
-            labels = labels.masked_fill(attention_mask == 0, -100)
+            labels = labels.masked_fill(F.pad(attention_mask, (0, extra), value=1) == 0, -100)
         # Shift the labels left rather than slicing the logits: a (B, T-1, V) slice would copy the logits.
-        targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+        targets = labels[:, 1:] if extra else F.pad(labels[:, 1:], (0, 1), value=-100)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
 
     def get_num_params(self, non_embedding: bool = True) -> int:
@@ -122,3 +137,9 @@ class CausalLanguageModel(nn.Module):
             generator=generator,
             on_tokens=on_tokens,
         )
+
+
+def takes_final_label(model: nn.Module) -> bool:
+    """Whether `model` takes labels one token longer than its input (`CausalLanguageModel.accepts_final_label`);
+    a model not built on the base class takes labels as long as its input."""
+    return bool(getattr(model, "accepts_final_label", False))

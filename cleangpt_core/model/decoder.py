@@ -50,6 +50,8 @@ class PartClasses:
 class Decoder(CausalLanguageModel):
     """A decoder-only transformer composed of the parts its config names (the `Vanilla` and `Llama` presets)."""
 
+    accepts_final_label = True  # its loss is `causal_lm_loss`
+
     def __init__(self, config: ModelConfig, blocks: Iterable[nn.Module] | None = None) -> None:
         super().__init__()
         self.config = config

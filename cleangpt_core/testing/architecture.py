@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.model.serialization import load_model, save_model
 
@@ -86,6 +87,18 @@ def check_forward_contract(model: nn.Module) -> None:
         expected,
         "loss must be the mean cross-entropy of logits[:, t] against labels[:, t+1], ignoring -100",
     )
+    if takes_final_label(model):
+        final = _tokens(model, 2, 1, seed=2)
+        with torch.no_grad():
+            loss = model(tokens, labels=torch.cat([labels, final], dim=1))["loss"]
+        expected = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), torch.cat([labels[:, 1:], final], dim=1).reshape(-1)
+        )
+        _assert_close(
+            loss.reshape(()),
+            expected,
+            "with accepts_final_label, labels one longer than the input must give the last position a target",
+        )
 
 
 def check_causality(model: nn.Module) -> None:

@@ -9,6 +9,7 @@ from itertools import islice
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.trainers.batches import Batch, shard_for_evaluation
@@ -25,9 +26,11 @@ def labels_of(batch: Batch) -> torch.Tensor:
 
 def count_targets(batch: Batch) -> int:
     """Tokens the batch's loss averages over: label positions after the first, minus -100 and masked ones."""
-    targets = labels_of(batch)[..., 1:] != IGNORE_INDEX
+    labels = labels_of(batch)
+    targets = labels[..., 1:] != IGNORE_INDEX
     if batch.get("attention_mask") is not None:
-        targets &= batch["attention_mask"][..., 1:] != 0
+        final = labels.size(-1) - batch["input_ids"].size(-1)  # 1 where the labels reach one token past the input
+        targets &= F.pad(batch["attention_mask"][..., 1:], (0, final), value=1) != 0
     return int(targets.sum())
 
 

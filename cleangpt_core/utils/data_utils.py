@@ -191,32 +191,36 @@ def _one_line(error: BaseException) -> str:
 
 
 class TokenBlockDataset(Dataset):
-    """Windows of `block_size` tokens over one token stream, for next-token prediction.
+    """Windows of `block_size` input tokens over one token stream, for next-token prediction.
 
-    Windows start every ``block_size - 1`` tokens, so consecutive windows share one token: the last token of
-    one window is the first (input only) of the next. With the model shifting labels inside, every token but
-    the stream's first is a prediction target exactly once: evaluating over all windows scores the whole
-    stream. A last window covers the leftover tail; it is aligned to the end of the stream and its labels
-    are -100 where the previous window already scored the token.
+    The labels are the window itself (the model shifts them inside) or, with `final_label`, the window and
+    the token after it, so that the last position is trained too (see
+    `CausalLanguageModel.accepts_final_label`). Consecutive windows overlap by one token: the last label
+    of one window is the first token (input only) of the next, so every token but the stream's first is a
+    prediction target exactly once and evaluating over all windows scores the whole stream. A last window
+    covers the leftover tail; it is aligned to the end of the stream and its labels are -100 where the
+    previous window already scored the token.
     """
 
-    def __init__(self, tokens: np.ndarray, block_size: int) -> None:
+    def __init__(self, tokens: np.ndarray, block_size: int, final_label: bool = False) -> None:
         if block_size < 2:
             raise DataError(f"block_size must be at least 2 (an input and a target), got {block_size}")
-        if len(tokens) < block_size:
+        span = block_size + int(final_label)  # tokens a window's labels cover
+        if len(tokens) < span:
             raise DataError(
-                f"the corpus has {len(tokens)} tokens, fewer than one block of {block_size}; "
+                f"the corpus has {len(tokens)} tokens, fewer than one block of {span}; "
                 "use more text or a smaller block_size / max_seq_length"
             )
         self.tokens = tokens
         self.block_size = block_size
-        stride = block_size - 1
+        self.span = span
+        stride = span - 1
         full = (len(tokens) - 1) // stride
         starts = [i * stride for i in range(full)]
         masked = [0] * full
         scored_up_to = full * stride  # the last token position already a target
         if scored_up_to < len(tokens) - 1:
-            start = len(tokens) - block_size
+            start = len(tokens) - span
             starts.append(start)
             masked.append(scored_up_to - start)  # label positions 1..this are already scored
         self._starts = np.array(starts, dtype=np.int64)
@@ -237,10 +241,10 @@ class TokenBlockDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         start = int(self._starts[index])
-        input_ids = torch.from_numpy(np.asarray(self.tokens[start : start + self.block_size], dtype=np.int64))
-        labels = input_ids.clone()
+        window = torch.from_numpy(np.asarray(self.tokens[start : start + self.span], dtype=np.int64))
+        labels = window.clone()
         labels[1 : 1 + int(self._masked[index])] = IGNORE_INDEX
-        return {"input_ids": input_ids, "labels": labels}
+        return {"input_ids": window[: self.block_size], "labels": labels}
 
 
 def make_dataloader(
