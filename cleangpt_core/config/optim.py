@@ -12,6 +12,14 @@ from pydantic import AfterValidator, Field, PositiveInt, model_validator
 
 from cleangpt_core.config.base import StrictModel
 
+# Where the schedule fields of an experiment's `trainer:` section went when the schedule became a component.
+MOVED_SCHEDULE_FIELDS = {
+    "lr_schedule": "name",
+    "warmup_steps": "warmup_steps",
+    "lr_decay_steps": "decay_steps",
+    "min_lr_ratio": "min_lr_ratio",
+}
+
 
 def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
     if not all(0.0 <= beta < 1.0 for beta in betas):

@@ -127,14 +127,24 @@ def muon(
 class CombinedOptimizer(torch.optim.Optimizer):
     """Several optimizers over disjoint parameters, stepped, zeroed, scheduled and saved as one.
 
-    Its ``param_groups`` are the children's own group dicts, so a learning-rate scheduler built on it scales
-    each child's groups from that group's own peak learning rate, and its state dict holds each child's.
+    Its ``param_groups`` are the children's own group dicts and its ``state`` the one mapping every child
+    keeps its per-parameter state in, so a learning-rate scheduler scales each child's groups from that
+    group's own peak, and torch's ``state_dict`` (and distributed checkpointing, which reads ``state`` to tell
+    whether the optimizer has stepped) see one ordinary optimizer.
     """
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         self.optimizers = list(optimizers)
         super().__init__([p for opt in self.optimizers for group in opt.param_groups for p in group["params"]], {})
         self.param_groups = [group for opt in self.optimizers for group in opt.param_groups]
+        self._share_with_children()
+
+    def _share_with_children(self) -> None:
+        """Give each child its run of `param_groups`, in order, and the one `state` mapping."""
+        groups = iter(self.param_groups)
+        for optimizer in self.optimizers:
+            optimizer.param_groups = [next(groups) for _ in range(len(optimizer.param_groups))]
+            optimizer.state = self.state  # the parameters are disjoint, so one mapping holds every child's state
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of every child optimizer (the closure, if any, is evaluated once)."""
@@ -151,17 +161,10 @@ class CombinedOptimizer(torch.optim.Optimizer):
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=set_to_none)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The children's state dicts, in order."""
-        return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what `state_dict` saved, refusing a state saved by another combination."""
-        saved = state_dict.get("optimizers")
-        if not isinstance(saved, list) or len(saved) != len(self.optimizers):
-            raise ValueError(
-                f"optimizer state holds {len(saved) if isinstance(saved, list) else 'no'} optimizer states; "
-                f"this combination has {len(self.optimizers)}"
-            )
-        for optimizer, state in zip(self.optimizers, saved, strict=True):
-            optimizer.load_state_dict(state)
+        """Restore a state torch's ``state_dict`` saved, then hand the restored groups and state to the children.
+
+        torch refuses a state whose groups or parameters do not match this combination's.
+        """
+        super().load_state_dict(state_dict)
+        self._share_with_children()

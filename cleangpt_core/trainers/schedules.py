@@ -64,6 +64,15 @@ class LinearDecay(Warmup):
         return 1.0 - progress * (1.0 - self.min_ratio)
 
 
+def _run_length(name: str, total_steps: int | None) -> int:
+    if total_steps is None:
+        raise ConfigError(
+            f"schedule {name!r} is stated relative to the run's length, which is unknown (the data has no length); "
+            "set trainer.max_steps"
+        )
+    return total_steps
+
+
 def _check_warmup(name: str, warmup_steps: int, room: int) -> None:
     if warmup_steps >= room:
         raise ConfigError(
@@ -72,7 +81,9 @@ def _check_warmup(name: str, warmup_steps: int, room: int) -> None:
         )
 
 
-def constant_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int = 0) -> LambdaLR:
+def constant_schedule(
+    optimizer: torch.optim.Optimizer, *, total_steps: int | None, warmup_steps: int = 0
+) -> LambdaLR:
     """The peak learning rate throughout, after an optional linear warmup."""
     return LambdaLR(optimizer, Warmup(warmup_steps))
 
@@ -80,13 +91,13 @@ def constant_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int, war
 def cosine_schedule(
     optimizer: torch.optim.Optimizer,
     *,
-    total_steps: int,
+    total_steps: int | None,
     warmup_steps: int = 0,
     decay_steps: int | None = None,
     min_lr_ratio: float = 0.1,
 ) -> LambdaLR:
     """Warmup, then cosine decay to `min_lr_ratio` x peak at `decay_steps` (default: the end of the run)."""
-    decay_steps = decay_steps or total_steps
+    decay_steps = decay_steps or _run_length("cosine", total_steps)
     _check_warmup("cosine", warmup_steps, decay_steps)
     return LambdaLR(optimizer, WarmupCosine(warmup_steps, decay_steps, min_lr_ratio))
 
@@ -94,7 +105,7 @@ def cosine_schedule(
 def wsd_schedule(
     optimizer: torch.optim.Optimizer,
     *,
-    total_steps: int,
+    total_steps: int | None,
     warmup_steps: int = 0,
     decay_fraction: float = 0.2,
     min_lr_ratio: float = 0.0,
@@ -104,23 +115,16 @@ def wsd_schedule(
     The cool-down ends at `min_lr_ratio` x peak one step after the last (so with 0 the last step trains at
     peak / cool-down length, as in modded-nanogpt, rather than wasting a step at zero).
     """
+    total_steps = _run_length("wsd", total_steps)
     decay_start = total_steps - max(1, round(decay_fraction * total_steps))
     _check_warmup("wsd", warmup_steps, decay_start + 1)
     return LambdaLR(optimizer, LinearDecay(warmup_steps, decay_start, total_steps, min_lr_ratio))
 
 
 def linear_schedule(
-    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0
+    optimizer: torch.optim.Optimizer, *, total_steps: int | None, warmup_steps: int = 0, min_lr_ratio: float = 0.0
 ) -> LambdaLR:
     """Warmup, then linear decay from the peak to `min_lr_ratio` x peak one step after the last."""
+    total_steps = _run_length("linear", total_steps)
     _check_warmup("linear", warmup_steps, total_steps)
     return LambdaLR(optimizer, LinearDecay(warmup_steps, warmup_steps, total_steps, min_lr_ratio))
-
-
-def warmup_cosine_schedule(
-    optimizer: torch.optim.Optimizer, *, warmup_steps: int, decay_steps: int, min_ratio: float = 0.1
-) -> LambdaLR:
-    """A scheduler stepping once per optimizer step: warmup to each group's lr, cosine down to min_ratio x it."""
-    if decay_steps <= warmup_steps:
-        raise ValueError(f"decay_steps={decay_steps} must exceed warmup_steps={warmup_steps}")
-    return LambdaLR(optimizer, WarmupCosine(warmup_steps, decay_steps, min_ratio))
