@@ -124,6 +124,7 @@ def test_strict_mode_reraises_plugin_failures(install_plugin, monkeypatch):
     ("declared", "compatible"),
     [
         ("1.0", True),
+        ("1.1", True),
         (PLUGIN_API_VERSION, True),
         ("1.99", False),
         ("2.0", False),
