@@ -31,8 +31,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
-from cleangpt_core.trainers import get_trainer
-from cleangpt_core.training_run import make_optimizer, prepare_run
+from cleangpt_core.trainers import get_optimizer, get_schedule, get_trainer
+from cleangpt_core.training_run import prepare_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"
@@ -73,8 +73,8 @@ def run_recipe(label: str, config_file: Path | None, overrides: list[str], steps
             [
                 *overrides,
                 f"trainer.max_steps={steps}",
-                f"trainer.lr_decay_steps={steps}",
-                f"trainer.warmup_steps={min(100, steps // 4)}",
+                f"schedule.decay_steps={steps}",
+                f"schedule.warmup_steps={min(100, steps // 4)}",
                 f"trainer.checkpoint_interval={steps}",
                 f"output.dir={run_dir}",
                 "trainer.progress_bar=false",
@@ -114,12 +114,10 @@ def throughput_against_gpt2(rounds: int = 6, steps_per_round: int = 20) -> tuple
         "advanced",
         run.model,
         run.train_loader,
-        make_optimizer(config, run.model),
+        get_optimizer(config.optimizer.name, run.model, **config.optimizer.options),
         "cpu",
         grad_clip=1.0,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        lr_decay_steps=2000,
+        lr_scheduler=get_schedule(config.schedule.name, **config.schedule.options),
         max_steps=steps_per_round,
         progress_bar=False,
         callbacks=[times],

@@ -5,10 +5,10 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.1"`` (the version it was written for; plugins stating ``"1.0"``, which
-has no part hooks, keep working) and implements any of the hooks below with
-``@cleangpt_core.plugin_api.hookimpl``. The core's own components are registered by the very same hooks
-(``cleangpt_core.builtins``), so a built-in has no privilege but one: on a name clash it wins.
+that states ``CLEANGPT_PLUGIN_API = "1.2"`` (the version it was written for; plugins stating ``"1.0"``, which
+has no part hooks, or ``"1.1"``, which has no optimizer and schedule hooks, keep working) and implements any of
+the hooks below with ``@cleangpt_core.plugin_api.hookimpl``. The core's own components are registered by the
+very same hooks (``cleangpt_core.builtins``), so a built-in has no privilege but one: on a name clash it wins.
 
 Registration hooks are called once per process, the first time the registry is needed, and must be cheap:
 return descriptions (`Component`), import nothing heavy (no torch), and let each ``target`` point at the
@@ -145,6 +145,40 @@ def cleangpt_register_residuals() -> list[Component]:
     ``cls(config, layer_index, parts)`` and called as ``block(x, layout, kv_cache) -> x``. ``parts`` holds
     the chosen part classes (``parts.attention``, ``parts.feedforward``, ``parts.norm``): the block builds
     its sub-blocks from them and wires them (pre-norm, parallel, post-norm...).
+    """
+
+
+# -- Optimizers and learning-rate schedules (plugin API 1.2) -------------------------------------------------
+# Chosen by the experiment config's ``optimizer: {name: ...}`` and ``schedule: {name: ...}`` sections, whose other
+# keys are validated against the component's ``config_schema`` before any work starts.
+
+
+@hookspec
+def cleangpt_register_optimizers() -> list[Component]:
+    """Describe the optimizers this plugin provides.
+
+    Called: once, when the registry is first built (experiment config validation, ``cleangpt list-components``).
+
+    Returns: a list of ``Component(kind="optimizer", ...)`` whose ``target`` is a function
+    ``build(roles, **options) -> torch.optim.Optimizer``. ``roles`` is the model's
+    ``cleangpt_core.trainers.optimizers.ParameterRoles``: its trainable parameters sorted into hidden
+    ``matrices``, ``embeddings``, an untied ``head`` and ``gains`` (norm gains, biases: never decayed), as the
+    model and its parts state them; ``options`` are the fields of the ``config_schema``. The optimizer must
+    keep its whole state in ``state_dict()`` (torch's format), so a run resumes it exactly.
+    """
+
+
+@hookspec
+def cleangpt_register_schedules() -> list[Component]:
+    """Describe the learning-rate schedules this plugin provides.
+
+    Called: once, when the registry is first built.
+
+    Returns: a list of ``Component(kind="schedule", ...)`` whose ``target`` is a function
+    ``build(optimizer, *, total_steps, **options) -> torch.optim.lr_scheduler.LRScheduler``, stepped once per
+    optimizer step. ``total_steps`` is the run's length in optimizer steps (None when the data has no length
+    and no ``max_steps`` is set), so a schedule can be stated relative to the run. Its ``state_dict()`` must
+    hold all it needs to resume (a ``LambdaLR`` over a callable object with plain attributes does).
     """
 
 

@@ -1,6 +1,6 @@
 """What a plugin author imports: the hook marker, the component description and the API version.
 
-A plugin module states `CLEANGPT_PLUGIN_API = "1.0"` (the version it was written for) and implements
+A plugin module states `CLEANGPT_PLUGIN_API = "1.2"` (the version it was written for) and implements
 hooks from `cleangpt_core.hookspecs` with `@hookimpl`. This module imports neither torch nor pydantic,
 so that discovering plugins stays cheap.
 """
@@ -21,12 +21,15 @@ ENTRY_POINT_GROUP: Final = "cleangpt"
 
 # The hook API this core provides, as "MAJOR.MINOR". A plugin written for MAJOR.m works with every
 # core of the same MAJOR whose MINOR is at least m: minors only add hooks or opt-in hook arguments.
-# 1.1 added the five part kinds and their registration hooks; plugins written for 1.0 work unchanged.
-PLUGIN_API_VERSION: Final = "1.1"
+# 1.1 added the five part kinds and their registration hooks; 1.2 the optimizer and schedule kinds and theirs.
+# Plugins written for 1.0 or 1.1 work unchanged.
+PLUGIN_API_VERSION: Final = "1.2"
 
 # The parts a decoder is composed of (see `cleangpt_core.model.decoder`), each a kind of component too.
 PART_KINDS: Final = ("attention", "feedforward", "norm", "position", "residual")
-KINDS: Final = ("tokenizer", "architecture", "trainer", "sampler", *PART_KINDS)
+# How a model is trained beyond the trainer's loop: the optimizer and its learning-rate schedule.
+TRAINING_KINDS: Final = ("optimizer", "schedule")
+KINDS: Final = ("tokenizer", "architecture", "trainer", "sampler", *PART_KINDS, *TRAINING_KINDS)
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -51,6 +51,7 @@ BUILTIN_PLUGINS = (
     "cleangpt_core.builtins.parts",
     "cleangpt_core.builtins.architectures",
     "cleangpt_core.builtins.trainers",
+    "cleangpt_core.builtins.optim",
     "cleangpt_core.builtins.commands",
     "cleangpt_core.builtins.workflow",
     "cleangpt_core.builtins.trackers",
@@ -66,6 +67,8 @@ REGISTRATION_HOOKS = {
     "norm": "cleangpt_register_norms",
     "position": "cleangpt_register_positions",
     "residual": "cleangpt_register_residuals",
+    "optimizer": "cleangpt_register_optimizers",
+    "schedule": "cleangpt_register_schedules",
 }
 COMMANDS_HOOK = "cleangpt_register_commands"
 API_ATTRIBUTE = "CLEANGPT_PLUGIN_API"

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.plugin_api import PLUGIN_API_VERSION
 
 COMMAND_PLUGIN = """
 import click
@@ -97,7 +98,7 @@ def test_show_config_spells_out_the_values_a_literal_allows(fresh_registry):
     result = run("show-config", "advanced")
     assert result.exit_code == 0
     rows = {line.split()[0]: line for line in result.output.splitlines()[2:]}
-    assert "'constant' | 'cosine'" in rows["lr_schedule"]
+    assert "'auto' | 'ddp' | 'fsdp'" in rows["strategy"]
     assert "bool | 'no' | 'bf16' | 'fp16'" in rows["mixed_precision"]
     assert "int | None" in rows["max_steps"]  # a constrained type shows as its base type
 
@@ -130,7 +131,7 @@ def test_version_lists_core_and_plugin_versions(install_plugin):
     install_plugin("cleangpt-hello", COMMAND_PLUGIN.replace("{module}", "unused"), version="4.5.6")
     result = run("--version")
     assert result.exit_code == 0
-    assert result.output.startswith("cleangpt-core 0.1.0 (plugin API 1.1")
+    assert result.output.startswith(f"cleangpt-core 0.1.0 (plugin API {PLUGIN_API_VERSION}")
     assert "cleangpt-hello 4.5.6" in result.output
 
 

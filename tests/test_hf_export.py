@@ -46,7 +46,7 @@ def trained_run(tmp_path_factory) -> Path:
         "model.n_layer": 2,
         "model.n_embd": 32,
         "trainer.max_steps": 30,
-        "trainer.warmup_steps": 2,
+        "schedule.warmup_steps": 2,
         "trainer.eval_interval": 30,
         "trainer.eval_max_batches": 2,
         "output.sample_tokens": 0,

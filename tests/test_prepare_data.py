@@ -211,7 +211,7 @@ def tiny_config(tmp_path: Path, dataset: Path, *extra: str):
         "model.n_embd=32",
         "model.block_size=32",
         "trainer.max_steps=4",
-        "trainer.warmup_steps=1",
+        "schedule.warmup_steps=1",
         "trainer.eval_interval=2",
         "trainer.eval_max_batches=2",
         "trainer.checkpoint_interval=100",

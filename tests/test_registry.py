@@ -124,6 +124,7 @@ def test_strict_mode_reraises_plugin_failures(install_plugin, monkeypatch):
     ("declared", "compatible"),
     [
         ("1.0", True),
+        ("1.1", True),
         (PLUGIN_API_VERSION, True),
         ("1.99", False),
         ("2.0", False),
@@ -195,7 +196,7 @@ def test_unknown_name_lists_what_exists_and_suggests_the_nearest(fresh_registry)
 
 def test_unknown_kind_is_an_error(fresh_registry):
     with pytest.raises(UnknownComponentError, match="kinds are: tokenizer, architecture, trainer, sampler"):
-        get_component("optimizer", "adamw")
+        get_component("regulariser", "dropout")
 
 
 def test_component_of_the_wrong_kind_is_rejected(install_plugin):
@@ -244,7 +245,7 @@ def test_trace_prints_every_hook_call_and_who_answered(install_plugin, monkeypat
 
 def test_component_description_is_validated():
     with pytest.raises(ValueError, match="kind must be one of"):
-        Component(name="x", kind="optimizer", summary="s", target="m:f")
+        Component(name="x", kind="regulariser", summary="s", target="m:f")
     with pytest.raises(ValueError, match="may not contain ':'"):
         Component(name="a:b", kind="sampler", summary="s", target="m:f")
     with pytest.raises(ValueError, match="module:attribute"):
@@ -263,6 +264,8 @@ def test_component_description_is_validated():
         ("cleangpt_register_norms", "norm"),
         ("cleangpt_register_positions", "position"),
         ("cleangpt_register_residuals", "residual"),
+        ("cleangpt_register_optimizers", "optimizer"),
+        ("cleangpt_register_schedules", "schedule"),
     ],
 )
 def test_each_registration_hook_adds_components_of_its_kind(install_plugin, hook, kind):

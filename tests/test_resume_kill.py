@@ -18,9 +18,16 @@ RUN = [sys.executable, "-m", "cleangpt_core.testing.trainer", "--epochs", "3", "
 
 
 @pytest.mark.slow
-def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize(
+    ("optimizer", "schedule"),
+    [(None, None), ("muon", "wsd")],
+    ids=["adamw", "muon-wsd"],
+)
+def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path, optimizer, schedule):
+    components = {"optimizer": optimizer, "schedule": schedule}
+    chosen = [part for name, value in components.items() if value for part in (f"--{name}", value)]
     killed_dir = tmp_path / "killed"
-    process = subprocess.Popen([*RUN, str(killed_dir), "--step-delay", "0.1"])
+    process = subprocess.Popen([*RUN, str(killed_dir), "--step-delay", "0.1", *chosen])
     try:
         deadline = time.monotonic() + 120
         while not (killed_dir / "latest").is_file():
@@ -34,8 +41,10 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     killed_at = int((killed_dir / "latest").read_text().strip().rsplit("-", 1)[1])
     assert killed_at < 36, "the kill must come before the end of training (36 steps)"
 
-    subprocess.run([*RUN, str(killed_dir), "--resume"], check=True)
-    straight = run_tiny_training("advanced", tmp_path / "straight", num_epochs=3, checkpoint_interval=5)
+    subprocess.run([*RUN, str(killed_dir), "--resume", *chosen], check=True)
+    straight = run_tiny_training(
+        "advanced", tmp_path / "straight", num_epochs=3, checkpoint_interval=5, **components
+    )
 
     resumed = safetensors.torch.load_file(str(killed_dir / "checkpoints" / "step-00000036" / "model.safetensors"))
     assert straight.progress.step == 36

@@ -102,7 +102,7 @@ def tiny(run_dir, preset: str) -> list[str]:
         "model.block_size": 16,
         "data.eval_batch_size": 256,
         "trainer.max_steps": 4,
-        "trainer.warmup_steps": 1,
+        "schedule.warmup_steps": 1,
         "trainer.eval_interval": 4,
         "trainer.eval_max_batches": 1,
         "output.sample_tokens": 10,

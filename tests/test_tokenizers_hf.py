@@ -92,7 +92,7 @@ def test_it_trains_a_few_steps_and_the_run_keeps_it(bpe_folder, tmp_path):
         "model.block_size=32",
         "data.batch_size=4",
         "trainer.max_steps=3",
-        "trainer.warmup_steps=1",
+        "schedule.warmup_steps=1",
         "trainer.eval_interval=3",
         "trainer.eval_max_batches=1",
         "trainer.checkpoint_interval=3",

@@ -33,7 +33,7 @@ TINY = {
     "model.block_size": 32,
     "data.eval_batch_size": 512,
     "trainer.max_steps": STEPS,
-    "trainer.warmup_steps": 1,
+    "schedule.warmup_steps": 1,
     "trainer.eval_interval": 4,
     "trainer.eval_max_batches": 2,
     "trainer.checkpoint_interval": CHECKPOINT_EVERY,

@@ -39,7 +39,7 @@ def tiny(run_dir: Path, steps: int = 6) -> list[str]:
         "model.block_size": 32,
         "data.eval_batch_size": 512,
         "trainer.max_steps": steps,
-        "trainer.warmup_steps": 1,
+        "schedule.warmup_steps": 1,
         "trainer.eval_interval": 3,
         "trainer.eval_max_batches": 2,
         "trainer.checkpoint_interval": 3,
@@ -138,7 +138,7 @@ def test_a_block_size_longer_than_the_data_fails_before_training(tmp_path):
         ("model.n_embd=31", "n_embd=31 is not divisible by n_head=2"),
         ("trainer.max_step=5", "did you mean 'max_steps'"),
         ("trainer.mixed_precision=fp8", "mixed_precision"),
-        ("optimizer.lr=-1", "optimizer.lr"),
+        ("optimizer.lr=-1", "invalid optimizer 'adamw': lr=-1"),
     ],
 )
 def test_an_invalid_config_is_one_line_error_before_any_work(tmp_path, override, message):
@@ -391,7 +391,7 @@ def test_one_yaml_file_gives_one_experiment_through_train_compare_and_the_api(tm
     path = tmp_path / "small.yaml"
     path.write_text(
         "model:\n  n_layer: 1\n  n_head: 2\n  n_embd: 32\n  block_size: 32\n"
-        "trainer:\n  max_steps: 2\n  eval_max_batches: 1\n  warmup_steps: 1\n"
+        "trainer:\n  max_steps: 2\n  eval_max_batches: 1\nschedule:\n  warmup_steps: 1\n"
         "data:\n  eval_batch_size: 4096\noutput:\n  sample_tokens: 0\n"
     )
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.testing.trainer import CountingLanguage, build_tiny_trainer, tiny_loaders, tiny_model
 from cleangpt_core.trainers import AdvancedTrainer, get_trainer
+from cleangpt_core.trainers.optim_factory import get_schedule
 from cleangpt_core.trainers.schedules import WarmupCosine
 
 
@@ -90,7 +91,10 @@ def test_warmup_then_cosine_decay_to_the_floor():
 def test_the_cosine_schedule_drives_the_optimizer_step_by_step():
     record = RecordSteps()
     trainer = build_tiny_trainer(
-        "advanced", lr_schedule="cosine", warmup_steps=2, max_steps=10, min_lr_ratio=0.1, callbacks=[record]
+        "advanced",
+        max_steps=10,
+        lr_scheduler=get_schedule("cosine", warmup_steps=2, min_lr_ratio=0.1),
+        callbacks=[record],
     )
     trainer.train()
     expected = [3e-3 * WarmupCosine(2, 10, 0.1)(step) for step in range(10)]

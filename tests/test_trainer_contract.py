@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cleangpt_core.testing.trainer import check_resume_is_exact, check_trainer_contract
+from cleangpt_core.trainers import get_schedule
 
 
 @pytest.mark.slow
@@ -20,8 +21,7 @@ def test_advanced_trainer_resumes_exactly_with_every_feature_on(tmp_path):
         tmp_path,
         gradient_accumulation_steps=2,
         mixed_precision="bf16",
-        lr_schedule="cosine",
-        warmup_steps=3,
+        lr_scheduler=get_schedule("cosine", warmup_steps=3),
         grad_clip=0.5,
         eval_interval=4,
         eval_max_batches=2,

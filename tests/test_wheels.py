@@ -115,7 +115,7 @@ def test_sasp_trains_on_bytes_and_generates_from_its_checkpoint(fresh_env):
         "model.block_size": 32,
         "tokenizer.name": "byte",
         "trainer.max_steps": 6,
-        "trainer.warmup_steps": 1,
+        "schedule.warmup_steps": 1,
         "trainer.eval_interval": 6,
         "trainer.eval_max_batches": 2,
         "output.dir": run_dir,

@@ -1,4 +1,4 @@
-"""The experiment config: data, tokenizer, model, trainer, sampling and output in one validated object.
+"""The experiment config: data, tokenizer, model, optimizer, schedule, trainer, sampling and output in one object.
 
 The schema's defaults are the default recipe (``cleangpt train`` with no options; ``configs/default.yaml``
 spells it out): a 0.8M-parameter character-level model on the embedded Tiny Shakespeare, nanoGPT's
@@ -18,6 +18,7 @@ against that component's schema before any work starts.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,12 +30,12 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from cleangpt_core.config.base import MAX_SEED, StrictModel, format_validation_error, validate_config
 from cleangpt_core.config.model import GPTConfig
+from cleangpt_core.config.optim import MOVED_SCHEDULE_FIELDS
 from cleangpt_core.config.tracking import LoggingConfig
 from cleangpt_core.errors import ConfigError
 
@@ -84,6 +85,20 @@ class TrainerSection(ComponentSection):
     name: str = "advanced"
 
 
+class OptimizerSection(ComponentSection):
+    """Which optimizer, and its options (learning rates, betas, weight decay...)."""
+
+    kind: ClassVar[str] = "optimizer"
+    name: str = "adamw"
+
+
+class ScheduleSection(ComponentSection):
+    """Which learning-rate schedule, and its options (warmup, decay...), stated relative to the run's length."""
+
+    kind: ClassVar[str] = "schedule"
+    name: str = "cosine"
+
+
 class SamplingSection(ComponentSection):
     """Which sampler generates samples after training, and its parameters."""
 
@@ -114,25 +129,6 @@ class DataConfig(StrictModel):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 loads in the training process)")
 
 
-class OptimizerConfig(StrictModel):
-    """AdamW, with weight decay on weight matrices and embeddings only (not on gains, norms and biases)."""
-
-    name: Literal["adamw"] = Field("adamw", description="the optimizer (AdamW)")
-    # twice nanoGPT's: at the default size 2000 steps are too few for 1e-3
-    lr: float = Field(2e-3, gt=0.0, description="peak learning rate")
-    # beta2 0.99: few tokens per step, so a shorter memory for the second moment
-    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW's moment decay rates")
-    weight_decay: float = Field(0.1, ge=0.0, description="decoupled weight decay of matrices and embeddings")
-    eps: float = Field(1e-8, gt=0.0, description="AdamW's denominator epsilon")
-
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
-        if not all(0.0 <= beta < 1.0 for beta in betas):
-            raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        return betas
-
-
 class OutputConfig(StrictModel):
     """Where a run writes its checkpoints, logs and samples."""
 
@@ -146,14 +142,21 @@ def _default_model() -> GPTConfig:
     return GPTConfig(model_type="Vanilla", n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0)
 
 
+def _default_optimizer() -> OptimizerSection:
+    # lr twice nanoGPT's: at the default size 2000 steps are too few for 1e-3;
+    # beta2 0.99: few tokens per step, so a shorter memory for the second moment
+    return OptimizerSection(name="adamw", lr=2e-3, betas=(0.9, 0.99), weight_decay=0.1)
+
+
+def _default_schedule() -> ScheduleSection:
+    return ScheduleSection(name="cosine", warmup_steps=100, min_lr_ratio=0.1)
+
+
 def _default_trainer() -> TrainerSection:
     return TrainerSection(
         name="advanced",
         num_epochs=10,
         max_steps=2000,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        min_lr_ratio=0.1,
         grad_clip=1.0,
         eval_interval=250,
         eval_max_batches=50,
@@ -175,7 +178,8 @@ class ExperimentConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     model: GPTConfig = Field(default_factory=_default_model)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    optimizer: OptimizerSection = Field(default_factory=_default_optimizer)
+    schedule: ScheduleSection = Field(default_factory=_default_schedule)
     trainer: TrainerSection = Field(default_factory=_default_trainer)
     sampling: SamplingSection = Field(default_factory=_default_sampling)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -261,11 +265,42 @@ def default_sections() -> dict[str, Any]:
     return sections
 
 
+def move_schedule_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """`data` with the schedule fields of an older ``trainer:`` section moved into ``schedule:``, as it means.
+
+    Runs saved before the schedule became a component (their experiment.json) resume unchanged through it, and
+    older config files keep working with a warning naming where each field went. An older run without a
+    cosine schedule trained at the optimizer's learning rate throughout: its schedule is `constant`.
+    """
+    trainer = data.get("trainer")
+    moved = sorted(set(MOVED_SCHEDULE_FIELDS) & set(trainer)) if isinstance(trainer, dict) else []
+    if not moved:
+        return data
+    if "schedule" in data:
+        raise ConfigError(
+            f"{where}: trainer.{moved[0]} has moved to the schedule: section, which is given too; "
+            f"set {', '.join(f'schedule.{MOVED_SCHEDULE_FIELDS[key]}' for key in moved)} there instead"
+        )
+    warnings.warn(
+        f"{where}: {', '.join(f'trainer.{key}' for key in moved)} moved to the schedule: section "
+        f"({', '.join(f'schedule.{MOVED_SCHEDULE_FIELDS[key]}' for key in moved)}); read as such",
+        FutureWarning,
+        stacklevel=2,
+    )
+    trainer = dict(trainer)
+    old = {key: trainer.pop(key) for key in moved}
+    if old.get("lr_schedule", "cosine") == "cosine":
+        schedule = {MOVED_SCHEDULE_FIELDS[key]: value for key, value in old.items() if value is not None}
+    else:  # the old constant schedule had no warmup: the optimizer's learning rate from the first step
+        schedule = {"name": "constant"}
+    return {**data, "trainer": trainer, "schedule": schedule}
+
+
 def resolve_experiment(
     data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), where: str = "experiment config"
 ) -> ExperimentConfig:
     """The one loader: the default recipe, then `data` (a config file's content), then the overrides."""
-    data = apply_overrides(data, list(overrides))
+    data = move_schedule_fields(apply_overrides(data, list(overrides)), where)
     merged: dict[str, Any] = {}
     for section, default in default_sections().items():
         given = data.get(section)

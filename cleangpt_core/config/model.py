@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic import ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from cleangpt_core.config.base import StrictModel, format_validation_error, unknown_field_message
 from cleangpt_core.errors import UnknownComponentError
@@ -57,6 +57,13 @@ class DecoderConfig(ModelConfig):
     position: str = Field("learned", description="position encoding part")
     residual: str = Field("pre_norm", description="how a block wires its sub-blocks")
     tie_embeddings: bool = Field(True, description="share the token embedding with the output head")
+    # modded-nanogpt's: every block starts as the identity, so early training shapes the embeddings and head first
+    zero_init_projections: bool = Field(
+        False, description="initialise the output projections (c_proj) of attention and MLP at zero"
+    )
+    logit_softcap: PositiveFloat | None = Field(
+        None, description="squash logits into (-cap, cap) as cap * tanh(logits / cap) (Gemma 2); None: off"
+    )
 
     @model_validator(mode="before")
     @classmethod

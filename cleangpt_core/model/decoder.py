@@ -68,6 +68,7 @@ class Decoder(CausalLanguageModel):
             }
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.parameter_roles = {"weight": "head"}  # for optimizers: not a hidden matrix (Muon leaves it)
         if getattr(config, "tie_embeddings", True):
             self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)
         if blocks is None:  # an architecture with its own blocks initialises once they are complete
@@ -77,9 +78,11 @@ class Decoder(CausalLanguageModel):
         """GPT-2's initialisation, then each part's own (`init_weights`, where a part defines one).
 
         N(0, 0.02) weights, zero biases, and the layers that write into the residual stream (`c_proj`)
-        scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth (GPT-2 paper, section 2.3).
+        scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth (GPT-2 paper, section 2.3), or
+        zero with `zero_init_projections`, so every block starts as the identity (modded-nanogpt).
         Norm gains keep their ones.
         """
+        zero_projections = getattr(self.config, "zero_init_projections", False)
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, nn.Linear | nn.Embedding):
@@ -87,7 +90,9 @@ class Decoder(CausalLanguageModel):
                     if getattr(module, "bias", None) is not None:
                         nn.init.zeros_(module.bias)
             for name, parameter in self.named_parameters():
-                if name.endswith("c_proj.weight"):
+                if name.endswith("c_proj.weight") and zero_projections:
+                    nn.init.zeros_(parameter)
+                elif name.endswith("c_proj.weight"):
                     nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
             for module in self.modules():
                 if module is not self and hasattr(module, "init_weights"):
@@ -119,6 +124,9 @@ class Decoder(CausalLanguageModel):
         if logits_to_keep:
             x = x[:, -logits_to_keep:, :]
         logits = self.lm_head(self.transformer.ln_f(x))
+        softcap = getattr(self.config, "logit_softcap", None)
+        if softcap is not None:  # bounded logits keep an overconfident head from blowing up the loss (Gemma 2)
+            logits = softcap * torch.tanh(logits / softcap)
         output = {"logits": logits}
         if labels is not None:
             output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)

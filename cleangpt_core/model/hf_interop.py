@@ -95,6 +95,7 @@ def hf_config_from_vanilla(config: GPTConfig | Any) -> dict[str, Any]:
         raise HFConversionError("GPT-2 has a 4x MLP and a tied head: unset ffn_hidden and tie_embeddings=False")
     if part_options(config, NormOptions).norm_eps != 1e-5:
         raise HFConversionError("GPT-2 has layer_norm_epsilon 1e-5: unset norm_eps")
+    _refuse_softcap(config, "GPT-2")
     return {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -118,6 +119,11 @@ def hf_config_from_vanilla(config: GPTConfig | Any) -> dict[str, Any]:
         "eos_token_id": None,
         "dtype": "float32",
     }
+
+
+def _refuse_softcap(config: Any, family: str) -> None:
+    if getattr(config, "logit_softcap", None) is not None:
+        raise HFConversionError(f"{family} has no logit soft-capping: unset logit_softcap")
 
 
 def _checked_load(model: nn.Module, converted: dict[str, torch.Tensor], family: str) -> nn.Module:
@@ -232,6 +238,7 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     attention = part_options(config, CausalAttentionOptions)
     if attention.qk_norm:
         raise HFConversionError("Llama has no QK-norm: unset qk_norm")
+    _refuse_softcap(config, "Llama")
     qkv_bias = config.bias if attention.qkv_bias is None else attention.qkv_bias
     if qkv_bias != config.bias and config.bias:
         raise HFConversionError("neither Llama nor Qwen2 has biases everywhere but on q/k/v: set qkv_bias as bias")

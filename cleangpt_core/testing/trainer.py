@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.factory import get_trainer
+from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
 
 TINY_MODEL = {"vocab_size": 17, "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "dropout": 0.1}
 
@@ -76,14 +77,24 @@ def build_tiny_trainer(
     *,
     batch_size: int = 8,
     model_options: dict[str, Any] | None = None,
+    optimizer: str | None = None,
+    schedule: str | None = None,
     **options: Any,
 ) -> BaseTrainer:
-    """A trainer of `trainer_type` on the counting language, on the CPU, with AdamW at lr 3e-3."""
+    """A trainer of `trainer_type` on the counting language, on the CPU, with AdamW at lr 3e-3.
+
+    `optimizer` and `schedule` name registered components to use instead, with their default options.
+    """
     model = tiny_model(model_seed, **(model_options or {}))
     train, val = tiny_loaders(batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+    if optimizer is None:
+        built = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+    else:
+        built = get_optimizer(optimizer, model)
+    if schedule is not None:
+        options["lr_scheduler"] = get_schedule(schedule)
     options.setdefault("progress_bar", False)
-    return get_trainer(trainer_type, model, train, optimizer, device="cpu", eval_dataloader=val, **options)
+    return get_trainer(trainer_type, model, train, built, device="cpu", eval_dataloader=val, **options)
 
 
 def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -224,6 +235,8 @@ def main() -> None:
     parser.add_argument("--losses-out", type=Path, help="write the per-step losses here as JSON (main process)")
     parser.add_argument("--strategy", default="auto", help="trainer.strategy under torchrun: auto, ddp or fsdp")
     parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--optimizer", help="a registered optimizer, default options (default: torch's AdamW)")
+    parser.add_argument("--schedule", help="a registered learning-rate schedule, default options (default: none)")
     arguments = parser.parse_args()
     trainer = run_tiny_training(
         arguments.trainer,
@@ -237,6 +250,8 @@ def main() -> None:
         checkpoint_interval=arguments.checkpoint_interval if arguments.run_dir else None,
         strategy=arguments.strategy,
         activation_checkpointing=arguments.activation_checkpointing,
+        optimizer=arguments.optimizer,
+        schedule=arguments.schedule,
     )
     if arguments.losses_out is not None and trainer.context.is_main:
         arguments.losses_out.write_text(json.dumps(trainer.losses))

@@ -1,4 +1,5 @@
-"""Trainers: the simple and advanced loops, checkpoints that resume exactly, events, and `get_trainer`.
+"""Trainers: the simple and advanced loops, checkpoints that resume exactly, events, `get_trainer`, and
+`get_optimizer` / `get_schedule` for the registered optimizers and learning-rate schedules.
 
 The names below are imported on first use (PEP 562), so that the plugin registry can read the pydantic
 option schemas in ``cleangpt_core.trainers.schemas`` without importing torch.
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from cleangpt_core.trainers.base_trainer import BaseTrainer
     from cleangpt_core.trainers.checkpointing import CheckpointManager
     from cleangpt_core.trainers.factory import get_trainer
+    from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
     from cleangpt_core.trainers.simple_trainer import SimpleTrainer
 
 _EXPORTS = {
@@ -24,6 +26,8 @@ _EXPORTS = {
     "CheckpointManager": "cleangpt_core.trainers.checkpointing",
     "SimpleTrainer": "cleangpt_core.trainers.simple_trainer",
     "get_trainer": "cleangpt_core.trainers.factory",
+    "get_optimizer": "cleangpt_core.trainers.optim_factory",
+    "get_schedule": "cleangpt_core.trainers.optim_factory",
 }
 
 __all__ = [
@@ -33,6 +37,8 @@ __all__ = [
     "CheckpointWriteError",
     "SimpleTrainer",
     "TrainingDivergedError",
+    "get_optimizer",
+    "get_schedule",
     "get_trainer",
 ]
 

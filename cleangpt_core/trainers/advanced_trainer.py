@@ -10,17 +10,18 @@ from typing import Any, ClassVar
 import safetensors.torch
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.atomic_write import atomic_target
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE
+from cleangpt_core.trainers.base_trainer import ScheduleBuilder
 from cleangpt_core.trainers.checkpointing import (
     CheckpointManager,
     average_weights,
     write_model,
 )
 from cleangpt_core.trainers.distributed import barrier
-from cleangpt_core.trainers.schedules import warmup_cosine_schedule
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
 from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, gradient_scaler, load_checkpoint_weights
@@ -49,8 +50,8 @@ def resolve_precision(mixed_precision: bool | str, device: torch.device) -> torc
 class AdvancedTrainer(SimpleTrainer):
     """The tutorial's advanced trainer: every feature is an option, off unless asked for.
 
-    `lr_scheduler` is any torch scheduler, stepped once per optimizer step; without one,
-    ``lr_schedule="cosine"`` builds warmup + cosine decay from the options.
+    `lr_scheduler` is any torch scheduler, or a schedule to build (``get_schedule("cosine", warmup_steps=100)``),
+    stepped once per optimizer step.
     """
 
     options_schema: ClassVar[type[TrainerConfig]] = AdvancedTrainerConfig
@@ -62,31 +63,13 @@ class AdvancedTrainer(SimpleTrainer):
         optimizer: torch.optim.Optimizer,
         device: str | torch.device | None = None,
         output_dir: str | Path | None = None,
-        lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        lr_scheduler: LRScheduler | ScheduleBuilder | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(model, dataloader, optimizer, device, output_dir, **options)
-        self.gradient_accumulation_steps = self.options.gradient_accumulation_steps
+        super().__init__(model, dataloader, optimizer, device, output_dir, lr_scheduler=lr_scheduler, **options)
         self.precision = resolve_precision(self.options.mixed_precision, self.device)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
         self.scaler = gradient_scaler(self.strategy, self.device) if self.precision == torch.float16 else None
-        self.lr_scheduler = lr_scheduler or self._build_schedule()
-
-    def _build_schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:
-        options = self.options
-        if options.lr_schedule == "constant":
-            return None
-        decay_steps = options.lr_decay_steps or self.total_steps()
-        if decay_steps is None:
-            raise ConfigError("lr_schedule='cosine' needs max_steps or lr_decay_steps when the data has no length")
-        if decay_steps <= options.warmup_steps:
-            raise ConfigError(
-                f"lr_schedule='cosine': warmup_steps={options.warmup_steps} leaves no room to decay within "
-                f"{decay_steps} steps; lower warmup_steps or raise lr_decay_steps / max_steps"
-            )
-        return warmup_cosine_schedule(
-            self.optimizer, warmup_steps=options.warmup_steps, decay_steps=decay_steps, min_ratio=options.min_lr_ratio
-        )
 
     def autocast(self) -> AbstractContextManager[Any]:
         """bf16 or fp16 autocast when mixed precision is on."""
@@ -129,17 +112,14 @@ class AdvancedTrainer(SimpleTrainer):
             )
 
     def trainer_state(self) -> dict[str, Any]:
-        """The base state plus the schedule and the gradient scaler."""
+        """The base state plus the gradient scaler."""
         state = super().trainer_state()
-        state["lr_scheduler"] = self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None
         state["grad_scaler"] = self.scaler.state_dict() if self.scaler is not None else None
         return state
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
-        """Restore the base state, the schedule and the gradient scaler."""
+        """Restore the base state and the gradient scaler."""
         super().load_trainer_state(state)
-        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if self.scaler is not None and state.get("grad_scaler") is not None:
             self.scaler.load_state_dict(state["grad_scaler"])
 

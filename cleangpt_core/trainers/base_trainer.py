@@ -8,8 +8,9 @@ implements `train()` (and may override `evaluate()`), as the tutorial's custom t
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.atomic_write import write_text_atomic
 from cleangpt_core.config.base import validate_config
@@ -46,6 +48,9 @@ from cleangpt_core.trainers.strategies import (
 
 logger = logging.getLogger(__name__)
 
+# A schedule not yet built: called with the optimizer and the run's length in optimizer steps (None if unknown).
+ScheduleBuilder = Callable[[torch.optim.Optimizer, "int | None"], LRScheduler]
+
 
 @dataclass
 class TrainingProgress:
@@ -65,6 +70,10 @@ class BaseTrainer(ABC):
     Batches are dicts with ``input_ids``, ``labels`` (aligned with the inputs; the model shifts them) and
     optionally ``attention_mask``; ``model(**batch)`` returns a dict with ``loss`` and ``logits``. Options
     are validated against `options_schema` before any work starts.
+
+    `lr_scheduler` is a torch scheduler over `optimizer`, or a `ScheduleBuilder` (``get_schedule("wsd", ...)``)
+    that the trainer calls with the optimizer and `total_steps()`, so a schedule stated relative to the run
+    fits whatever length the run has. The loop steps it once per optimizer step; its state is checkpointed.
     """
 
     options_schema: ClassVar[type[TrainerConfig]] = TrainerConfig
@@ -81,6 +90,7 @@ class BaseTrainer(ABC):
         callbacks: Iterable[object] = (),
         tokenizer: Any = None,
         experiment: Any = None,
+        lr_scheduler: LRScheduler | ScheduleBuilder | None = None,
         **options: Any,
     ) -> None:
         self.options = validate_config(
@@ -115,6 +125,23 @@ class BaseTrainer(ABC):
         self._events: TrainingEvents | None = None
         self._rng_to_restore: dict[str, Any] | None = None
         self._resumed_from: Path | None = None
+        if lr_scheduler is not None and not isinstance(lr_scheduler, LRScheduler):
+            lr_scheduler = lr_scheduler(self.optimizer, self.total_steps())
+        self.lr_scheduler = lr_scheduler
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """Batches whose gradients make one optimizer step (an option of trainers that accumulate)."""
+        return getattr(self.options, "gradient_accumulation_steps", 1)
+
+    def total_steps(self) -> int | None:
+        """Optimizer steps the whole run takes, when the data has a length or max_steps is set."""
+        try:
+            per_epoch = math.ceil(len(self.batches) / self.gradient_accumulation_steps)
+        except TypeError:  # an iterable without a length
+            return self.options.max_steps
+        planned = per_epoch * self.num_epochs
+        return min(planned, self.options.max_steps) if self.options.max_steps else planned
 
     @property
     def raw_model(self) -> nn.Module:
@@ -198,12 +225,15 @@ class BaseTrainer(ABC):
             "strategy": self.strategy,
             "data_position": self.batches.items_consumed(self.progress.batch_in_epoch),
             "optimizer": full_optimizer_state(self.raw_model, self.optimizer),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
             "rng": capture_rng_state(),
         }
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         """Restore what `trainer_state` saved (RNG states are restored when training continues)."""
         load_full_optimizer_state(self.raw_model, self.optimizer, state["optimizer"])
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.progress = TrainingProgress(**state["progress"])
         self._rng_to_restore = state["rng"]
 

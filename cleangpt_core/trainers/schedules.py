@@ -1,4 +1,11 @@
-"""Learning-rate schedules as torch schedulers, so a caller's scheduler and ours are driven the same way."""
+"""Learning-rate schedules as torch schedulers, so a caller's scheduler and ours are driven the same way.
+
+Each schedule is a multiplier of every parameter group's peak learning rate as a function of the optimizer
+step (0-based: step s trains at peak x multiplier(s)), wrapped in `LambdaLR`. The multipliers are classes
+rather than closures because `LambdaLR.state_dict` saves a callable object's attributes, so a schedule
+travels with a checkpoint as plain numbers. A schedule component is a function
+``build(optimizer, *, total_steps, **options) -> LRScheduler``.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +14,117 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from cleangpt_core.errors import ConfigError
 
-class WarmupCosine:
-    """Multiplier of the peak learning rate: linear warmup, cosine decay, then a constant floor (nanoGPT's).
 
-    A class rather than a closure because `LambdaLR.state_dict` saves a callable object's attributes, so the
-    schedule travels with a checkpoint as plain numbers.
-    """
+class Warmup:
+    """Linear warmup over the first `warmup_steps` steps, then the peak; subclasses shape what follows."""
 
-    def __init__(self, warmup_steps: int, decay_steps: int, min_ratio: float) -> None:
+    def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
-        self.decay_steps = decay_steps
-        self.min_ratio = min_ratio
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)
+        return self.after_warmup(step)
+
+    def after_warmup(self, step: int) -> float:
+        """The multiplier at a step past the warmup."""
+        return 1.0
+
+
+class WarmupCosine(Warmup):
+    """Warmup, cosine decay until `decay_steps`, then a constant floor (nanoGPT's)."""
+
+    def __init__(self, warmup_steps: int, decay_steps: int, min_ratio: float) -> None:
+        super().__init__(warmup_steps)
+        self.decay_steps = decay_steps
+        self.min_ratio = min_ratio
+
+    def after_warmup(self, step: int) -> float:
         if step >= self.decay_steps:
             return self.min_ratio
         progress = (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)
         return self.min_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - self.min_ratio)
 
 
-def warmup_cosine_schedule(
-    optimizer: torch.optim.Optimizer, *, warmup_steps: int, decay_steps: int, min_ratio: float = 0.1
+class LinearDecay(Warmup):
+    """Warmup, then a straight line from the peak at `start` to `min_ratio` at `end` (and the floor after)."""
+
+    def __init__(self, warmup_steps: int, start: int, end: int, min_ratio: float) -> None:
+        super().__init__(warmup_steps)
+        self.start = start
+        self.end = end
+        self.min_ratio = min_ratio
+
+    def after_warmup(self, step: int) -> float:
+        if step < self.start:
+            return 1.0
+        progress = min(1.0, (step - self.start) / (self.end - self.start))
+        return 1.0 - progress * (1.0 - self.min_ratio)
+
+
+def _run_length(name: str, total_steps: int | None) -> int:
+    if total_steps is None:
+        raise ConfigError(
+            f"schedule {name!r} is stated relative to the run's length, which is unknown (the data has no length); "
+            "set trainer.max_steps"
+        )
+    return total_steps
+
+
+def _check_warmup(name: str, warmup_steps: int, room: int) -> None:
+    if warmup_steps >= room:
+        raise ConfigError(
+            f"schedule {name!r}: warmup_steps={warmup_steps} leaves no room to decay within {room} steps; "
+            "lower warmup_steps or train for more steps"
+        )
+
+
+def constant_schedule(
+    optimizer: torch.optim.Optimizer, *, total_steps: int | None, warmup_steps: int = 0
 ) -> LambdaLR:
-    """A scheduler stepping once per optimizer step: warmup to each group's lr, cosine down to min_ratio x it."""
-    if decay_steps <= warmup_steps:
-        raise ValueError(f"decay_steps={decay_steps} must exceed warmup_steps={warmup_steps}")
-    return LambdaLR(optimizer, WarmupCosine(warmup_steps, decay_steps, min_ratio))
+    """The peak learning rate throughout, after an optional linear warmup."""
+    return LambdaLR(optimizer, Warmup(warmup_steps))
+
+
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int | None,
+    warmup_steps: int = 0,
+    decay_steps: int | None = None,
+    min_lr_ratio: float = 0.1,
+) -> LambdaLR:
+    """Warmup, then cosine decay to `min_lr_ratio` x peak at `decay_steps` (default: the end of the run)."""
+    decay_steps = decay_steps or _run_length("cosine", total_steps)
+    _check_warmup("cosine", warmup_steps, decay_steps)
+    return LambdaLR(optimizer, WarmupCosine(warmup_steps, decay_steps, min_lr_ratio))
+
+
+def wsd_schedule(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int | None,
+    warmup_steps: int = 0,
+    decay_fraction: float = 0.2,
+    min_lr_ratio: float = 0.0,
+) -> LambdaLR:
+    """Warmup-stable-decay: warmup, the peak held, then a linear cool-down over the last `decay_fraction`.
+
+    The cool-down ends at `min_lr_ratio` x peak one step after the last (so with 0 the last step trains at
+    peak / cool-down length, as in modded-nanogpt, rather than wasting a step at zero).
+    """
+    total_steps = _run_length("wsd", total_steps)
+    decay_start = total_steps - max(1, round(decay_fraction * total_steps))
+    _check_warmup("wsd", warmup_steps, decay_start + 1)
+    return LambdaLR(optimizer, LinearDecay(warmup_steps, decay_start, total_steps, min_lr_ratio))
+
+
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, *, total_steps: int | None, warmup_steps: int = 0, min_lr_ratio: float = 0.0
+) -> LambdaLR:
+    """Warmup, then linear decay from the peak to `min_lr_ratio` x peak one step after the last."""
+    total_steps = _run_length("linear", total_steps)
+    _check_warmup("linear", warmup_steps, total_steps)
+    return LambdaLR(optimizer, LinearDecay(warmup_steps, warmup_steps, total_steps, min_lr_ratio))

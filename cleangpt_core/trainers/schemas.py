@@ -7,15 +7,20 @@ experiment config's ``trainer:`` section is checked against the same schema when
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
 from cleangpt_core.config.base import MAX_SEED, StrictModel
+from cleangpt_core.config.optim import MOVED_SCHEDULE_FIELDS
 
 
 class TrainerConfig(StrictModel):
-    """What every built-in trainer understands: the budget, the run directory and the cadence of its work."""
+    """What every built-in trainer understands: the budget, the run directory and the cadence of its work.
+
+    The learning-rate schedule is no trainer option: it is a component of its own (``schedule:`` in an
+    experiment config, ``lr_scheduler=`` here), which every built-in trainer steps once per optimizer step.
+    """
 
     num_epochs: PositiveInt = Field(1, description="passes over the training data (max_steps may stop earlier)")
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps")
@@ -48,6 +53,20 @@ class TrainerConfig(StrictModel):
         False, description="torch.compile the model (a one-off compilation cost at the first steps; see benchmarks/)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_moved(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        moved = [key for key in MOVED_SCHEDULE_FIELDS if key in data]
+        if moved:
+            raise ValueError(
+                f"{', '.join(moved)}: the learning-rate schedule is no trainer option any more; pass "
+                "lr_scheduler=get_schedule('cosine', warmup_steps=..., ...) (cleangpt_core.trainers), or set the "
+                "experiment config's schedule: section"
+            )
+        return data
+
 
 class SimpleTrainerConfig(TrainerConfig):
     """The plain loop: one batch, one optimizer step, at the optimizer's own learning rate."""
@@ -63,14 +82,6 @@ class AdvancedTrainerConfig(TrainerConfig):
         False, description="True picks bf16 (fp16 on GPUs without bf16); fp16 uses a gradient scaler and needs CUDA"
     )
     grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="'cosine': linear warmup then cosine decay; ignored when lr_scheduler is given"
-    )
-    warmup_steps: int = Field(0, ge=0, description="steps of linear warmup from 0 to the optimizer's learning rate")
-    lr_decay_steps: PositiveInt | None = Field(
-        None, description="step at which the cosine reaches its floor; defaults to max_steps or the whole run"
-    )
-    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="floor of the cosine as a fraction of the peak lr")
     early_stopping_patience: PositiveInt | None = Field(
         None, description="stop after this many evaluations without improving the validation loss"
     )
@@ -88,6 +99,4 @@ class AdvancedTrainerConfig(TrainerConfig):
             )
         if self.average_last_checkpoints > 1 and self.checkpoint_interval is None:
             raise ValueError("average_last_checkpoints > 1 needs checkpoint_interval, so there is more than one")
-        if self.warmup_steps and self.lr_decay_steps is not None and self.warmup_steps >= self.lr_decay_steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} must be below lr_decay_steps={self.lr_decay_steps}")
         return self

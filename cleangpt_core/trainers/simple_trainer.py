@@ -28,17 +28,7 @@ class SimpleTrainer(BaseTrainer):
     """Train for `num_epochs` (or `max_steps`), evaluating and checkpointing as the options say."""
 
     options_schema: ClassVar[type[TrainerConfig]] = SimpleTrainerConfig
-    gradient_accumulation_steps: int = 1
     grad_norm: float | None = None  # the last step's gradient norm, where optimizer_step measures it
-
-    def total_steps(self) -> int | None:
-        """Optimizer steps the whole run takes, when the data has a length or max_steps is set."""
-        try:
-            per_epoch = math.ceil(len(self.batches) / self.gradient_accumulation_steps)
-        except TypeError:  # an iterable without a length
-            return self.options.max_steps
-        planned = per_epoch * self.num_epochs
-        return min(planned, self.options.max_steps) if self.options.max_steps else planned
 
     def train(self, resume_from: str | Path | None = None) -> dict[str, Any]:
         """Train, and return statistics: steps, tokens, losses, throughput and the final validation loss.
@@ -169,9 +159,11 @@ class SimpleTrainer(BaseTrainer):
         loss.backward()
 
     def optimizer_step(self) -> None:
-        """Apply the accumulated gradients and clear them."""
+        """Apply the accumulated gradients, clear them and advance the schedule."""
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
 
     def after_evaluation(self, val_loss: float) -> None:
         """Track the best validation loss (subclasses may stop early on it)."""

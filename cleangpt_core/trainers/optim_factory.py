@@ -1,0 +1,44 @@
+"""`get_optimizer` and `get_schedule`: build a registered optimizer or schedule by name, options checked first.
+
+The experiment runner builds its optimizer and schedule through them, and so can any Python caller of
+`get_trainer`: ``get_trainer("advanced", model, data, get_optimizer("muon", model, lr=0.02),
+lr_scheduler=get_schedule("wsd", warmup_steps=10))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cleangpt_core.config.base import validate_config
+from cleangpt_core.plugin_api import Component
+from cleangpt_core.registry import get_component
+from cleangpt_core.trainers.base_trainer import ScheduleBuilder
+from cleangpt_core.trainers.optimizers import parameter_roles
+
+
+def _validated(component: Component, options: dict[str, Any]) -> dict[str, Any]:
+    if component.config_schema is None:
+        return options
+    return validate_config(component.config_schema, options, f"{component.kind} {component.name!r}").model_dump()
+
+
+def get_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.Optimizer:
+    """The optimizer registered as `name` over `model`'s parameters, grouped by the roles the model states."""
+    component = get_component("optimizer", name)
+    build = component.load()
+    return build(parameter_roles(model), **_validated(component, options))
+
+
+def get_schedule(name: str, **options: Any) -> ScheduleBuilder:
+    """The schedule registered as `name`, to be built by the trainer over its optimizer and the run's length."""
+    component = get_component("schedule", name)
+    build = component.load()
+    options = _validated(component, options)
+
+    def schedule(optimizer: torch.optim.Optimizer, total_steps: int | None) -> torch.optim.lr_scheduler.LRScheduler:
+        return build(optimizer, total_steps=total_steps, **options)
+
+    return schedule
