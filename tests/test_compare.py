@@ -41,7 +41,7 @@ TINY = [
     "model.n_embd=32",
     "model.block_size=32",
     "data.batch_size=4",
-    "trainer.warmup_steps=1",
+    "schedule.warmup_steps=1",
     "trainer.eval_interval=3",
     "trainer.checkpoint_interval=3",
     "trainer.log_interval=3",
@@ -88,7 +88,7 @@ def test_every_model_gets_the_same_budget_and_its_own_run_directory(corpus, tmp_
 
 def test_a_token_budget_gives_runs_with_other_batch_shapes_as_many_tokens(corpus, tmp_path):
     configs = [write_config(tmp_path / "short.yaml", 16), write_config(tmp_path / "long.yaml", 64)]
-    overrides = [f"data.dataset={corpus}", "trainer.warmup_steps=1"]
+    overrides = [f"data.dataset={corpus}", "schedule.warmup_steps=1"]
     plan = build_plan(tmp_path / "out", config_files=configs, overrides=overrides, max_tokens=12 * 64 * 10)
     assert plan.max_steps == {"short": 40, "long": 10}
     uneven = build_plan(tmp_path / "out", config_files=configs, overrides=overrides, max_tokens=1000)
@@ -682,7 +682,7 @@ def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp
     for override in [
         f"data.dataset={corpus}",
         "trainer.eval_max_batches=null",
-        "trainer.warmup_steps=1",
+        "schedule.warmup_steps=1",
         "trainer.progress_bar=false",
         "output.sample_tokens=0",
         "device=cpu",
