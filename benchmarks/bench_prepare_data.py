@@ -3,25 +3,25 @@
 The corpus is JSON Lines of documents recombined from Tiny Shakespeare lines by a seeded generator, so it
 needs no download and is the same on every machine. For each size the run is interleaved:
 
-1. single-process tiktoken (`GPT2Tokenizer.encode_corpus`, the GPT-2 tiktoken twin) over every document of
-   the corpus, timing only the encode calls (reading and JSON parsing are left out, to the reference's
-   advantage);
-2. ``cleangpt prepare-data --tokenizer gpt2 --num-proc N`` as its own process: the time it reports from
-   the start of streaming to the index written (reading, parsing, tokenizing, writing shards and index;
-   like the reference, without interpreter start-up, imports and loading the tokenizer), and the process's
-   whole wall time; its memory sampled every 250 ms: the proportional set size (PSS, shared pages divided
-   among the processes sharing them) summed over the main process and its workers, and the largest
-   resident set of any one process;
+1. single-process tiktoken (`GPT2Tokenizer.encode_corpus`: the GPT-2 tiktoken twin, built beforehand,
+   encoding straight into a numpy array) over every document of the corpus, timing only the encode calls
+   (reading and JSON parsing are left out, to the reference's advantage);
+2. prepare-data (`prepare_data`, what ``cleangpt prepare-data --tokenizer gpt2 --num-proc N`` runs) in a
+   process of its own: wall and CPU seconds (its own and its workers') from the start of streaming to the
+   index written, with the tokenizer loaded beforehand as the reference's is; and the whole process's wall
+   time; its memory sampled every 250 ms: the proportional set size (PSS, shared pages divided among the
+   processes sharing them) summed over the main process and its workers, and the largest resident set of
+   any one process;
 3. the reference again, so a change of machine load shows as two different reference times.
 
-CPU seconds are printed too (the reference's, and the prepare's summed over its processes): on a machine
-shared with other work (and with Linux's autogroup scheduling, which splits the CPU between sessions, not
-processes) wall-time ratios say more about the neighbours than about the code; the CPU ratio bounds what
-N uncontended cores would give.
+Two ratios come out. Wall: the reference's time (mean of both passes) over prepare-data's. CPU:
+prepare-data's CPU seconds over the reference's on the same text. On a machine shared with other work
+(and with Linux's autogroup scheduling, which splits the CPU between sessions, not processes) the wall
+ratio says as much about the neighbours as about the code; the CPU ratio hardly moves with load, and N
+uncontended cores give at most N / (CPU ratio) of the reference's throughput.
 
-Targets (issue 14): prepare at least 1.8x the reference's throughput (its reported time against the mean of
-both reference passes; the ratio of the whole process's wall time is printed beside it), peak memory
-under 1 GB, and the peak for 1 GB within 10% of the peak for 100 MB.
+Targets (issue 14): prepare at least 1.8x the reference's throughput (wall ratio), peak memory under 1 GB,
+and the peak for 1 GB within 10% of the peak for 100 MB.
 
 Usage: flock /tmp/bench.lock python benchmarks/bench_prepare_data.py [--sizes-mb 100 1000] [--num-proc 2]
 [--work DIR] [--gpt2 FOLDER]. Exits 1 when a target is missed.
@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -110,14 +108,28 @@ def _memory_kb(pid: int, field: str, file: str) -> int:
     return 0
 
 
+PREPARE = """
+import json, resource, sys, time
+from cleangpt_core.tokenizers import create_tokenizer
+from cleangpt_core.utils.document_sources import DocumentSource
+from cleangpt_core.utils.shard_writer import prepare_data
+
+corpus, out, gpt2, num_proc = sys.argv[1:]
+tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=gpt2)
+tokenizer.encode_corpus("")  # builds the tiktoken twin, as for the reference
+
+def cpu():
+    return sum(t for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for t in resource.getrusage(who)[:2])
+
+start_cpu, start = cpu(), time.perf_counter()
+prepare_data(DocumentSource.from_argument(corpus), tokenizer, out, num_proc=int(num_proc), progress=False)
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": cpu() - start_cpu}))
+"""
+
+
 def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[float, float, float, float, float]:
-    """The seconds prepare-data reports, its wall and CPU seconds (workers included), peak PSS and RSS (MB)."""
-    command = [
-        sys.executable, "-m", "cleangpt_core", "prepare-data", str(corpus), "--tokenizer", "gpt2",
-        "-o", f"pretrained_model_name_or_path={gpt2}", "--num-proc", str(num_proc), "--out", str(out),
-        "--no-progress",
-    ]  # fmt: skip
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Prepare-data's wall and CPU seconds (workers included), its process's wall time, peak PSS and RSS (MB)."""
+    command = [sys.executable, "-c", PREPARE, str(corpus), str(out), str(gpt2), str(num_proc)]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak_pss = peak_rss = 0
@@ -127,14 +139,11 @@ def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[fl
         peak_rss = max(peak_rss, *(_memory_kb(p, "VmRSS", "status") for p in pids))
         time.sleep(0.25)  # sparse: reading smaps_rollup costs CPU that the prepare would miss
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers too: the prepare process waited for them
-    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     output = process.stdout.read() if process.stdout else ""
     if process.returncode != 0:
         raise SystemExit(f"prepare-data failed with exit status {process.returncode}")
-    reported = re.search(r"\(([\d.]+) s", output)
-    assert reported is not None, f"prepare-data did not report its time: {output!r}"
-    return float(reported.group(1)), wall, cpu, peak_pss / 1024, peak_rss / 1024
+    measured = json.loads(output)
+    return measured["seconds"], measured["cpu"], wall, peak_pss / 1024, peak_rss / 1024
 
 
 def main() -> int:
@@ -146,6 +155,7 @@ def main() -> int:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(args.gpt2))
+    tokenizer.encode_corpus("")  # builds the tiktoken twin outside the timed encodes
     print(f"prepare-data with {args.num_proc} processes vs single-process tiktoken; load average {os.getloadavg()}")
     ok, peaks = True, []
     for megabytes in args.sizes_mb:
@@ -154,7 +164,7 @@ def main() -> int:
         out = args.work / f"prepared-{megabytes}MB"
         shutil.rmtree(out, ignore_errors=True)
         before, before_cpu, tokens, documents = reference_pass(corpus, tokenizer)
-        seconds, wall, cpu, pss, rss = prepare_pass(corpus, out, args.gpt2, args.num_proc)
+        seconds, cpu, wall, pss, rss = prepare_pass(corpus, out, args.gpt2, args.num_proc)
         after, after_cpu, _, _ = reference_pass(corpus, tokenizer)
         index = json.loads((out / "index.json").read_text())
         assert index["tokens"] == tokens + documents - 1, "prepare-data and the reference disagree on the ids"
@@ -163,19 +173,18 @@ def main() -> int:
         ratio = reference / seconds
         ok &= ratio >= 1.8 and pss < 1024
         peaks.append(pss)
-        print(
-            f"{size_mb:7.1f} MB, {tokens:,} tokens: tiktoken 1 process {size_mb / before:5.1f} then "
-            f"{size_mb / after:5.1f} MB/s | prepare-data {size_mb / seconds:5.1f} MB/s ({seconds:.1f} s; process "
-            f"{wall:.1f} s: {reference / wall:4.2f}x) | ratio {ratio:4.2f}x [target >= 1.8x: "
-            f"{'PASS' if ratio >= 1.8 else 'FAIL'}] | peak PSS {pss:6.1f} MB "
-            f"(largest RSS {rss:6.1f} MB) [target < 1 GB: {'PASS' if pss < 1024 else 'FAIL'}]"
-        )
         reference_cpu = (before_cpu + after_cpu) / 2
         print(
+            f"{size_mb:7.1f} MB, {tokens:,} tokens: tiktoken 1 process {size_mb / before:5.1f} then "
+            f"{size_mb / after:5.1f} MB/s | prepare-data {size_mb / seconds:5.1f} MB/s ({seconds:.1f} s; whole "
+            f"process {wall:.1f} s) | wall ratio {ratio:4.2f}x [target >= 1.8x: {'PASS' if ratio >= 1.8 else 'FAIL'}]"
+            f" | peak PSS {pss:6.1f} MB (largest RSS {rss:6.1f} MB) [target < 1 GB: {'PASS' if pss < 1024 else 'FAIL'}]"
+        )
+        print(
             f"          CPU: tiktoken {reference_cpu:.1f} s ({reference_cpu / reference:.0%} of its wall time), "
-            f"prepare-data {cpu:.1f} s in all processes ({cpu / wall:.0%} of one core over its wall time): "
-            f"{cpu / reference_cpu:.2f}x the reference's CPU, so at most "
-            f"{args.num_proc * reference_cpu / cpu:.2f}x its throughput on {args.num_proc} uncontended cores"
+            f"prepare-data {cpu:.1f} s in all processes ({cpu / seconds:.0%} of one core over its wall time): "
+            f"CPU ratio {cpu / reference_cpu:.3f}x, so at most {args.num_proc * reference_cpu / cpu:.2f}x the "
+            f"reference's throughput on {args.num_proc} uncontended cores"
         )
     if len(peaks) > 1:
         spread = max(peaks) / min(peaks) - 1

@@ -86,6 +86,25 @@ def test_jsonl_parquet_and_folders_give_the_in_memory_token_stream(tmp_path, sma
         assert index["documents"] == 200 and index["tokens"] == len(expected)
 
 
+def test_units_of_only_blank_documents_leave_no_eos_before_the_first_document(tmp_path, small_units):
+    """The workers put an eos before every document; the writer drops the one before the stream's first,
+    which here comes only after several units with no document at all."""
+    documents = shakespeare_documents(40)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "  "}\n' * 2000 + "".join(json.dumps({"text": d}) + "\n" for d in documents))
+    tokenizer = gpt2()
+    index = prepare_data(
+        DocumentSource.from_argument(corpus), tokenizer, tmp_path / "out", num_proc=2, shard_tokens=997
+    )
+    lengths = [len(tokenizer.encode_corpus(document)) for document in documents]
+    expected_starts = np.cumsum([0] + [length + 1 for length in lengths[:-1]])
+    starts = np.fromfile(tmp_path / "out" / "documents.bin", dtype="<i8")
+    assert index["documents"] == 40 and np.array_equal(starts, expected_starts)
+    assert np.array_equal(
+        np.asarray(PreparedCorpus(tmp_path / "out").tokens()), tokenize_documents(documents, tokenizer)
+    )
+
+
 def test_a_long_text_file_streamed_in_pieces_tokenizes_as_the_whole_text(tmp_path, small_units):
     text = tinyshakespeare_text()[:200_000]
     (tmp_path / "play.txt").write_text(text)

@@ -69,6 +69,12 @@ def test_endoftext_written_in_the_text_becomes_its_id_on_both_paths(gpt2):
     assert gpt2.encode_corpus("a<|endoftext|>b").tolist() == [64, 50256, 65]
 
 
+def test_a_lone_surrogate_from_a_json_escape_is_encoded_as_tiktoken_repairs_it(gpt2):
+    text = json.loads('"a\\ud800b"')  # valid JSON, but no valid UTF-8: tiktoken's encode() replaces it
+    assert gpt2.encode_corpus(text).tolist() == gpt2.tiktoken_encoding.encode(text, allowed_special="all")
+    assert gpt2.encode_corpus(text).tolist() == gpt2.encode_corpus("a\ufffdb").tolist()
+
+
 PADDING = [False, True, "longest", "max_length"]
 TRUNCATION = [False, True]
 MAX_LENGTH = [None, 3, 6, 40]

@@ -158,9 +158,14 @@ class GPT2Tokenizer(BaseTokenizer):
         if not isinstance(text, str):
             raise TokenizerError(f"encode_corpus expects a str, got {type(text).__name__}")
         encoding = self.tiktoken_encoding
+        if encoding is None:
+            return np.asarray(self._hf.encode(text), dtype=self.corpus_dtype)
         # Special-token text such as "<|endoftext|>" becomes its id, as the HF tokenizer does.
-        ids = encoding.encode(text, allowed_special="all") if encoding is not None else self._hf.encode(text)
-        return np.asarray(ids, dtype=self.corpus_dtype)
+        try:  # straight into an array: a list of Python ints costs a fifth of the encoding time
+            ids = encoding.encode_to_numpy(text, allowed_special="all")
+        except UnicodeEncodeError:  # lone surrogates (JSON escapes can make them): encode() repairs them
+            ids = encoding.encode(text, allowed_special="all")
+        return np.asarray(ids).astype(self.corpus_dtype)
 
     def to_hf_tokenizer(self) -> GPT2TokenizerFast:
         """The wrapped Hugging Face tokenizer itself."""

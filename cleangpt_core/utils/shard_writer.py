@@ -2,8 +2,9 @@
 
 The main process reads the source as work units (`document_sources`), hands them to `num_proc` workers
 (at most two units per worker in flight, so memory does not grow with the corpus) and takes the results
-back in order. It puts the eos id between documents, appends the ids to the open shard, records where
-each document starts, and chains a hash of every unit into the corpus fingerprint (so the fingerprint is
+back in order. The workers put the eos id before each document, so the main process only appends a
+unit's ids to the open shard (dropping the eos before the stream's first document), records where its
+documents start, and chains a hash of every unit into the corpus fingerprint (so the fingerprint is
 one of the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
 
 Crash safety: a shard is written as ``shard_N.bin.tmp`` and renamed when full. After each rename the
@@ -150,7 +151,7 @@ def _remove_own_files(out: Path, created: bool) -> None:
 
 # --- tokenizing in worker processes ---------------------------------------------------------------------------
 
-UnitResult = tuple[bytes, np.ndarray, np.ndarray]  # digest, document lengths, token ids
+UnitResult = tuple[bytes, np.ndarray, np.ndarray]  # digest, where each document starts, token ids
 
 _worker_tokenizer: BaseTokenizer | None = None
 _worker_text_field = "text"
@@ -167,14 +168,25 @@ def _init_worker(tokenizer: BaseTokenizer | str, text_field: str) -> None:
 
 
 def _tokenize_unit(unit: WorkUnit) -> UnitResult:
+    """The unit's ids with the eos id before every document that starts in it, and where those start.
+
+    The writer drops the eos before the stream's very first document; everything per document happens
+    here, in the workers, so the main process handles a unit with a few array operations.
+    """
     tokenizer = _worker_tokenizer
     assert tokenizer is not None, "the worker was not initialised"
     documents = unit_documents(unit, _worker_text_field)
     pieces = tokenizer.encode_corpus_batch(documents) if documents else []
-    lengths = np.array([len(piece) for piece in pieces], dtype=np.int64)
     dtype = tokenizer.corpus_dtype
     tokens = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype=dtype)
-    return unit_digest(unit), lengths, tokens
+    lengths = np.array([len(piece) for piece in pieces], dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    if unit.continues:
+        starts = starts[1:]  # the first piece goes on with the previous unit's last document
+    if tokenizer.eos_token_id is not None:
+        tokens = np.insert(tokens, starts, tokenizer.eos_token_id)
+        starts = starts + np.arange(1, len(starts) + 1)  # each start moves past its own eos and those before
+    return unit_digest(unit), starts, tokens
 
 
 def _tokenized_units(
@@ -270,18 +282,13 @@ class _ShardWriter:
         if result is None:
             return 0
         start = Boundary(**vars(self.boundary))
-        digest, lengths, tokens = result
+        digest, starts, tokens = result
         finished_before = self.finished_shards
-        offset = 0
-        starts = []
-        for index, length in enumerate(lengths.tolist()):
-            if not (index == 0 and unit.continues):
-                if self.boundary.documents + len(starts) > 0 and self.eos is not None:
-                    self._append(np.array([self.eos], dtype=self.dtype))
-                starts.append(self.position)
-            self._append(tokens[offset : offset + length])
-            offset += length
-        self._write(self._documents, np.asarray(starts, dtype=DOCUMENT_DTYPE).tobytes())
+        if len(starts) and start.documents == 0 and self.eos is not None:
+            tokens = np.delete(tokens, starts[0] - 1)  # no eos before the stream's first document
+            starts = starts - 1
+        self._write(self._documents, (self.position + starts).astype(DOCUMENT_DTYPE).tobytes())
+        self._append(tokens)
         self.boundary = Boundary(
             start.unit + 1, self.position, start.documents + len(starts), _chained(start.chain, digest)
         )
