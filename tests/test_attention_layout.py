@@ -57,3 +57,15 @@ def test_bfloat16_attention_on_cpu_has_gradients_like_sdpa():
     AttentionLayout(mask=None, is_causal=True).attend(*low).float().square().sum().backward()
     for got, want in zip((t.grad for t in low), expected, strict=True):
         torch.testing.assert_close(got.float(), want, atol=5e-2, rtol=5e-2)
+
+
+def test_rotary_keeps_bfloat16_queries_and_keys_in_bfloat16():
+    q, k, _ = _inputs(2)
+    angles = torch.arange(LENGTH, dtype=torch.float32)[:, None] * torch.rand(HEAD_DIM // 2)
+    angles = torch.cat((angles, angles), dim=-1)
+    layout = AttentionLayout(mask=None, is_causal=True, rotary=(angles.cos()[None, None], angles.sin()[None, None]))
+    rotated_q, rotated_k = layout.rotate(q, k)
+    expected_q, expected_k = layout.rotate(q.float(), k.float())
+    assert rotated_q.dtype == rotated_k.dtype == torch.bfloat16
+    torch.testing.assert_close(rotated_q.float(), expected_q, atol=3e-2, rtol=2e-2)
+    torch.testing.assert_close(rotated_k.float(), expected_k, atol=3e-2, rtol=2e-2)

@@ -42,7 +42,9 @@ class AttentionLayout:
         """Queries and keys (B, heads, T, head_dim) rotated by their positions (unchanged without rotary)."""
         if self.rotary is None:
             return q, k
-        cos, sin = self.rotary
+        # In the queries' dtype: float32 angles would promote bfloat16 queries and keys (autocast) to float32,
+        # doubling the rotation's work and sending attention down its float32 path.
+        cos, sin = (angles.to(q.dtype) for angles in self.rotary)
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
     def offsets(self, key_length: int, device: torch.device) -> torch.Tensor:
