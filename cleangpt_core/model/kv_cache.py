@@ -94,8 +94,9 @@ def _matmul_attention(
 ) -> torch.Tensor:
     """What `F.scaled_dot_product_attention` computes, as two matmuls and a float32 softmax.
 
-    Used for bfloat16 on CPU, where SDPA's fused kernel (without AMX) takes 3x as long for forward and backward
-    as this at nanoGPT's character shape, and 1.5x at GPT-2 small's (benchmarks/bench_speed.py).
+    Used for bfloat16 on CPU, where SDPA's fused kernel took twice as long for forward and backward as this
+    at nanoGPT's character shape and 1.1x at GPT-2 small's (an AMD Zen 5 without AMX; float32 and GPUs keep
+    SDPA). See benchmarks/bench_train_step.py and bench_speed.py for whole training steps.
     """
     if k.size(1) != q.size(1):  # grouped-query attention: each key/value head serves a group of query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
