@@ -2,7 +2,8 @@
 
 1. The Vanilla preset against transformers' GPT2LMHeadModel, and
 2. the Llama preset against transformers' LlamaForCausalLM, each on the same weights and batch at nanoGPT's
-   character-level shape (4 layers, 4 heads, width 128, context 64, batch 12, vocabulary 65).
+   character-level shape (4 layers, 4 heads, width 128, context 64, batch 12, vocabulary 65), in float32
+   and with both under bfloat16 autocast.
 3. SASP against Vanilla at the same width and depth (a character-level vocabulary, so the blocks, where
    the two differ, dominate the cost rather than the output layer).
 
@@ -13,6 +14,8 @@ median step time, tokens per second and the ratio.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from measure import gpt2_twins, interleaved_medians, llama_twins, training_step
@@ -37,29 +40,37 @@ CHAR_SHAPE = {"vocab_size": 65, "n_layer": 4, "n_head": 4, "n_embd": 128, "block
 CHAR_BATCH = 12
 
 
+def against_transformers(preset: str, twins: Callable[..., tuple], tokens: torch.Tensor, number: int) -> None:
+    """Our preset against its transformers twin in float32 and under bf16 autocast, all four interleaved."""
+    shape = {key: value for key, value in CHAR_SHAPE.items() if key != "block_size"} | {"context": tokens.size(1)}
+    (hf_model, ours), (hf_bf16, ours_bf16) = twins(**shape), twins(**shape)
+
+    def bf16() -> torch.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    title = f"{number}. train step, {preset}, 4 layers x 128, 4 heads, vocab 65, batch {CHAR_BATCH} x {tokens.size(1)}"
+    medians = compare(
+        title,
+        {
+            "transformers": training_step(hf_model, tokens),
+            "cleanGPT": training_step(ours, tokens),
+            "transformers bf16": training_step(hf_bf16, tokens, autocast=bf16()),
+            "cleanGPT bf16": training_step(ours_bf16, tokens, autocast=bf16()),
+        },
+        tokens.numel(),
+    )
+    for suffix in ("", " bf16"):
+        ratio = medians[f"transformers{suffix}"] / medians[f"cleanGPT{suffix}"]
+        print(f"  cleanGPT {preset}{suffix} is {ratio:.2f}x the speed of transformers{suffix}")
+
+
 def main() -> None:
     torch.set_num_threads(2)
-    length = CHAR_SHAPE["block_size"]
     tokens = torch.randint(
-        0, CHAR_SHAPE["vocab_size"], (CHAR_BATCH, length), generator=torch.Generator().manual_seed(0)
+        0, CHAR_SHAPE["vocab_size"], (CHAR_BATCH, CHAR_SHAPE["block_size"]), generator=torch.Generator().manual_seed(0)
     )
-    twins = {key: value for key, value in CHAR_SHAPE.items() if key != "block_size"} | {"context": length}
-    shape = "4 layers x 128, 4 heads, vocab 65"
-    hf_model, ours = gpt2_twins(**twins)
-    medians = compare(
-        f"1. train step, Vanilla, {shape}, batch {CHAR_BATCH} x {length} tokens",
-        {"transformers": training_step(hf_model, tokens), "cleanGPT": training_step(ours, tokens)},
-        CHAR_BATCH * length,
-    )
-    print(f"  cleanGPT Vanilla is {medians['transformers'] / medians['cleanGPT']:.2f}x the speed of transformers")
-
-    hf_model, ours = llama_twins(**twins)
-    medians = compare(
-        f"2. train step, Llama, {shape}, batch {CHAR_BATCH} x {length} tokens",
-        {"transformers": training_step(hf_model, tokens), "cleanGPT": training_step(ours, tokens)},
-        CHAR_BATCH * length,
-    )
-    print(f"  cleanGPT Llama is {medians['transformers'] / medians['cleanGPT']:.2f}x the speed of transformers")
+    against_transformers("Vanilla", gpt2_twins, tokens, 1)
+    against_transformers("Llama", llama_twins, tokens, 2)
 
     shape = {"vocab_size": 65, "n_layer": 6, "n_head": 6, "n_embd": 192, "block_size": 128}
     batch = 16

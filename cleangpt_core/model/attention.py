@@ -3,8 +3,8 @@
 The built-in one is causal multi-head attention with one fused q/k/v projection (`c_attn`, GPT-2's name),
 grouped-query heads and optional QK-norm. Positions reach it through the layout: `layout.rotate` applies
 rotary embeddings, `layout.attend` applies the causal/padding mask and an ALiBi bias, and runs the fused
-kernel (`F.scaled_dot_product_attention`). Keys go into the cache after rotation, so a cached key never
-needs its position again.
+kernel (`F.scaled_dot_product_attention`; in bfloat16 on a CPU, two matmuls, which are faster there). Keys go
+into the cache after rotation, so a cached key never needs its position again.
 """
 
 from __future__ import annotations

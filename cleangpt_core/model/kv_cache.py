@@ -42,7 +42,9 @@ class AttentionLayout:
         """Queries and keys (B, heads, T, head_dim) rotated by their positions (unchanged without rotary)."""
         if self.rotary is None:
             return q, k
-        cos, sin = self.rotary
+        # In the queries' dtype: float32 angles would promote bfloat16 queries and keys (autocast) to float32,
+        # doubling the rotation's work and sending attention down its float32 path.
+        cos, sin = (angles.to(q.dtype) for angles in self.rotary)
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
     def offsets(self, key_length: int, device: torch.device) -> torch.Tensor:
@@ -68,21 +70,46 @@ class AttentionLayout:
         dropout_p: float = 0.0,
         allow: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Fused scaled dot-product attention (B, n_head, T, head_dim) under this layout.
+        """Scaled dot-product attention (B, n_head, T, head_dim) under this layout.
 
         Keys and values may have fewer heads than the queries (grouped-query attention). `allow`, a boolean
         tensor broadcastable to (B, 1, T, T_keys), narrows what each query sees (a sliding window).
         """
-        grouped = k.size(1) != q.size(1)
-        if self.bias is None and allow is None:  # the fast path: no mask tensor unless padding needs one
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=self.mask, dropout_p=dropout_p, is_causal=self.is_causal, enable_gqa=grouped
-            )
-        visible = self.visible(k.size(2), q.device)
-        if allow is not None:
-            visible = visible & allow
-        mask = visible if self.bias is None else self.bias.to(q.dtype).masked_fill(~visible, float("-inf"))
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=grouped)
+        mask, is_causal = self.mask, self.is_causal  # the fast path: no mask tensor unless padding needs one
+        if self.bias is not None or allow is not None:
+            visible = self.visible(k.size(2), q.device)
+            if allow is not None:
+                visible = visible & allow
+            mask = visible if self.bias is None else self.bias.to(q.dtype).masked_fill(~visible, float("-inf"))
+            is_causal = False
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            return _matmul_attention(q, k, v, mask, is_causal, dropout_p)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=k.size(1) != q.size(1)
+        )
+
+
+def _matmul_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, dropout_p: float
+) -> torch.Tensor:
+    """What `F.scaled_dot_product_attention` computes, as two matmuls and a float32 softmax.
+
+    Used for bfloat16 on CPU, where SDPA's fused kernel took twice as long for forward and backward as this
+    at nanoGPT's character shape and 1.1x at GPT-2 small's (an AMD Zen 5 without AMX; float32 and GPUs keep
+    SDPA). See benchmarks/bench_train_step.py and bench_speed.py for whole training steps.
+    """
+    if k.size(1) != q.size(1):  # grouped-query attention: each key/value head serves a group of query heads
+        k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
+        v = v.repeat_interleave(q.size(1) // v.size(1), dim=1)
+    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)
+    if is_causal:
+        mask = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    weights = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)
+    if dropout_p:
+        weights = F.dropout(weights, dropout_p)
+    return weights @ v
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
