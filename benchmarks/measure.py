@@ -130,7 +130,7 @@ def training_step(
 
 
 def hf_generate(model: GPT2LMHeadModel | LlamaForCausalLM, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    """transformers' cached greedy generation of exactly `new_tokens` tokens."""
+    """transformers' cached greedy generation of exactly `new_tokens` tokens (its default dynamic cache)."""
     return model.generate(
         prompt,
         attention_mask=torch.ones_like(prompt),
@@ -140,3 +140,28 @@ def hf_generate(model: GPT2LMHeadModel | LlamaForCausalLM, prompt: torch.Tensor,
         use_cache=True,
         pad_token_id=0,
     )
+
+
+def generation_race(
+    hf_model: GPT2LMHeadModel | LlamaForCausalLM,
+    ours: torch.nn.Module,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    rounds: int,
+    *,
+    others: dict[str, Callable[[], object]] | None = None,
+    device: torch.device | None = None,
+) -> tuple[dict[str, float], bool]:
+    """Median seconds of transformers' cached greedy `generate` and ours (`others` too) on the same prompt for
+    the same number of new tokens, interleaved; and whether the two produced the same tokens.
+
+    Both decode greedily with their cache, one token per step; the prompt plus `new_tokens` must fit both
+    models' context, as each does something different past it.
+    """
+    contenders = {
+        "transformers": lambda: hf_generate(hf_model, prompt, new_tokens),
+        "cleanGPT": lambda: ours.generate(prompt, new_tokens, temperature=0.0),
+        **(others or {}),
+    }
+    same = torch.equal(contenders["transformers"](), contenders["cleanGPT"]())
+    return interleaved_medians(contenders, rounds, device=device), same
