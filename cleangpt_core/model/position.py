@@ -36,9 +36,9 @@ class Rotary(nn.Module):
     proportional to the position, so their dot product depends on the distance alone.
 
     Pairs are (i, i + head_dim/2), Hugging Face Llama's layout. The cos and sin of every position up to
-    block_size are computed in float32 once per device, dtype and inference mode (so a model cast to
-    bfloat16 still rotates exactly, and a table made by `generate` is never an inference tensor in
-    training), then each call looks its positions up: a decoding step costs two lookups, not a dozen ops.
+    block_size are computed in float32 once per device and dtype (so a model cast to bfloat16 still rotates
+    exactly), then each call looks its positions up: a decoding step costs two lookups, not a dozen ops.
+    A lookup's result is an ordinary tensor even when `generate` made the table under inference mode.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -46,11 +46,11 @@ class Rotary(nn.Module):
         self.head_dim = config.n_embd // config.n_head
         self.base = part_options(config, RotaryOptions).rope_base
         self.block_size = config.block_size
-        self._tables: dict[tuple[torch.device, torch.dtype, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def tables(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin (block_size, head_dim) of every position's angles, in `dtype` on `device`."""
-        key = (device, dtype, torch.is_inference_mode_enabled())
+        key = (device, dtype)
         if key not in self._tables:
             exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
             inverse_frequencies = 1.0 / (self.base**exponents)
