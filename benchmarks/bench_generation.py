@@ -12,12 +12,17 @@ transformers stops with an IndexError (no position embedding past n_positions), 
 rotary positions it was never trained on and a cache that keeps growing, and cleanGPT slides the window,
 re-encoding the last block_size tokens at each step (exactly what recomputation gives, as nanoGPT does).
 
-    flock /tmp/bench.lock python benchmarks/bench_generation.py [--rounds 7]
+    flock /tmp/bench.lock python benchmarks/bench_generation.py [--rounds 7] [--threads 2] [--cpu-time]
+
+`--cpu-time --threads 1` times this process's CPU seconds on one thread: on a shared, loaded machine wall
+time also measures the neighbours (two threads wait on each other whenever one is descheduled).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
 
 import torch
 from measure import generation_race, gpt2_twins, llama_twins
@@ -39,7 +44,7 @@ def recompute_generate(model: torch.nn.Module, prompt: torch.Tensor) -> torch.Te
     return ids
 
 
-def race(title: str, hf_model: torch.nn.Module, ours: torch.nn.Module, rounds: int) -> None:
+def race(title: str, hf_model: torch.nn.Module, ours: torch.nn.Module, rounds: int, clock: Callable[[], float]) -> None:
     """Time transformers' cached generate, ours and recomputation at each batch size, and print the table."""
     hf_model, ours = hf_model.eval(), ours.eval()
     print(title)
@@ -48,7 +53,7 @@ def race(title: str, hf_model: torch.nn.Module, ours: torch.nn.Module, rounds: i
         generator = torch.Generator().manual_seed(batch)
         prompt = torch.randint(0, SHAPE["vocab_size"], (batch, PROMPT_LENGTH), generator=generator)
         recompute = {"recompute": lambda prompt=prompt: recompute_generate(ours, prompt)}
-        medians, same = generation_race(hf_model, ours, prompt, NEW_TOKENS, rounds, others=recompute)
+        medians, same = generation_race(hf_model, ours, prompt, NEW_TOKENS, rounds, others=recompute, clock=clock)
         hf_rate, our_rate, recompute_rate = (
             batch * NEW_TOKENS / medians[name] for name in ("transformers", "cleanGPT", "recompute")
         )
@@ -61,14 +66,18 @@ def race(title: str, hf_model: torch.nn.Module, ours: torch.nn.Module, rounds: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per contender, after a warm-up round")
-    rounds = parser.parse_args().rounds
-    torch.set_num_threads(2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
+    parser.add_argument("--cpu-time", action="store_true", help="time CPU seconds of this process, not wall time")
+    arguments = parser.parse_args()
+    torch.set_num_threads(arguments.threads)
+    clock = time.process_time if arguments.cpu_time else time.perf_counter
     shape = (
         f"4 layers, 4 heads, width 128, vocab 65, context {SHAPE['context']}; "
-        f"prompt {PROMPT_LENGTH}, {NEW_TOKENS} new tokens, greedy"
+        f"prompt {PROMPT_LENGTH}, {NEW_TOKENS} new tokens, greedy; {arguments.threads} thread(s), "
+        f"{'CPU' if arguments.cpu_time else 'wall'} time"
     )
-    race(f"1. Vanilla against GPT2LMHeadModel: {shape}", *gpt2_twins(**SHAPE), rounds)
-    race(f"2. Llama against LlamaForCausalLM: {shape}", *llama_twins(**SHAPE), rounds)
+    race(f"1. Vanilla against GPT2LMHeadModel: {shape}", *gpt2_twins(**SHAPE), arguments.rounds, clock)
+    race(f"2. Llama against LlamaForCausalLM: {shape}", *llama_twins(**SHAPE), arguments.rounds, clock)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,18 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 
 
 def interleaved_medians(
-    functions: dict[str, Callable[[], object]], rounds: int, *, warmup: int = 1, device: torch.device | None = None
+    functions: dict[str, Callable[[], object]],
+    rounds: int,
+    *,
+    warmup: int = 1,
+    device: torch.device | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Median seconds of each function over `rounds`, run in turn so a change of machine load hits all alike."""
+    """Median seconds of each function over `rounds`, run in turn so a change of machine load hits all alike.
+
+    `clock` is wall time by default; `time.process_time` (this process's CPU seconds) is steadier on a
+    shared machine, and comparable to wall time only with one thread (more threads add their CPU time).
+    """
     sync = synchronizer(device or torch.device("cpu"))
     for _ in range(warmup):
         for function in functions.values():
@@ -44,10 +53,10 @@ def interleaved_medians(
     times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
-            start = time.perf_counter()
+            start = clock()
             function()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -151,6 +160,7 @@ def generation_race(
     *,
     others: dict[str, Callable[[], object]] | None = None,
     device: torch.device | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, float], bool]:
     """Median seconds of transformers' cached greedy `generate` and ours (`others` too) on the same prompt for
     the same number of new tokens, interleaved; and whether the two produced the same tokens.
@@ -164,4 +174,4 @@ def generation_race(
         **(others or {}),
     }
     same = torch.equal(contenders["transformers"](), contenders["cleanGPT"]())
-    return interleaved_medians(contenders, rounds, device=device), same
+    return interleaved_medians(contenders, rounds, device=device, clock=clock), same
