@@ -36,7 +36,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from measure import flops_per_token, gpt2_twins, hf_generate, interleaved_medians, square_matmul, training_step
+from measure import (
+    flops_per_token,
+    generation_race,
+    gpt2_twins,
+    interleaved_medians,
+    square_matmul,
+    training_step,
+)
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from cleangpt_core.testing.trainer import tiny_loaders, tiny_model
@@ -236,16 +243,8 @@ def check_generation(device: torch.device, profile: Profile) -> dict[str, Any]:
     results = {"dtype": str(dtype).removeprefix("torch."), "prompt": profile.prompt, "new_tokens": profile.new_tokens}
     for batch in profile.generation_batches:
         prompt = torch.randint(0, profile.vocab_size, (batch, profile.prompt), device=device)
-        medians = interleaved_medians(
-            {
-                "transformers": lambda prompt=prompt: hf_generate(hf_model, prompt, profile.new_tokens),
-                "cleanGPT": lambda prompt=prompt: ours.generate(prompt, profile.new_tokens, temperature=0.0),
-            },
-            max(profile.rounds // 2, 1),
-            device=device,
-        )
-        same = torch.equal(
-            hf_generate(hf_model, prompt, profile.new_tokens), ours.generate(prompt, profile.new_tokens, temperature=0)
+        medians, same = generation_race(
+            hf_model, ours, prompt, profile.new_tokens, max(profile.rounds // 2, 1), device=device
         )
         new = batch * profile.new_tokens
         results[f"batch_{batch}"] = {

@@ -33,9 +33,18 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 
 
 def interleaved_medians(
-    functions: dict[str, Callable[[], object]], rounds: int, *, warmup: int = 1, device: torch.device | None = None
+    functions: dict[str, Callable[[], object]],
+    rounds: int,
+    *,
+    warmup: int = 1,
+    device: torch.device | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Median seconds of each function over `rounds`, run in turn so a change of machine load hits all alike."""
+    """Median seconds of each function over `rounds`, run in turn so a change of machine load hits all alike.
+
+    `clock` is wall time by default; `time.process_time` (this process's CPU seconds) is steadier on a
+    shared machine, and comparable to wall time only with one thread (more threads add their CPU time).
+    """
     sync = synchronizer(device or torch.device("cpu"))
     for _ in range(warmup):
         for function in functions.values():
@@ -44,10 +53,10 @@ def interleaved_medians(
     times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
-            start = time.perf_counter()
+            start = clock()
             function()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -130,7 +139,7 @@ def training_step(
 
 
 def hf_generate(model: GPT2LMHeadModel | LlamaForCausalLM, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    """transformers' cached greedy generation of exactly `new_tokens` tokens."""
+    """transformers' cached greedy generation of exactly `new_tokens` tokens (its default dynamic cache)."""
     return model.generate(
         prompt,
         attention_mask=torch.ones_like(prompt),
@@ -140,3 +149,29 @@ def hf_generate(model: GPT2LMHeadModel | LlamaForCausalLM, prompt: torch.Tensor,
         use_cache=True,
         pad_token_id=0,
     )
+
+
+def generation_race(
+    hf_model: GPT2LMHeadModel | LlamaForCausalLM,
+    ours: torch.nn.Module,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    rounds: int,
+    *,
+    others: dict[str, Callable[[], object]] | None = None,
+    device: torch.device | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[dict[str, float], bool]:
+    """Median seconds of transformers' cached greedy `generate` and ours (`others` too) on the same prompt for
+    the same number of new tokens, interleaved; and whether the two produced the same tokens.
+
+    Both decode greedily with their cache, one token per step; the prompt plus `new_tokens` must fit both
+    models' context, as each does something different past it.
+    """
+    contenders = {
+        "transformers": lambda: hf_generate(hf_model, prompt, new_tokens),
+        "cleanGPT": lambda: ours.generate(prompt, new_tokens, temperature=0.0),
+        **(others or {}),
+    }
+    same = torch.equal(contenders["transformers"](), contenders["cleanGPT"]())
+    return interleaved_medians(contenders, rounds, device=device, clock=clock), same

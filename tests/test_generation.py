@@ -7,7 +7,7 @@ import torch
 
 from cleangpt_core.errors import ConfigError, GenerationError
 from cleangpt_core.inference.generation import batch_generate, run_generation
-from cleangpt_core.model import get_model
+from cleangpt_core.model import AttentionLayout, begin_forward, get_model
 from cleangpt_core.model.decoding import generate_tokens
 from cleangpt_core.testing.architecture import perturb_parameters
 from cleangpt_core.tokenizers import CharacterTokenizer
@@ -165,3 +165,36 @@ def test_an_option_a_named_sampler_does_not_take_is_an_error(model):
         generate_tokens(model, torch.tensor([[1, 2, 3]]), 4, sampler="greedy", temperature=0.5)
     with pytest.raises(ConfigError, match="sampler 'top_k' does not take top_p; top_k takes temperature, top_k"):
         generate_tokens(model, torch.tensor([[1, 2, 3]]), 4, sampler="top_k", top_p=0.5)
+
+
+def _rotate_half(x):
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def test_rotation_is_hugging_faces_rotate_half_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 4, 3, 8, generator=generator), torch.randn(2, 2, 3, 8, generator=generator)
+    cos, sin = torch.randn(2, 1, 3, 8, generator=generator), torch.randn(2, 1, 3, 8, generator=generator)
+    layout = AttentionLayout(mask=None, is_causal=True, rotary=(cos, sin))
+    for rotated, x in zip(layout.rotate(q, k), (q, k), strict=True):
+        assert torch.equal(rotated, x * cos + _rotate_half(x) * sin)
+
+
+def test_rotary_looks_up_the_angles_of_each_left_padded_position():
+    model = get_model("Llama", vocab_size=29, n_layer=1, n_head=2, n_embd=16, block_size=8, rope_base=100.0)
+    tokens, mask = torch.zeros(2, 5, dtype=torch.long), torch.tensor([[0, 0, 1, 1, 1], [1] * 5])
+    _, layout = model.transformer.wpe(torch.zeros(2, 5, 16), begin_forward(tokens, mask, None))
+    angles = layout.positions.float()[..., None] * 100.0 ** -(torch.arange(0, 8, 2) / 8)
+    angles = torch.cat((angles, angles), dim=-1)[:, None]
+    assert torch.allclose(layout.rotary[0], angles.cos(), atol=1e-6) and torch.allclose(layout.rotary[1], angles.sin())
+
+
+def test_a_llama_trains_after_generating():
+    """The rotary table `generate` makes under inference mode is not the one training multiplies by."""
+    torch.manual_seed(0)
+    model = get_model("Llama", vocab_size=29, n_layer=1, n_head=2, n_embd=16, block_size=8)
+    model.generate(torch.tensor([[1, 2]]), 3, temperature=0.0)
+    tokens = torch.randint(0, 29, (2, 8))
+    model(tokens, labels=tokens)["loss"].backward()
+    assert model.lm_head.weight.grad is not None

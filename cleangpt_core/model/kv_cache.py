@@ -13,7 +13,7 @@ writes a layer's keys and values, `advance` moves past them once every layer has
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,15 +37,27 @@ class AttentionLayout:
     past: int = 0
     rotary: tuple[torch.Tensor, torch.Tensor] | None = None
     bias: torch.Tensor | None = None
+    # cos and sin with its first half negated, in the queries' dtype: made by the first `rotate` of the call
+    # and reused by every layer
+    _rotation: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries and keys (B, heads, T, head_dim) rotated by their positions (unchanged without rotary)."""
+        """Queries and keys (B, heads, T, head_dim) rotated by their positions (unchanged without rotary).
+
+        x * cos + rotate_half(x) * sin, with rotate_half(x) = (-x2, x1) written as roll(x) = (x2, x1) times
+        a sin whose first half is negated: the same products, bit for bit, in fewer operations.
+        """
         if self.rotary is None:
             return q, k
-        # In the queries' dtype: float32 angles would promote bfloat16 queries and keys (autocast) to float32,
-        # doubling the rotation's work and sending attention down its float32 path.
-        cos, sin = (angles.to(q.dtype) for angles in self.rotary)
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        if self._rotation is None:
+            # In the queries' dtype: float32 angles would promote bfloat16 queries and keys (autocast) to
+            # float32, doubling the rotation's work and sending attention down its float32 path.
+            cos, sin = (angles.to(q.dtype) for angles in self.rotary)
+            half = sin.size(-1) // 2
+            self._rotation = cos, torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+        cos, signed_sin = self._rotation
+        half = q.size(-1) // 2
+        return q * cos + q.roll(half, -1) * signed_sin, k * cos + k.roll(half, -1) * signed_sin
 
     def offsets(self, key_length: int, device: torch.device) -> torch.Tensor:
         """(T, T_keys): how many slots each key lies before each query (negative for later keys).
@@ -112,12 +124,6 @@ def _matmul_attention(
     return weights @ v
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) over the halves of the last dimension: the layout Hugging Face's Llama uses."""
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
 class KVCache:
     """Preallocated keys and values for `n_layer` layers, filled left to right.
 
@@ -175,16 +181,16 @@ class KVCache:
 
     def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this call's keys and values (B, H, T, D) of `layer`; return all of them so far."""
-        end = self.length + key.size(2)
-        if self.keys[layer] is None or self.keys[layer].dtype != key.dtype:
-            if self.length:
-                raise ValueError(f"KV cache holds {self.keys[layer].dtype} keys; a {key.dtype} step cannot extend them")
+        keys, values, past, length = self.keys[layer], self.values[layer], self.length, key.size(2)
+        if keys is None or keys.dtype != key.dtype:
+            if past:
+                raise ValueError(f"KV cache holds {keys.dtype} keys; a {key.dtype} step cannot extend them")
             shape = (self.batch_size, key.size(1), self.capacity, key.size(3))
-            self.keys[layer] = torch.empty(shape, device=key.device, dtype=key.dtype)
-            self.values[layer] = torch.empty((*shape[:3], value.size(3)), device=value.device, dtype=value.dtype)
-        self.keys[layer][:, :, self.length : end] = key
-        self.values[layer][:, :, self.length : end] = value
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+            keys = self.keys[layer] = key.new_empty(shape)
+            values = self.values[layer] = value.new_empty((*shape[:3], value.size(3)))
+        keys.narrow(2, past, length).copy_(key)
+        values.narrow(2, past, length).copy_(value)
+        return keys.narrow(2, 0, past + length), values.narrow(2, 0, past + length)
 
     def advance(self, steps: int) -> None:
         """Mark `steps` more slots as filled; called once per forward, after the last layer."""

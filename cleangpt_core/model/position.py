@@ -13,6 +13,7 @@ import math
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
@@ -34,21 +35,36 @@ class Rotary(nn.Module):
     """Rotary position embedding (Su et al., 2021): each pair of query/key features turns by an angle
     proportional to the position, so their dot product depends on the distance alone.
 
-    Pairs are (i, i + head_dim/2), Hugging Face Llama's layout. The angles are computed in float32 on each
-    call (a few thousand numbers), so a model cast to bfloat16 still rotates exactly.
+    Pairs are (i, i + head_dim/2), Hugging Face Llama's layout. The cos and sin of every position up to
+    block_size are computed in float32 once per device and dtype (so a model cast to bfloat16 still rotates
+    exactly), then each call looks its positions up: a decoding step costs two lookups, not a dozen ops.
+    A lookup's result is an ordinary tensor even when `generate` made the table under inference mode.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.head_dim = config.n_embd // config.n_head
         self.base = part_options(config, RotaryOptions).rope_base
+        self.block_size = config.block_size
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def tables(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (block_size, head_dim) of every position's angles, in `dtype` on `device`."""
+        key = (device, dtype)
+        if key not in self._tables:
+            exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
+            inverse_frequencies = 1.0 / (self.base**exponents)
+            positions = torch.arange(self.block_size, device=device).float()
+            angles = positions.unsqueeze(-1) * inverse_frequencies  # (block_size, head_dim / 2)
+            angles = torch.cat((angles, angles), dim=-1)
+            self._tables[key] = (angles.cos().to(dtype), angles.sin().to(dtype))
+        return self._tables[key]
 
     def forward(self, x: torch.Tensor, layout: AttentionLayout) -> tuple[torch.Tensor, AttentionLayout]:
-        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=x.device).float() / self.head_dim
-        inverse_frequencies = 1.0 / (self.base**exponents)
-        angles = layout.positions.float().unsqueeze(-1) * inverse_frequencies  # (B or 1, T, head_dim / 2)
-        angles = torch.cat((angles, angles), dim=-1).unsqueeze(1)  # (B or 1, 1, T, head_dim)
-        return x, replace(layout, rotary=(angles.cos().to(x.dtype), angles.sin().to(x.dtype)))
+        cos, sin = self.tables(x.device, x.dtype)
+        # (B or 1, T) positions -> (B or 1, 1, T, head_dim)
+        rotary = (F.embedding(layout.positions, cos).unsqueeze(1), F.embedding(layout.positions, sin).unsqueeze(1))
+        return x, replace(layout, rotary=rotary)
 
 
 def alibi_slopes(n_head: int) -> torch.Tensor:
