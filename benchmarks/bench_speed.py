@@ -6,7 +6,8 @@
    nanoGPT runs on a CPU) on this machine, so ">= 1.55x transformers" means "1.25x nanoGPT".
 2. GPT-2 small's shape (12 x 768, context 256, batch 4, vocabulary 50304) in fp32 and in bf16 autocast:
    tokens/s and MFU of both, against a square matmul of the same dtype timed in the same rounds (the
-   machine's practical peak under the same load).
+   machine's practical peak under the same load; in fp32 the faster of MKL's and oneDNN's, see
+   `cleangpt_core.model.linear`).
 3. `trainer.compile` (with --compile): the cold start (the first step, compilation included) and the warm
    step of the compiled model against the eager one, at the character shape.
 
@@ -23,7 +24,7 @@ import tempfile
 import time
 
 import torch
-from measure import flops_per_token, gpt2_twins, interleaved_medians, square_matmul, training_step
+from measure import flops_per_token, gpt2_twins, interleaved_medians, matmul_peak, square_matmuls, training_step
 
 CPU = torch.device("cpu")
 
@@ -67,16 +68,16 @@ def gpt2_small_shape(rounds: int) -> None:
         hf_model, ours = gpt2_twins(**shape)
         flops = flops_per_token(ours, 256)
         # the peak is a contender too: measured in the same rounds, under the same load, as the steps
-        matmul, matmul_flops = square_matmul(CPU, torch_dtype, 2048)
+        matmuls, matmul_flops = square_matmuls(CPU, torch_dtype, 2048)
         medians = interleaved_medians(
             {
                 f"transformers {dtype}": training_step(hf_model, tokens, autocast=autocast and autocast()),
                 f"cleanGPT {dtype}": training_step(ours, tokens, autocast=autocast and autocast()),
-                "matmul peak": matmul,
+                **matmuls,
             },
             rounds,
         )
-        peak = matmul_flops / medians.pop("matmul peak")
+        peak = matmul_peak(medians, matmul_flops)
         mfu = {name: flops / peak for name in medians}
         title = f"2. GPT-2 small: 12 x 768, context 256, batch 4, vocab 50304, {dtype} (peak {peak / 1e9:.0f} GFLOP/s)"
         report(title, medians, 4 * 256, mfu)

@@ -41,7 +41,8 @@ from measure import (
     generation_race,
     gpt2_twins,
     interleaved_medians,
-    square_matmul,
+    matmul_peak,
+    square_matmuls,
     training_step,
 )
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -202,10 +203,10 @@ def check_training_throughput(device: torch.device, profile: Profile, name: str)
         steps["cleanGPT compiled"]()
         torch.cuda.synchronize()
         cold_start = time.perf_counter() - started
-    matmul, matmul_flops = square_matmul(device, torch.bfloat16, profile.peak_size)
-    steps["matmul peak"] = matmul  # timed in the same rounds as the steps, under the same conditions
+    matmuls, matmul_flops = square_matmuls(device, torch.bfloat16, profile.peak_size)
+    steps |= matmuls  # timed in the same rounds as the steps, under the same conditions
     medians = interleaved_medians(steps, profile.rounds, warmup=2, device=device)
-    peak = matmul_flops / medians.pop("matmul peak")
+    peak = matmul_peak(medians, matmul_flops)
     tokens_per_step = profile.train_batch * profile.context
     flops = flops_per_token(ours, profile.context)
     datasheet = next((tflops for key, tflops in DATASHEET_BF16_TFLOPS.items() if key in name), None)

@@ -25,6 +25,7 @@ from cleangpt_core.model.hf_interop import (
     to_hf_llama_state_dict,
     vanilla_config_from_hf,
 )
+from cleangpt_core.model.linear import ONEDNN_AVAILABLE, linear
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -60,13 +61,29 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def square_matmul(device: torch.device, dtype: torch.dtype, size: int) -> tuple[Callable[[], object], float]:
-    """One square (size x size) matmul and its FLOPs: timed among the contenders, FLOPs / its median is the
-    practical peak under the same machine load, which MFU is measured against."""
+def square_matmuls(
+    device: torch.device, dtype: torch.dtype, size: int
+) -> tuple[dict[str, Callable[[], object]], float]:
+    """One square (size x size) matmul by each GEMM library PyTorch has for `dtype` on `device`, and its FLOPs.
+
+    Timed among the contenders, FLOPs / the fastest one's median is the practical peak under the same machine
+    load, which MFU is measured against. On a CPU in float32, `a @ b` is MKL's and oneDNN is the other
+    library (the one our `Linear` uses there, faster on AMD CPUs); in bf16, and on GPUs, `a @ b` is the one.
+    """
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
-    return (lambda: a @ b), 2.0 * size**3
+    products: dict[str, Callable[[], object]] = {"matmul peak": lambda: a @ b}
+    if device.type == "cpu" and dtype == torch.float32 and ONEDNN_AVAILABLE:
+        b_rows = b.t()  # linear multiplies by the transpose of its weight
+        products["matmul peak (oneDNN)"] = lambda: linear(a, b_rows)
+    return products, 2.0 * size**3
+
+
+def matmul_peak(medians: dict[str, float], flops: float) -> float:
+    """Remove the `square_matmuls` entries from `medians` and return the fastest one's FLOP/s."""
+    fastest = min(medians.pop(name) for name in [name for name in medians if name.startswith("matmul peak")])
+    return flops / fastest
 
 
 def flops_per_token(model: torch.nn.Module, context: int) -> float:

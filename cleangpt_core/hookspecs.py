@@ -5,8 +5,9 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.2"`` (the version it was written for; plugins stating ``"1.0"``, which
-has no part hooks, or ``"1.1"``, which has no optimizer and schedule hooks, keep working) and implements any of
+that states ``CLEANGPT_PLUGIN_API = "1.3"`` (the version it was written for; plugins stating ``"1.0"``, which
+has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, or ``"1.2"``, which predates the
+exported ``cleangpt_core.model.Linear``, keep working) and implements any of
 the hooks below with ``@cleangpt_core.plugin_api.hookimpl``. The core's own components are registered by the
 very same hooks (``cleangpt_core.builtins``), so a built-in has no privilege but one: on a name clash it wins.
 

@@ -1,7 +1,8 @@
 """Model architectures and their parts, `get_model`, checkpoint serialization and Hugging Face interop.
 
-What a plugin author needs: the decoder and the part classes to build on or reuse, the attention layout and
-key/value cache an attention part works with, and `part_options` to read a part's options from the config.
+What a plugin author needs: the decoder and the part classes to build on or reuse, `Linear` (the layer the
+parts are made of), the attention layout and key/value cache an attention part works with, and
+`part_options` to read a part's options from the config.
 """
 
 from cleangpt_core.config.parts import part_options
@@ -12,6 +13,7 @@ from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder, PartCla
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.feedforward import MLP, ReluSquared, SwiGLU
 from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward, positions_and_layout
+from cleangpt_core.model.linear import Linear
 from cleangpt_core.model.norm import LayerNorm, NoNorm, RMSNorm
 from cleangpt_core.model.position import ALiBi, LearnedPositions, NoPositions, Rotary
 from cleangpt_core.model.residual import ParallelBlock, PostNormBlock, PreNormBlock
@@ -29,6 +31,7 @@ __all__ = [
     "LayerNorm",
     "LearnedPositionDecoder",
     "LearnedPositions",
+    "Linear",
     "NoNorm",
     "NoPositions",
     "ParallelBlock",

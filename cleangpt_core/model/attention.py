@@ -3,7 +3,7 @@
 The built-in one is causal multi-head attention with one fused q/k/v projection (`c_attn`, GPT-2's name),
 grouped-query heads and optional QK-norm. Positions reach it through the layout: `layout.rotate` applies
 rotary embeddings, `layout.attend` applies the causal/padding mask and an ALiBi bias, and runs the fused
-kernel (`F.scaled_dot_product_attention`; in bfloat16 on a CPU, two matmuls, which are faster there). Keys go
+kernel (`F.scaled_dot_product_attention`; on a CPU, two matmuls, which are faster there). Keys go
 into the cache after rotation, so a cached key never needs its position again.
 """
 
@@ -15,6 +15,7 @@ from torch import nn
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.config.parts import CausalAttentionOptions, part_options
 from cleangpt_core.model.kv_cache import AttentionLayout, KVCache
+from cleangpt_core.model.linear import Linear
 
 
 class CausalSelfAttention(nn.Module):
@@ -28,8 +29,8 @@ class CausalSelfAttention(nn.Module):
         self.n_kv_head = options.n_kv_head or config.n_head
         self.head_dim = config.n_embd // config.n_head
         qkv_bias = config.bias if options.qkv_bias is None else options.qkv_bias
-        self.c_attn = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=qkv_bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=qkv_bias)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         # QK-norm keeps attention logits from growing without bound in long or low-precision runs.
         self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if options.qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if options.qk_norm else None

@@ -23,6 +23,7 @@ from torch import nn
 from cleangpt_core.config import DecoderConfig, ModelConfig
 from cleangpt_core.model.base import CausalLanguageModel
 from cleangpt_core.model.kv_cache import KVCache, begin_forward
+from cleangpt_core.model.linear import Linear
 from cleangpt_core.plugin_api import PART_KINDS
 from cleangpt_core.registry import get_component
 
@@ -67,7 +68,7 @@ class Decoder(CausalLanguageModel):
                 "ln_f": parts.norm(config),
             }
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.parameter_roles = {"weight": "head"}  # for optimizers: not a hidden matrix (Muon leaves it)
         if getattr(config, "tie_embeddings", True):
             self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)

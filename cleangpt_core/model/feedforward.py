@@ -12,6 +12,7 @@ from torch import nn
 
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.config.parts import MLPOptions, SwiGLUOptions, part_options
+from cleangpt_core.model.linear import Linear
 
 
 class MLP(nn.Module):
@@ -20,8 +21,8 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         hidden = part_options(config, MLPOptions).ffn_hidden or 4 * config.n_embd
-        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, hidden, bias=config.bias)
+        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,8 +52,8 @@ class SwiGLU(nn.Module):
         super().__init__()
         options = part_options(config, SwiGLUOptions)
         hidden = options.ffn_hidden or swiglu_hidden(config.n_embd, options.ffn_multiple_of)
-        self.c_fc = nn.Linear(config.n_embd, 2 * hidden, bias=config.bias)  # [gate; up]
-        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 2 * hidden, bias=config.bias)  # [gate; up]
+        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.model import AttentionLayout, KVCache, LearnedPositionDecoder, PartClasses, part_options
+from cleangpt_core.model import AttentionLayout, KVCache, LearnedPositionDecoder, Linear, PartClasses, part_options
 from cleangpt_sasp.config import SASPConfig, ShapedAttentionOptions, SkiplessOptions
 
 
@@ -65,11 +65,11 @@ class ShapedAttention(nn.Module):
         self.layer_index = layer_index
         self.n_head = config.n_head
         width = config.n_embd
-        self.c_qk = nn.Linear(width, 2 * width, bias=config.bias)
+        self.c_qk = Linear(width, 2 * width, bias=config.bias)
         has_value = options.use_v or (layer_index == 0 and options.first_layer_value)
         # Values X(I + W_V) and projection Y(I + W_P) with W zero at init: identity until trained.
-        self.value_delta = nn.Linear(width, width, bias=False) if has_value else None
-        self.proj_delta = nn.Linear(width, width, bias=False) if options.use_proj else None
+        self.value_delta = Linear(width, width, bias=False) if has_value else None
+        self.proj_delta = Linear(width, width, bias=False) if options.use_proj else None
         # Per-head gains, shaped (H, 1) to broadcast over (B, T, H, head_dim).
         self.alpha = nn.Parameter(torch.ones(config.n_head, 1))
         self.beta = nn.Parameter(torch.ones(config.n_head, 1))
@@ -118,8 +118,8 @@ class MLP(nn.Module):
 
     def __init__(self, config: SASPConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.activation = nn.ReLU() if config.activation == "relu" else nn.GELU(approximate="tanh")
         self.dropout = nn.Dropout(config.dropout)
 

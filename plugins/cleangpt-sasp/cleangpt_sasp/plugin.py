@@ -4,7 +4,7 @@
 from cleangpt_core.plugin_api import Component, hookimpl
 from cleangpt_sasp.config import SASPConfig, ShapedAttentionOptions, SkiplessOptions
 
-CLEANGPT_PLUGIN_API = "1.1"
+CLEANGPT_PLUGIN_API = "1.3"
 
 
 @hookimpl
