@@ -94,11 +94,16 @@ class AttentionLayout:
                 visible = visible & allow
             mask = visible if self.bias is None else self.bias.to(q.dtype).masked_fill(~visible, float("-inf"))
             is_causal = False
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or k.size(2) <= MATMUL_ATTENTION_MAX_KEYS):
             return _matmul_attention(q, k, v, mask, is_causal, dropout_p)
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=k.size(1) != q.size(1)
         )
+
+
+# Up to this many keys, float32 attention on a CPU runs as two matmuls: the weights it keeps for the backward
+# then take at most 256 KiB a head and row of the batch.
+MATMUL_ATTENTION_MAX_KEYS = 256
 
 
 def _matmul_attention(
@@ -106,9 +111,11 @@ def _matmul_attention(
 ) -> torch.Tensor:
     """What `F.scaled_dot_product_attention` computes, as two matmuls and a float32 softmax.
 
-    Used for bfloat16 on CPU, where SDPA's fused kernel took twice as long for forward and backward as this
-    at nanoGPT's character shape and 1.1x at GPT-2 small's (an AMD Zen 5 without AMX; float32 and GPUs keep
-    SDPA). See benchmarks/bench_train_step.py and bench_speed.py for whole training steps.
+    Used on a CPU, where SDPA's fused kernel is slower (an AMD Zen 5 without AMX): in bfloat16 it took twice
+    as long for forward and backward as this at nanoGPT's character shape and 1.1x at GPT-2 small's; in
+    float32 1.28x and 1.24x. Unlike SDPA, this keeps the (T x T_keys) attention weights for the backward,
+    so float32 takes it only up to `MATMUL_ATTENTION_MAX_KEYS` keys. GPUs keep SDPA. See
+    benchmarks/bench_train_step.py and bench_speed.py for whole training steps.
     """
     if k.size(1) != q.size(1):  # grouped-query attention: each key/value head serves a group of query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
