@@ -265,8 +265,10 @@ def build_plan(
     else:
         names = [Path(path).stem for path in config_files]
         specs = [(str(Path(path).resolve()), list(overrides)) for path in config_files]
-    if len(specs) < 2:
-        raise ConfigError("a comparison needs at least two runs: give two or more --model, or two or more --config")
+    if len(specs) * seeds < 2:  # one contender over several seeds measures its own spread
+        raise ConfigError(
+            "a comparison needs at least two runs: give two or more --model or --config, or --seeds 2 or more"
+        )
 
     # Each contender as its first seed would train it: the batch shape, the step budget, the seed.
     firsts: dict[str, ExperimentConfig] = {}

@@ -111,7 +111,7 @@ def test_the_same_model_twice_gets_numbered_labels(corpus, tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"models": ["Vanilla"]}, "at least two runs"),
+        ({"models": ["Vanilla"]}, "at least two runs: give two or more --model or --config, or --seeds 2"),
         ({"models": ["Vanilla", "SASP"], "max_steps": 5, "max_tokens": 500}, "not both"),
         ({"models": ["Vanilla", "Transformer"], "max_steps": 5}, "unknown architecture 'Transformer'"),
         ({"models": ["Vanilla", "SASP"], "max_steps": 5, "overrides": ["model.n_head=3"]}, "not divisible"),
@@ -533,6 +533,22 @@ def test_resume_takes_a_new_target_but_no_other_option(tmp_path):
 def seeded_comparison(corpus, tmp_path_factory):
     """The two tiny models compared with two seeds each and a target every run reaches, never interrupted."""
     return compare_tiny_models(corpus, tmp_path_factory.mktemp("seeded"), "--seeds", "2", "--target-loss", "100")
+
+
+@pytest.mark.slow
+def test_one_model_over_two_seeds_reports_its_own_spread(corpus, tmp_path):
+    """A single contender is a comparison of its seeds: how far apart two runs of one recipe land."""
+    arguments = ["compare", "--model", "Vanilla", "--seeds", "2", "--max-steps", str(STEPS), "--out", str(tmp_path)]
+    for override in tiny(corpus):
+        arguments += ["--set", override]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [(run["label"], run["seed"]) for run in report["runs"]] == [("Vanilla", 1337), ("Vanilla", 1338)]
+    (contender,) = report["contenders"]
+    losses = [run["val_loss"] for run in report["runs"]]
+    assert contender["val_loss_std"] == pytest.approx(statistics.stdev(losses)) and contender["val_loss_std"] > 0
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "val_loss.png").is_file()
 
 
 @pytest.mark.slow

@@ -80,7 +80,8 @@ def compare(
     on the same data, seed and token budget, and write report.md, report.json and val_loss.png.
 
     With --seeds N every contender trains N times, and the report gives each one's mean and standard
-    deviation, its curve's spread, and which differences are smaller than that spread. Started again with
+    deviation, its curve's spread, and which differences are smaller than that spread; one --model or
+    --config with --seeds N measures how far apart one recipe's runs land. Started again with
     the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
     the unfinished one from its latest checkpoint.
     """
