@@ -172,3 +172,14 @@ def test_experiment_config_round_trips_through_json(wide_architecture):
     config = load_experiment_config(None, ["model.model_type=Wide", "model.widening=1.5", "sampling.name=top_p"])
     restored = ExperimentConfig.model_validate_json(config.model_dump_json())
     assert restored == config
+
+
+def test_the_experiment_seed_also_seeds_the_data_order_unless_the_trainer_seed_is_given(tmp_path):
+    """`--set seed=N` alone must give another run in every respect, data order included."""
+    assert load_experiment_config(None, ["seed=5"]).trainer.options["seed"] == 5
+    assert load_experiment_config(None, ["seed=5", "trainer.seed=9"]).trainer.options["seed"] == 9
+    assert load_experiment_config(None, ["trainer.name=simple", "seed=7"]).trainer.options["seed"] == 7
+    assert load_experiment_config(None, []).trainer.options["seed"] == 1337
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("seed: 3\ntrainer: {seed: 4}\n")  # given in the file: kept, even with another seed
+    assert load_experiment_config(config_file, ["seed=8"]).trainer.options["seed"] == 4

@@ -172,7 +172,11 @@ class ExperimentConfig(StrictModel):
     """Everything one training run needs; saved as JSON with every checkpoint. The defaults are the recipe."""
 
     seed: int = Field(
-        1337, ge=0, le=MAX_SEED, description="seeds torch, numpy and Python's random for the whole run"
+        1337,
+        ge=0,
+        le=MAX_SEED,
+        description="seeds torch, numpy and Python's random for the whole run, and the data order unless "
+        "trainer.seed is given",
     )
     device: str = Field("auto", description="'auto' (cuda, then mps, then cpu) or a torch device such as 'cpu'")
     data: DataConfig = Field(default_factory=DataConfig)
@@ -310,6 +314,12 @@ def resolve_experiment(
             merged[section] = given if section in data else default
     merged.update({key: value for key, value in data.items() if key not in merged})  # unknown: the schema says so
     config = validate_config(ExperimentConfig, merged, where)
+    given_trainer = data.get("trainer")
+    trainer_seed_given = isinstance(given_trainer, dict) and "seed" in given_trainer
+    if "seed" in data and "seed" in config.trainer.options and not trainer_seed_given:
+        # `seed=N` alone gives another run in every respect: the trainer's data order follows it
+        merged["trainer"] = {"name": config.trainer.name, **config.trainer.options, "seed": config.seed}
+        config = validate_config(ExperimentConfig, merged, where)
     model_section = data.get("model")
     config._vocab_size_given = isinstance(model_section, dict) and "vocab_size" in model_section
     return config
