@@ -280,6 +280,8 @@ def build_plan(
         firsts[label] = config
     _check_same_setting(firsts)
 
+    from cleangpt_core.trainers.optim_factory import check_schedule  # torch: only once a plan is built
+
     runs, steps, budgets, configs = [], {}, {}, {}
     for label, (config_file, contender_overrides) in zip(firsts, specs, strict=True):
         first = firsts[label]
@@ -292,6 +294,8 @@ def build_plan(
         if steps[label] is None:
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
         budgets[label] = steps[label] * per_step
+        # the schedule fits the budget only once the budget is known: checked here, before any run trains
+        check_schedule(first.schedule.name, first.schedule.options, steps[label])
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
             seeding = _seed_overrides(run_seed, first.trainer.options) if seed is not None or seeds > 1 else []

@@ -115,6 +115,10 @@ def test_the_same_model_twice_gets_numbered_labels(corpus, tmp_path):
         ({"models": ["Vanilla", "SASP"], "max_steps": 5, "max_tokens": 500}, "not both"),
         ({"models": ["Vanilla", "Transformer"], "max_steps": 5}, "unknown architecture 'Transformer'"),
         ({"models": ["Vanilla", "SASP"], "max_steps": 5, "overrides": ["model.n_head=3"]}, "not divisible"),
+        (  # a schedule that only fails once the run's length is known still fails before the first run
+            {"models": ["Vanilla", "SASP"], "max_steps": 5, "overrides": ["schedule.warmup_steps=10"]},
+            "warmup_steps=10 leaves no room to decay within 5 steps",
+        ),
     ],
 )
 def test_an_impossible_comparison_fails_before_training(options, message, corpus, tmp_path):

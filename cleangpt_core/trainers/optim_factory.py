@@ -42,3 +42,13 @@ def get_schedule(name: str, **options: Any) -> ScheduleBuilder:
         return build(optimizer, total_steps=total_steps, **options)
 
     return schedule
+
+
+def check_schedule(name: str, options: dict[str, Any], total_steps: int) -> None:
+    """Raise now the error the schedule would raise when a run of `total_steps` steps builds it.
+
+    Built over a stand-in optimizer, so that a plan of several runs (`cleangpt compare`) fails before the first
+    one trains, not when a later one starts.
+    """
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    get_schedule(name, **options)(stand_in, total_steps)
