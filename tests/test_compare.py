@@ -675,10 +675,11 @@ set: [model.n_layer=1, model.n_head=2, model.n_embd=16, model.block_size=32]
 def test_a_comparison_file_gives_the_options_and_the_command_line_adds_or_replaces(corpus, tmp_path, monkeypatch):
     path = write_comparison(tmp_path / "record", RECORD)
     monkeypatch.chdir(tmp_path)  # its configs are found beside it, not in the working directory
-    command_line = {"overrides": (f"data.dataset={corpus}",), "seeds": 3, "target_loss": None}
+    overrides = (f"data.dataset={corpus}", "schedule.warmup_steps=1")  # the file's budget is a few steps
+    command_line = {"overrides": overrides, "seeds": 3, "target_loss": None}
     options = comparison_options(Path("record/comparison.yaml"), command_line, given=["overrides", "seeds"])
     assert options["config_files"] == [Path("record/shakespeare_char.yaml"), Path("record/default.yaml")]
-    assert options["overrides"][-1] == f"data.dataset={corpus}"  # after the file's
+    assert options["overrides"][-2:] == list(overrides)  # after the file's
     assert (options["seeds"], options["target_loss"], options["eval_tokens"]) == (3, 100.0, 1536)
     plan = build_plan(tmp_path / "out", **options)
     assert plan.labels == ["shakespeare_char", "default"] and plan.seeds == 3 and plan.target_loss == 100
