@@ -102,3 +102,21 @@ def test_training_through_onednn_is_deterministic() -> None:
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(train(), train())
+
+
+@pytest.mark.slow
+def test_a_compiled_model_at_onednn_sizes_trains_like_the_eager_one() -> None:
+    """`trainer.compile`: torch.compile picks its own GEMMs, so `Linear` leaves its products to it."""
+    torch.manual_seed(0)
+    eager = get_model("Llama", vocab_size=65, n_layer=1, n_head=4, n_embd=128, block_size=64)
+    compiled = get_model("Llama", vocab_size=65, n_layer=1, n_head=4, n_embd=128, block_size=64)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile()
+    tokens = torch.randint(0, 65, (12, 64), generator=torch.Generator().manual_seed(1))
+    assert uses_onednn(torch.empty(12, 64, 128), eager.lm_head.weight.new_empty(384, 128))
+    losses = [model(tokens, labels=tokens)["loss"] for model in (eager, compiled)]
+    for loss in losses:
+        loss.backward()
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    for ours, reference in zip(compiled.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-4, atol=1e-5)

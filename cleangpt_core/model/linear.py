@@ -2,13 +2,13 @@
 
 PyTorch computes a float32 `F.linear` on a CPU with MKL's sgemm. On AMD CPUs MKL does not take its AVX-512
 code path: on the 2-core AMD EPYC this project is developed on, sgemm runs at about 200 GFLOP/s, where
-oneDNN, PyTorch's other CPU GEMM library (the one `torch.compile` calls), runs the same float32 products at
+oneDNN, PyTorch's other CPU GEMM library, runs the same float32 products at
 380-450 GFLOP/s for the training shapes of the character model. The matmuls are about 60% of a float32
 training step there, so `Linear` sends float32 CPU products through oneDNN, forward and backward. oneDNN
 costs about 11 us a call more, so small products (one token's step in generation) stay on MKL: measured
 there, the two break even near 2^21 multiply-adds. Everything else goes through `F.linear` unchanged: other
-dtypes, autocast (bf16 already runs on oneDNN), GPUs, tensor subclasses such as DTensor, and a PyTorch
-build without oneDNN.
+dtypes, autocast (bf16 already runs on oneDNN), GPUs, tensor subclasses such as DTensor, code being compiled
+by `torch.compile`, and a PyTorch build without oneDNN.
 
 `Linear` is an `nn.Linear`: same parameters, names, initialisation and state dict, so checkpoints, Hugging
 Face interop and `isinstance(module, nn.Linear)` checks see no difference. Results agree with `F.linear` to
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# `_linear_pointwise` is the dense-tensor entry to oneDNN's matmul that torch.compile's CPU backend emits.
+# `_linear_pointwise` is the dense-tensor entry to oneDNN's matmul (torch.compile's CPU backend emits it too).
 _ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 ONEDNN_AVAILABLE: bool = _ONEDNN_LINEAR is not None and torch.backends.mkldnn.is_available()
 _PLAIN = (torch.Tensor, nn.Parameter)
@@ -69,6 +69,7 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and type(x) in _PLAIN
         and type(weight) in _PLAIN
         and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()  # torch.compile picks its own GEMMs (and cannot lower this one)
     )
 
 
