@@ -2,8 +2,9 @@
 
 1. nanoGPT's character shape (4 layers, 4 heads, 128 wide, context 64, batch 12, vocabulary 65): one
    training step (forward, backward, fused AdamW) of transformers' GPT2LMHeadModel and of our Vanilla model
-   with the same weights, both in fp32 and in bf16 autocast. nanoGPT measured 1.25x transformers (fp32, as
-   nanoGPT runs on a CPU) on this machine, so ">= 1.55x transformers" means "1.25x nanoGPT".
+   with the same weights, both in fp32 and in bf16 autocast, and ours in fp32 with its linear layers on
+   MKL (`onednn_linear(False)`), which shows what oneDNN buys. nanoGPT measured 1.25x transformers (fp32,
+   as nanoGPT runs on a CPU) on this machine, so ">= 1.55x transformers" means "1.25x nanoGPT".
 2. GPT-2 small's shape (12 x 768, context 256, batch 4, vocabulary 50304) in fp32 and in bf16 autocast:
    tokens/s and MFU of both, against a square matmul of the same dtype timed in the same rounds (the
    machine's practical peak under the same load; in fp32 the faster of MKL's and oneDNN's, see
@@ -26,6 +27,8 @@ import time
 import torch
 from measure import flops_per_token, gpt2_twins, interleaved_medians, matmul_peak, square_matmuls, training_step
 
+from cleangpt_core.model.linear import onednn_linear
+
 CPU = torch.device("cpu")
 
 
@@ -47,13 +50,15 @@ def report(title: str, medians: dict[str, float], tokens: int, mfu_of: dict[str,
 def character_shape(rounds: int) -> None:
     hf_model, ours = gpt2_twins(n_layer=4, n_head=4, n_embd=128, context=64, vocab_size=65)
     hf_bf16, ours_bf16 = gpt2_twins(n_layer=4, n_head=4, n_embd=128, context=64, vocab_size=65)
+    _, ours_mkl = gpt2_twins(n_layer=4, n_head=4, n_embd=128, context=64, vocab_size=65)
     tokens = torch.randint(0, 65, (12, 64), generator=torch.Generator().manual_seed(0))
     medians = interleaved_medians(
         {
             "transformers fp32": training_step(hf_model, tokens),
             "cleanGPT fp32": training_step(ours, tokens),
-            "transformers bf16": training_step(hf_bf16, tokens, autocast=bf16()),
-            "cleanGPT bf16": training_step(ours_bf16, tokens, autocast=bf16()),
+            "cleanGPT fp32, MKL": training_step(ours_mkl, tokens, context=onednn_linear(False)),
+            "transformers bf16": training_step(hf_bf16, tokens, context=bf16()),
+            "cleanGPT bf16": training_step(ours_bf16, tokens, context=bf16()),
         },
         rounds,
         warmup=2,
@@ -71,8 +76,8 @@ def gpt2_small_shape(rounds: int) -> None:
         matmuls, matmul_flops = square_matmuls(CPU, torch_dtype, 2048)
         medians = interleaved_medians(
             {
-                f"transformers {dtype}": training_step(hf_model, tokens, autocast=autocast and autocast()),
-                f"cleanGPT {dtype}": training_step(ours, tokens, autocast=autocast and autocast()),
+                f"transformers {dtype}": training_step(hf_model, tokens, context=autocast and autocast()),
+                f"cleanGPT {dtype}": training_step(ours, tokens, context=autocast and autocast()),
                 **matmuls,
             },
             rounds,

@@ -3,7 +3,8 @@
 1. The Vanilla preset against transformers' GPT2LMHeadModel, and
 2. the Llama preset against transformers' LlamaForCausalLM, each on the same weights and batch at nanoGPT's
    character-level shape (4 layers, 4 heads, width 128, context 64, batch 12, vocabulary 65), in float32
-   and with both under bfloat16 autocast.
+   and with both under bfloat16 autocast; ours also in float32 with its linear layers on MKL
+   (`onednn_linear(False)`), PyTorch's default, to show what oneDNN buys.
 3. SASP against Vanilla at the same width and depth (a character-level vocabulary, so the blocks, where
    the two differ, dominate the cost rather than the output layer).
 
@@ -21,6 +22,7 @@ import torch
 from measure import gpt2_twins, interleaved_medians, llama_twins, training_step
 
 from cleangpt_core.model import get_model
+from cleangpt_core.model.linear import onednn_linear
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 20  # step times on a shared 2-core machine vary; a longer median is steadier
@@ -43,7 +45,7 @@ CHAR_BATCH = 12
 def against_transformers(preset: str, twins: Callable[..., tuple], tokens: torch.Tensor, number: int) -> None:
     """Our preset against its transformers twin in float32 and under bf16 autocast, all four interleaved."""
     shape = {key: value for key, value in CHAR_SHAPE.items() if key != "block_size"} | {"context": tokens.size(1)}
-    (hf_model, ours), (hf_bf16, ours_bf16) = twins(**shape), twins(**shape)
+    (hf_model, ours), (hf_bf16, ours_bf16), (_, ours_mkl) = twins(**shape), twins(**shape), twins(**shape)
 
     def bf16() -> torch.autocast:
         return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -54,14 +56,16 @@ def against_transformers(preset: str, twins: Callable[..., tuple], tokens: torch
         {
             "transformers": training_step(hf_model, tokens),
             "cleanGPT": training_step(ours, tokens),
-            "transformers bf16": training_step(hf_bf16, tokens, autocast=bf16()),
-            "cleanGPT bf16": training_step(ours_bf16, tokens, autocast=bf16()),
+            "cleanGPT, MKL": training_step(ours_mkl, tokens, context=onednn_linear(False)),
+            "transformers bf16": training_step(hf_bf16, tokens, context=bf16()),
+            "cleanGPT bf16": training_step(ours_bf16, tokens, context=bf16()),
         },
         tokens.numel(),
     )
-    for suffix in ("", " bf16"):
-        ratio = medians[f"transformers{suffix}"] / medians[f"cleanGPT{suffix}"]
-        print(f"  cleanGPT {preset}{suffix} is {ratio:.2f}x the speed of transformers{suffix}")
+    for suffix in ("", ", MKL", " bf16"):
+        reference = "transformers bf16" if suffix == " bf16" else "transformers"
+        ratio = medians[reference] / medians[f"cleanGPT{suffix}"]
+        print(f"  cleanGPT {preset}{suffix} is {ratio:.2f}x the speed of {reference}")
 
 
 def main() -> None:

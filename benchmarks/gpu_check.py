@@ -190,15 +190,15 @@ def check_training_throughput(device: torch.device, profile: Profile, name: str)
     hf_model, ours = hf_model.to(device), ours.to(device)
     tokens = torch.randint(0, profile.vocab_size, (profile.train_batch, profile.context), device=device)
     steps: dict[str, Callable[[], None]] = {
-        "transformers": training_step(hf_model, tokens, autocast=autocast(device)),
-        "cleanGPT": training_step(ours, tokens, autocast=autocast(device)),
+        "transformers": training_step(hf_model, tokens, context=autocast(device)),
+        "cleanGPT": training_step(ours, tokens, context=autocast(device)),
     }
     cold_start = None
     if profile.compile:
         _, compiled = gpt2_twins(**shape)
         compiled = compiled.to(device)
         compiled.compile()  # what trainer.compile does
-        steps["cleanGPT compiled"] = training_step(compiled, tokens, autocast=autocast(device))
+        steps["cleanGPT compiled"] = training_step(compiled, tokens, context=autocast(device))
         started = time.perf_counter()
         steps["cleanGPT compiled"]()
         torch.cuda.synchronize()

@@ -133,15 +133,16 @@ def training_step(
     model: torch.nn.Module,
     tokens: torch.Tensor,
     *,
-    autocast: AbstractContextManager[Any] | None = None,
+    context: AbstractContextManager[Any] | None = None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> Callable[[], None]:
-    """One optimisation step (forward, backward, fused AdamW) of either twin on `tokens`."""
+    """One optimisation step (forward, backward, fused AdamW) of either twin on `tokens`; `context` (an
+    autocast, or `onednn_linear(False)`) is entered around each forward."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     model.train()
 
     def step() -> None:
-        with autocast or nullcontext():
+        with context or nullcontext():
             loss = model(tokens, labels=tokens)["loss"]  # a transformers ModelOutput is a dict too
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:

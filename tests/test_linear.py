@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.model import Linear, get_model
-from cleangpt_core.model.linear import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, linear, uses_onednn
+from cleangpt_core.model.linear import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, linear, onednn_linear, uses_onednn
 
 needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN")
 
@@ -120,3 +120,21 @@ def test_a_compiled_model_at_onednn_sizes_trains_like_the_eager_one() -> None:
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
     for ours, reference in zip(compiled.parameters(), eager.parameters(), strict=True):
         torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_onednn_can_be_turned_off_for_a_block() -> None:
+    """`onednn_linear(False)` gives MKL's results, bit for bit, and the default returns after the block."""
+    x, weight = torch.randn(12, 64, 128), torch.randn(384, 128)
+    with onednn_linear(False):
+        assert not uses_onednn(x, weight)
+        assert torch.equal(linear(x, weight), F.linear(x, weight))
+    assert uses_onednn(x, weight) == ONEDNN_AVAILABLE
+
+
+def test_one_switch_wraps_every_step_of_a_loop() -> None:
+    switch = onednn_linear(False)
+    x, weight = torch.randn(12, 64, 128), torch.randn(384, 128)
+    for _ in range(2):
+        with switch:
+            assert not uses_onednn(x, weight)
+        assert uses_onednn(x, weight) == ONEDNN_AVAILABLE

@@ -17,6 +17,7 @@ float32 rounding (the summation order differs); each library is deterministic on
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from typing import Any
 
 import torch
@@ -28,6 +29,24 @@ _ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise"
 ONEDNN_AVAILABLE: bool = _ONEDNN_LINEAR is not None and torch.backends.mkldnn.is_available()
 _PLAIN = (torch.Tensor, nn.Parameter)
 ONEDNN_MIN_MACS = 1 << 21  # the break-even product size measured above
+_ENABLED: ContextVar[bool] = ContextVar("cleangpt_onednn_linear", default=True)
+
+
+class onednn_linear:  # noqa: N801 - a context manager, named like torch.no_grad
+    """Within the block, let `Linear` use oneDNN (the default) or not: MKL's numbers and speed, to compare.
+
+    Reusable and re-entrant, like `torch.autocast`: one instance may wrap every step of a loop.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._tokens: list[Token[bool]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_ENABLED.set(self.enabled))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _ENABLED.reset(self._tokens.pop())
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -59,9 +78,10 @@ class _OneDnnLinear(torch.autograd.Function):
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `linear(x, weight)` runs on oneDNN: a large enough float32 product of plain tensors on a CPU,
-    outside autocast."""
+    outside autocast and `torch.compile`, unless `onednn_linear(False)` says otherwise."""
     return (
         ONEDNN_AVAILABLE
+        and _ENABLED.get()
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and x.dim() >= 2
