@@ -13,7 +13,7 @@ from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder, PartCla
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.feedforward import MLP, ReluSquared, SwiGLU
 from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward, positions_and_layout
-from cleangpt_core.model.linear import Linear
+from cleangpt_core.model.linear import Linear, onednn_linear
 from cleangpt_core.model.norm import LayerNorm, NoNorm, RMSNorm
 from cleangpt_core.model.position import ALiBi, LearnedPositions, NoPositions, Rotary
 from cleangpt_core.model.residual import ParallelBlock, PostNormBlock, PreNormBlock
@@ -47,6 +47,7 @@ __all__ = [
     "build_config",
     "get_model",
     "load_model",
+    "onednn_linear",
     "part_options",
     "positions_and_layout",
     "resolve_checkpoint",
