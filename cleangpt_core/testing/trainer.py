@@ -116,7 +116,8 @@ def check_loss_decreases(trainer_type: str, **options: Any) -> None:
 
 
 def check_perplexity_is_exp_loss(trainer_type: str, **options: Any) -> None:
-    """evaluate() must return loss and perplexity == exp(loss), the loss being the mean over all tokens."""
+    """evaluate() must return loss and perplexity == exp(loss), the loss being the mean over all tokens (of the
+    model in the trainer's precision: evaluation runs under the same autocast as training)."""
     trainer = build_tiny_trainer(trainer_type, **options)
     metrics = trainer.evaluate()
     missing = {"loss", "perplexity"} - set(metrics)
@@ -129,7 +130,7 @@ def check_perplexity_is_exp_loss(trainer_type: str, **options: Any) -> None:
         )
     model = trainer.raw_model.eval()
     token_losses, tokens = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), trainer.autocast():
         for batch in trainer.eval_dataloader:
             logits = model(batch["input_ids"])["logits"]
             token_losses += torch.nn.functional.cross_entropy(
