@@ -48,7 +48,7 @@ def test_native_bf16_on_a_cpu_needs_its_bf16_instructions_and_onednns_bf16(monke
 
 @pytest.mark.parametrize("option", ["no", False])
 def test_no_mixed_precision_trains_in_fp32(option):
-    trainer = build_tiny_trainer("advanced", mixed_precision=option)
+    trainer = build_tiny_trainer("advanced", mixed_precision=option, max_steps=2)
     assert trainer.precision is None and trainer.scaler is None
     assert _logits_dtype(trainer) == torch.float32
     assert trainer.trainer_state()["mixed_precision"] == "no"
