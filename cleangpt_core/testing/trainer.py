@@ -238,7 +238,9 @@ def main() -> None:
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--optimizer", help="a registered optimizer, default options (default: torch's AdamW)")
     parser.add_argument("--schedule", help="a registered learning-rate schedule, default options (default: none)")
+    parser.add_argument("--mixed-precision", help="the advanced trainer's mixed_precision (default: its default)")
     arguments = parser.parse_args()
+    precision = {} if arguments.mixed_precision is None else {"mixed_precision": arguments.mixed_precision}
     trainer = run_tiny_training(
         arguments.trainer,
         arguments.run_dir,
@@ -253,6 +255,7 @@ def main() -> None:
         activation_checkpointing=arguments.activation_checkpointing,
         optimizer=arguments.optimizer,
         schedule=arguments.schedule,
+        **precision,
     )
     if arguments.losses_out is not None and trainer.context.is_main:
         arguments.losses_out.write_text(json.dumps(trainer.losses))
