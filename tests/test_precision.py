@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cleangpt_core.errors import CheckpointError
 from cleangpt_core.run_dir import STATE_JSON_FILE
 from cleangpt_core.testing.trainer import StopAtStep, build_tiny_trainer, weights_of
 from cleangpt_core.trainers.precision import native_bf16, resolve_precision
@@ -75,7 +76,6 @@ def _assert_same_weights(expected: dict[str, torch.Tensor], actual: dict[str, to
     assert [name for name in expected if not torch.equal(expected[name], actual[name])] == []
 
 
-@pytest.mark.slow
 def test_a_run_saved_before_the_record_resumes_in_full_precision_under_auto(tmp_path, caplog):
     # trained with the old default (mixed_precision=False), by a version whose checkpoints recorded no precision
     expected = _interrupted_and_straight(tmp_path, mixed_precision=False)
@@ -92,7 +92,6 @@ def test_a_run_saved_before_the_record_resumes_in_full_precision_under_auto(tmp_
     _assert_same_weights(expected, weights_of(resumed.raw_model))
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not native_bf16(CPU), reason="needs a CPU on which 'auto' trains in bf16")
 def test_an_auto_run_resumed_where_auto_chooses_fp32_continues_in_bf16(tmp_path, monkeypatch, caplog):
     expected = _interrupted_and_straight(tmp_path)  # "auto": bf16 here
@@ -116,3 +115,14 @@ def test_an_explicit_option_that_differs_from_the_record_is_obeyed_with_a_warnin
         resumed.train(resume_from=tmp_path)
     assert resumed.precision is None
     assert "trained with mixed_precision='bf16'; it continues in full precision" in caplog.text
+
+
+def test_a_damaged_precision_record_is_an_error_naming_it(tmp_path):
+    build_tiny_trainer("advanced", output_dir=tmp_path, max_steps=1).train()
+    state_file = tmp_path / "checkpoints" / "step-00000001" / STATE_JSON_FILE
+    payload = json.loads(state_file.read_text())
+    payload["state"]["mixed_precision"] = "fp8"
+    state_file.write_text(json.dumps(payload))
+    resumed = build_tiny_trainer("advanced", output_dir=tmp_path, max_steps=2)
+    with pytest.raises(CheckpointError, match="records mixed_precision='fp8'"):
+        resumed.train(resume_from=tmp_path)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.atomic_write import atomic_target
+from cleangpt_core.errors import CheckpointError
 from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE
 from cleangpt_core.trainers.base_trainer import ScheduleBuilder
 from cleangpt_core.trainers.checkpointing import (
@@ -111,6 +112,11 @@ class AdvancedTrainer(SimpleTrainer):
         the record existed, when the default was full precision): it keeps the recorded precision, so that a run
         never changes precision midway. An explicit option is obeyed, with a warning when it differs.
         """
+        if recorded not in (None, "no", "bf16", "fp16"):
+            raise CheckpointError(
+                f"the checkpoint's trainer state records mixed_precision={recorded!r}, not 'no', 'bf16' or 'fp16'; "
+                "it is damaged"
+            )
         option = self.options.mixed_precision
         if option != "auto":
             if recorded is not None and recorded != precision_name(self.precision) and self.context.is_main:
