@@ -44,6 +44,7 @@ from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.evaluation import evaluate_model
 from cleangpt_core.trainers.factory import get_trainer
 from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
+from cleangpt_core.trainers.precision import describe_precision
 from cleangpt_core.trainers.windows import RandomWindowDataset
 from cleangpt_core.utils import TokenBlockDataset, load_corpus_tokens
 
@@ -261,6 +262,7 @@ def run_experiment(
         if main:
             params = run.model.get_num_params() if hasattr(run.model, "get_num_params") else None
             where = f"{run.trainer.device}" + (f" x {world} processes ({run.trainer.strategy})" if world > 1 else "")
+            where += f" in {describe_precision(run.trainer.precision)}"
             echo(
                 f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
                 f"trainer on {where}, {len(run.train_loader):,} batches per epoch, into {run_dir.root}"

@@ -99,7 +99,7 @@ def test_show_config_spells_out_the_values_a_literal_allows(fresh_registry):
     assert result.exit_code == 0
     rows = {line.split()[0]: line for line in result.output.splitlines()[2:]}
     assert "'auto' | 'ddp' | 'fsdp'" in rows["strategy"]
-    assert "bool | 'no' | 'bf16' | 'fp16'" in rows["mixed_precision"]
+    assert "bool | 'auto' | 'no' | 'bf16' | 'fp16'" in rows["mixed_precision"]
     assert "int | None" in rows["max_steps"]  # a constrained type shows as its base type
 
 

@@ -26,8 +26,11 @@ from cleangpt_core.trainers.checkpointing import read_state
 pytestmark = pytest.mark.slow
 
 RUN = ["-m", "cleangpt_core.testing.trainer"]
-FSDP = ["--trainer", "advanced", "--batch-size", "4", "--dropout", "0", "--epochs", "2", "--checkpoint-interval", "6"]
-FSDP += ["--strategy", "fsdp"]
+FSDP_DEFAULT = ["--trainer", "advanced", "--batch-size", "4", "--dropout", "0", "--epochs", "2"]
+FSDP_DEFAULT += ["--checkpoint-interval", "6", "--strategy", "fsdp"]  # mixed_precision: the default, "auto"
+# fp32: the curves of one and two processes agree to float rounding; bf16 would round the gradients of each
+# rank's half batch apart from those of the whole batch
+FSDP = [*FSDP_DEFAULT, "--mixed-precision", "no"]
 STEPS = 24  # 96 windows / global batch 8, two epochs
 
 
@@ -51,7 +54,9 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float
 @pytest.fixture(scope="module")
 def single() -> list[float]:
     """The loss curve of one process with the same global batch."""
-    return run_tiny_training("advanced", None, batch_size=8, model_options={"dropout": 0.0}, num_epochs=2).losses
+    return run_tiny_training(
+        "advanced", None, batch_size=8, model_options={"dropout": 0.0}, num_epochs=2, mixed_precision="no"
+    ).losses
 
 
 def test_two_fsdp_processes_follow_the_loss_curve_of_one_process(straight, single):
@@ -75,10 +80,20 @@ def test_a_resumed_fsdp_run_ends_bitwise_equal_to_one_that_never_stopped(straigh
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
 
 
+def test_in_the_default_precision_too_a_resumed_fsdp_run_ends_bitwise_equal(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    subprocess.run(torchrun(*RUN, str(straight), *FSDP_DEFAULT), check=True, timeout=600)
+    subprocess.run(torchrun(*RUN, str(resumed), *FSDP_DEFAULT, "--max-steps", "9"), check=True, timeout=600)
+    subprocess.run(torchrun(*RUN, str(resumed), *FSDP_DEFAULT, "--resume"), check=True, timeout=600)
+    expected, actual = final_weights(straight), final_weights(resumed)
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+
+
 def test_an_fsdp_checkpoint_resumes_on_one_process_and_says_so(straight, tmp_path):
     run_dir = tmp_path / "moved"
     subprocess.run(torchrun(*RUN, str(run_dir), *FSDP, "--max-steps", "9"), check=True, timeout=600)
     one_process = ["--trainer", "advanced", "--batch-size", "8", "--dropout", "0", "--epochs", "2", "--resume"]
+    one_process += ["--mixed-precision", "no"]
     done = subprocess.run(
         [sys.executable, *RUN, str(run_dir), *one_process], check=True, timeout=600, capture_output=True, text=True
     )

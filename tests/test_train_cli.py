@@ -25,6 +25,7 @@ from cleangpt_core.config import ExperimentConfig, load_experiment_config
 from cleangpt_core.run_dir import RunDirectory
 from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
 from cleangpt_core.trainers.metrics import read_metrics
+from cleangpt_core.trainers.precision import describe_precision, resolve_precision
 from cleangpt_core.training_run import run_experiment
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -100,10 +101,14 @@ def test_train_writes_checkpoints_metrics_a_loss_curve_and_a_sample(trained_run)
     sample = (run_dir / "sample.txt").read_text()
     assert len(sample) >= 20 and sample.strip() in output
     assert "6 steps" in output and "validation loss" in output
+    assert f"on cpu in {describe_precision(resolve_precision('auto', torch.device('cpu')))}," in output
+    assert experiment["trainer"]["mixed_precision"] == "auto"
 
 
-def test_evaluate_reports_the_runs_validation_loss(trained_run):
-    run_dir, _ = trained_run
+def test_evaluate_reports_the_runs_validation_loss(tmp_path):
+    # evaluate computes in full precision: the run's own validation loss is the same number when it trained so
+    run_dir = tmp_path / "run"
+    assert invoke("train", *tiny(run_dir), "--set", "trainer.mixed_precision=no").exit_code == 0
     result = invoke("evaluate", str(run_dir), "--json", "--batch-size", "512")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -224,6 +229,23 @@ def test_resuming_a_finished_run_trains_nothing_and_still_writes_the_sample(run_
     assert "nothing left to train" in result.output and "validation loss" in result.output
     assert (run_copy / "sample.txt").read_text().strip()
     assert read_metrics(run_copy / "metrics.jsonl") == history  # nothing recorded twice
+
+
+def test_a_run_saved_with_the_old_default_resumes_in_full_precision(run_copy):
+    # before "auto", experiment.json recorded the default as mixed_precision=false and the state recorded nothing
+    for checkpoint in (run_copy / "checkpoints").iterdir():
+        experiment = json.loads((checkpoint / "experiment.json").read_text())
+        experiment["trainer"]["mixed_precision"] = False
+        (checkpoint / "experiment.json").write_text(json.dumps(experiment))
+        payload = json.loads((checkpoint / "trainer_state.json").read_text())
+        del payload["state"]["mixed_precision"]
+        (checkpoint / "trainer_state.json").write_text(json.dumps(payload))
+    result = invoke("train", "--resume", run_copy, "--set", "trainer.max_steps=7", "--set", "output.sample_tokens=0")
+    assert result.exit_code == 0, result.output
+    assert "on cpu in full precision," in result.output
+    latest = RunDirectory(run_copy).latest()
+    assert json.loads((latest / "experiment.json").read_text())["trainer"]["mixed_precision"] is False
+    assert json.loads((latest / "trainer_state.json").read_text())["state"]["mixed_precision"] == "no"
 
 
 # -- fault 5: one trainer per run directory ------------------------------------------------------------------

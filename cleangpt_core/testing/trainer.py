@@ -116,7 +116,8 @@ def check_loss_decreases(trainer_type: str, **options: Any) -> None:
 
 
 def check_perplexity_is_exp_loss(trainer_type: str, **options: Any) -> None:
-    """evaluate() must return loss and perplexity == exp(loss), the loss being the mean over all tokens."""
+    """evaluate() must return loss and perplexity == exp(loss), the loss being the mean over all tokens (of the
+    model in the trainer's precision: evaluation runs under the same autocast as training)."""
     trainer = build_tiny_trainer(trainer_type, **options)
     metrics = trainer.evaluate()
     missing = {"loss", "perplexity"} - set(metrics)
@@ -129,7 +130,7 @@ def check_perplexity_is_exp_loss(trainer_type: str, **options: Any) -> None:
         )
     model = trainer.raw_model.eval()
     token_losses, tokens = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), trainer.autocast():
         for batch in trainer.eval_dataloader:
             logits = model(batch["input_ids"])["logits"]
             token_losses += torch.nn.functional.cross_entropy(
@@ -237,7 +238,9 @@ def main() -> None:
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--optimizer", help="a registered optimizer, default options (default: torch's AdamW)")
     parser.add_argument("--schedule", help="a registered learning-rate schedule, default options (default: none)")
+    parser.add_argument("--mixed-precision", help="the advanced trainer's mixed_precision (default: its default)")
     arguments = parser.parse_args()
+    precision = {} if arguments.mixed_precision is None else {"mixed_precision": arguments.mixed_precision}
     trainer = run_tiny_training(
         arguments.trainer,
         arguments.run_dir,
@@ -252,6 +255,7 @@ def main() -> None:
         activation_checkpointing=arguments.activation_checkpointing,
         optimizer=arguments.optimizer,
         schedule=arguments.schedule,
+        **precision,
     )
     if arguments.losses_out is not None and trainer.context.is_main:
         arguments.losses_out.write_text(json.dumps(trainer.losses))

@@ -3,7 +3,7 @@ clipping, early stopping on validation loss and averaging of the last checkpoint
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.atomic_write import atomic_target
-from cleangpt_core.errors import ConfigError
+from cleangpt_core.errors import CheckpointError
 from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE
 from cleangpt_core.trainers.base_trainer import ScheduleBuilder
 from cleangpt_core.trainers.checkpointing import (
@@ -22,33 +22,17 @@ from cleangpt_core.trainers.checkpointing import (
     write_model,
 )
 from cleangpt_core.trainers.distributed import barrier
+from cleangpt_core.trainers.precision import describe_precision, precision_name, resolve_precision
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
 from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, gradient_scaler, load_checkpoint_weights
 
-
-def resolve_precision(mixed_precision: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a `mixed_precision` option on `device` (None: full precision)."""
-    if mixed_precision in (False, "no"):
-        return None
-    if mixed_precision is True:
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
-    if mixed_precision == "fp16":
-        if device.type != "cuda":
-            raise ConfigError(
-                f"mixed_precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA-only) but training runs on "
-                f"{device.type}; use mixed_precision='bf16' (or True) there"
-            )
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("mixed_precision='bf16' is not supported by this GPU; use 'fp16'")
-    return torch.bfloat16
+logger = logging.getLogger(__name__)
 
 
 class AdvancedTrainer(SimpleTrainer):
-    """The tutorial's advanced trainer: every feature is an option, off unless asked for.
+    """The tutorial's advanced trainer: every feature is an option, off unless asked for, except mixed
+    precision, which by default (``"auto"``) is bf16 autocast where the device computes bf16 natively.
 
     `lr_scheduler` is any torch scheduler, or a schedule to build (``get_schedule("cosine", warmup_steps=100)``),
     stepped once per optimizer step.
@@ -67,15 +51,12 @@ class AdvancedTrainer(SimpleTrainer):
         **options: Any,
     ) -> None:
         super().__init__(model, dataloader, optimizer, device, output_dir, lr_scheduler=lr_scheduler, **options)
-        self.precision = resolve_precision(self.options.mixed_precision, self.device)
-        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
-        self.scaler = gradient_scaler(self.strategy, self.device) if self.precision == torch.float16 else None
+        self._train_in(resolve_precision(self.options.mixed_precision, self.device))
 
-    def autocast(self) -> AbstractContextManager[Any]:
-        """bf16 or fp16 autocast when mixed precision is on."""
-        if self.precision is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.precision)
+    def _train_in(self, precision: torch.dtype | None) -> None:
+        self.precision = precision
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        self.scaler = gradient_scaler(self.strategy, self.device) if precision == torch.float16 else None
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backward through the gradient scaler when training in fp16."""
@@ -118,10 +99,44 @@ class AdvancedTrainer(SimpleTrainer):
         return state
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
-        """Restore the base state and the gradient scaler."""
+        """Restore the base state, the precision the run trained in and the gradient scaler."""
+        self._continue_precision(state.get("mixed_precision"))
         super().load_trainer_state(state)
         if self.scaler is not None and state.get("grad_scaler") is not None:
             self.scaler.load_state_dict(state["grad_scaler"])
+
+    def _continue_precision(self, recorded: str | None) -> None:
+        """Continue a resumed run in the precision it trained in, when the option leaves the choice to us.
+
+        "auto" resolves by the device, and a run may resume on another one (or, recorded None, was saved before
+        the record existed, when the default was full precision): it keeps the recorded precision, so that a run
+        never changes precision midway. An explicit option is obeyed, with a warning when it differs.
+        """
+        if recorded not in (None, "no", "bf16", "fp16"):
+            raise CheckpointError(
+                f"the checkpoint's trainer state records mixed_precision={recorded!r}, not 'no', 'bf16' or 'fp16'; "
+                "it is damaged"
+            )
+        option = self.options.mixed_precision
+        if option != "auto":
+            if recorded is not None and recorded != precision_name(self.precision) and self.context.is_main:
+                logger.warning(
+                    "the resumed run trained with mixed_precision=%r; it continues in %s (mixed_precision=%r), so "
+                    "it will not end as an uninterrupted run would have",
+                    recorded,
+                    describe_precision(self.precision),
+                    option,
+                )
+            return
+        kept = resolve_precision(recorded or "no", self.device)
+        if kept != self.precision and self.context.is_main:
+            logger.warning(
+                "the resumed run trained in %s%s; it continues so (mixed_precision='auto' would choose %s here)",
+                describe_precision(kept),
+                "" if recorded is not None else " (saved before mixed_precision='auto' was the default)",
+                describe_precision(self.precision),
+            )
+        self._train_in(kept)
 
     def _finish(self, elapsed: float, tokens: int) -> dict[str, Any]:
         stats = super()._finish(elapsed, tokens)

@@ -35,6 +35,7 @@ from cleangpt_core.trainers.devices import choose_device
 from cleangpt_core.trainers.distributed import barrier, init_distributed
 from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
 from cleangpt_core.trainers.events import TrainingEvents
+from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import TrainerConfig
 from cleangpt_core.trainers.strategies import (
     GatheredModel,
@@ -77,6 +78,7 @@ class BaseTrainer(ABC):
     """
 
     options_schema: ClassVar[type[TrainerConfig]] = TrainerConfig
+    precision: torch.dtype | None = None  # the autocast dtype of forward passes; None: full precision
 
     def __init__(
         self,
@@ -170,8 +172,10 @@ class BaseTrainer(ABC):
         self.stop_reason = reason
 
     def autocast(self) -> AbstractContextManager[Any]:
-        """The precision context of forward passes (full precision here; subclasses may lower it)."""
-        return nullcontext()
+        """The precision context of forward passes, training and evaluation alike: autocast to `precision`."""
+        if self.precision is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.precision)
 
     def evaluate(
         self, eval_dataloader: Iterable[Batch] | None = None, max_batches: int | None = None
@@ -223,6 +227,7 @@ class BaseTrainer(ABC):
             "progress": asdict(self.progress),
             "world_size": self.context.world_size,
             "strategy": self.strategy,
+            "mixed_precision": precision_name(self.precision),  # so a resumed run continues in the same precision
             "data_position": self.batches.items_consumed(self.progress.batch_in_epoch),
             "optimizer": full_optimizer_state(self.raw_model, self.optimizer),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,

@@ -73,13 +73,17 @@ class SimpleTrainerConfig(TrainerConfig):
 
 
 class AdvancedTrainerConfig(TrainerConfig):
-    """The plain loop plus the tools of a serious run, each off unless asked for."""
+    """The plain loop plus the tools of a serious run, each off unless asked for (mixed precision: where it is
+    faster)."""
 
     gradient_accumulation_steps: PositiveInt = Field(
         1, description="batches whose gradients add up to one optimizer step (same result as one big batch)"
     )
-    mixed_precision: bool | Literal["no", "bf16", "fp16"] = Field(
-        False, description="True picks bf16 (fp16 on GPUs without bf16); fp16 uses a gradient scaler and needs CUDA"
+    mixed_precision: bool | Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto",
+        description="'auto': bf16 autocast where the device computes in bf16 natively (a CPU with AVX512-BF16, AMX "
+        "or Arm BF16; a GPU with bf16 tensor cores), else full precision; True picks bf16 (fp16 on GPUs without "
+        "bf16); fp16 uses a gradient scaler and needs CUDA",
     )
     grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
     early_stopping_patience: PositiveInt | None = Field(

@@ -20,6 +20,7 @@ from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.batches import Batch
 from cleangpt_core.trainers.distributed import all_reduce_sum
 from cleangpt_core.trainers.evaluation import count_targets
+from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.strategies import gradient_sync
 
@@ -181,6 +182,7 @@ class SimpleTrainer(BaseTrainer):
             "losses": list(self.losses),
             "elapsed_s": elapsed,
             "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+            "mixed_precision": precision_name(self.precision),
             "stop_reason": self.stop_reason,
         }
         if not self.losses and self._resumed_from is not None:
