@@ -26,7 +26,7 @@ from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
 from cleangpt_core.training_run import prepare_run
 from cleangpt_core.utils import document_sources, tinyshakespeare_text, tokenize_documents
-from cleangpt_core.utils.document_sources import DocumentSource
+from cleangpt_core.utils.document_sources import DocumentSource, read_unit
 from cleangpt_core.utils.prepared_data import MAX_OPEN_SHARDS, PreparedCorpus
 from cleangpt_core.utils.shard_writer import STATE_FILE, prepare_data
 
@@ -144,6 +144,20 @@ def test_the_fingerprint_changes_with_the_corpus_and_the_tokenizer(tmp_path):
     other_corpus = prepare_data(source, gpt2(), tmp_path / "c")["fingerprint"]
     assert first["corpus"] == other_tokenizer["corpus"] != other_corpus["corpus"]
     assert len({first["combined"], other_tokenizer["combined"], other_corpus["combined"]}) == 3
+
+
+def test_the_corpus_fingerprint_of_a_fixed_corpus_stays_the_same(tmp_path, small_units):
+    """Units and their hashes are part of the prepared-data format: an interrupted prepare continues only when
+    the fingerprint up to its boundary matches, so a new version must cut and hash the same source the same way.
+    (The values are those of the first version of the format.)"""
+    (tmp_path / "play.txt").write_text(tinyshakespeare_text()[:200_000])
+    expected = {
+        write_jsonl(tmp_path / "corpus.jsonl", shakespeare_documents(200)): "14f17226ee8c690da09c4cbd804f9940a502623f",
+        tmp_path / "play.txt": "3244c5e5a8acdf6187429567b0ea9a797984773b",
+    }
+    for path, fingerprint in expected.items():
+        index = prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / f"out-{path.name}", num_proc=1)
+        assert index["fingerprint"]["corpus"][:40] == fingerprint, path.name
 
 
 def test_preparing_again_into_a_finished_folder_changes_nothing(tmp_path):
@@ -371,7 +385,7 @@ import sys
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers import from_pretrained
 from cleangpt_core.utils import document_sources
-from cleangpt_core.utils.document_sources import DocumentSource
+from cleangpt_core.utils.document_sources import DocumentSource, read_unit
 from cleangpt_core.utils.shard_writer import prepare_data
 
 document_sources.UNIT_BYTES = 4096
@@ -473,3 +487,13 @@ def test_a_text_file_that_is_not_utf8_is_named_with_the_offset_of_the_bad_byte(t
     path.write_bytes(("to be or not " * 1000).encode() + "café".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1\.txt is not valid UTF-8 \(byte 0xe9 at offset 13003\)"):
         prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "out", num_proc=1)
+
+
+def test_a_file_that_shrinks_while_it_is_prepared_is_named(tmp_path, small_units):
+    """The workers read a unit's bytes from the file themselves: a file cut short under them is an error."""
+    path = write_jsonl(tmp_path / "corpus.jsonl", shakespeare_documents(100))
+    units = list(DocumentSource.from_argument(path).units())
+    assert len(units) > 2 and sum(unit.size for unit in units) == path.stat().st_size
+    path.write_bytes(path.read_bytes()[: units[-1].offset + 10])
+    with pytest.raises(DataError, match=r"corpus\.jsonl changed while it was being prepared"):
+        read_unit(units[-1], "text")

@@ -35,7 +35,7 @@ import numpy as np
 from cleangpt_core.atomic_write import publish, remove_partials, write_bytes_atomic
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, unit_digest, unit_documents
+from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
 from cleangpt_core.utils.prepared_data import (
     DOCUMENT_DTYPE,
     DOCUMENTS_FILE,
@@ -175,18 +175,17 @@ def _tokenize_unit(unit: WorkUnit) -> UnitResult:
     """
     tokenizer = _worker_tokenizer
     assert tokenizer is not None, "the worker was not initialised"
-    documents = unit_documents(unit, _worker_text_field)
-    pieces = tokenizer.encode_corpus_batch(documents) if documents else []
+    digest, documents = read_unit(unit, _worker_text_field)
+    pieces = list(tokenizer.encode_corpus_batch(documents)) if documents else []
     dtype = tokenizer.corpus_dtype
-    tokens = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype=dtype)
-    lengths = np.array([len(piece) for piece in pieces], dtype=np.int64)
-    starts = np.cumsum(lengths) - lengths
-    if unit.continues:
-        starts = starts[1:]  # the first piece goes on with the previous unit's last document
-    if tokenizer.eos_token_id is not None:
-        tokens = np.insert(tokens, starts, tokenizer.eos_token_id)
-        starts = starts + np.arange(1, len(starts) + 1)  # each start moves past its own eos and those before
-    return unit_digest(unit), starts, tokens
+    # the first piece of a continuing unit goes on with the previous unit's last document: no eos, no start
+    head = [pieces.pop(0)] if unit.continues and pieces else []
+    eos = [] if tokenizer.eos_token_id is None else [np.array([tokenizer.eos_token_id], dtype=dtype)]
+    sizes = np.array([len(eos) + len(piece) for piece in pieces], dtype=np.int64)
+    starts = sum(map(len, head)) + np.cumsum(sizes) - sizes + len(eos)
+    parts = head + [part for piece in pieces for part in (*eos, piece)]
+    tokens = np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
+    return digest, starts, tokens
 
 
 def _tokenized_units(
