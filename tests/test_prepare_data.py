@@ -497,3 +497,22 @@ def test_a_file_that_shrinks_while_it_is_prepared_is_named(tmp_path, small_units
     path.write_bytes(path.read_bytes()[: units[-1].offset + 10])
     with pytest.raises(DataError, match=r"corpus\.jsonl changed while it was being prepared"):
         read_unit(units[-1], "text")
+
+
+def test_jsonl_records_the_fast_parser_refuses_read_as_the_standard_library_reads_them(tmp_path):
+    lines = [
+        '{"text": "lone \\ud800 surrogate"}',  # orjson refuses lone surrogates
+        '{"text": "after NaN", "score": NaN}',
+        '\ufeff{"text": "after a byte-order mark"}',
+        '{"text": "kept", "id": 123456789012345678901234567890}',
+        '{"text": null}',
+        '{"text": "last"}',
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    unit = next(DocumentSource.from_argument(path).units())
+    expected = [json.loads(line.encode())["text"] for line in lines]
+    assert read_unit(unit, "text")[1] == [text for text in expected if text]
+    path.write_text('{"text": "fine"}\n{"text": 123456789012345678901234567890}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"odd\.jsonl line 2: field 'text' holds int, not text"):
+        read_unit(next(DocumentSource.from_argument(path).units()), "text")

@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 from cleangpt_core.errors import DataError
 
 UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
@@ -123,12 +125,20 @@ def _jsonl_texts(data: bytes, path: str, first_line: int, text_field: str) -> li
     for offset, line in enumerate(data.split(b"\n")):
         if not line.strip():
             continue
-        location = f"{path} line {first_line + offset}"
-        try:
-            record = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(f"{location}: not valid JSON ({error})") from None
-        texts.append(record_text(record, text_field, location))
+        try:  # orjson parses at about three times the speed of the standard library
+            text = orjson.loads(line).get(text_field)
+        except (orjson.JSONDecodeError, AttributeError):
+            text = None
+        if not isinstance(text, str):
+            # Anything else goes through the standard library's parser, which decides and words the errors:
+            # it takes what orjson refuses (lone surrogates from escapes such as \ud800, NaN, a byte-order mark).
+            location = f"{path} line {first_line + offset}"
+            try:
+                record = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise DataError(f"{location}: not valid JSON ({error})") from None
+            text = record_text(record, text_field, location)
+        texts.append(text)
     return texts
 
 
