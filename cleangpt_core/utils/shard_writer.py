@@ -1,11 +1,12 @@
 """``cleangpt prepare-data``: a corpus streamed, tokenized in worker processes, written as token shards.
 
-The main process reads the source as work units (`document_sources`), hands them to `num_proc` workers
-(at most two units per worker in flight, so memory does not grow with the corpus) and takes the results
-back in order. The workers put the eos id before each document, so the main process only appends a
-unit's ids to the open shard (dropping the eos before the stream's first document), records where its
-documents start, and chains a hash of every unit into the corpus fingerprint (so the fingerprint is
-one of the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
+The main process cuts the source into work units (`document_sources`; for local text and JSON Lines only
+byte ranges, which the workers read themselves), hands them to `num_proc` workers (at most two units per
+worker in flight, so memory does not grow with the corpus) and takes the results back in order. The
+workers hash the unit, parse it, and put the eos id before each document, so the main process only appends
+a unit's ids to the open shard (dropping the eos before the stream's first document), records where its
+documents start, and chains the units' hashes into the corpus fingerprint (so the fingerprint is one of
+the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
 
 Crash safety: a shard is written as ``shard_N.bin.tmp`` and renamed when full. After each rename the
 state needed to continue (the finished shards and the unit boundary, documents and fingerprint reached
