@@ -494,7 +494,7 @@ def test_a_file_that_shrinks_while_it_is_prepared_is_named(tmp_path, small_units
     path = write_jsonl(tmp_path / "corpus.jsonl", shakespeare_documents(100))
     units = list(DocumentSource.from_argument(path).units())
     assert len(units) > 2 and sum(unit.size for unit in units) == path.stat().st_size
-    path.write_bytes(path.read_bytes()[: units[-1].offset + 10])
+    path.write_bytes(path.read_bytes()[: units[-1].start + 10])
     with pytest.raises(DataError, match=r"corpus\.jsonl changed while it was being prepared"):
         read_unit(units[-1], "text")
 

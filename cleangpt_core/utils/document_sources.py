@@ -42,11 +42,10 @@ class WorkUnit:
     """One piece of a corpus for one tokenizer call: a byte range of a file, or a batch of already-read texts.
 
     kind: "text" (a piece of a .txt document), "jsonl" (whole lines of a JSON Lines file) or "texts".
-    origin, start: the file (or dataset) and where in it the unit starts, for error messages: the first line
-    of a "jsonl" unit, the byte offset of a "text" piece, the first record of "texts".
+    origin, start: the file (or dataset) and where in it the unit starts: the byte offset of a "text" or
+    "jsonl" unit, which is the `size` bytes of file `origin` from there; the first record of "texts".
     continues: the unit's first document continues the previous unit's last one (a long .txt file).
-    size: bytes of source text (the MB/s of the progress bar); a "text" or "jsonl" unit is the `size` bytes
-    of file `origin` from byte `offset` on.
+    size: bytes of source text (the MB/s of the progress bar).
     texts: the texts of a "texts" unit.
     """
 
@@ -55,7 +54,6 @@ class WorkUnit:
     start: int
     continues: bool
     size: int
-    offset: int = 0
     texts: tuple[str, ...] = ()
 
 
@@ -100,7 +98,7 @@ def unit_bytes(unit: WorkUnit) -> bytes:
     """The bytes of a "text" or "jsonl" unit, read from its file."""
     try:
         with open(unit.origin, "rb") as file:
-            file.seek(unit.offset)
+            file.seek(unit.start)
             data = file.read(unit.size)
     except OSError as error:
         raise DataError(f"could not read {unit.origin} ({error.strerror or error})") from None
@@ -120,9 +118,9 @@ def decode_utf8(data: bytes, what: str, offset: int = 0) -> str:
         ) from None
 
 
-def _jsonl_texts(data: bytes, path: str, first_line: int, text_field: str) -> list[str]:
+def _jsonl_texts(data: bytes, path: str, start: int, text_field: str) -> list[str]:
     texts = []
-    for offset, line in enumerate(data.split(b"\n")):
+    for number, line in enumerate(data.split(b"\n")):
         if not line.strip():
             continue
         try:  # orjson parses at about three times the speed of the standard library
@@ -132,7 +130,7 @@ def _jsonl_texts(data: bytes, path: str, first_line: int, text_field: str) -> li
         if not isinstance(text, str):
             # Anything else goes through the standard library's parser, which decides and words the errors:
             # it takes what orjson refuses (lone surrogates from escapes such as \ud800, NaN, a byte-order mark).
-            location = f"{path} line {first_line + offset}"
+            location = _JsonlLine(path, start, number)
             try:
                 record = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -142,8 +140,26 @@ def _jsonl_texts(data: bytes, path: str, first_line: int, text_field: str) -> li
     return texts
 
 
-def record_text(record: Any, text_field: str, location: str) -> str:
-    """The text of one record, or a one-line error naming the record and the field."""
+@dataclass(frozen=True)
+class _JsonlLine:
+    """Line `number` of the unit at byte `start` of file `path`, for an error message. The file's line number
+    is counted only when a message shows it, so that cutting a file into units never reads all of it."""
+
+    path: str
+    start: int
+    number: int
+
+    def __str__(self) -> str:
+        lines, read = 1 + self.number, 0
+        with open(self.path, "rb") as file:
+            while read < self.start and (block := file.read(min(1 << 22, self.start - read))):
+                lines += block.count(b"\n")
+                read += len(block)
+        return f"{self.path} line {lines}"
+
+
+def record_text(record: Any, text_field: str, location: object) -> str:
+    """The text of one record, or a one-line error naming the record (`location`, as str() gives it) and the field."""
     if not isinstance(record, dict):
         raise DataError(f"{location}: a record must be a JSON object with a {text_field!r} field")
     if text_field not in record:
@@ -249,10 +265,10 @@ def _text_units(path: Path) -> Iterator[WorkUnit]:
             cut = _safe_cut(data, offset + UNIT_BYTES)
             if cut is None:
                 break  # no safe cut in the rest of the file: it is the last piece
-            yield WorkUnit("text", str(path), offset, offset > 0, cut - offset, offset)
+            yield WorkUnit("text", str(path), offset, offset > 0, cut - offset)
             offset = cut
         if offset < end or offset == 0:
-            yield WorkUnit("text", str(path), offset, offset > 0, end - offset, offset)
+            yield WorkUnit("text", str(path), offset, offset > 0, end - offset)
 
 
 def _safe_cut(data: mmap.mmap | bytes, at_least: int) -> int | None:
@@ -271,16 +287,15 @@ def _safe_cut(data: mmap.mmap | bytes, at_least: int) -> int | None:
 
 def _jsonl_units(path: Path) -> Iterator[WorkUnit]:
     with _mapped(path) as data:
-        line, offset, end = 1, 0, len(data)
+        offset, end = 0, len(data)
         while end - offset > UNIT_BYTES:
             cut = data.find(b"\n", offset + UNIT_BYTES)
             if cut == -1:
                 break
-            yield WorkUnit("jsonl", str(path), line, False, cut + 1 - offset, offset)
-            line += data[offset : cut + 1].count(b"\n")
+            yield WorkUnit("jsonl", str(path), offset, False, cut + 1 - offset)
             offset = cut + 1
         if offset < end:
-            yield WorkUnit("jsonl", str(path), line, False, end - offset, offset)
+            yield WorkUnit("jsonl", str(path), offset, False, end - offset)
 
 
 def _batched_texts(origin: str, texts: Iterator[str]) -> Iterator[WorkUnit]:
