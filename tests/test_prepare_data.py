@@ -25,7 +25,7 @@ from cleangpt_core.config.experiment import load_experiment_config
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
 from cleangpt_core.training_run import prepare_run
-from cleangpt_core.utils import document_sources, tinyshakespeare_text, tokenize_documents
+from cleangpt_core.utils import document_sources, shard_writer, tinyshakespeare_text, tokenize_documents
 from cleangpt_core.utils.document_sources import DocumentSource, read_unit
 from cleangpt_core.utils.prepared_data import MAX_OPEN_SHARDS, PreparedCorpus
 from cleangpt_core.utils.shard_writer import STATE_FILE, prepare_data
@@ -103,6 +103,19 @@ def test_units_of_only_blank_documents_leave_no_eos_before_the_first_document(tm
     assert np.array_equal(
         np.asarray(PreparedCorpus(tmp_path / "out").tokens()), tokenize_documents(documents, tokenizer)
     )
+
+
+def test_ids_beyond_a_shared_slot_come_back_by_pipe(tmp_path, small_units, monkeypatch):
+    """Forked workers leave a unit's ids in shared memory when they fit its slot, else send them by pipe."""
+    documents = shakespeare_documents(200)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", documents)
+    tokenizer = gpt2()
+    shard_writer._init_worker(tokenizer, "text")
+    sizes = sorted(shard_writer._tokenize_unit(unit)[2].nbytes for unit in DocumentSource.from_argument(corpus).units())
+    monkeypatch.setattr(shard_writer, "SLOT_BYTES", sizes[len(sizes) // 2])  # half the units fit, half do not
+    prepare_data(DocumentSource.from_argument(corpus), tokenizer, tmp_path / "out", num_proc=2, shard_tokens=997)
+    expected = tokenize_documents(documents, tokenizer)
+    assert np.array_equal(np.asarray(PreparedCorpus(tmp_path / "out").tokens()), expected)
 
 
 def test_a_long_text_file_streamed_in_pieces_tokenizes_as_the_whole_text(tmp_path, small_units):
