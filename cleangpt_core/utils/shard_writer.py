@@ -181,7 +181,7 @@ class _Slots:
         return number % self.count
 
     def take(self, result: WorkerResult, number: int, dtype: np.dtype) -> UnitResult:
-        """The result of unit `number`, its ids a view of its slot (valid until unit number + count is out)."""
+        """The result of unit `number`, its ids a view of its slot: valid until the next unit is asked for."""
         digest, starts, tokens = result
         if isinstance(tokens, int):
             offset = self.slot(number) * SLOT_BYTES
