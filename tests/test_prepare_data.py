@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config.experiment import load_experiment_config
@@ -529,3 +531,33 @@ def test_jsonl_records_the_fast_parser_refuses_read_as_the_standard_library_read
     path.write_text('{"text": "fine"}\n{"text": 123456789012345678901234567890}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"odd\.jsonl line 2: field 'text' holds int, not text"):
         read_unit(next(DocumentSource.from_argument(path).units()), "text")
+
+
+def _expected_cuts(data: bytes, unit_bytes: int, safe: bool) -> list[int]:
+    """Where units end, by the rule read off the whole file: the first safe place at least unit_bytes on."""
+    cuts, offset = [], 0
+    while len(data) - offset > unit_bytes:
+        rest = range(offset + unit_bytes, len(data))
+        if safe:  # a space after a non-space byte
+            cut = next((p for p in rest if data[p : p + 1] == b" " and not data[p - 1 : p].isspace()), None)
+        else:  # just after a newline
+            cut = next((p + 1 for p in rest if data[p : p + 1] == b"\n"), None)
+        if cut is None or cut == len(data):
+            break
+        cuts.append(cut)
+        offset = cut
+    return cuts
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.text(alphabet="ab \n\t", max_size=300).map(str.encode), unit=st.integers(1, 40))
+def test_units_end_at_the_first_safe_place_whatever_the_reads(tmp_path, monkeypatch, data, unit):
+    """The main process reads the file only in small pieces around each cut; the cuts are those of the rule."""
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", unit)
+    monkeypatch.setattr(document_sources, "_SCAN_BYTES", 7)  # cuts far from where the search starts
+    for suffix, safe in ((".txt", True), (".jsonl", False)):
+        path = tmp_path / f"corpus{suffix}"
+        path.write_bytes(data)
+        units = list(DocumentSource.from_argument(path).units())
+        assert [u.start for u in units[1:]] == _expected_cuts(data, unit, safe), suffix
+        assert sum(u.size for u in units) == len(data)

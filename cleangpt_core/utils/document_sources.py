@@ -3,9 +3,9 @@
 A source is a local file (.txt, .jsonl, .json, .parquet), a folder of them (read in sorted order), the
 embedded Tiny Shakespeare, or a Hugging Face dataset read with ``streaming=True``; nothing is loaded whole
 (but a .json list, which only a full parse can read: JSON Lines is the streaming format). For a .txt or .jsonl
-file the main process only finds where units end (through a memory map, touching little more than the cut
-points) and a unit is a byte range; the worker that tokenizes it reads the bytes, hashes, decodes and parses
-them, so the text never goes through the main process or a pipe. Parquet and the hub give batches of strings.
+file the main process only finds where units end (reading the file only around each cut) and a unit is a
+byte range; the worker that tokenizes it reads the bytes, hashes, decodes and parses them, so the text
+never goes through the main process or a pipe. Parquet and the hub give batches of strings.
 
 - A .txt file is one document. It is read in pieces of about `UNIT_BYTES`, each cut just before a space that
   follows a non-space character: no GPT-2-style pre-token spans such a cut, so the pieces tokenize to the
@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import orjson
 
@@ -35,6 +34,7 @@ from cleangpt_core.errors import DataError
 
 UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
 FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
+_SCAN_BYTES = 1 << 16  # what the main process reads at a time, looking for where a unit ends
 
 
 @dataclass(frozen=True)
@@ -247,22 +247,11 @@ class DocumentSource:
                 yield from _parquet_units(file, self.text_field)
 
 
-@contextmanager
-def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
-    """The file's bytes through a memory map: finding the cuts reads only the pages around them."""
-    with path.open("rb") as file:
-        if path.stat().st_size == 0:
-            yield b""  # an empty file cannot be mapped
-            return
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            yield data
-
-
 def _text_units(path: Path) -> Iterator[WorkUnit]:
-    with _mapped(path) as data:
-        offset, end = 0, len(data)
+    with path.open("rb") as file:
+        offset, end = 0, os.fstat(file.fileno()).st_size
         while end - offset > UNIT_BYTES:
-            cut = _safe_cut(data, offset + UNIT_BYTES)
+            cut = _safe_cut(file, offset + UNIT_BYTES)
             if cut is None:
                 break  # no safe cut in the rest of the file: it is the last piece
             yield WorkUnit("text", str(path), offset, offset > 0, cut - offset)
@@ -271,31 +260,52 @@ def _text_units(path: Path) -> Iterator[WorkUnit]:
             yield WorkUnit("text", str(path), offset, offset > 0, end - offset)
 
 
-def _safe_cut(data: mmap.mmap | bytes, at_least: int) -> int | None:
+def _safe_cut(file: BinaryIO, at_least: int) -> int | None:
     """The first position from `at_least` on that holds a space following a non-space byte.
 
     No GPT-2 pre-token holds a non-space followed by a space (a space only ever starts one), and the one
     lookahead of its pattern looks at whitespace, so pieces cut there tokenize as the whole text does.
+    Only the bytes up to the cut are read (the main process never reads a unit whole).
     """
-    space = data.find(b" ", max(at_least, 1))
-    while space != -1:
-        if not data[space - 1 : space].isspace():
-            return space
-        space = data.find(b" ", space + 1)
-    return None
+    position = max(at_least, 1) - 1  # each block starts with the byte before its first candidate
+    while True:
+        file.seek(position)
+        block = file.read(_SCAN_BYTES + 1)
+        space = block.find(b" ", 1)
+        while space != -1:
+            if not block[space - 1 : space].isspace():
+                return position + space
+            space = block.find(b" ", space + 1)
+        if len(block) <= _SCAN_BYTES:
+            return None  # the end of the file
+        position += _SCAN_BYTES
 
 
 def _jsonl_units(path: Path) -> Iterator[WorkUnit]:
-    with _mapped(path) as data:
-        offset, end = 0, len(data)
+    with path.open("rb") as file:
+        offset, end = 0, os.fstat(file.fileno()).st_size
         while end - offset > UNIT_BYTES:
-            cut = data.find(b"\n", offset + UNIT_BYTES)
-            if cut == -1:
+            cut = _next_newline(file, offset + UNIT_BYTES)
+            if cut is None:
                 break
             yield WorkUnit("jsonl", str(path), offset, False, cut + 1 - offset)
             offset = cut + 1
         if offset < end:
             yield WorkUnit("jsonl", str(path), offset, False, end - offset)
+
+
+def _next_newline(file: BinaryIO, start: int) -> int | None:
+    """The position of the first newline from `start` on, reading only up to it."""
+    position = start
+    while True:
+        file.seek(position)
+        block = file.read(_SCAN_BYTES)
+        found = block.find(b"\n")
+        if found != -1:
+            return position + found
+        if len(block) < _SCAN_BYTES:
+            return None
+        position += _SCAN_BYTES
 
 
 def _batched_texts(origin: str, texts: Iterator[str]) -> Iterator[WorkUnit]:
