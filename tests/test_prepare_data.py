@@ -19,14 +19,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config.experiment import load_experiment_config
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
 from cleangpt_core.training_run import prepare_run
-from cleangpt_core.utils import document_sources, tinyshakespeare_text, tokenize_documents
-from cleangpt_core.utils.document_sources import DocumentSource
+from cleangpt_core.utils import document_sources, shard_writer, tinyshakespeare_text, tokenize_documents
+from cleangpt_core.utils.document_sources import DocumentSource, read_unit
 from cleangpt_core.utils.prepared_data import MAX_OPEN_SHARDS, PreparedCorpus
 from cleangpt_core.utils.shard_writer import STATE_FILE, prepare_data
 
@@ -105,6 +107,19 @@ def test_units_of_only_blank_documents_leave_no_eos_before_the_first_document(tm
     )
 
 
+def test_ids_beyond_a_shared_slot_come_back_by_pipe(tmp_path, small_units, monkeypatch):
+    """Forked workers leave a unit's ids in shared memory when they fit its slot, else send them by pipe."""
+    documents = shakespeare_documents(200)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", documents)
+    tokenizer = gpt2()
+    shard_writer._init_worker(tokenizer, "text")
+    sizes = sorted(shard_writer._tokenize_unit(unit)[2].nbytes for unit in DocumentSource.from_argument(corpus).units())
+    monkeypatch.setattr(shard_writer, "SLOT_BYTES", sizes[len(sizes) // 2])  # half the units fit, half do not
+    prepare_data(DocumentSource.from_argument(corpus), tokenizer, tmp_path / "out", num_proc=2, shard_tokens=997)
+    expected = tokenize_documents(documents, tokenizer)
+    assert np.array_equal(np.asarray(PreparedCorpus(tmp_path / "out").tokens()), expected)
+
+
 def test_a_long_text_file_streamed_in_pieces_tokenizes_as_the_whole_text(tmp_path, small_units):
     text = tinyshakespeare_text()[:200_000]
     (tmp_path / "play.txt").write_text(text)
@@ -144,6 +159,20 @@ def test_the_fingerprint_changes_with_the_corpus_and_the_tokenizer(tmp_path):
     other_corpus = prepare_data(source, gpt2(), tmp_path / "c")["fingerprint"]
     assert first["corpus"] == other_tokenizer["corpus"] != other_corpus["corpus"]
     assert len({first["combined"], other_tokenizer["combined"], other_corpus["combined"]}) == 3
+
+
+def test_the_corpus_fingerprint_of_a_fixed_corpus_stays_the_same(tmp_path, small_units):
+    """Units and their hashes are part of the prepared-data format: an interrupted prepare continues only when
+    the fingerprint up to its boundary matches, so a new version must cut and hash the same source the same way.
+    (The values are those of the first version of the format.)"""
+    (tmp_path / "play.txt").write_text(tinyshakespeare_text()[:200_000])
+    expected = {
+        write_jsonl(tmp_path / "corpus.jsonl", shakespeare_documents(200)): "14f17226ee8c690da09c4cbd804f9940a502623f",
+        tmp_path / "play.txt": "3244c5e5a8acdf6187429567b0ea9a797984773b",
+    }
+    for path, fingerprint in expected.items():
+        index = prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / f"out-{path.name}", num_proc=1)
+        assert index["fingerprint"]["corpus"][:40] == fingerprint, path.name
 
 
 def test_preparing_again_into_a_finished_folder_changes_nothing(tmp_path):
@@ -371,7 +400,7 @@ import sys
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers import from_pretrained
 from cleangpt_core.utils import document_sources
-from cleangpt_core.utils.document_sources import DocumentSource
+from cleangpt_core.utils.document_sources import DocumentSource, read_unit
 from cleangpt_core.utils.shard_writer import prepare_data
 
 document_sources.UNIT_BYTES = 4096
@@ -473,3 +502,62 @@ def test_a_text_file_that_is_not_utf8_is_named_with_the_offset_of_the_bad_byte(t
     path.write_bytes(("to be or not " * 1000).encode() + "café".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1\.txt is not valid UTF-8 \(byte 0xe9 at offset 13003\)"):
         prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "out", num_proc=1)
+
+
+def test_a_file_that_shrinks_while_it_is_prepared_is_named(tmp_path, small_units):
+    """The workers read a unit's bytes from the file themselves: a file cut short under them is an error."""
+    path = write_jsonl(tmp_path / "corpus.jsonl", shakespeare_documents(100))
+    units = list(DocumentSource.from_argument(path).units())
+    assert len(units) > 2 and sum(unit.size for unit in units) == path.stat().st_size
+    path.write_bytes(path.read_bytes()[: units[-1].start + 10])
+    with pytest.raises(DataError, match=r"corpus\.jsonl changed while it was being prepared"):
+        read_unit(units[-1], "text")
+
+
+def test_jsonl_records_the_fast_parser_refuses_read_as_the_standard_library_reads_them(tmp_path):
+    lines = [
+        '{"text": "lone \\ud800 surrogate"}',  # orjson refuses lone surrogates
+        '{"text": "after NaN", "score": NaN}',
+        '\ufeff{"text": "after a byte-order mark"}',
+        '{"text": "kept", "id": 123456789012345678901234567890}',
+        '{"text": null}',
+        '{"text": "last"}',
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    unit = next(DocumentSource.from_argument(path).units())
+    expected = [json.loads(line.encode())["text"] for line in lines]
+    assert read_unit(unit, "text")[1] == [text for text in expected if text]
+    path.write_text('{"text": "fine"}\n{"text": 123456789012345678901234567890}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"odd\.jsonl line 2: field 'text' holds int, not text"):
+        read_unit(next(DocumentSource.from_argument(path).units()), "text")
+
+
+def _expected_cuts(data: bytes, unit_bytes: int, safe: bool) -> list[int]:
+    """Where units end, by the rule read off the whole file: the first safe place at least unit_bytes on."""
+    cuts, offset = [], 0
+    while len(data) - offset > unit_bytes:
+        rest = range(offset + unit_bytes, len(data))
+        if safe:  # a space after a non-space byte
+            cut = next((p for p in rest if data[p : p + 1] == b" " and not data[p - 1 : p].isspace()), None)
+        else:  # just after a newline
+            cut = next((p + 1 for p in rest if data[p : p + 1] == b"\n"), None)
+        if cut is None or cut == len(data):
+            break
+        cuts.append(cut)
+        offset = cut
+    return cuts
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.text(alphabet="ab \n\t", max_size=300).map(str.encode), unit=st.integers(1, 40))
+def test_units_end_at_the_first_safe_place_whatever_the_reads(tmp_path, monkeypatch, data, unit):
+    """The main process reads the file only in small pieces around each cut; the cuts are those of the rule."""
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", unit)
+    monkeypatch.setattr(document_sources, "_SCAN_BYTES", 7)  # cuts far from where the search starts
+    for suffix, safe in ((".txt", True), (".jsonl", False)):
+        path = tmp_path / f"corpus{suffix}"
+        path.write_bytes(data)
+        units = list(DocumentSource.from_argument(path).units())
+        assert [u.start for u in units[1:]] == _expected_cuts(data, unit, safe), suffix
+        assert sum(u.size for u in units) == len(data)

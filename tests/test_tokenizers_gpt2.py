@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from transformers import GPT2TokenizerFast
 
@@ -73,6 +73,22 @@ def test_a_lone_surrogate_from_a_json_escape_is_encoded_as_tiktoken_repairs_it(g
     text = json.loads('"a\\ud800b"')  # valid JSON, but no valid UTF-8: tiktoken's encode() replaces it
     assert gpt2.encode_corpus(text).tolist() == gpt2.tiktoken_encoding.encode(text, allowed_special="all")
     assert gpt2.encode_corpus(text).tolist() == gpt2.encode_corpus("a\ufffdb").tolist()
+
+
+TRICKY_PIECES = st.text(max_size=20) | st.sampled_from(
+    ["<|endoftext|>", "<|endoftext", "|>", "  ", " \n", "\n\n", "\ud800", "\udc00", "'s", " 12", "é"]
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(TRICKY_PIECES, max_size=4).map("".join), max_size=6))
+@example(["a<|endoftext|>b", "c"])  # a text that spells the eos token: encoded text by text
+@example(["x  ", " y", "", "\ud800z"])
+def test_a_batch_gives_each_texts_own_ids(gpt2, texts):
+    """The batch is one tiktoken call over the texts joined by eos; the cuts must give each text's own ids."""
+    batch = gpt2.encode_corpus_batch(texts)
+    assert [ids.tolist() for ids in batch] == [gpt2.encode_corpus(text).tolist() for text in texts]
+    assert all(ids.dtype == np.uint16 for ids in batch)
 
 
 PADDING = [False, True, "longest", "max_length"]

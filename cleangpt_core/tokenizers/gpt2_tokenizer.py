@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -166,6 +167,24 @@ class GPT2Tokenizer(BaseTokenizer):
         except UnicodeEncodeError:  # lone surrogates (JSON escapes can make them): encode() repairs them
             ids = encoding.encode(text, allowed_special="all")
         return np.asarray(ids).astype(self.corpus_dtype)
+
+    def encode_corpus_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """`encode_corpus` of each text, in one tiktoken call for the whole batch when it can.
+
+        tiktoken encodes the text between two special tokens on its own, so the texts joined by the eos token
+        give each text's ids with one eos id between them: a call and an array per text saved (a few percent
+        of prepare-data's time). A text that spells the eos token itself makes the cuts ambiguous; such a
+        batch is encoded text by text.
+        """
+        encoding = self.tiktoken_encoding
+        joinable = encoding is not None and self.eos_token in encoding.special_tokens_set
+        if not joinable or len(texts) < 2 or not all(isinstance(text, str) for text in texts):
+            return super().encode_corpus_batch(texts)
+        ids = self.encode_corpus(self.eos_token.join(texts))
+        cuts = np.flatnonzero(ids == self.eos_token_id)
+        if len(cuts) != len(texts) - 1:
+            return super().encode_corpus_batch(texts)
+        return [ids[start + 1 : end] for start, end in pairwise([-1, *cuts.tolist(), len(ids)])]
 
     def to_hf_tokenizer(self) -> GPT2TokenizerFast:
         """The wrapped Hugging Face tokenizer itself."""

@@ -1,11 +1,12 @@
 """``cleangpt prepare-data``: a corpus streamed, tokenized in worker processes, written as token shards.
 
-The main process reads the source as work units (`document_sources`), hands them to `num_proc` workers
-(at most two units per worker in flight, so memory does not grow with the corpus) and takes the results
-back in order. The workers put the eos id before each document, so the main process only appends a
-unit's ids to the open shard (dropping the eos before the stream's first document), records where its
-documents start, and chains a hash of every unit into the corpus fingerprint (so the fingerprint is
-one of the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
+The main process cuts the source into work units (`document_sources`; for local text and JSON Lines only
+byte ranges, which the workers read themselves), hands them to `num_proc` workers (at most two units per
+worker in flight, so memory does not grow with the corpus) and takes the results back in order. The
+workers hash the unit, parse it, and put the eos id before each document, so the main process only appends
+a unit's ids to the open shard (dropping the eos before the stream's first document), records where its
+documents start, and chains the units' hashes into the corpus fingerprint (so the fingerprint is one of
+the source's bytes as cut into units: equal sources give equal fingerprints within a format version).
 
 Crash safety: a shard is written as ``shard_N.bin.tmp`` and renamed when full. After each rename the
 state needed to continue (the finished shards and the unit boundary, documents and fingerprint reached
@@ -20,6 +21,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -35,7 +37,7 @@ import numpy as np
 from cleangpt_core.atomic_write import publish, remove_partials, write_bytes_atomic
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, unit_digest, unit_documents
+from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
 from cleangpt_core.utils.prepared_data import (
     DOCUMENT_DTYPE,
     DOCUMENTS_FILE,
@@ -152,19 +154,59 @@ def _remove_own_files(out: Path, created: bool) -> None:
 # --- tokenizing in worker processes ---------------------------------------------------------------------------
 
 UnitResult = tuple[bytes, np.ndarray, np.ndarray]  # digest, where each document starts, token ids
+# What a worker sends back: the token ids, or how many it left in its unit's slot of `_Slots`.
+WorkerResult = tuple[bytes, np.ndarray, np.ndarray | int]
+
+SLOT_BYTES = 8 << 20  # a unit's ids in shared memory: about 1 MB of text gives 0.3M GPT-2 ids (0.6 MB as uint16)
 
 _worker_tokenizer: BaseTokenizer | None = None
 _worker_text_field = "text"
+_worker_slots: mmap.mmap | None = None
 
 
-def _init_worker(tokenizer: BaseTokenizer | str, text_field: str) -> None:
-    global _worker_tokenizer, _worker_text_field
+class _Slots:
+    """Memory shared with forked workers, where each leaves a unit's ids: no pickling, no pipe for the bulk.
+
+    An anonymous shared map, inherited by the workers and freed with the last process that maps it (a killed
+    prepare leaves nothing behind). Unit `n` (counted from the first one handed out) uses slot `n % count`,
+    with `count` the units in flight: unit `n` is handed out only after unit `n - count` was written out,
+    so a slot is never overwritten while the main process reads it. Ids that do not fit come by pipe.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.memory = mmap.mmap(-1, count * SLOT_BYTES)
+
+    def slot(self, number: int) -> int:
+        return number % self.count
+
+    def take(self, result: WorkerResult, number: int, dtype: np.dtype) -> UnitResult:
+        """The result of unit `number`, its ids a view of its slot: valid until the next unit is asked for."""
+        digest, starts, tokens = result
+        if isinstance(tokens, int):
+            offset = self.slot(number) * SLOT_BYTES
+            tokens = np.frombuffer(self.memory, dtype=dtype, count=tokens, offset=offset)
+        return digest, starts, tokens
+
+
+def _init_worker(tokenizer: BaseTokenizer | str, text_field: str, slots: mmap.mmap | None = None) -> None:
+    global _worker_tokenizer, _worker_text_field, _worker_slots
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one Rust thread per worker: the workers are the parallelism
     if isinstance(tokenizer, str):
         from cleangpt_core.tokenizers.factory import from_pretrained
 
         tokenizer = from_pretrained(tokenizer)
-    _worker_tokenizer, _worker_text_field = tokenizer, text_field
+    _worker_tokenizer, _worker_text_field, _worker_slots = tokenizer, text_field, slots
+
+
+def _tokenize_in_slot(unit: WorkUnit, slot: int) -> WorkerResult:
+    """`_tokenize_unit` in a worker: the ids go into shared slot `slot` when they fit."""
+    digest, starts, tokens = _tokenize_unit(unit)
+    if _worker_slots is None or tokens.nbytes > SLOT_BYTES:
+        return digest, starts, tokens
+    offset = slot * SLOT_BYTES
+    _worker_slots[offset : offset + tokens.nbytes] = memoryview(tokens).cast("B")
+    return digest, starts, len(tokens)
 
 
 def _tokenize_unit(unit: WorkUnit) -> UnitResult:
@@ -175,18 +217,17 @@ def _tokenize_unit(unit: WorkUnit) -> UnitResult:
     """
     tokenizer = _worker_tokenizer
     assert tokenizer is not None, "the worker was not initialised"
-    documents = unit_documents(unit, _worker_text_field)
-    pieces = tokenizer.encode_corpus_batch(documents) if documents else []
+    digest, documents = read_unit(unit, _worker_text_field)
+    pieces = list(tokenizer.encode_corpus_batch(documents)) if documents else []
     dtype = tokenizer.corpus_dtype
-    tokens = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype=dtype)
-    lengths = np.array([len(piece) for piece in pieces], dtype=np.int64)
-    starts = np.cumsum(lengths) - lengths
-    if unit.continues:
-        starts = starts[1:]  # the first piece goes on with the previous unit's last document
-    if tokenizer.eos_token_id is not None:
-        tokens = np.insert(tokens, starts, tokenizer.eos_token_id)
-        starts = starts + np.arange(1, len(starts) + 1)  # each start moves past its own eos and those before
-    return unit_digest(unit), starts, tokens
+    # the first piece of a continuing unit goes on with the previous unit's last document: no eos, no start
+    head = [pieces.pop(0)] if unit.continues and pieces else []
+    eos = [] if tokenizer.eos_token_id is None else [np.array([tokenizer.eos_token_id], dtype=dtype)]
+    sizes = np.array([len(eos) + len(piece) for piece in pieces], dtype=np.int64)
+    starts = sum(map(len, head)) + np.cumsum(sizes) - sizes + len(eos)
+    parts = head + [part for piece in pieces for part in (*eos, piece)]
+    tokens = np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
+    return digest, starts, tokens
 
 
 def _tokenized_units(
@@ -217,17 +258,20 @@ def _tokenized_units(
     # built once here, not once per forked worker (GPT-2's tiktoken twin takes a second to build)
     tokenizer.encode_corpus_batch([""])
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    shipped = tokenizer if context.get_start_method() == "fork" else str(saved)
-    with context.Pool(num_proc, initializer=_init_worker, initargs=(shipped, source.text_field)) as pool:
-        pending: deque[tuple[WorkUnit, Any]] = deque()
-        for unit in units:
-            pending.append((unit, pool.apply_async(_tokenize_unit, (unit,))))
-            if len(pending) >= 2 * num_proc:
-                done, result = pending.popleft()
-                yield done, result.get()
+    forked = context.get_start_method() == "fork"
+    slots = _Slots(2 * num_proc)  # at most two units per worker in flight
+    # forked workers inherit the tokenizer and the shared slots (fork passes them without pickling)
+    initargs = (tokenizer, source.text_field, slots.memory) if forked else (str(saved), source.text_field)
+    with context.Pool(num_proc, initializer=_init_worker, initargs=initargs) as pool:
+        pending: deque[tuple[int, WorkUnit, Any]] = deque()
+        for number, unit in enumerate(units):
+            pending.append((number, unit, pool.apply_async(_tokenize_in_slot, (unit, slots.slot(number)))))
+            if len(pending) >= slots.count:
+                done, unit_done, result = pending.popleft()
+                yield unit_done, slots.take(result.get(), done, tokenizer.corpus_dtype)
         while pending:
-            done, result = pending.popleft()
-            yield done, result.get()
+            done, unit_done, result = pending.popleft()
+            yield unit_done, slots.take(result.get(), done, tokenizer.corpus_dtype)
 
 
 def _usable_cores() -> int:
@@ -309,7 +353,7 @@ class _ShardWriter:
             if self._shard is None:
                 self._shard = self._open_shard()
             room = self.shard_tokens - self._shard_fill
-            self._write(self._shard, tokens[:room].tobytes())
+            self._write(self._shard, tokens[:room])  # written from the array (or shared slot) itself
             self._shard_fill += min(room, len(tokens))
             self.written += min(room, len(tokens))
             tokens = tokens[room:]
@@ -331,7 +375,7 @@ class _ShardWriter:
         publish(self._tmp_path(), self.out / shard_name(self.finished_shards))
         self.finished_shards += 1
 
-    def _write(self, file: BinaryIO, data: bytes) -> None:
+    def _write(self, file: BinaryIO, data: bytes | np.ndarray) -> None:
         with self._space_for(file):
             file.write(data)
 
