@@ -8,7 +8,7 @@ does the run take its directory's lock, and, when asked to (``--overwrite``), de
 
 ``cleangpt train`` starts from the schema's defaults (`ExperimentConfig`, spelled out in
 ``configs/default.yaml``): a 0.8M-parameter character-level Vanilla model on the embedded Tiny Shakespeare,
-2000 steps, about two minutes on two CPU cores. A ``--config`` file and ``--set`` overrides change it.
+2000 steps, about a minute on two CPU cores. A ``--config`` file and ``--set`` overrides change it.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ import click
 def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
     """Train a model, write checkpoints, metrics and a loss curve into the run directory, then print a sample.
 
-    With no options: a small character-level model on the embedded Tiny Shakespeare (about two minutes on
-    two CPU cores), written to runs/default. Under `torchrun --nproc_per_node=N` every process trains its
+    With no options: a small character-level model on the embedded Tiny Shakespeare (about a minute on two
+    CPU cores), written to runs/default. Under `torchrun --nproc_per_node=N` every process trains its
     shard of each batch (DistributedDataParallel).
     """
     from cleangpt_core.config import load_experiment_config

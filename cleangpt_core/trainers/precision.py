@@ -2,7 +2,7 @@
 
 ``"auto"`` (the advanced trainer's default) takes bf16 autocast only where the hardware computes in bf16
 natively, since only there is it faster than fp32, and at this scale it learns as well: the default recipe
-reached validation loss 1.7705 in bf16 at about 1.4 times fp32's tokens/s (fp32: 1.7728) on a CPU with
+reached validation loss 1.7705 in bf16 at about 1.45 times fp32's tokens/s (fp32: 1.7742) on a CPU with
 AVX512-BF16. Natively means a CUDA GPU with bf16 tensor cores (compute capability 8.0 or newer), or a CPU on
 which oneDNN runs bf16 and has bf16 dot-product instructions to run it with (AVX512-BF16 or AMX-BF16 on x86,
 the BF16 extension on Arm). Everywhere else bf16 is emulated, slower than fp32, and "auto" keeps full
