@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -35,6 +36,11 @@ from cleangpt_core.errors import DataError
 UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
 FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 _SCAN_BYTES = 1 << 16  # what the main process reads at a time, looking for where a unit ends
+# Where a unit may end. A .txt piece ends just before a space that follows a non-space byte: no GPT-2
+# pre-token holds a non-space followed by a space (a space only ever starts one), and the one lookahead of
+# its pattern looks at whitespace, so pieces cut there tokenize as the whole text does. A JSON Lines unit
+# ends just after a newline.
+_UNIT_ENDS = {"text": re.compile(rb"(?<=\S)(?= )"), "jsonl": re.compile(rb"\n")}
 
 
 @dataclass(frozen=True)
@@ -237,74 +243,42 @@ class DocumentSource:
             yield from _hub_units(self)
             return
         for file in self.files():
-            if file.suffix == ".txt":
-                yield from _text_units(file)
-            elif file.suffix == ".jsonl":
-                yield from _jsonl_units(file)
+            if file.suffix in (".txt", ".jsonl"):
+                yield from _byte_range_units(file, "text" if file.suffix == ".txt" else "jsonl")
             elif file.suffix == ".json":
                 yield from _json_units(file, self.text_field)
             else:
                 yield from _parquet_units(file, self.text_field)
 
 
-def _text_units(path: Path) -> Iterator[WorkUnit]:
+def _byte_range_units(path: Path, kind: Literal["text", "jsonl"]) -> Iterator[WorkUnit]:
+    """The units of a .txt or .jsonl file: byte ranges of about `UNIT_BYTES`, each ending where `_UNIT_ENDS`
+    allows. A .txt file is one document, so its pieces after the first continue it, and an empty one is still
+    a (blank) unit."""
+    one_document = kind == "text"
     with path.open("rb") as file:
         offset, end = 0, os.fstat(file.fileno()).st_size
-        while end - offset > UNIT_BYTES:
-            cut = _safe_cut(file, offset + UNIT_BYTES)
-            if cut is None:
-                break  # no safe cut in the rest of the file: it is the last piece
-            yield WorkUnit("text", str(path), offset, offset > 0, cut - offset)
+        while end - offset > UNIT_BYTES and (cut := _unit_end(file, offset + UNIT_BYTES, kind)) is not None:
+            yield WorkUnit(kind, str(path), offset, one_document and offset > 0, cut - offset)
             offset = cut
-        if offset < end or offset == 0:
-            yield WorkUnit("text", str(path), offset, offset > 0, end - offset)
+        if offset < end or (one_document and offset == 0):
+            yield WorkUnit(kind, str(path), offset, one_document and offset > 0, end - offset)
 
 
-def _safe_cut(file: BinaryIO, at_least: int) -> int | None:
-    """The first position from `at_least` on that holds a space following a non-space byte.
+def _unit_end(file: BinaryIO, at_least: int, kind: Literal["text", "jsonl"]) -> int | None:
+    """Where the first unit end of `kind` from `at_least` on lies, or None; reads the file only up to there.
 
-    No GPT-2 pre-token holds a non-space followed by a space (a space only ever starts one), and the one
-    lookahead of its pattern looks at whitespace, so pieces cut there tokenize as the whole text does.
-    Only the bytes up to the cut are read (the main process never reads a unit whole).
+    Each read starts one byte early, for the one byte before a cut that the .txt rule looks at.
     """
-    position = max(at_least, 1) - 1  # each block starts with the byte before its first candidate
+    position = max(at_least, 1)
     while True:
-        file.seek(position)
+        file.seek(position - 1)
         block = file.read(_SCAN_BYTES + 1)
-        space = block.find(b" ", 1)
-        while space != -1:
-            if not block[space - 1 : space].isspace():
-                return position + space
-            space = block.find(b" ", space + 1)
+        found = _UNIT_ENDS[kind].search(block, 1)
+        if found is not None:
+            return position - 1 + found.end()
         if len(block) <= _SCAN_BYTES:
             return None  # the end of the file
-        position += _SCAN_BYTES
-
-
-def _jsonl_units(path: Path) -> Iterator[WorkUnit]:
-    with path.open("rb") as file:
-        offset, end = 0, os.fstat(file.fileno()).st_size
-        while end - offset > UNIT_BYTES:
-            cut = _next_newline(file, offset + UNIT_BYTES)
-            if cut is None:
-                break
-            yield WorkUnit("jsonl", str(path), offset, False, cut + 1 - offset)
-            offset = cut + 1
-        if offset < end:
-            yield WorkUnit("jsonl", str(path), offset, False, end - offset)
-
-
-def _next_newline(file: BinaryIO, start: int) -> int | None:
-    """The position of the first newline from `start` on, reading only up to it."""
-    position = start
-    while True:
-        file.seek(position)
-        block = file.read(_SCAN_BYTES)
-        found = block.find(b"\n")
-        if found != -1:
-            return position + found
-        if len(block) < _SCAN_BYTES:
-            return None
         position += _SCAN_BYTES
 
 
