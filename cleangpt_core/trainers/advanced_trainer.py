@@ -22,7 +22,7 @@ from cleangpt_core.trainers.checkpointing import (
     write_model,
 )
 from cleangpt_core.trainers.distributed import barrier
-from cleangpt_core.trainers.precision import describe_precision, precision_name, resolve_precision
+from cleangpt_core.trainers.precision import PRECISION_NAMES, describe_precision, precision_name, resolve_precision
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
 from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, gradient_scaler, load_checkpoint_weights
@@ -112,10 +112,10 @@ class AdvancedTrainer(SimpleTrainer):
         the record existed, when the default was full precision): it keeps the recorded precision, so that a run
         never changes precision midway. An explicit option is obeyed, with a warning when it differs.
         """
-        if recorded not in (None, "no", "bf16", "fp16"):
+        if recorded is not None and recorded not in PRECISION_NAMES:
             raise CheckpointError(
-                f"the checkpoint's trainer state records mixed_precision={recorded!r}, not 'no', 'bf16' or 'fp16'; "
-                "it is damaged"
+                f"the checkpoint's trainer state records mixed_precision={recorded!r}, not one of "
+                f"{', '.join(map(repr, PRECISION_NAMES))}; it is damaged"
             )
         option = self.options.mixed_precision
         if option != "auto":

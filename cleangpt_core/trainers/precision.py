@@ -11,7 +11,7 @@ precision.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -19,6 +19,7 @@ from cleangpt_core.errors import ConfigError
 
 # The explicit option that reproduces a resolved precision; what a checkpoint records it as.
 PrecisionName = Literal["no", "bf16", "fp16"]
+PRECISION_NAMES: tuple[PrecisionName, ...] = get_args(PrecisionName)
 _NAMES: dict[torch.dtype | None, PrecisionName] = {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 # CPU features (torch.cpu.get_capabilities) of instructions that compute in bf16, rather than only convert it.
