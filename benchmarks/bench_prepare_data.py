@@ -111,8 +111,8 @@ def _memory_kb(pid: int, field: str, file: str) -> int:
 PREPARE = """
 import json, resource, sys, time
 from cleangpt_core.tokenizers import create_tokenizer
-from cleangpt_core.utils.document_sources import DocumentSource
-from cleangpt_core.utils.shard_writer import prepare_data
+from cleangpt_core.data.document_sources import DocumentSource
+from cleangpt_core.data.shard_writer import prepare_data
 
 corpus, out, gpt2, num_proc = sys.argv[1:]
 tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=gpt2)

@@ -31,8 +31,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
+from cleangpt_core.experiments.training_run import prepare_run
 from cleangpt_core.trainers import get_optimizer, get_schedule, get_trainer
-from cleangpt_core.training_run import prepare_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"

@@ -47,10 +47,10 @@ from measure import (
 )
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from cleangpt_core.distributed.process_group import backend_for
+from cleangpt_core.distributed.strategies import full_model_state, gradient_scaler, prepare_model
 from cleangpt_core.testing.trainer import tiny_loaders, tiny_model
 from cleangpt_core.trainers import get_trainer
-from cleangpt_core.trainers.distributed import backend_for
-from cleangpt_core.trainers.strategies import full_model_state, gradient_scaler, prepare_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOSS_TOLERANCE = 0.05  # |mean loss of the last quarter - fp32's|, on a problem whose loss falls by > 1

@@ -18,13 +18,13 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
-from cleangpt_core.model import get_model
-from cleangpt_core.model.hf_interop import (
+from cleangpt_core.huggingface.weights import (
     from_hf_state_dict,
     hf_config_from_llama,
     to_hf_llama_state_dict,
     vanilla_config_from_hf,
 )
+from cleangpt_core.model import get_model
 from cleangpt_core.model.linear import ONEDNN_AVAILABLE, linear
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
+from cleangpt_core.data.windows import RandomWindowDataset
+from cleangpt_core.distributed.process_group import DistributedContext
 from cleangpt_core.trainers.batches import EpochBatches, IndexPermutation
-from cleangpt_core.trainers.distributed import DistributedContext
-from cleangpt_core.trainers.windows import RandomWindowDataset
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 64, 1000, 65_537])

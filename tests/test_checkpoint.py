@@ -11,9 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from cleangpt_core.model import get_model, load_model
-from cleangpt_core.run_dir import BEST_FILE, LATEST_FILE
-from cleangpt_core.trainers.checkpointing import (
+from cleangpt_core.checkpoints.run_dir import BEST_FILE, LATEST_FILE
+from cleangpt_core.checkpoints.training_checkpoint import (
     CheckpointManager,
     CheckpointWriteError,
     average_weights,
@@ -23,7 +22,8 @@ from cleangpt_core.trainers.checkpointing import (
     restore_rng_state,
     unflatten_state,
 )
-from cleangpt_core.trainers.strategies import load_checkpoint_weights
+from cleangpt_core.distributed.strategies import load_checkpoint_weights
+from cleangpt_core.model import get_model, load_model
 
 
 def _trained_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:

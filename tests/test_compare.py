@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.compare import (
+from cleangpt_core.errors import CleanGPTError, ConfigError
+from cleangpt_core.experiments.compare import (
     PLAN_FILE,
     RESULT_FILE,
     RUNS_DIR,
@@ -28,9 +29,8 @@ from cleangpt_core.compare import (
     prepare_directory,
     run_comparison,
 )
-from cleangpt_core.compare_report import write_report
-from cleangpt_core.compare_summary import curve_band, spread_verdicts, summarize, tokens_to_target
-from cleangpt_core.errors import CleanGPTError, ConfigError
+from cleangpt_core.experiments.report import write_report
+from cleangpt_core.experiments.summary import curve_band, spread_verdicts, summarize, tokens_to_target
 from cleangpt_core.utils import tinyshakespeare_text
 
 CONFIGS = Path(__file__).parents[1] / "configs"

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cleangpt_core.data.token_cache import cached_token_array, default_cache_dir
 from cleangpt_core.tokenizers import CharacterTokenizer, UnknownTokenError, create_tokenizer
 from cleangpt_core.utils import load_and_prepare_data, load_corpus_tokens, tokenize_documents
-from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gpt2"
 

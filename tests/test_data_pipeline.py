@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from cleangpt_core.config import GPTConfig
+from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.model import get_model
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
-from cleangpt_core.trainers.windows import RandomWindowDataset
 from cleangpt_core.utils import (
     DataError,
     TokenBlockDataset,

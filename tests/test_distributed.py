@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
+from cleangpt_core.distributed.process_group import DistributedContext, backend_for
 from cleangpt_core.testing.trainer import run_tiny_training, tiny_loaders
 from cleangpt_core.trainers.batches import EpochBatches
-from cleangpt_core.trainers.distributed import DistributedContext, backend_for
 from cleangpt_core.trainers.metrics import read_metrics
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

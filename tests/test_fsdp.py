@@ -19,9 +19,9 @@ import pytest
 import safetensors.torch
 import torch
 
+from cleangpt_core.checkpoints.training_checkpoint import read_state
 from cleangpt_core.model.serialization import load_model
 from cleangpt_core.testing.trainer import run_tiny_training
-from cleangpt_core.trainers.checkpointing import read_state
 
 pytestmark = pytest.mark.slow
 
@@ -164,10 +164,10 @@ def test_two_nodes_of_one_process_on_loopback_follow_the_same_curve(straight, tm
 def _evaluate_sharded(rank: int, init_file: str, out: str) -> None:
     from torch.utils.data import DataLoader
 
+    from cleangpt_core.distributed.process_group import current_context
+    from cleangpt_core.distributed.strategies import prepare_model
     from cleangpt_core.testing.trainer import CountingLanguage, tiny_model
-    from cleangpt_core.trainers.distributed import current_context
     from cleangpt_core.trainers.evaluation import evaluate_model
-    from cleangpt_core.trainers.strategies import prepare_model
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cleangpt_core.errors import ConfigError, GenerationError
+from cleangpt_core.inference.decoding import generate_tokens
 from cleangpt_core.inference.generation import batch_generate, run_generation
 from cleangpt_core.model import AttentionLayout, begin_forward, get_model
-from cleangpt_core.model.decoding import generate_tokens
 from cleangpt_core.testing.architecture import perturb_parameters
 from cleangpt_core.tokenizers import CharacterTokenizer
 

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config import GPTConfig
-from cleangpt_core.interop import export_hf, import_hf
+from cleangpt_core.huggingface import export_hf, import_hf
 from cleangpt_core.model import get_model, load_model, save_model
 from cleangpt_core.testing.architecture import perturb_parameters
 from cleangpt_core.tokenizers import create_tokenizer

@@ -8,8 +8,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from cleangpt_core.model import get_model
-from cleangpt_core.model.hf_interop import (
+from cleangpt_core.huggingface.weights import (
     HFConversionError,
     from_hf_state_dict,
     load_hf_pretrained,
@@ -17,6 +16,7 @@ from cleangpt_core.model.hf_interop import (
     to_hf_state_dict,
     vanilla_config_from_hf,
 )
+from cleangpt_core.model import get_model
 from cleangpt_core.testing.architecture import perturb_parameters
 
 ATOL = 1e-5

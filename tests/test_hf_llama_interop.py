@@ -17,8 +17,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from cleangpt_core.model import get_model
-from cleangpt_core.model.hf_interop import (
+from cleangpt_core.huggingface.weights import (
     HFConversionError,
     from_hf_llama_state_dict,
     hf_config_from_llama,
@@ -27,6 +26,7 @@ from cleangpt_core.model.hf_interop import (
     save_hf_pretrained,
     to_hf_llama_state_dict,
 )
+from cleangpt_core.model import get_model
 from cleangpt_core.testing.architecture import perturb_parameters
 
 ATOL = 1e-5

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config import GPTConfig
-from cleangpt_core.harness import CleanGPTLM, evaluate_tasks
+from cleangpt_core.experiments.lm_eval_harness import CleanGPTLM, evaluate_tasks
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model import get_model, load_model, save_model
 from cleangpt_core.testing.architecture import perturb_parameters

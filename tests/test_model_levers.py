@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cleangpt_core.errors import HFConversionError
+from cleangpt_core.huggingface.weights import hf_config_from_llama
 from cleangpt_core.model import get_model
-from cleangpt_core.model.hf_interop import hf_config_from_llama
 from cleangpt_core.testing.architecture import check_architecture_contract, registered_model_factory
 from cleangpt_core.testing.trainer import tiny_model
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cleangpt_core.checkpoints.run_dir import EXPERIMENT_FILE, RunDirectory
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config import load_experiment_config
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.model import get_model
 from cleangpt_core.registry import get_component
-from cleangpt_core.run_dir import EXPERIMENT_FILE, RunDirectory
 from cleangpt_core.testing.trainer import build_tiny_trainer, tiny_model
 from cleangpt_core.trainers import get_optimizer, get_schedule
 from cleangpt_core.trainers.metrics import read_metrics

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from cleangpt_core.checkpoints.training_checkpoint import flatten_state, unflatten_state
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.model import get_model
-from cleangpt_core.trainers.checkpointing import flatten_state, unflatten_state
 from cleangpt_core.trainers.optimizers import CombinedOptimizer, adamw, muon, parameter_roles, sgd
 from cleangpt_core.trainers.schedules import wsd_schedule
 

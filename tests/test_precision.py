@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cleangpt_core.checkpoints.run_dir import STATE_JSON_FILE
 from cleangpt_core.errors import CheckpointError
-from cleangpt_core.run_dir import STATE_JSON_FILE
 from cleangpt_core.testing.trainer import StopAtStep, build_tiny_trainer, weights_of
 from cleangpt_core.trainers.precision import native_bf16, resolve_precision
 

@@ -24,13 +24,14 @@ from hypothesis import strategies as st
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config.experiment import load_experiment_config
+from cleangpt_core.data import document_sources, shard_writer
+from cleangpt_core.data.document_sources import DocumentSource, read_unit
+from cleangpt_core.data.prepared_data import MAX_OPEN_SHARDS, PreparedCorpus
+from cleangpt_core.data.shard_writer import STATE_FILE, prepare_data
 from cleangpt_core.errors import DataError, TokenizerError
+from cleangpt_core.experiments.training_run import prepare_run
 from cleangpt_core.tokenizers import CharacterTokenizer, create_tokenizer
-from cleangpt_core.training_run import prepare_run
-from cleangpt_core.utils import document_sources, shard_writer, tinyshakespeare_text, tokenize_documents
-from cleangpt_core.utils.document_sources import DocumentSource, read_unit
-from cleangpt_core.utils.prepared_data import MAX_OPEN_SHARDS, PreparedCorpus
-from cleangpt_core.utils.shard_writer import STATE_FILE, prepare_data
+from cleangpt_core.utils import tinyshakespeare_text, tokenize_documents
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gpt2"
 LINES = tinyshakespeare_text().splitlines()
@@ -399,9 +400,9 @@ FULL_DISK_PREPARE = """
 import sys
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers import from_pretrained
-from cleangpt_core.utils import document_sources
-from cleangpt_core.utils.document_sources import DocumentSource, read_unit
-from cleangpt_core.utils.shard_writer import prepare_data
+from cleangpt_core.data import document_sources
+from cleangpt_core.data.document_sources import DocumentSource, read_unit
+from cleangpt_core.data.shard_writer import prepare_data
 
 document_sources.UNIT_BYTES = 4096
 corpus, tokenizer, out = sys.argv[1:]

@@ -18,11 +18,11 @@ import pytest
 import torch
 from torch import nn
 
-from cleangpt_core.atomic_write import PARTIAL_PREFIX, atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import PARTIAL_PREFIX, atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.run_dir import RunDirectory, find_model_directory, find_training_checkpoint
+from cleangpt_core.checkpoints.training_checkpoint import CheckpointManager
 from cleangpt_core.errors import CheckpointError, CheckpointWriteError, RunLockedError
 from cleangpt_core.model import get_model
-from cleangpt_core.run_dir import RunDirectory, find_model_directory, find_training_checkpoint
-from cleangpt_core.trainers.checkpointing import CheckpointManager
 from cleangpt_core.trainers.metrics import read_metrics
 
 PACKAGE = Path(__file__).parents[1] / "cleangpt_core"
@@ -33,7 +33,7 @@ def test_one_helper_in_the_package_renames_files_into_place():
     writers = sorted(
         str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if renaming.search(path.read_text())
     )
-    assert writers == ["atomic_write.py"]
+    assert writers == ["checkpoints/atomic_write.py"]
 
 
 def test_an_atomic_write_that_fails_keeps_the_old_content_and_leaves_nothing_aside(tmp_path):
@@ -152,7 +152,7 @@ def test_the_lock_records_its_holder_and_taking_it_again_in_the_same_process_is_
 HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
-    from cleangpt_core.run_dir import RunDirectory
+    from cleangpt_core.checkpoints.run_dir import RunDirectory
 
     with RunDirectory(sys.argv[1]).lock():
         print("held", flush=True)

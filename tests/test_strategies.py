@@ -7,17 +7,17 @@ import logging
 import pytest
 import torch
 
-from cleangpt_core.errors import ConfigError
-from cleangpt_core.testing.trainer import build_tiny_trainer, tiny_loaders, tiny_model
-from cleangpt_core.trainers.batches import EpochBatches
-from cleangpt_core.trainers.distributed import DistributedContext
-from cleangpt_core.trainers.strategies import (
+from cleangpt_core.distributed.process_group import DistributedContext
+from cleangpt_core.distributed.strategies import (
     choose_strategy,
     find_blocks,
     full_optimizer_state,
     load_full_optimizer_state,
     prepare_model,
 )
+from cleangpt_core.errors import ConfigError
+from cleangpt_core.testing.trainer import build_tiny_trainer, tiny_loaders, tiny_model
+from cleangpt_core.trainers.batches import EpochBatches
 
 CPU = torch.device("cpu")
 TWO = DistributedContext(rank=0, world_size=2)

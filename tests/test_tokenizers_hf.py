@@ -11,12 +11,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config.experiment import load_experiment_config
+from cleangpt_core.data.prepared_data import PreparedCorpus
 from cleangpt_core.errors import TokenizerError, TokenizerLoadError
+from cleangpt_core.experiments.training_run import prepare_run
 from cleangpt_core.testing.tokenizer import check_tokenizer_contract
 from cleangpt_core.tokenizers import HFTokenizer, create_tokenizer, from_pretrained
-from cleangpt_core.training_run import prepare_run
 from cleangpt_core.utils import tinyshakespeare_text
-from cleangpt_core.utils.prepared_data import PreparedCorpus
 
 TEXT = tinyshakespeare_text()[:100_000]
 

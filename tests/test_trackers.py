@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config.experiment import load_experiment_config
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.trackers import catalog
+from cleangpt_core.experiments.trackers import catalog
 from cleangpt_core.trainers.metrics import read_metrics
 
 STEPS, CHECKPOINT_EVERY, KILL_AT = 14, 5, 12  # killed two steps after the checkpoint of step 10
@@ -51,7 +51,7 @@ DRIVER = textwrap.dedent(
     import os, signal, sys, time
     from pathlib import Path
     from cleangpt_core.config.experiment import load_experiment_config
-    from cleangpt_core.training_run import resume_config, run_experiment
+    from cleangpt_core.experiments.training_run import resume_config, run_experiment
 
     run_dir, kill_at, overrides = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 

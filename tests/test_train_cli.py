@@ -19,14 +19,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cleangpt_core.checkpoints.run_dir import RunDirectory
 from cleangpt_core.cli.main import cli
-from cleangpt_core.compare import build_plan
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
-from cleangpt_core.run_dir import RunDirectory
+from cleangpt_core.experiments.compare import build_plan
+from cleangpt_core.experiments.training_run import run_experiment
 from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
 from cleangpt_core.trainers.metrics import read_metrics
 from cleangpt_core.trainers.precision import describe_precision, resolve_precision
-from cleangpt_core.training_run import run_experiment
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -251,7 +251,8 @@ def test_a_run_saved_with_the_old_default_resumes_in_full_precision(run_copy):
 # -- fault 5: one trainer per run directory ------------------------------------------------------------------
 
 
-HOLD_LOCK = "import sys, time\nfrom cleangpt_core.run_dir import RunDirectory\nwith RunDirectory(sys.argv[1]).lock():\n"
+HOLD_LOCK = "import sys, time\nfrom cleangpt_core.checkpoints.run_dir import RunDirectory\n"
+HOLD_LOCK += "with RunDirectory(sys.argv[1]).lock():\n"
 HOLD_LOCK += "    print('held', flush=True)\n    time.sleep(120)\n"
 
 

@@ -60,7 +60,7 @@ def analyze_tokens(
     out_dir: Path,
 ) -> None:
     """Print token statistics of a corpus under a tokenizer and write frequency and coverage plots."""
-    from cleangpt_core.utils.data_utils import load_text_documents
+    from cleangpt_core.data.loading import load_text_documents
     from cleangpt_core.utils.token_statistics import TokenUsageAnalyzer
 
     tokenizer = tokenizer_from_argument(tokenizer_name, options)

@@ -85,7 +85,7 @@ def compare(
     the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
     the unfinished one from its latest checkpoint.
     """
-    from cleangpt_core.compare import (
+    from cleangpt_core.experiments.compare import (
         build_plan,
         check_target_loss,
         comparison_options,
@@ -93,8 +93,8 @@ def compare(
         prepare_directory,
         run_comparison,
     )
-    from cleangpt_core.compare_report import contender_table, is_seeded, markdown_table, write_report
-    from cleangpt_core.compare_summary import summarize
+    from cleangpt_core.experiments.report import contender_table, is_seeded, markdown_table, write_report
+    from cleangpt_core.experiments.summary import summarize
 
     context = click.get_current_context()
     given = {  # the options set on the command line, not left at their defaults

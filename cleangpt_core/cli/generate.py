@@ -53,10 +53,10 @@ def generate(
     The tokenizer is read from CHECKPOINT/tokenizer; text is printed as it is generated. A sampler takes the
     options its schema has (`cleangpt show-config NAME`); giving one it does not take is an error.
     """
+    from cleangpt_core.distributed.devices import choose_device
+    from cleangpt_core.inference.decoding import DEFAULT_SAMPLER, bind_sampler
     from cleangpt_core.inference.generation import run_generation
-    from cleangpt_core.model.decoding import DEFAULT_SAMPLER, bind_sampler
     from cleangpt_core.model.serialization import load_trained_model
-    from cleangpt_core.trainers.devices import choose_device
 
     if sampler is None and temperature is None:
         temperature = DEFAULT_TEMPERATURE

@@ -16,7 +16,7 @@ def export(run: Path, out: Path) -> None:
     transformers loads it with AutoModelForCausalLM.from_pretrained(OUT) and AutoTokenizer.from_pretrained(OUT),
     with no custom code. Vanilla becomes GPT-2; an architecture without a transformers counterpart is refused.
     """
-    from cleangpt_core.interop.hf_folder import export_hf
+    from cleangpt_core.huggingface.folder import export_hf
 
     click.echo(f"exported {run} to {export_hf(run, out)}")
 
@@ -29,7 +29,7 @@ def import_(folder: Path, out: Path | None) -> None:
 
     The checkpoint goes to OUT, by default FOLDER-cleangpt beside FOLDER; `cleangpt generate OUT` samples from it.
     """
-    from cleangpt_core.interop.hf_folder import import_hf
+    from cleangpt_core.huggingface.folder import import_hf
 
     out = out or folder.with_name(f"{folder.name}-cleangpt")
     click.echo(f"imported {folder} as the checkpoint {import_hf(folder, out)}")

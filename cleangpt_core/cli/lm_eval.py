@@ -37,7 +37,7 @@ def lm_eval(
         raise click.ClickException(
             'cleangpt lm-eval needs the lm-evaluation-harness: pip install "cleangpt-core[eval]"'
         )
-    from cleangpt_core.harness import evaluate_tasks
+    from cleangpt_core.experiments.lm_eval_harness import evaluate_tasks
 
     names = [name.strip() for name in tasks.split(",") if name.strip()]
     results, table = evaluate_tasks(

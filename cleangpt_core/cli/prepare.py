@@ -58,9 +58,9 @@ def prepare_data_command(
     Interrupted, the same command continues from the finished shards. Train on the result with
     --set data.dataset=OUT and the same tokenizer.
     """
-    from cleangpt_core.utils.document_sources import DocumentSource
-    from cleangpt_core.utils.prepared_data import is_prepared_dir
-    from cleangpt_core.utils.shard_writer import DEFAULT_SHARD_TOKENS, prepare_data
+    from cleangpt_core.data.document_sources import DocumentSource
+    from cleangpt_core.data.prepared_data import is_prepared_dir
+    from cleangpt_core.data.shard_writer import DEFAULT_SHARD_TOKENS, prepare_data
 
     tokenizer = tokenizer_from_argument(tokenizer_name, options)
     documents = DocumentSource.from_argument(source, text_field=text_field, dataset_config=dataset_config, split=split)

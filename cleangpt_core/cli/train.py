@@ -43,7 +43,7 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
     shard of each batch (DistributedDataParallel).
     """
     from cleangpt_core.config import load_experiment_config
-    from cleangpt_core.training_run import resume_config, run_experiment
+    from cleangpt_core.experiments.training_run import resume_config, run_experiment
 
     if resume is not None and config_file is not None:
         raise click.UsageError("--resume continues a run with its saved config; leave out --config")
@@ -73,7 +73,7 @@ def evaluate(
     checkpoint: Path, dataset: str | None, split: str, batch_size: int | None, device: str, as_json: bool
 ) -> None:
     """Print the mean loss per token and the perplexity of CHECKPOINT (a checkpoint or run directory)."""
-    from cleangpt_core.training_run import evaluate_checkpoint
+    from cleangpt_core.experiments.training_run import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, batch_size=batch_size, device=device)
     if as_json:

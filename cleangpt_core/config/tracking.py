@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from cleangpt_core.config.base import StrictModel
-from cleangpt_core.trackers.catalog import TRACKERS
+from cleangpt_core.experiments.trackers.catalog import TRACKERS
 
 
 class LoggingConfig(StrictModel):

@@ -1,6 +1,6 @@
 """Text generation with a model and a tokenizer: one prompt (optionally streamed) or a batch of prompts.
 
-Both run the shared decoding engine (`cleangpt_core.model.decoding.generate_tokens`): the key/value cache,
+Both run the shared decoding engine (`cleangpt_core.inference.decoding.generate_tokens`): the key/value cache,
 the registered samplers, stopping at the tokenizer's EOS token and the sliding context window. A batch is
 decoded as one left-padded batch with an attention mask, not prompt by prompt.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cleangpt_core.errors import GenerationError
-from cleangpt_core.model.decoding import SamplerLike, generate_tokens
+from cleangpt_core.inference.decoding import SamplerLike, generate_tokens
 
 StreamCallback = Callable[[str], None]
 

@@ -1,4 +1,4 @@
-"""Model architectures and their parts, `get_model`, checkpoint serialization and Hugging Face interop.
+"""Model architectures and their parts, `get_model`, and a model directory's files (`serialization`).
 
 What a plugin author needs: the decoder and the part classes to build on or reuse, `Linear` (the layer the
 parts are made of), the attention layout and key/value cache an attention part works with, and

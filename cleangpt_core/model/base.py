@@ -4,7 +4,7 @@ counting, optimizer groups, the key/value cache and `generate`.
 Most architectures are presets of `cleangpt_core.model.decoder.Decoder`, composed of parts; one with its own
 blocks passes them to `Decoder`; any other subclasses `CausalLanguageModel`, sets `self.config` and writes
 `forward(input_ids, attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0)`; either gets the rest
-of the model contract from here. `generate` runs the shared decoding engine (`cleangpt_core.model.decoding`).
+of the model contract from here. `generate` runs the shared decoding engine (`cleangpt_core.inference.decoding`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.errors import SequenceTooLongError
-from cleangpt_core.model.decoding import generate_tokens
+from cleangpt_core.inference.decoding import generate_tokens
 from cleangpt_core.model.kv_cache import KVCache
 
 
@@ -121,7 +121,7 @@ class CausalLanguageModel(nn.Module):
         """Continue each row of `idx` (B, T) by up to `max_new_tokens` tokens, with the key/value cache.
 
         Returns (B, T + n): the (cropped) prompt followed by the new tokens. See
-        `cleangpt_core.model.decoding.generate_tokens` for the arguments.
+        `cleangpt_core.inference.decoding.generate_tokens` for the arguments.
         """
         return generate_tokens(
             self,

@@ -2,9 +2,10 @@
 
 No pickle is ever read: weights are safetensors, the config is JSON. Tied weights (the output head shares
 the token embedding) are stored once and re-tied on load. Each file is written atomically
-(`cleangpt_core.atomic_write`), so an interrupted save never leaves a half-written file under the final name.
+(`cleangpt_core.checkpoints.atomic_write`), so an interrupted save never leaves a half-written file under the
+final name.
 `load_model` also takes a training run directory and follows it to its latest checkpoint
-(`cleangpt_core.run_dir.find_model_directory`).
+(`cleangpt_core.checkpoints.run_dir.find_model_directory`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
-from cleangpt_core.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
 from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
 from cleangpt_core.config.model import architecture_schema
 from cleangpt_core.errors import CheckpointError
 from cleangpt_core.model.factory import get_model
-from cleangpt_core.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
 
 resolve_checkpoint = find_model_directory  # the name this module has always exported
 

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from string import Template
 
 from cleangpt_core import __version__
-from cleangpt_core.atomic_write import atomic_target
+from cleangpt_core.checkpoints.atomic_write import atomic_target
 from cleangpt_core.errors import ScaffoldError
 from cleangpt_core.plugin_api import PLUGIN_API_VERSION
 

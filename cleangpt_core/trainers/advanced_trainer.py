@@ -12,20 +12,25 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from cleangpt_core.atomic_write import atomic_target
-from cleangpt_core.errors import CheckpointError
-from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE
-from cleangpt_core.trainers.base_trainer import ScheduleBuilder
-from cleangpt_core.trainers.checkpointing import (
+from cleangpt_core.checkpoints.atomic_write import atomic_target
+from cleangpt_core.checkpoints.run_dir import MODEL_WEIGHTS_FILE
+from cleangpt_core.checkpoints.training_checkpoint import (
     CheckpointManager,
     average_weights,
     write_model,
 )
-from cleangpt_core.trainers.distributed import barrier
+from cleangpt_core.distributed.process_group import barrier
+from cleangpt_core.distributed.strategies import (
+    GatheredModel,
+    full_model_state,
+    gradient_scaler,
+    load_checkpoint_weights,
+)
+from cleangpt_core.errors import CheckpointError
+from cleangpt_core.trainers.base_trainer import ScheduleBuilder
 from cleangpt_core.trainers.precision import PRECISION_NAMES, describe_precision, precision_name, resolve_precision
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
-from cleangpt_core.trainers.strategies import GatheredModel, full_model_state, gradient_scaler, load_checkpoint_weights
 
 logger = logging.getLogger(__name__)
 

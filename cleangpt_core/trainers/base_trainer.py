@@ -20,24 +20,19 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from cleangpt_core.atomic_write import write_text_atomic
-from cleangpt_core.config.base import validate_config
-from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
-from cleangpt_core.trainers.batches import Batch, EpochBatches
-from cleangpt_core.trainers.checkpointing import (
+from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
+from cleangpt_core.checkpoints.training_checkpoint import (
     CheckpointManager,
     capture_rng_state,
     read_state,
     restore_rng_state,
     unwrap_model,
 )
-from cleangpt_core.trainers.devices import choose_device
-from cleangpt_core.trainers.distributed import barrier, init_distributed
-from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
-from cleangpt_core.trainers.events import TrainingEvents
-from cleangpt_core.trainers.precision import precision_name
-from cleangpt_core.trainers.schemas import TrainerConfig
-from cleangpt_core.trainers.strategies import (
+from cleangpt_core.config.base import validate_config
+from cleangpt_core.distributed.devices import choose_device
+from cleangpt_core.distributed.process_group import barrier, init_distributed
+from cleangpt_core.distributed.strategies import (
     GatheredModel,
     choose_strategy,
     full_model_state,
@@ -46,6 +41,11 @@ from cleangpt_core.trainers.strategies import (
     load_full_optimizer_state,
     prepare_model,
 )
+from cleangpt_core.trainers.batches import Batch, EpochBatches
+from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
+from cleangpt_core.trainers.events import TrainingEvents
+from cleangpt_core.trainers.precision import precision_name
+from cleangpt_core.trainers.schemas import TrainerConfig
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from cleangpt_core.trainers.distributed import DistributedContext
+from cleangpt_core.distributed.process_group import DistributedContext
 
 Batch = dict[str, Any]
 

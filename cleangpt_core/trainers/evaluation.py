@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cleangpt_core.checkpoints.training_checkpoint import capture_rng_state, restore_rng_state
+from cleangpt_core.data.windows import IGNORE_INDEX
+from cleangpt_core.distributed.process_group import DistributedContext, all_reduce_sum
 from cleangpt_core.trainers.batches import Batch, shard_for_evaluation
-from cleangpt_core.trainers.checkpointing import capture_rng_state, restore_rng_state
-from cleangpt_core.trainers.distributed import DistributedContext, all_reduce_sum
-
-IGNORE_INDEX = -100  # label value that contributes no loss (padding), as in Hugging Face and torch
 
 
 def labels_of(batch: Batch) -> torch.Tensor:

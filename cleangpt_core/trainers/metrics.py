@@ -18,8 +18,8 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cleangpt_core.atomic_write import atomic_target, write_text_atomic
-from cleangpt_core.run_dir import RunDirectory
+from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.run_dir import RunDirectory
 
 if TYPE_CHECKING:
     from cleangpt_core.trainers.base_trainer import BaseTrainer

@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 import torch
 from tqdm.auto import tqdm
 
+from cleangpt_core.distributed.process_group import all_reduce_sum
+from cleangpt_core.distributed.strategies import gradient_sync
 from cleangpt_core.errors import TrainingDivergedError
 from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.batches import Batch
-from cleangpt_core.trainers.distributed import all_reduce_sum
 from cleangpt_core.trainers.evaluation import count_targets
 from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
-from cleangpt_core.trainers.strategies import gradient_sync
 
 
 class SimpleTrainer(BaseTrainer):

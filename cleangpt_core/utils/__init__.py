@@ -1,8 +1,7 @@
-"""Data loading and token analysis utilities."""
+"""The tutorial's data helpers (`load_and_prepare_data`, `prepare_causal_lm_dataset`), token analysis
+(`token_statistics`) and progress bars. The data pipeline itself lives in `cleangpt_core.data`."""
 
-from cleangpt_core.errors import DataError
-from cleangpt_core.utils.data_utils import (
-    TokenBlockDataset,
+from cleangpt_core.data.loading import (
     load_and_prepare_data,
     load_corpus_tokens,
     load_text_documents,
@@ -11,7 +10,9 @@ from cleangpt_core.utils.data_utils import (
     tinyshakespeare_split,
     tinyshakespeare_text,
 )
-from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir, tokenize_documents
+from cleangpt_core.data.token_cache import cached_token_array, default_cache_dir, tokenize_documents
+from cleangpt_core.data.windows import TokenBlockDataset
+from cleangpt_core.errors import DataError
 
 __all__ = [
     "DataError",

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from cleangpt_core.data.document_sources import decode_utf8
+from cleangpt_core.data.prepared_data import PreparedCorpus, ShardedTokens, held_out_documents, is_prepared_dir
+from cleangpt_core.data.token_cache import cached_token_array, default_cache_dir, tokenize_documents
+from cleangpt_core.data.windows import TokenBlockDataset
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.document_sources import decode_utf8
-from cleangpt_core.utils.prepared_data import PreparedCorpus, ShardedTokens, held_out_documents, is_prepared_dir
-from cleangpt_core.utils.token_cache import cached_token_array, default_cache_dir, tokenize_documents
 
 TINYSHAKESPEARE = "tinyshakespeare"
 LOCAL_SUFFIXES = (".txt", ".json", ".jsonl")
@@ -34,7 +35,6 @@ _SPLIT_ALIASES = {
     "val": VALIDATION_SPLIT,
     "valid": VALIDATION_SPLIT,
 }
-IGNORE_INDEX = -100  # label value the loss skips (Hugging Face's convention)
 
 
 # --- the corpus -----------------------------------------------------------------------------------------------
@@ -188,63 +188,6 @@ def _one_line(error: BaseException) -> str:
 
 
 # --- tokens to training windows -------------------------------------------------------------------------------
-
-
-class TokenBlockDataset(Dataset):
-    """Windows of `block_size` input tokens over one token stream, for next-token prediction.
-
-    The labels are the window itself (the model shifts them inside) or, with `final_label`, the window and
-    the token after it, so that the last position is trained too (see
-    `CausalLanguageModel.accepts_final_label`). Consecutive windows overlap by one token: the last label
-    of one window is the first token (input only) of the next, so every token but the stream's first is a
-    prediction target exactly once and evaluating over all windows scores the whole stream. A last window
-    covers the leftover tail; it is aligned to the end of the stream and its labels are -100 where the
-    previous window already scored the token.
-    """
-
-    def __init__(self, tokens: np.ndarray, block_size: int, final_label: bool = False) -> None:
-        if block_size < 2:
-            raise DataError(f"block_size must be at least 2 (an input and a target), got {block_size}")
-        span = block_size + int(final_label)  # tokens a window's labels cover
-        if len(tokens) < span:
-            raise DataError(
-                f"the corpus has {len(tokens)} tokens, fewer than one block of {span}; "
-                "use more text or a smaller block_size / max_seq_length"
-            )
-        self.tokens = tokens
-        self.block_size = block_size
-        self.span = span
-        stride = span - 1
-        full = (len(tokens) - 1) // stride
-        starts = [i * stride for i in range(full)]
-        masked = [0] * full
-        scored_up_to = full * stride  # the last token position already a target
-        if scored_up_to < len(tokens) - 1:
-            start = len(tokens) - span
-            starts.append(start)
-            masked.append(scored_up_to - start)  # label positions 1..this are already scored
-        self._starts = np.array(starts, dtype=np.int64)
-        self._masked = np.array(masked, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self._starts)
-
-    @property
-    def starts(self) -> np.ndarray:
-        """Where each window begins in the token stream."""
-        return self._starts
-
-    @property
-    def num_targets(self) -> int:
-        """Tokens predicted over the whole dataset: every token but the first."""
-        return len(self.tokens) - 1
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        start = int(self._starts[index])
-        window = torch.from_numpy(np.asarray(self.tokens[start : start + self.span], dtype=np.int64))
-        labels = window.clone()
-        labels[1 : 1 + int(self._masked[index])] = IGNORE_INDEX
-        return {"input_ids": window[: self.block_size], "labels": labels}
 
 
 def make_dataloader(

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cleangpt_core.experiments.trackers.base import TrackingSession
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.registry import load_component
-from cleangpt_core.trackers.base import TrackingSession
 
 if TYPE_CHECKING:
     from cleangpt_core.trainers.base_trainer import BaseTrainer

@@ -1,6 +1,6 @@
 """Training checkpoints: safetensors for tensors, JSON for everything else, written atomically.
 
-A checkpoint (laid out as `cleangpt_core.run_dir` says) holds a model directory (``config.json``,
+A checkpoint (laid out as `cleangpt_core.checkpoints.run_dir` says) holds a model directory (``config.json``,
 ``model.safetensors``), the trainer state (``trainer_state.safetensors`` for optimizer and RNG tensors,
 ``trainer_state.json`` for the structure around them and the counters) and, when the trainer has them,
 ``tokenizer/`` and ``experiment.json``. It is written aside and renamed into place (`atomic_target`), and
@@ -22,11 +22,11 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from cleangpt_core.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.run_dir import MODEL_WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, RunDirectory
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.errors import CheckpointError, CheckpointWriteError
 from cleangpt_core.model.serialization import save_model
-from cleangpt_core.run_dir import MODEL_WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, RunDirectory
 
 STATE_FORMAT = 1
 

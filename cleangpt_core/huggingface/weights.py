@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cleangpt_core.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.config.parts import (
     CausalAttentionOptions,

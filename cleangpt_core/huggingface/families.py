@@ -2,7 +2,7 @@
 
 A row knows how to turn a model of its architecture into a transformers config and state dict, and back.
 Vanilla is GPT-2 and the Llama preset is Llama (or Qwen2 when only q/k/v have biases), both through
-``cleangpt_core.model.hf_interop``; Qwen2 and Mistral folders import as Llama. An architecture without a row
+``cleangpt_core.huggingface.weights``; Qwen2 and Mistral folders import as Llama. An architecture without a row
 cannot be exported.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 
 from cleangpt_core.config import GPTConfig
 from cleangpt_core.errors import HFConversionError
-from cleangpt_core.model import hf_interop
+from cleangpt_core.huggingface import weights
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ class HFFamily:
 
 
 def _gpt2_to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    tensors = {name: tensor for name, tensor in hf_interop.to_hf_state_dict(model).items() if name != "lm_head.weight"}
-    return hf_interop.hf_config_from_vanilla(model.config), tensors
+    tensors = {name: tensor for name, tensor in weights.to_hf_state_dict(model).items() if name != "lm_head.weight"}
+    return weights.hf_config_from_vanilla(model.config), tensors
 
 
 def _gpt2_from_hf(hf_config: dict[str, Any], tensors: dict[str, torch.Tensor], saved: GPTConfig | None) -> nn.Module:
-    config = hf_interop.vanilla_config_from_hf(hf_config)
+    config = weights.vanilla_config_from_hf(hf_config)
     if saved is not None and not saved.bias:
         # GPT-2 always has biases; a bias-free Vanilla was exported with zeros there, which go away again
         biases = [name for name in tensors if name.endswith(".bias") and not name.endswith(".attn.bias")]
@@ -47,12 +47,12 @@ def _gpt2_from_hf(hf_config: dict[str, Any], tensors: dict[str, torch.Tensor], s
         tensors = {name: tensor for name, tensor in tensors.items() if name not in biases}
     if saved is not None:
         config = saved  # dropout and every other field exactly as trained, not as GPT-2 spells them
-    return hf_interop.from_hf_state_dict(tensors, config)
+    return weights.from_hf_state_dict(tensors, config)
 
 
 def _llama_to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    hf_config = hf_interop.hf_config_from_llama(model.config)
-    tensors = hf_interop.to_hf_llama_state_dict(model)
+    hf_config = weights.hf_config_from_llama(model.config)
+    tensors = weights.to_hf_llama_state_dict(model)
     if hf_config["tie_word_embeddings"]:
         tensors.pop("lm_head.weight")
     return hf_config, tensors
@@ -60,8 +60,8 @@ def _llama_to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tens
 
 def _llama_from_hf(hf_config: dict[str, Any], tensors: dict[str, torch.Tensor], saved: GPTConfig | None) -> nn.Module:
     # the saved config keeps every field exactly as trained (dropout, an unrounded ffn_hidden, ...)
-    config = saved if saved is not None else hf_interop.llama_config_from_hf(hf_config)
-    return hf_interop.from_hf_llama_state_dict(tensors, config)
+    config = saved if saved is not None else weights.llama_config_from_hf(hf_config)
+    return weights.from_hf_llama_state_dict(tensors, config)
 
 
 FAMILIES: tuple[HFFamily, ...] = (

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node=N script.py`` (``--nnodes``, ``--node-rank`` and ``--rdzv-endpoint`` for several
 machines) sets RANK, WORLD_SIZE and LOCAL_RANK; the trainer then joins the process group (gloo on CPU, nccl
-on CUDA), spreads the model as its strategy says (`cleangpt_core.trainers.strategies`) and reads only its
+on CUDA), spreads the model as its strategy says (`cleangpt_core.distributed.strategies`) and reads only its
 rank's shard of every batch list. Only rank 0 writes checkpoints and logs. Without torchrun everything here
 is a no-op.
 """

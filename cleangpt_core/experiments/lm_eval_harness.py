@@ -23,13 +23,13 @@ from lm_eval.evaluator import simple_evaluate
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, make_table
 
+from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.inference.generation import batch_generate
 from cleangpt_core.inference.sampling_strategies import combined_sampling, greedy_sampling
 from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.serialization import load_model, resolve_checkpoint
 from cleangpt_core.tokenizers import from_pretrained
-from cleangpt_core.trainers.devices import choose_device
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's own default for generate_until
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cleangpt_core.atomic_write import write_bytes_atomic
+from cleangpt_core.checkpoints.atomic_write import write_bytes_atomic
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 from cleangpt_core.utils.progress import TokenizationProgress

@@ -16,7 +16,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from cleangpt_core.config.base import flatten_config
-from cleangpt_core.trackers.base import Tracker
+from cleangpt_core.experiments.trackers.base import Tracker
 
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"

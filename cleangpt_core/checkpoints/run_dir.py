@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cleangpt_core.atomic_write import remove_partials, write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import remove_partials, write_text_atomic
 from cleangpt_core.errors import CheckpointError, ConfigError, RunLockedError
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -45,7 +45,7 @@ METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 SAMPLE_FILE = "sample.txt"
 AVERAGED_DIR = "averaged"
-TRACKERS_FILE = "trackers.json"  # the tracker runs a resumed run continues (cleangpt_core.trackers)
+TRACKERS_FILE = "trackers.json"  # the tracker runs a resumed run continues (cleangpt_core.experiments.trackers)
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"  # W&B's own name for the folder it makes under the directory it is given
 LOCK_FILE = ".lock"

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from torch.utils.tensorboard import SummaryWriter
 
-from cleangpt_core.run_dir import RunDirectory
-from cleangpt_core.trackers.base import Tracker
+from cleangpt_core.checkpoints.run_dir import RunDirectory
+from cleangpt_core.experiments.trackers.base import Tracker
 
 
 class TensorBoardTracker(Tracker):

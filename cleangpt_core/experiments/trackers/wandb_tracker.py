@@ -12,7 +12,7 @@ from typing import Any
 
 import wandb
 
-from cleangpt_core.trackers.base import Tracker
+from cleangpt_core.experiments.trackers.base import Tracker
 
 
 class WandbTracker(Tracker):

@@ -34,11 +34,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from cleangpt_core.atomic_write import publish, remove_partials, write_bytes_atomic
-from cleangpt_core.errors import DataError, TokenizerError
-from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
-from cleangpt_core.utils.prepared_data import (
+from cleangpt_core.checkpoints.atomic_write import publish, remove_partials, write_bytes_atomic
+from cleangpt_core.data.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
+from cleangpt_core.data.prepared_data import (
     DOCUMENT_DTYPE,
     DOCUMENTS_FILE,
     FORMAT,
@@ -49,6 +47,8 @@ from cleangpt_core.utils.prepared_data import (
     read_index,
     shard_name,
 )
+from cleangpt_core.errors import DataError, TokenizerError
+from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 from cleangpt_core.utils.progress import TokenizationProgress
 
 STATE_FILE = "prepare-state.json"

@@ -26,26 +26,32 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.run_dir import (
+    EXPERIMENT_FILE,
+    TOKENIZER_DIR,
+    RunDirectory,
+    find_training_checkpoint,
+    run_of,
+)
 from cleangpt_core.config.base import flatten_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
+from cleangpt_core.data.windows import RandomWindowDataset
+from cleangpt_core.distributed.devices import choose_device
+from cleangpt_core.distributed.process_group import barrier
 from cleangpt_core.errors import CheckpointError, ConfigError
+from cleangpt_core.experiments.trackers.catalog import check_trackers_installed
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.serialization import check_tokenizer_fits, load_trained_model
 from cleangpt_core.registry import load_component
-from cleangpt_core.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint, run_of
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
-from cleangpt_core.trackers.catalog import check_trackers_installed
 from cleangpt_core.trainers.base_trainer import BaseTrainer
-from cleangpt_core.trainers.devices import choose_device
-from cleangpt_core.trainers.distributed import barrier
 from cleangpt_core.trainers.evaluation import evaluate_model
 from cleangpt_core.trainers.factory import get_trainer
 from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
 from cleangpt_core.trainers.precision import describe_precision
-from cleangpt_core.trainers.windows import RandomWindowDataset
 from cleangpt_core.utils import TokenBlockDataset, load_corpus_tokens
 
 # What `train --resume` may change: budgets, cadences and what happens after training. Everything else (the

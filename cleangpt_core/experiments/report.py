@@ -5,7 +5,7 @@ over its seeds), ``report.md`` the tables a person reads (parameters, tokens/s, 
 loss, wall time, and with ``--target-loss`` the tokens to reach it) with the plot ``val_loss.png`` beneath
 them. With several seeds per contender the first table gives each contender's mean and standard deviation
 over seeds, a line per pair of contenders says whether their gap is smaller than the seed spread (the
-definitions are in `cleangpt_core.compare_summary`), the plot draws each contender's mean curve in its
+definitions are in `cleangpt_core.experiments.summary`), the plot draws each contender's mean curve in its
 min-max band, and a second table lists every run. Curves are drawn against tokens seen, the budget the runs
 share, so runs with different batch shapes still line up.
 """
@@ -17,8 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cleangpt_core.atomic_write import write_text_atomic
-from cleangpt_core.compare_summary import spread_verdicts, summarize, tokens_to_target
+from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.experiments.summary import spread_verdicts, summarize, tokens_to_target
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

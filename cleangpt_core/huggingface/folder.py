@@ -17,11 +17,11 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from cleangpt_core.atomic_write import atomic_target
+from cleangpt_core.checkpoints.atomic_write import atomic_target
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.errors import CheckpointError, HFConversionError
-from cleangpt_core.interop.families import family_for_architecture, family_for_model_type
-from cleangpt_core.model.hf_interop import read_hf_weights
+from cleangpt_core.huggingface.families import family_for_architecture, family_for_model_type
+from cleangpt_core.huggingface.weights import read_hf_weights
 from cleangpt_core.model.serialization import load_model, resolve_checkpoint, save_model
 from cleangpt_core.tokenizers import BaseTokenizer, from_pretrained
 from cleangpt_core.tokenizers.base_tokenizer import TOKENIZER_FILE

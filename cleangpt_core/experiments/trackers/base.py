@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.run_dir import RunDirectory
+from cleangpt_core.experiments.trackers.catalog import TRACKERS
 from cleangpt_core.plugin_api import load_object
-from cleangpt_core.run_dir import RunDirectory
-from cleangpt_core.trackers.catalog import TRACKERS
 
 if TYPE_CHECKING:
     from cleangpt_core.config.experiment import ExperimentConfig

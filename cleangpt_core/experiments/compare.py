@@ -10,7 +10,8 @@ with several seeds), trained by the same experiment runner as ``cleangpt train``
 ``result.json`` beside its checkpoints; the plan, checkpoints and results are all that resuming needs, so an
 interrupted comparison started again trains only what is left: finished runs are kept, an unfinished run
 continues from its latest checkpoint (exactly, as ``cleangpt train --resume`` does), and a run that never
-reached a checkpoint starts over. The report (`cleangpt_core.compare_report`) is written when every run has finished.
+reached a checkpoint starts over. The report (`cleangpt_core.experiments.report`) is written when every run has
+finished.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from cleangpt_core.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
 from cleangpt_core.errors import ConfigError
@@ -451,9 +452,9 @@ def train_run(
     run: PlannedRun, max_steps: int, position: str, *, echo: Echo, callbacks: Sequence[object] = ()
 ) -> dict[str, Any]:
     """Train one run of the plan to its budget (continuing its latest checkpoint) and save its result."""
-    from cleangpt_core.run_dir import RunDirectory
+    from cleangpt_core.checkpoints.run_dir import RunDirectory
+    from cleangpt_core.experiments.training_run import resume_config, run_experiment
     from cleangpt_core.trainers.metrics import read_metrics
-    from cleangpt_core.training_run import resume_config, run_experiment
 
     config = run.load()
     run_dir = RunDirectory(config.output.dir)

@@ -1,0 +1,7 @@
+"""Experiments: training one run, comparing several, following them with trackers and scoring them with lm-eval.
+
+- `training_run`: the experiment runner behind ``cleangpt train`` and ``evaluate``
+- `compare`, `report`, `summary`: ``cleangpt compare`` (the plan, its runs, the report and its tables)
+- `trackers`: TensorBoard, MLflow and W&B on the training events
+- `lm_eval_harness`: a checkpoint as an lm-evaluation-harness model (``cleangpt lm-eval``)
+"""
