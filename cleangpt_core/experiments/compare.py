@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
 from cleangpt_core.errors import ConfigError
@@ -350,7 +351,7 @@ def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
     path = out_dir / PLAN_FILE
     resuming = path.is_file()
     if resuming:
-        data = _read_json(path)
+        data = read_json(path, ConfigError, "start the comparison again with another --out")
         if ComparisonPlan.from_json(data, path) != plan:
             raise ConfigError(
                 f"{out_dir} holds a different comparison ({path}); continue it with `cleangpt compare --resume "
@@ -363,19 +364,12 @@ def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
     return resuming
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path} is damaged ({error}); start the comparison again with another --out") from None
-
-
 def load_plan(out_dir: Path) -> ComparisonPlan:
     """The plan saved in a comparison directory, checked against the config files it names."""
     path = out_dir / PLAN_FILE
     if not path.is_file():
         raise ConfigError(f"{out_dir} is not a comparison directory: it has no {PLAN_FILE}")
-    plan = ComparisonPlan.from_json(_read_json(path), path)
+    plan = ComparisonPlan.from_json(read_json(path, ConfigError, "start the comparison again with another --out"), path)
     plan.check_unchanged()
     return plan
 

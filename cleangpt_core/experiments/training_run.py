@@ -13,7 +13,6 @@ does the run take its directory's lock, and, when asked to (``--overwrite``), de
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -27,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import (
     EXPERIMENT_FILE,
     TOKENIZER_DIR,
@@ -84,10 +84,7 @@ def read_saved_experiment(checkpoint: Path) -> dict[str, Any]:
     path = checkpoint / EXPERIMENT_FILE
     if not path.is_file():
         raise ConfigError(f"{checkpoint} has no {EXPERIMENT_FILE}; only runs started by `cleangpt train` can resume")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is damaged or truncated ({error})") from None
+    data = read_json(path, CheckpointError, "resume from another checkpoint")
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is damaged: it does not hold an experiment config")
     trainer = data.get("trainer")
