@@ -26,6 +26,13 @@ from click.core import ParameterSource
     "options given here as well come after (--model, --config, --set) or replace (the others) the file's.",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field in every run.")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME=KEY=VALUE[;KEY=VALUE...]",
+    help="A contender named NAME: the one --config (or the default recipe) with these overrides (repeatable).",
+)
 @click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
 @click.option(
     "--max-tokens", type=click.IntRange(min=1), help="Tokens per run; each run's steps follow from its batch shape."
@@ -67,6 +74,7 @@ def compare(
     models: tuple[str, ...],
     config_files: tuple[Path, ...],
     overrides: tuple[str, ...],
+    variants: tuple[str, ...],
     max_steps: int | None,
     max_tokens: int | None,
     seed: int | None,
@@ -76,8 +84,9 @@ def compare(
     out_dir: Path,
     resume: Path | None,
 ) -> None:
-    """Train several architectures (--model Vanilla --model SASP) or configs (--config a.yaml --config b.yaml)
-    on the same data, seed and token budget, and write report.md, report.json and val_loss.png.
+    """Train several architectures (--model Vanilla --model SASP), configs (--config a.yaml --config b.yaml) or
+    variants (--variant wide=model.n_embd=256;model.n_head=8) on the same data, seed and token budget, and
+    write report.md, report.json and val_loss.png.
 
     With --seeds N every contender trains N times, and the report gives each one's mean and standard
     deviation, its curve's spread, and which differences are smaller than that spread; one --model or
@@ -119,6 +128,7 @@ def compare(
             "models": models,
             "config_files": config_files,
             "overrides": overrides,
+            "variants": variants,
             "max_steps": max_steps,
             "max_tokens": max_tokens,
             "seed": seed,

@@ -1,6 +1,7 @@
 """``cleangpt compare``: train several architectures or configs on the same data, seeds and token budget.
 
-Each *contender* (an architecture, or a config file) trains once, or once per seed with ``seeds`` > 1: seed
+Each *contender* (an architecture, a config file, or a *variant*: a base with ``--set``-style overrides, named by
+the user) trains once, or once per seed with ``seeds`` > 1: seed
 *s*, *s*+1, ... from ``--seed`` or, without it, from the contenders' shared config seed. A run's seed sets
 both the experiment seed (initialisation, dropout) and the trainer's (the data order), so the spread over
 seeds is what a reader should expect from another seed. A comparison is a *plan* (``compare.json`` in its
@@ -33,15 +34,17 @@ from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.experiments.tuning_spec import TuningSpec
 
 PLAN_FILE = "compare.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 CLOCK_FILE = "compare_clock.json"
 # 2: runs per contender and seed, and the target loss the report measures; a version-1 plan (one run per
-# contender, no target) still loads, as a comparison with one seed
-PLAN_VERSION = 2
-READABLE_PLAN_VERSIONS = (1, 2)
+# contender, no target) still loads, as a comparison with one seed. 3: the tuning and the ablation's base
+# (a version-2 plan is a comparison with neither)
+PLAN_VERSION = 3
+READABLE_PLAN_VERSIONS = (1, 2, 3)
 # How a run is fed may differ between contenders (the token budget evens out the batch shape); the text and
 # its split, every other field of the data section, may not: the validation losses would not be comparable.
 FEEDING_FIELDS = ("batch_size", "eval_batch_size", "windows", "num_workers")
@@ -81,6 +84,8 @@ class ComparisonPlan:
 
     `max_steps` is per contender label (every seed of a contender trains as long), `configs` per run
     directory. `target_loss` only changes the report, so two plans differing in it are the same comparison.
+    With `tuning`, the runs are each contender's final runs, trained at its best tuned settings;
+    `ablation_base` names the contender an ablation's levers are measured against.
     """
 
     runs: tuple[PlannedRun, ...]
@@ -89,6 +94,8 @@ class ComparisonPlan:
     configs: dict[str, dict[str, Any]]
     seeds: int = 1
     target_loss: float | None = field(default=None, compare=False)
+    tuning: TuningSpec | None = None
+    ablation_base: str | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -102,6 +109,8 @@ class ComparisonPlan:
             "tokens_per_run": self.tokens_per_run,
             "seeds": self.seeds,
             "target_loss": self.target_loss,
+            "tuning": self.tuning.to_json() if self.tuning is not None else None,
+            "ablation_base": self.ablation_base,
             "runs": [
                 {
                     "label": run.label,
@@ -144,6 +153,8 @@ class ComparisonPlan:
                 {run.directory: r["config"] for run, r in zip(runs, entries, strict=True)},
                 data.get("seeds", 1),
                 data.get("target_loss"),
+                TuningSpec.from_json(data["tuning"]) if data.get("tuning") else None,
+                data.get("ablation_base"),
             )
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{where} is damaged: its runs lack {error}; start the comparison again") from None
@@ -157,6 +168,46 @@ class ComparisonPlan:
                     f"run {run.label!r}: its config ({run.config_file or 'the default recipe'}) changed since the "
                     "comparison started; restore it, or start a new comparison with another --out"
                 )
+
+
+@dataclass(frozen=True)
+class ContenderSpec:
+    """A contender as written: a base (a config file, an architecture, both or neither) plus overrides.
+
+    `name` is its label where the user chose one (a variant, a comparison file's contender); otherwise the
+    label follows from the architecture or the config file's stem.
+    """
+
+    name: str | None = None
+    config_file: str | None = None
+    model: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_label(name: str, what: str) -> str:
+    """A user-chosen label names a run directory: letters, digits, ``_``, ``.`` and ``-`` only."""
+    if not LABEL_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{what}: the name {name!r} must start with a letter or digit and hold only letters, digits, '_', '.' "
+            "or '-' (it names a folder)"
+        )
+    return name
+
+
+def parse_variant(text: str, option: str = "--variant") -> tuple[str, tuple[str, ...]]:
+    """``NAME=KEY=VALUE[;KEY=VALUE...]`` as its name and its overrides, each ``KEY=VALUE`` as ``--set`` takes it."""
+    name, separator, rest = text.partition("=")
+    if not separator or not name.strip() or not rest.strip():
+        raise ConfigError(f"{option} {text!r} must look like NAME=KEY=VALUE[;KEY=VALUE...]")
+    overrides = tuple(part.strip() for part in rest.split(";"))
+    for part in overrides:
+        key, equals, _ = part.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"{option} {text!r}: {part!r} must look like KEY=VALUE (e.g. model.n_layer=8)")
+    return check_label(name.strip(), f"{option} {text!r}"), overrides
 
 
 def _labels(names: Sequence[str]) -> list[str]:
@@ -177,6 +228,15 @@ def tokens_per_step(config: ExperimentConfig) -> int:
     return config.data.batch_size * config.model.block_size * accumulation
 
 
+class ContenderEntry(StrictModel):
+    """One contender of a comparison file: a base (``config`` and/or ``model``) with overrides, under a name."""
+
+    name: str | None = Field(None, description="its label (default: the model, or the config file's stem)")
+    config: str | None = Field(None, description="an experiment config, relative to the comparison file")
+    model: str | None = Field(None, description="an architecture (as --model)")
+    overrides: list[str] = Field(default_factory=list, alias="set", description="overrides of this contender's runs")
+
+
 class ComparisonFile(StrictModel):
     """A comparison written down: the options of ``cleangpt compare`` in a YAML or TOML file.
 
@@ -186,6 +246,9 @@ class ComparisonFile(StrictModel):
 
     models: list[str] = Field(default_factory=list, description="architectures to train (as --model)")
     configs: list[str] = Field(default_factory=list, description="experiment configs, relative to this file")
+    contenders: list[ContenderEntry] = Field(
+        default_factory=list, description="contenders with their own base and overrides (name, config, model, set)"
+    )
     overrides: list[str] = Field(default_factory=list, alias="set", description="overrides of every run (as --set)")
     max_steps: PositiveInt | None = Field(None, description="optimizer steps per run")
     max_tokens: PositiveInt | None = Field(None, description="tokens per run, in whole steps of each batch")
@@ -204,6 +267,15 @@ def comparison_options(path: Path, command_line: dict[str, Any], given: Sequence
     spec = validate_config(ComparisonFile, read_config_file(path), f"comparison file {str(path)!r}")
     written = spec.model_dump()
     written["config_files"] = [path.parent / config for config in written.pop("configs")]
+    written["contenders"] = [
+        ContenderSpec(
+            entry.name,
+            str(path.parent / entry.config) if entry.config is not None else None,
+            entry.model,
+            tuple(entry.overrides),
+        )
+        for entry in spec.contenders
+    ]
     options = dict(command_line)
     for name, value in written.items():
         if isinstance(value, list):
@@ -231,26 +303,33 @@ def build_plan(
     models: Sequence[str] = (),
     config_files: Sequence[str | Path] = (),
     overrides: Sequence[str] = (),
+    variants: Sequence[str] = (),
+    contenders: Sequence[ContenderSpec] = (),
     max_steps: int | None = None,
     max_tokens: int | None = None,
     seed: int | None = None,
     seeds: int = 1,
     eval_tokens: int | None = None,
     target_loss: float | None = None,
+    tuning: TuningSpec | None = None,
+    ablation_base: str | None = None,
 ) -> ComparisonPlan:
-    """The runs of ``--model``/``--config`` options, checked to share data, seed and token budget.
+    """The runs of ``--model``/``--config``/``--variant`` options, checked to share data, seed and token budget.
 
     Several models with at most one config train each model under that config (or the default recipe);
-    several configs without models train each config. Each contender trains `seeds` times, with seeds
+    several configs without models train each config. Each variant (``NAME=KEY=VALUE[;KEY=VALUE...]``) is
+    the one config (or the default recipe) with its overrides, and `contenders` (a comparison file's) name
+    their own base. Each contender trains `seeds` times, with seeds
     `seed` (default: the contenders' config seed), `seed` + 1, ... `eval_tokens` evaluates every run about
     every that many tokens (rounded up to whole steps of its batch shape), so that runs with different batch
     shapes measure their curves, and the tokens they need to reach `target_loss`, at the same resolution.
-    Every run's overrides end with its run directory and step budget.
+    Every run's overrides end with its run directory and step budget. With `tuning`, each contender's settings
+    are tuned first (`cleangpt_core.experiments.tuning`) and these runs train the best of them.
     """
-    from cleangpt_core.registry import get_component
-
     if models and len(config_files) > 1:
         raise ConfigError("give several --model with at most one --config, or several --config without --model")
+    if variants and len(config_files) > 1:
+        raise ConfigError("a --variant builds on the one --config (or the default recipe): give at most one --config")
     if max_steps is not None and max_tokens is not None:
         raise ConfigError("give --max-steps or --max-tokens, not both")
     if seeds < 1:
@@ -260,22 +339,19 @@ def build_plan(
     if eval_tokens is not None and any(o.startswith("trainer.eval_interval=") for o in overrides):
         raise ConfigError("give --eval-tokens or --set trainer.eval_interval=..., not both")
     check_target_loss(target_loss)
-    if models:
-        config_file = str(Path(config_files[0]).resolve()) if config_files else None
-        names = [get_component("architecture", model).name for model in models]
-        specs = [(config_file, [*overrides, f"model.model_type={name}"]) for name in names]
-    else:
-        names = [Path(path).stem for path in config_files]
-        specs = [(str(Path(path).resolve()), list(overrides)) for path in config_files]
+    labels, specs = _contenders(models, config_files, overrides, variants, contenders)
     if len(specs) * seeds < 2:  # one contender over several seeds measures its own spread
         raise ConfigError(
-            "a comparison needs at least two runs: give two or more --model or --config, or --seeds 2 or more"
+            "a comparison needs at least two runs: give two or more --model or --config, or --seeds 2 or more, or "
+            "a --variant"
         )
+    if ablation_base is not None and ablation_base not in labels:
+        raise ConfigError(f"the ablation's base {ablation_base!r} is not one of the contenders ({', '.join(labels)})")
 
     # Each contender as its first seed would train it: the batch shape, the step budget, the seed.
     firsts: dict[str, ExperimentConfig] = {}
-    for label, (config_file, contender_overrides) in zip(_labels(names), specs, strict=True):
-        config = load_experiment_config(config_file, contender_overrides)
+    for label, (config_file, contender_overrides) in zip(labels, specs, strict=True):
+        config = _load_contender(label, config_file, contender_overrides)
         if seed is not None:
             seeding = _seed_overrides(seed, config.trainer.options)
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
@@ -324,7 +400,70 @@ def build_plan(
             f"the runs would train on different numbers of tokens ({listed}) because their batch_size x block_size "
             "differ; pass --max-tokens to give each the same token budget"
         )
-    return ComparisonPlan(tuple(runs), steps, max_tokens or next(iter(budgets.values())), configs, seeds, target_loss)
+    plan = ComparisonPlan(
+        tuple(runs),
+        steps,
+        max_tokens or next(iter(budgets.values())),
+        configs,
+        seeds,
+        target_loss,
+        tuning,
+        ablation_base,
+    )
+    if tuning is not None:
+        from cleangpt_core.experiments.tuning import check_tuning  # optuna's ranges: checked before anything trains
+
+        check_tuning(plan)
+    return plan
+
+
+def _contenders(
+    models: Sequence[str],
+    config_files: Sequence[str | Path],
+    overrides: Sequence[str],
+    variants: Sequence[str],
+    contenders: Sequence[ContenderSpec],
+) -> tuple[list[str], list[tuple[str | None, list[str]]]]:
+    """Each contender's label and what builds its config: a config file (or None) and its overrides.
+
+    The overrides every run shares come first, then the contender's own (its model, then its variant's keys),
+    so a contender's setting wins over the shared one.
+    """
+    written: list[ContenderSpec] = []
+    if models:
+        config_file = str(config_files[0]) if config_files else None
+        written += [ContenderSpec(None, config_file, model) for model in models]
+    else:
+        written += [ContenderSpec(None, str(path)) for path in config_files]
+    written += list(contenders)
+    base = str(config_files[0]) if config_files else None
+    written += [ContenderSpec(name, base, None, keys) for name, keys in map(parse_variant, variants)]
+
+    from cleangpt_core.registry import get_component
+
+    names, specs = [], []
+    for contender in written:
+        model = get_component("architecture", contender.model).name if contender.model is not None else None
+        config_file = str(Path(contender.config_file).resolve()) if contender.config_file is not None else None
+        specs.append(
+            (config_file, [*overrides, *([f"model.model_type={model}"] if model else []), *contender.overrides])
+        )
+        names.append(contender.name or model or (Path(config_file).stem if config_file else "default"))
+    labels = _labels(names)
+    for contender, label in zip(written, labels, strict=True):
+        if contender.name is not None and check_label(contender.name, "contender") != label:
+            raise ConfigError(
+                f"two contenders are named {contender.name!r}: give each variant or contender its own name"
+            )
+    return labels, specs
+
+
+def _load_contender(label: str, config_file: str | None, overrides: Sequence[str]) -> ExperimentConfig:
+    """A contender's config, an error naming the contender it belongs to."""
+    try:
+        return load_experiment_config(config_file, list(overrides))
+    except ConfigError as error:
+        raise ConfigError(f"contender {label!r}: {error}") from None
 
 
 def _check_same_setting(configs: dict[str, ExperimentConfig]) -> None:

@@ -1,0 +1,106 @@
+"""`cleangpt compare` contenders as a base plus overrides: --variant and a comparison file's `contenders:`.
+
+Plans only (nothing trains): each variant is the base config with its keys, labelled by its name, and every bad
+key, value or name is one line before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cleangpt_core.cli.main import cli
+from cleangpt_core.errors import ConfigError
+from cleangpt_core.experiments.compare import RUNS_DIR, build_plan, comparison_options, parse_variant
+
+TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16", "schedule.warmup_steps=1"]
+
+
+def test_a_variant_is_its_name_and_its_overrides():
+    assert parse_variant("wide=model.n_embd=64;model.n_head=4") == ("wide", ("model.n_embd=64", "model.n_head=4"))
+    assert parse_variant("lr=optimizer.lr=1e-3") == ("lr", ("optimizer.lr=1e-3",))
+
+
+def test_variants_build_on_the_one_config_and_are_labelled_by_their_names(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n", encoding="utf-8")
+    plan = build_plan(
+        tmp_path / "out",
+        config_files=[base],
+        overrides=["schedule.warmup_steps=1"],
+        variants=["wide=model.n_embd=32;model.n_head=4", "deep=model.n_layer=2"],
+        max_steps=4,
+    )
+    assert plan.labels == ["base", "wide", "deep"]
+    configs = {run.label: run.load() for run in plan.runs}
+    assert (configs["base"].model.n_embd, configs["wide"].model.n_embd, configs["deep"].model.n_embd) == (16, 32, 16)
+    assert configs["wide"].model.n_head == 4 and configs["base"].model.n_head == 2
+    assert (configs["base"].model.n_layer, configs["deep"].model.n_layer) == (1, 2)
+    assert configs["wide"].output.dir == (tmp_path / "out").resolve() / RUNS_DIR / "wide"
+
+
+def test_variants_alone_build_on_the_default_recipe(tmp_path):
+    plan = build_plan(tmp_path, overrides=TINY, variants=["a=optimizer.lr=1e-3", "b=optimizer.lr=3e-3"], max_steps=4)
+    assert plan.labels == ["a", "b"]
+    assert [run.load().optimizer.options["lr"] for run in plan.runs] == [1e-3, 3e-3]
+
+
+def test_a_variant_beside_models_keeps_its_own_name(tmp_path):
+    plan = build_plan(
+        tmp_path, models=["Vanilla", "Llama"], overrides=TINY, variants=["deep=model.n_layer=2"], max_steps=4
+    )
+    assert plan.labels == ["Vanilla", "Llama", "deep"]
+    assert plan.runs[2].load().model.n_layer == 2
+
+
+def test_comparison_file_contenders_each_name_their_base_and_overrides(tmp_path):
+    (tmp_path / "small.yaml").write_text("model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n")
+    path = tmp_path / "comparison.yaml"
+    path.write_text(
+        "set: [schedule.warmup_steps=1, model.block_size=16]\nmax_steps: 4\n"
+        "contenders:\n"
+        "  - {name: small, config: small.yaml}\n"
+        "  - {name: small-llama, config: small.yaml, model: llama, set: [model.n_kv_head=1]}\n"
+        "  - {model: Vanilla, set: [model.n_layer=1, model.n_head=2, model.n_embd=16]}\n",
+        encoding="utf-8",
+    )
+    plan = build_plan(tmp_path / "out", **comparison_options(path, {}))
+    assert plan.labels == ["small", "small-llama", "Vanilla"]
+    small, llama, vanilla = (run.load() for run in plan.runs)
+    assert (small.model.model_type, llama.model.model_type, vanilla.model.model_type) == ("Vanilla", "Llama", "Vanilla")
+    assert llama.model.n_embd == 16 and llama.model.n_kv_head == 1
+    assert plan.runs[1].config_file == str((tmp_path / "small.yaml").resolve())
+
+
+@pytest.mark.parametrize(
+    ("variants", "message"),
+    [
+        (["wide"], "--variant 'wide' must look like NAME=KEY=VALUE"),
+        (["wide=model.n_embd"], "'model.n_embd' must look like KEY=VALUE"),
+        (["a b=model.n_layer=2"], "the name 'a b' must start with a letter or digit"),
+        (["x=model.n_layr=2"], "contender 'x': invalid experiment config"),
+        (["x=model.n_head=3"], "contender 'x': invalid experiment config"),
+        (["a=model.n_layer=2", "a=model.n_layer=3"], "two contenders are named 'a'"),
+        (["Vanilla=model.n_layer=2"], "two contenders are named 'Vanilla'"),
+    ],
+)
+def test_a_bad_variant_is_one_line_and_nothing_is_written(variants, message, tmp_path):
+    out = tmp_path / "out"
+    arguments = ["compare", "--model", "Vanilla", "--max-steps", "2", "--out", str(out)]
+    for option in TINY:
+        arguments += ["--set", option]
+    for variant in variants:
+        arguments += ["--variant", variant]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line
+    assert not out.exists()
+
+
+def test_a_variant_builds_on_at_most_one_config(tmp_path):
+    configs = [Path(__file__).parents[1] / "configs" / name for name in ("default.yaml", "shakespeare_char.yaml")]
+    with pytest.raises(ConfigError, match="a --variant builds on the one --config"):
+        build_plan(tmp_path, config_files=configs, variants=["a=model.n_layer=2"], max_steps=2)
