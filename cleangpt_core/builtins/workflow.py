@@ -1,4 +1,4 @@
-"""Registers the research-workflow commands (new-plugin, compare)."""
+"""Registers the research-workflow commands (new-plugin, compare, ablate)."""
 
 from cleangpt_core.plugin_api import PLUGIN_API_VERSION, CommandSpec, hookimpl
 
@@ -7,7 +7,7 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """new-plugin and compare."""
+    """new-plugin, compare and ablate."""
     return [
         CommandSpec(
             "new-plugin",
@@ -18,5 +18,10 @@ def cleangpt_register_commands() -> list[CommandSpec]:
             "compare",
             "Train several architectures or configs on the same data and budget; report the comparison.",
             "cleangpt_core.cli.compare:compare",
+        ),
+        CommandSpec(
+            "ablate",
+            "Train a config and each of its levers switched over seeds; report each lever's effect with its interval.",
+            "cleangpt_core.cli.ablate:ablate",
         ),
     ]

@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
+
+
+def tuning_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The per-contender tuning options `compare` and `ablate` share."""
+    options = [
+        click.option(
+            "--tune",
+            multiple=True,
+            metavar="KEY=LOW:HIGH[:log]",
+            help="Tune this setting per contender before the final runs (repeatable), e.g. optimizer.lr=3e-4:3e-2:log.",
+        ),
+        click.option("--trials", type=int, help="Trials per contender's study (with --tune)."),
+        click.option(
+            "--tune-sampler",
+            type=str,
+            help="How trials pick settings: grid (evenly spaced, every combination) or tpe (default).",
+        ),
+        click.option("--tune-seeds", type=int, help="Runs per trial, on seeds after the final runs' (default 1)."),
+        click.option(
+            "--storage",
+            help="Optuna storage URL for the studies (default: sqlite in the --out folder); PostgreSQL or MySQL "
+            "to share the work among machines.",
+        ),
+        click.option(
+            "--heartbeat",
+            type=float,
+            help="Seconds between a worker's heartbeats (default 10); a trial silent for 3 times this is retried.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @click.command("compare")
@@ -69,6 +103,13 @@ from click.core import ParameterSource
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the comparison saved in this folder (finished runs are kept).",
 )
+@tuning_options
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="With --resume: join a tuned comparison's work (another process, or machine sharing its storage) "
+    "and leave the report to the process started without --worker.",
+)
 def compare(
     comparison: Path | None,
     models: tuple[str, ...],
@@ -83,6 +124,13 @@ def compare(
     eval_tokens: int | None,
     out_dir: Path,
     resume: Path | None,
+    tune: tuple[str, ...],
+    trials: int | None,
+    tune_sampler: str | None,
+    tune_seeds: int | None,
+    storage: str | None,
+    heartbeat: float | None,
+    worker: bool,
 ) -> None:
     """Train several architectures (--model Vanilla --model SASP), configs (--config a.yaml --config b.yaml) or
     variants (--variant wide=model.n_embd=256;model.n_head=8) on the same data, seed and token budget, and
@@ -93,6 +141,11 @@ def compare(
     --config with --seeds N measures how far apart one recipe's runs land. Started again with
     the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
     the unfinished one from its latest checkpoint.
+
+    With --tune KEY=LOW:HIGH[:log] --trials N every contender first gets its own Optuna study of N trials
+    (each an ordinary run on tuning seeds), and the comparison's runs train each contender's best setting on
+    fresh seeds. More processes join the work with `cleangpt compare --resume DIR --worker` (or the same
+    command against the same --storage on another machine): every trial and run trains once.
     """
     from cleangpt_core.experiments.compare import (
         build_plan,
@@ -100,10 +153,8 @@ def compare(
         comparison_options,
         load_plan,
         prepare_directory,
-        run_comparison,
     )
-    from cleangpt_core.experiments.report import contender_table, is_seeded, markdown_table, write_report
-    from cleangpt_core.experiments.summary import summarize
+    from cleangpt_core.experiments.tuning_spec import tuning_spec
 
     context = click.get_current_context()
     given = {  # the options set on the command line, not left at their defaults
@@ -111,8 +162,10 @@ def compare(
         for param in context.command.params
         if param.name is not None and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
     }
+    if worker and resume is None:
+        raise click.UsageError("--worker joins a comparison already started: give --resume DIR with it")
     if resume is not None:
-        others = [param.opts[0] for name, param in given.items() if name not in ("resume", "target_loss")]
+        others = [param.opts[0] for name, param in given.items() if name not in ("resume", "target_loss", "worker")]
         if others:
             raise click.UsageError(
                 f"--resume continues a comparison with its saved runs; give no other options but --target-loss "
@@ -120,11 +173,13 @@ def compare(
             )
         check_target_loss(target_loss)
         out_dir, plan = resume, load_plan(resume)
+        if worker and plan.tuning is None:
+            raise click.UsageError(f"{resume} is not a tuned comparison: --worker shares out --tune trials")
         if target_loss is not None:  # the target only changes the report: record the new one in the plan
             plan = replace(plan, target_loss=target_loss)
             prepare_directory(out_dir, plan)
     else:
-        options = {
+        options: dict[str, Any] = {
             "models": models,
             "config_files": config_files,
             "overrides": overrides,
@@ -135,25 +190,60 @@ def compare(
             "seeds": seeds,
             "eval_tokens": eval_tokens,
             "target_loss": target_loss,
+            "tuning": tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat),
         }
         if comparison is not None:
             options = comparison_options(comparison, options, list(given))
         plan = build_plan(out_dir, **options)
         if prepare_directory(out_dir, plan):
             click.echo(f"continuing the comparison in {out_dir}")
+    run_and_report(plan, out_dir, worker=worker)
+
+
+def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
+    """Train what is left of `plan` (tuning first, where it has some) and write its report; Ctrl-C says how to
+    continue. A worker trains its share and leaves the report to the process started without --worker."""
+    from cleangpt_core.experiments.compare import run_comparison
+    from cleangpt_core.experiments.report import contender_table, is_seeded, markdown_table, write_report
+    from cleangpt_core.experiments.summary import summarize
+
     seeded = f", {plan.seeds} seeds each" if plan.seeds > 1 else ""
-    click.echo(f"comparing {', '.join(plan.labels)} on {plan.tokens_per_run:,} tokens per run{seeded}, into {out_dir}")
+    tuned = f", each tuned over {plan.tuning.trials} trials first" if plan.tuning is not None else ""
+    click.echo(
+        f"comparing {', '.join(plan.labels)} on {plan.tokens_per_run:,} tokens per run{seeded}{tuned}, into {out_dir}"
+    )
+    sections: list[tuple[str, list[str], Any]] = []
     try:
-        results = run_comparison(plan, out_dir, echo=click.echo)
+        if plan.tuning is None:
+            results = run_comparison(plan, out_dir, echo=click.echo)
+        else:
+            from cleangpt_core.experiments.tuning import Tuner
+            from cleangpt_core.experiments.tuning_report import tuning_section
+
+            tuner = Tuner(plan, out_dir, echo=click.echo)
+            tuner.work()
+            if worker:
+                click.echo(f"every trial and run of {out_dir} has finished; the report is the other process's")
+                return
+            results, summary = tuner.results(), tuner.summary()
+            sections.append(("tuning", tuning_section(summary, out_dir), summary))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; run `cleangpt compare --resume {out_dir}` to continue", err=True)
         sys.exit(130)
+    if plan.ablation_base is not None:
+        from cleangpt_core.experiments.ablation import ablation_section
+
+        lines, rows = ablation_section(results, plan.ablation_base)
+        sections.insert(0, ("ablation", lines, {"base": plan.ablation_base, "levers": rows}))
     first = plan.runs[0].load()
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
-    paths = write_report(out_dir, results, setting, plan.target_loss)
+    paths = write_report(out_dir, results, setting, plan.target_loss, sections)
     click.echo("")
     if is_seeded(results):
         click.echo(contender_table(summarize(results, plan.target_loss), plan.target_loss))
     else:
         click.echo(markdown_table(results, plan.target_loss))
+    for key, lines, _ in sections:
+        if key == "ablation":
+            click.echo("\n" + "\n".join(line for line in lines if line.startswith("|")))
     click.echo(f"\nreport: {paths['markdown']} ({paths['json'].name}, {paths['plot'].name})")

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.atomic_write import write_bytes_atomic, write_text_atomic
 from cleangpt_core.experiments.summary import spread_verdicts, summarize, tokens_to_target
 
 REPORT_JSON = "report.json"
@@ -211,17 +212,32 @@ def plot_validation_curves(results: list[dict[str, Any]], path: Path, target: fl
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend()
+    save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically: workers finishing together never leave a half-written plot."""
+    import io
+
     figure.tight_layout()
-    figure.savefig(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_report(
-    out_dir: Path, results: list[dict[str, Any]], setting: dict[str, Any], target: float | None = None
+    out_dir: Path,
+    results: list[dict[str, Any]],
+    setting: dict[str, Any],
+    target: float | None = None,
+    sections: Sequence[tuple[str, list[str], Any]] = (),
 ) -> dict[str, Path]:
     """Write report.json, report.md and val_loss.png into `out_dir`; returns their paths.
 
     `setting` describes what the runs share: ``dataset``, ``seed`` (the first seed) and ``tokens_per_run``.
-    `target` is the validation loss whose tokens-to-reach the report gives.
+    `target` is the validation loss whose tokens-to-reach the report gives. `sections` are further parts
+    (an ablation's verdicts, the tuning), each its report.json key, its Markdown lines and its JSON value;
+    they come after the verdicts on the seed spread.
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
     summaries = summarize(results, target)
@@ -229,6 +245,7 @@ def write_report(
     seeded = is_seeded(results)
     plot_validation_curves(results, paths["plot"], target)
     report = {**setting, "target_loss": target, "contenders": summaries, "spread": verdicts, "runs": results}
+    report.update({key: value for key, _, value in sections})
     write_text_atomic(paths["json"], json.dumps(report, indent=2) + "\n")
 
     labels = [s["label"] for s in summaries]
@@ -268,6 +285,8 @@ def write_report(
             *spread_lines(verdicts),
             "",
         ]
+    for _, markdown, _ in sections:
+        lines += markdown
     evaluated = [s for s in summaries if s["val_loss_mean"] is not None]
     if len(evaluated) > 1:
         best = min(evaluated, key=lambda s: s["val_loss_mean"])
