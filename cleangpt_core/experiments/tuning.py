@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 TUNING_DIR = "tuning"
 TUNING_PNG = "tuning.png"
+OPEN_ATTEMPTS = 3  # tries at opening the storage: two workers starting together may both create its tables
 BASIN = 0.01  # a setting is in the basin when its loss is within this of the best (nats per token)
 # keys a contender's tuning may not change: what every run of a comparison shares, or where it trains
 SHARED_KEYS = ("data.", "seed", "output.", "trainer.max_steps", "trainer.seed", "device")
@@ -150,23 +151,31 @@ def plan_fingerprint(plan: ComparisonPlan) -> str:
 
 def open_storage(spec: TuningSpec, out_dir: Path) -> optuna.storages.RDBStorage:
     """The comparison's Optuna storage, with heartbeats and the retry of a killed worker's trial."""
+    url = spec.storage_url(out_dir)
+    for _ in range(OPEN_ATTEMPTS - 1):
+        try:
+            return _rdb_storage(url, max(1, round(spec.heartbeat_s)))
+        except Exception:
+            time.sleep(1.0)  # another worker may be creating the tables this very moment
+    try:
+        return _rdb_storage(url, max(1, round(spec.heartbeat_s)))
+    except Exception as error:  # a bad URL, a missing driver, a database that refuses: one line
+        raise ConfigError(f"--storage {url!r} cannot be opened: {' '.join(str(error).split())}") from None
+
+
+def _rdb_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     import optuna
 
-    url = spec.storage_url(out_dir)
-    heartbeat = max(1, round(spec.heartbeat_s))
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out another's write
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=heartbeat,
-                grace_period=3 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-            )
-        except Exception as error:  # a bad URL, a missing driver, a database that refuses: one line
-            raise ConfigError(f"--storage {url!r} cannot be opened: {' '.join(str(error).split())}") from None
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+        )
 
 
 class _Heartbeat:
@@ -240,8 +249,10 @@ class Tuner:
 
         poll_s = poll_s if poll_s is not None else min(5.0, self.spec.heartbeat_s / 2)
         while True:
-            for study in self.studies.values():
-                optuna.storages.fail_stale_trials(study)  # a killed worker's trials go back to WAITING
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                for study in self.studies.values():
+                    optuna.storages.fail_stale_trials(study)  # a killed worker's trials go back to WAITING
             if self._claim_and_train():
                 continue
             if self.finished():
