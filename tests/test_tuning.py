@@ -97,6 +97,10 @@ def test_a_setting_reads_back_as_the_same_number():
         (["--tune", "model.n_head=3:4", "--trials", "2"], "contender 'Vanilla' at the low end: invalid experiment"),
         (["--tune", "optimizer.lrr=1e-3:1e-2", "--trials", "2"], "contender 'Vanilla' at the low end"),
         (["--worker"], "--worker joins a comparison already started"),
+        (
+            ["--tune", "optimizer.lr=1e-3:1e-2", "--trials", "2", "--storage", "sqlite:////nonexistent/folder/s.db"],
+            "--storage 'sqlite:////nonexistent/folder/s.db' cannot be opened",
+        ),
     ],
 )
 def test_every_bad_tuning_option_is_one_line_and_nothing_is_written(options, message, tmp_path):
@@ -257,3 +261,24 @@ def test_a_worker_killed_mid_trial_leaves_it_to_another_which_continues_it(one_w
     assert len(began) == 5 and began.pop(str(checkpoint.parent.parent)) == 2  # only the killed trial began twice
     assert set(began.values()) == {1}
     assert losses(json.loads((out / "report.json").read_text())) == losses(one_worker[1])
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_a_failed_trial_with_its_reason_and_the_comparison_goes_on(corpus, tmp_path):
+    out = tmp_path / "out"
+    arguments = ["compare", "--model", "Vanilla", "--seeds", "2", "--max-steps", "4", "--out", str(out)]
+    arguments += ["--tune", "optimizer.lr=1e-2:1e6:log", "--trials", "2", "--tune-sampler", "grid"]
+    for override in [*TINY, f"data.dataset={corpus}"]:
+        arguments += ["--set", override]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    vanilla = json.loads((out / "report.json").read_text())["tuning"]["contenders"]["Vanilla"]
+    sane, diverged = vanilla["trials"]
+    assert diverged["loss"] is None and "the training loss became nan" in diverged["failure"]
+    assert vanilla["best"]["slot"] == sane["slot"] == "trial-000"
+    assert ("tune", "trial-001", "FAIL", True) in study_trials(out)
+    assert "- Vanilla trial-001 (optimizer.lr=1e+06): the training loss became nan" in (out / "report.md").read_text()
+
+    again = CliRunner().invoke(cli, ["compare", "--resume", str(out)])  # finished: the report again, no training
+    assert again.exit_code == 0, again.output
+    assert "training" not in again.output and "| Vanilla | Vanilla |" in again.output

@@ -2,6 +2,9 @@
 
 - `training_run`: the experiment runner behind ``cleangpt train`` and ``evaluate``
 - `compare`, `report`, `summary`: ``cleangpt compare`` (the plan, its runs, the report and its tables)
+- `ablation`: ``cleangpt ablate``'s verdicts (each lever's effect and its interval over seeds)
+- `tuning_spec`, `tuning`, `tuning_report`: ``--tune`` (the ranges; the Optuna studies and their workers; the
+  report's section)
 - `trackers`: TensorBoard, MLflow and W&B on the training events
 - `lm_eval_harness`: a checkpoint as an lm-evaluation-harness model (``cleangpt lm-eval``)
 """

@@ -115,6 +115,8 @@ def check_tuning(plan: ComparisonPlan) -> None:
         import optuna  # noqa: F401
     except ImportError:
         raise ConfigError("--tune needs Optuna: pip install 'optuna>=4.9'") from None
+    if plan.tuning.storage is not None:  # a database the user named: reachable before the folder is written
+        open_storage(plan.tuning, Path("."))
     for key in plan.tuning.keys:
         if key.key.startswith(SHARED_KEYS):
             raise ConfigError(
