@@ -282,3 +282,27 @@ def test_a_diverging_trial_is_a_failed_trial_with_its_reason_and_the_comparison_
     again = CliRunner().invoke(cli, ["compare", "--resume", str(out)])  # finished: the report again, no training
     assert again.exit_code == 0, again.output
     assert "training" not in again.output and "| Vanilla | Vanilla |" in again.output
+
+
+def test_each_lever_of_an_ablation_gets_its_own_trials_at_its_own_setting(tmp_path):
+    from cleangpt_core.experiments.compare import build_plan
+    from cleangpt_core.experiments.tuning import trial_runs
+
+    config = tmp_path / "recipe.yaml"
+    config.write_text("model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n")
+    plan = build_plan(
+        tmp_path / "out",
+        config_files=[config],
+        overrides=["schedule.warmup_steps=1"],
+        variants=["deep=model.n_layer=2"],
+        seeds=2,
+        max_steps=4,
+        tuning=tuning_spec(["optimizer.lr=1e-3:1e-2:log"], trials=3, sampler="grid", tune_seeds=2),
+        ablation_base="recipe",
+    )
+    assert plan.labels == ["recipe", "deep"] and plan.ablation_base == "recipe"
+    [first, second] = trial_runs(plan, tmp_path / "out", "deep", "trial-001", {"optimizer.lr": 0.003})
+    assert (first.seed, second.seed) == (1339, 1340)  # after the final runs' 1337 and 1338
+    config = second.load()
+    assert (config.model.n_layer, config.optimizer.options["lr"], config.seed) == (2, 0.003, 1340)
+    assert config.output.dir == (tmp_path / "out").resolve() / "tuning" / "deep" / "trial-001" / "seed-1340"
