@@ -48,6 +48,8 @@ def command(out: Path, max_steps: int, trials: int) -> list[str]:
         "trainer.eval_interval=1000000",
         "--set",
         "device=cpu",
+        "--set",  # a small validation split: each run's final evaluation reads every validation token
+        "data.val_fraction=0.02",
         "--out",
         str(out),
     ]
