@@ -7,6 +7,7 @@ machine falls on both. Prints each round's wall time with the 1-minute load aver
 median of each, and their ratio. Run it under the benchmark lock:
 
     flock /tmp/cleangpt-bench.lock nice python benchmarks/bench_tuning_workers.py --rounds 2 --max-steps 40
+    (add --set model.n_layer=2 --set model.n_embd=64 ... for a smaller model on a busy machine)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 
-def command(out: Path, max_steps: int, trials: int) -> list[str]:
+def command(out: Path, max_steps: int, trials: int, overrides: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -52,16 +53,17 @@ def command(out: Path, max_steps: int, trials: int) -> list[str]:
         "data.val_fraction=0.02",
         "--out",
         str(out),
+        *(part for override in overrides for part in ("--set", override)),
     ]
 
 
-def study(workers: int, folder: Path, max_steps: int, trials: int) -> float:
+def study(workers: int, folder: Path, max_steps: int, trials: int, overrides: list[str]) -> float:
     """Wall seconds of the whole study (tuning, final runs, report) with this many processes."""
     out = folder / f"workers-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
     start = time.perf_counter()
-    first = subprocess.Popen(command(out, max_steps, trials), **quiet)
+    first = subprocess.Popen(command(out, max_steps, trials, overrides), **quiet)
     others = []
     if workers > 1:
         while not (out / "study.db").is_file() and first.poll() is None:
@@ -80,13 +82,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every run")
     options = parser.parse_args()
     times: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as folder:
         for round_number in range(1, options.rounds + 1):
             for workers in (1, 2):
                 before = os.getloadavg()[0]
-                seconds = study(workers, Path(folder), options.max_steps, options.trials)
+                seconds = study(workers, Path(folder), options.max_steps, options.trials, options.overrides)
                 times[workers].append(seconds)
                 print(
                     f"round {round_number}, {workers} worker(s): {seconds:.1f} s "
