@@ -42,7 +42,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path, optimiz
     assert killed_at < 36, "the kill must come before the end of training (36 steps)"
 
     subprocess.run([*RUN, str(killed_dir), "--resume", *chosen], check=True)
-    straight = run_tiny_training("advanced", tmp_path / "straight", num_epochs=3, checkpoint_interval=5, **components)
+    straight = run_tiny_training(
+        "advanced", tmp_path / "straight", num_epochs=3, checkpoint_interval=5, **components
+    )
 
     resumed = safetensors.torch.load_file(str(killed_dir / "checkpoints" / "step-00000036" / "model.safetensors"))
     assert straight.progress.step == 36

@@ -166,7 +166,9 @@ class StopAt:
 
 
 def test_a_run_stopped_right_after_a_complete_evaluation_records_it_once(tmp_path):
-    trainer = build_tiny_trainer("simple", output_dir=tmp_path, max_steps=20, eval_interval=2, callbacks=[StopAt(4)])
+    trainer = build_tiny_trainer(
+        "simple", output_dir=tmp_path, max_steps=20, eval_interval=2, callbacks=[StopAt(4)]
+    )
     stats = trainer.train()
     val = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "val_loss" in r]
     assert [r["step"] for r in val] == [2, 4]

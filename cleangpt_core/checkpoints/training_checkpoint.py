@@ -123,7 +123,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         else:
             return model
 
-
 def write_model(model: nn.Module, directory: Path) -> None:
     """Write a model directory: our architectures through `save_model` (config.json and weights), any other
     module as weights only (tied tensors stored once either way)."""

@@ -105,3 +105,4 @@ def _read_entry(data_path: Path, meta_path: Path) -> np.ndarray | None:
     if meta.get("format") != CACHE_FORMAT or data_path.stat().st_size != length * dtype.itemsize or length == 0:
         return None
     return np.memmap(data_path, dtype=dtype, mode="r", shape=(length,))
+

@@ -297,3 +297,4 @@ class BaseTrainer(ABC):
         if self._rng_to_restore is not None:
             restore_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
+

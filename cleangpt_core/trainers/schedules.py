@@ -81,7 +81,9 @@ def _check_warmup(name: str, warmup_steps: int, room: int) -> None:
         )
 
 
-def constant_schedule(optimizer: torch.optim.Optimizer, *, total_steps: int | None, warmup_steps: int = 0) -> LambdaLR:
+def constant_schedule(
+    optimizer: torch.optim.Optimizer, *, total_steps: int | None, warmup_steps: int = 0
+) -> LambdaLR:
     """The peak learning rate throughout, after an optional linear warmup."""
     return LambdaLR(optimizer, Warmup(warmup_steps))
 
