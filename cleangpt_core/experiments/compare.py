@@ -219,12 +219,6 @@ def check_target_loss(target_loss: float | None) -> None:
         raise ConfigError(f"--target-loss must be a positive validation loss, got {target_loss}")
 
 
-def _seed_overrides(seed: int, trainer_options: dict[str, Any]) -> list[str]:
-    """What gives a run the seed `seed`: the experiment's (initialisation, dropout) and, where the trainer has
-    one, the trainer's (the data order), so that runs with other seeds differ in both."""
-    return [f"seed={seed}", *([f"trainer.seed={seed}"] if "seed" in trainer_options else [])]
-
-
 def build_plan(
     out_dir: Path,
     *,
@@ -277,7 +271,7 @@ def build_plan(
     for label, (config_file, contender_overrides) in zip(_labels(names), specs, strict=True):
         config = load_experiment_config(config_file, contender_overrides)
         if seed is not None:
-            seeding = _seed_overrides(seed, config.trainer.options)
+            seeding = [f"seed={seed}"]
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
         firsts[label] = config
     _check_same_setting(firsts)
@@ -300,7 +294,7 @@ def build_plan(
         check_schedule(first.schedule.name, first.schedule.options, steps[label])
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
-            seeding = _seed_overrides(run_seed, first.trainer.options) if seed is not None or seeds > 1 else []
+            seeding = [f"seed={run_seed}"] if seed is not None or seeds > 1 else []
             directory = label if seeds == 1 else f"{label}/seed-{run_seed}"
             run = PlannedRun(
                 label,
