@@ -291,12 +291,6 @@ def check_target_loss(target_loss: float | None) -> None:
         raise ConfigError(f"--target-loss must be a positive validation loss, got {target_loss}")
 
 
-def seed_overrides(seed: int, trainer_options: dict[str, Any]) -> list[str]:
-    """What gives a run the seed `seed`: the experiment's (initialisation, dropout) and, where the trainer has
-    one, the trainer's (the data order), so that runs with other seeds differ in both."""
-    return [f"seed={seed}", *([f"trainer.seed={seed}"] if "seed" in trainer_options else [])]
-
-
 def build_plan(
     out_dir: Path,
     *,
@@ -353,7 +347,7 @@ def build_plan(
     for label, (config_file, contender_overrides) in zip(labels, specs, strict=True):
         config = _load_contender(label, config_file, contender_overrides)
         if seed is not None:
-            seeding = seed_overrides(seed, config.trainer.options)
+            seeding = [f"seed={seed}"]
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
         firsts[label] = config
     _check_same_setting(firsts)
@@ -376,7 +370,7 @@ def build_plan(
         check_schedule(first.schedule.name, first.schedule.options, steps[label])
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
-            seeding = seed_overrides(run_seed, first.trainer.options) if seed is not None or seeds > 1 else []
+            seeding = [f"seed={run_seed}"] if seed is not None or seeds > 1 else []
             directory = label if seeds == 1 else f"{label}/seed-{run_seed}"
             run = PlannedRun(
                 label,

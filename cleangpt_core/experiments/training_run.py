@@ -45,9 +45,10 @@ from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.serialization import check_tokenizer_fits, load_trained_model
-from cleangpt_core.registry import load_component
+from cleangpt_core.registry import get_component, load_component
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
 from cleangpt_core.trainers.base_trainer import BaseTrainer
+from cleangpt_core.trainers.batches import resumable_loader
 from cleangpt_core.trainers.evaluation import evaluate_model
 from cleangpt_core.trainers.factory import get_trainer
 from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
@@ -183,6 +184,14 @@ def build_model_config(config: ExperimentConfig, vocab_size: int) -> ExperimentC
     return config.model_copy(update={"model": gpt_config})
 
 
+def run_level_trainer_options(config: ExperimentConfig) -> dict[str, Any]:
+    """The trainer options a run sets for all its parts: its directory, and its seed (the data order) where the
+    trainer's schema has one."""
+    schema = get_component("trainer", config.trainer.name).config_schema
+    seeded = schema is None or "seed" in schema.model_fields
+    return {"output_dir": config.output.dir, **({"seed": config.seed} if seeded else {})}
+
+
 def prepare_run(
     config: ExperimentConfig, *, tokenizer: BaseTokenizer | None = None, callbacks: Iterable[object] = ()
 ) -> PreparedRun:
@@ -191,9 +200,6 @@ def prepare_run(
     model.vocab_size becomes the tokenizer's unless the config sets it on purpose (e.g. rounded up to a
     multiple of 64 for speed; a resumed run's experiment.json always does).
     """
-    trainer_options = config.trainer.options
-    if trainer_options.get("output_dir") is not None:
-        raise ConfigError("set the run directory with output.dir, not trainer.output_dir")
     check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
     tokenizer = tokenizer or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
@@ -209,9 +215,7 @@ def prepare_run(
         if data.windows == "random"
         else TokenBlockDataset(train_tokens, block, final)
     )
-    train_loader = DataLoader(
-        train_windows, batch_size=data.batch_size, shuffle=True, drop_last=True, num_workers=data.num_workers
-    )
+    train_loader = resumable_loader(train_windows, data.batch_size, num_workers=data.num_workers)
     if len(train_loader) == 0:
         raise ConfigError(
             f"data.batch_size={data.batch_size} is larger than the {len(train_windows)} training windows; lower it"
@@ -230,7 +234,8 @@ def prepare_run(
         tokenizer=tokenizer,
         experiment=config,
         callbacks=list(callbacks),
-        **{**trainer_options, "output_dir": config.output.dir},
+        **config.trainer.options,
+        **run_level_trainer_options(config),
     )
     return PreparedRun(config, tokenizer, model, train_loader, val_loader, trainer)
 

@@ -47,7 +47,6 @@ from cleangpt_core.experiments.compare import (
     PlannedRun,
     read_result,
     run_is_finished,
-    seed_overrides,
     train_run,
 )
 from cleangpt_core.experiments.tuning_spec import TunedKey, TuningSpec
@@ -60,7 +59,7 @@ TUNING_PNG = "tuning.png"
 OPEN_ATTEMPTS = 3  # tries at opening the storage: two workers starting together may both create its tables
 BASIN = 0.01  # a setting is in the basin when its loss is within this of the best (nats per token)
 # keys a contender's tuning may not change: what every run of a comparison shares, or where it trains
-SHARED_KEYS = ("data.", "seed", "output.", "trainer.max_steps", "trainer.seed", "device")
+SHARED_KEYS = ("data.", "seed", "output.", "trainer.max_steps", "device")
 
 Echo = Callable[[str], None]
 
@@ -89,13 +88,12 @@ def tuning_seeds(plan: ComparisonPlan, label: str) -> list[int]:
 def trial_runs(plan: ComparisonPlan, out_dir: Path, label: str, slot: str, params: dict[str, Any]) -> list[PlannedRun]:
     """A trial's runs: the contender's first final run at the trial's setting, on each tuning seed."""
     first = next(run for run in plan.runs if run.label == label)
-    trainer_options = plan.configs[first.directory]["trainer"]
     runs = []
     for seed in tuning_seeds(plan, label):
         directory = f"{label}/{slot}/seed-{seed}"
         overrides = (
             *first.overrides,  # later overrides win: the seed, the folder and the setting replace the final run's
-            *seed_overrides(seed, trainer_options),
+            f"seed={seed}",
             f"output.dir={out_dir.resolve() / TUNING_DIR / directory}",
             *setting_overrides(params),
         )
