@@ -2,7 +2,8 @@
 
 `GPTConfig(model_type="SASP", use_v=True, ...)` is validated against the schema the SASP plugin registers,
 so an architecture's own fields are accepted, and a field no schema knows is an error naming the nearest
-valid one. Architectures subclass `ModelConfig` for their schema.
+valid one. Architectures subclass `ModelConfig` for their schema; the presets of the decoder subclass
+`DecoderConfig`, whose parts each have a section of their own (``attention: {name: causal, n_kv_head: 2}``).
 """
 
 from __future__ import annotations
