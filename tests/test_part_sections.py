@@ -6,6 +6,7 @@ handed the part classes resolved from the config."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -26,21 +27,29 @@ from cleangpt_core.model import (
     resolve_parts,
     save_model,
 )
+from cleangpt_core.registry import get_registry
 
 SHAPE = {"vocab_size": 31, "n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 16}
 
 # Two distributions, each with a part declaring an option `gain`, built as a plugin of API 1.1 builds it.
 GAINED_PART = """
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cleangpt_core.config import StrictModel
 from cleangpt_core.plugin_api import Component, hookimpl
 
 CLEANGPT_PLUGIN_API = "1.1"
+VALIDATED = []  # each value `gain` was validated with
 
 
 class GainOptions(StrictModel):
-    gain: float = Field({default}, description="scales the part's output")
+    gain: float = Field({default}, description="scales the part's output", validate_default=True)
+
+    @field_validator("gain")
+    @classmethod
+    def _count(cls, value):
+        VALIDATED.append(value)
+        return value
 
 
 @hookimpl
@@ -86,6 +95,15 @@ def gained_parts(install_plugin, tmp_path):
         plugin = install_plugin(distribution, source)
         code = textwrap.dedent(GAINED_IMPLEMENTATION).format(base=base, plugin=plugin, cls=cls)
         (tmp_path / "site-packages" / f"{implementation}.py").write_text(code)
+
+
+def test_a_parts_options_are_validated_once_for_the_model_built_with_them(gained_parts):
+    get_registry()  # imports the plugin modules, which record what their schema validates
+    counts = [module.VALIDATED for name, module in sys.modules.items() if name.startswith("cleangpt_test_plugin_")]
+    assert len(counts) == 2
+    model = get_model("Vanilla", **SHAPE, attention={"name": "gained_attention", "gain": 2.0}, feedforward="gained_mlp")
+    assert _gains(model) == (2.0, 0.5)
+    assert sorted(value for validated in counts for value in validated) == [0.5, 2.0]
 
 
 def _gains(model) -> tuple[float, float]:

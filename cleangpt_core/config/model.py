@@ -12,7 +12,16 @@ import warnings
 from types import SimpleNamespace
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, WithJsonSchema, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from cleangpt_core.config.base import StrictModel, format_validation_error, unknown_field_message
 from cleangpt_core.config.parts import PART_SECTION_JSON_SCHEMA, PartChoice
@@ -212,6 +221,8 @@ class GPTConfig(ModelConfig):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
+    _validated: bool = PrivateAttr(default=False)
+
     @model_validator(mode="before")
     @classmethod
     def _validate_for_architecture(cls, data: Any) -> Any:
@@ -226,9 +237,20 @@ class GPTConfig(ModelConfig):
             raise ValueError(f"invalid {model_type} config: {format_validation_error(error)}") from None
         return dict(validated)  # the values as validated: a part's section stays its `PartChoice`
 
+    @model_validator(mode="after")
+    def _remember_validation(self) -> GPTConfig:
+        self._validated = True  # (on assignment too: an assignment validates the whole config again)
+        return self
+
     def for_architecture(self) -> ModelConfig:
-        """This config as an instance of its architecture's own schema (typed fields, defaults filled)."""
+        """This config as an instance of its architecture's own schema (typed fields, defaults filled).
+
+        Its values are the ones that schema validated when this config was, so they are not validated again
+        (a config built without validation, `model_construct`, is validated here).
+        """
         schema, _ = architecture_schema(self.model_type)
+        if self._validated:
+            return schema.model_construct(**dict(self))
         return schema.model_validate(self.model_dump())
 
 
