@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from cleangpt_core.config import DecoderConfig, GPTConfig, ModelConfig, format_validation_error
-from cleangpt_core.config.parts import PartConfig
+from cleangpt_core.config.parts import PartChoice, PartConfig
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.plugin_api import PART_KINDS
 from cleangpt_core.registry import get_component, get_registry
@@ -55,12 +55,14 @@ def resolve_parts(config: ModelConfig) -> PartClasses:
     """The part classes `config` names, each bound to its validated options.
 
     A config that names no parts (an architecture of plugin API 1.0 that brings its own blocks) gets Vanilla's
-    default parts, which read any options from that config's own fields, as they always did.
+    default parts, and a part named by a bare string (a config made without validation, `model_construct`) has
+    no validated options: those parts read their options from the config's own fields, as they always did.
     """
-    if isinstance(config, DecoderConfig):
-        chosen = {kind: (getattr(config, kind).name, getattr(config, kind).options) for kind in PART_KINDS}
-    else:
-        chosen = {kind: (DecoderConfig.model_fields[kind].default, None) for kind in PART_KINDS}
+    named = config if isinstance(config, DecoderConfig) else DecoderConfig.model_construct()
+    chosen = {}
+    for kind in PART_KINDS:
+        choice = getattr(named, kind)
+        chosen[kind] = (choice.name, choice.options) if isinstance(choice, PartChoice) else (str(choice), None)
     return PartClasses(
         **{kind: BoundPart(get_component(kind, name).load(), options) for kind, (name, options) in chosen.items()}
     )

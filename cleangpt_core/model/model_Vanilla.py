@@ -21,7 +21,7 @@ class Block(PreNormBlock):
     """Vanilla's pre-LN block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
-        super().__init__(config, layer_index, resolve_parts(VanillaConfig()))
+        super().__init__(config, layer_index, resolve_parts(VanillaConfig.model_construct()))
 
 
 class VanillaTransformerModel(Decoder):
