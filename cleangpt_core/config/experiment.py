@@ -234,7 +234,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return `data` with each ``dotted.key=value`` override set (values parsed as YAML scalars)."""
+    """Return `data` with each ``dotted.key=value`` override set (values parsed as YAML scalars).
+
+    A section named by a string alone (``model: {attention: gqa}``) takes options as ``{name: gqa, ...}``
+    does: ``--set model.attention.n_kv_head=2`` sets one of them.
+    """
     result = _deep_copy(data)
     for override in overrides:
         key, separator, raw_value = override.partition("=")
@@ -248,6 +252,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = result
         for depth, part in enumerate(parents):
             child = node.setdefault(part, {})
+            if isinstance(child, str) and depth > 0:  # a component named by its name alone (`attention: gqa`)
+                child = node[part] = {"name": child}
             if not isinstance(child, dict):
                 path = ".".join(parents[: depth + 1])
                 raise ConfigError(f"override {override!r}: {path!r} is a value, not a section")
