@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from cleangpt_core.checkpoints.atomic_write import publish, remove_partials, write_bytes_atomic
+from cleangpt_core.checkpoints.run_dir import LOCK_FILE, LOCK_OWNER_FILE, folder_lock
 from cleangpt_core.data.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
 from cleangpt_core.data.prepared_data import (
     DOCUMENT_DTYPE,
@@ -94,11 +95,33 @@ def prepare_data(
         "dtype": tokenizer.corpus_dtype.name,
         "tokenizer_fingerprint": tokenizer.fingerprint(),
     }
+    _check_out(out, source)
+    total_bytes = source.total_bytes()  # also checks the local files exist and have the right suffixes
+    created = not out.exists()
+    refusal = "{folder} is being prepared by {owner}; wait for that prepare-data to finish, or choose another --out"
+    try:
+        with folder_lock(out, refusal):
+            return _prepare_locked(source, tokenizer, out, settings, total_bytes, num_proc, progress)
+    finally:
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE, LOCK_OWNER_FILE}:
+            (out / LOCK_FILE).unlink(missing_ok=True)  # nothing was prepared: leave no folder behind
+            with suppress(OSError):
+                out.rmdir()
+
+
+def _prepare_locked(
+    source: DocumentSource,
+    tokenizer: BaseTokenizer,
+    out: Path,
+    settings: dict[str, Any],
+    total_bytes: int | None,
+    num_proc: int | None,
+    progress: bool | None,
+) -> dict[str, Any]:
+    """`prepare_data` once this process holds the folder's lock: no other prepare writes or cleans it up."""
     done = _claim(out, settings)
     if done is not None:
         return done
-    total_bytes = source.total_bytes()  # also checks the local files exist and have the right suffixes
-    created = not out.exists()
     writer = _ShardWriter(out, settings, tokenizer)
     try:
         tokenizer.save_pretrained(out / TOKENIZER_DIR)
@@ -114,8 +137,23 @@ def prepare_data(
     except BaseException:
         writer.abandon()
         if writer.finished_shards == 0:
-            _remove_own_files(out, created)  # nothing was finished: leave the folder as it was
+            _remove_own_files(out)  # nothing was finished: leave the folder as it was
         raise
+
+
+def _check_out(out: Path, source: DocumentSource) -> None:
+    """Refuse, before anything is written, an --out that is a file or lies inside a local source folder (the
+    prepare would read its own files as documents)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; choose a folder")
+    if not source.is_local:
+        return
+    folder, target = Path(source.name).resolve(), out.resolve()
+    if folder.is_dir() and (target == folder or folder in target.parents):
+        raise DataError(
+            f"--out {out} lies inside the source folder {source.name}, so its own files would be read as "
+            "documents; choose an --out outside it"
+        )
 
 
 def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -138,17 +176,15 @@ def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
                 "with the same source, tokenizer and --shard-tokens to continue, or choose another --out"
             )
         return None
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if any(path.name not in (LOCK_FILE, LOCK_OWNER_FILE) for path in out.iterdir()):
         raise DataError(f"{out} exists and is not an empty folder or a prepared-data folder; choose another --out")
     return None
 
 
-def _remove_own_files(out: Path, created: bool) -> None:
+def _remove_own_files(out: Path) -> None:
     shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
     for name in (DOCUMENTS_FILE, STATE_FILE, shard_name(0) + ".tmp"):
         (out / name).unlink(missing_ok=True)
-    if created and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
 
 
 # --- tokenizing in worker processes ---------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""`prepare-data` and prepared folders under attack: concurrent prepares, dead workers, giant lines, foreign
+paths, damaged indexes. Each test is the regression test of one fault of issue 25."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cleangpt_core.cli.main import cli
+from cleangpt_core.data import document_sources
+from cleangpt_core.data.document_sources import DocumentSource
+from cleangpt_core.data.shard_writer import STATE_FILE, prepare_data
+from cleangpt_core.errors import DataError, RunLockedError
+from cleangpt_core.tokenizers import create_tokenizer
+from cleangpt_core.utils import tinyshakespeare_text
+
+FIXTURE = Path(__file__).parent / "fixtures" / "gpt2"
+LINES = tinyshakespeare_text().splitlines()
+
+
+def gpt2():
+    return create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
+
+
+def write_jsonl(path: Path, count: int, lines: int = 8) -> Path:
+    documents = ["\n".join(LINES[i * lines : (i + 1) * lines]) for i in range(count)]
+    path.write_text("".join(json.dumps({"text": document}) + "\n" for document in documents))
+    return path
+
+
+def all_files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLEANGPT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# --- 1: one prepare at a time ---------------------------------------------------------------------------------
+
+# A first prepare that stops, mid-way, after its first unit (as a slow tokenizer would) and waits there.
+FIRST_PREPARE = textwrap.dedent(
+    """
+    import sys, time
+    from cleangpt_core.data import document_sources, shard_writer
+    from cleangpt_core.data.document_sources import DocumentSource
+    from cleangpt_core.tokenizers import create_tokenizer
+
+    document_sources.UNIT_BYTES = 4096
+    tokenized = shard_writer._tokenized_units
+
+    def slow(*args):
+        for number, item in enumerate(tokenized(*args)):
+            if number == 1:
+                print("working", flush=True)
+                time.sleep(120)
+            yield item
+
+    shard_writer._tokenized_units = slow
+    tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=sys.argv[3])
+    shard_writer.prepare_data(DocumentSource.from_argument(sys.argv[1]), tokenizer, sys.argv[2], num_proc=1)
+    """
+)
+
+
+def test_a_second_prepare_into_a_folder_being_prepared_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 200)
+    out = tmp_path / "prepared"
+    first = subprocess.Popen(
+        [sys.executable, "-c", FIRST_PREPARE, str(corpus), str(out), str(FIXTURE)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline().strip() == "working"
+        before = all_files(out)
+        assert {"tokenizer/tokenizer.json", "documents.bin", STATE_FILE} <= set(before)
+        with pytest.raises(RunLockedError, match=f"{out} is being prepared by process {first.pid} on "):
+            prepare_data(DocumentSource.from_argument(corpus), gpt2(), out, num_proc=1)  # the same command
+        assert all_files(out) == before
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_failed_prepare_into_a_new_folder_leaves_no_folder_and_no_lock(tmp_path):
+    (tmp_path / "blank.txt").write_text("   \n")
+    out = tmp_path / "prepared"
+    with pytest.raises(DataError, match="holds no text"):
+        prepare_data(DocumentSource.from_argument(tmp_path / "blank.txt"), gpt2(), out, num_proc=1)
+    assert not out.exists()
+
+
+# --- 10: --out inside the source ------------------------------------------------------------------------------
+
+
+def test_an_out_folder_inside_the_source_folder_is_refused_before_anything_is_written(tmp_path):
+    source = tmp_path / "corpus"
+    source.mkdir()
+    write_jsonl(source / "a.jsonl", 20)
+    result = CliRunner().invoke(
+        cli,
+        ["prepare-data", str(source), "--tokenizer", "gpt2", "-o", f"pretrained_model_name_or_path={FIXTURE}",
+         "--out", str(source / "prepared"), "--num-proc", "1"],
+    )
+    assert result.exit_code != 0
+    assert "lies inside the source folder" in result.output
+    assert sorted(p.name for p in source.iterdir()) == ["a.jsonl"]
