@@ -112,3 +112,45 @@ def test_an_out_folder_inside_the_source_folder_is_refused_before_anything_is_wr
     assert result.exit_code != 0
     assert "lies inside the source folder" in result.output
     assert sorted(p.name for p in source.iterdir()) == ["a.jsonl"]
+
+
+# --- 2: a dead worker ------------------------------------------------------------------------------------------
+
+# prepare-data where the worker that takes the third unit is killed, as the out-of-memory killer would
+KILLED_WORKER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from cleangpt_core.cli.main import main
+    from cleangpt_core.data import document_sources, shard_writer
+
+    document_sources.UNIT_BYTES = 4096
+    tokenize, parent = shard_writer._tokenize_unit, os.getpid()
+
+    def dies_on_the_third_unit(unit):
+        if os.getpid() != parent and unit.start >= 2 * 4096:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return tokenize(unit)
+
+    shard_writer._tokenize_unit = dies_on_the_third_unit
+    sys.argv = ["cleangpt", "prepare-data", *sys.argv[1:]]
+    main()
+    """
+)
+
+
+def test_a_worker_killed_midway_fails_the_prepare_in_one_line_and_a_rerun_completes(tmp_path, monkeypatch):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 300)
+    args = [str(corpus), "--tokenizer", "gpt2", "-o", f"pretrained_model_name_or_path={FIXTURE}", "--num-proc", "2",
+            "--shard-tokens", "3000"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WORKER, *args, "--out", str(tmp_path / "prepared")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert killed.returncode == 1
+    assert killed.stderr.count("\n") == 1 and "a tokenizer worker process died" in killed.stderr
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    rerun = CliRunner().invoke(cli, ["prepare-data", *args, "--out", str(tmp_path / "prepared")])
+    assert rerun.exit_code == 0, rerun.output
+    fresh = CliRunner().invoke(cli, ["prepare-data", *args, "--out", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 0, fresh.output
+    assert all_files(tmp_path / "prepared") == all_files(tmp_path / "fresh")

@@ -27,6 +27,8 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,16 +300,34 @@ def _tokenized_units(
     slots = _Slots(2 * num_proc)  # at most two units per worker in flight
     # forked workers inherit the tokenizer and the shared slots (fork passes them without pickling)
     initargs = (tokenizer, source.text_field, slots.memory) if forked else (str(saved), source.text_field)
-    with context.Pool(num_proc, initializer=_init_worker, initargs=initargs) as pool:
-        pending: deque[tuple[int, WorkUnit, Any]] = deque()
+    # An executor, not multiprocessing.Pool: a worker that dies (the OOM killer, a kill -9) breaks it, and every
+    # waiting result raises, where Pool would replace the worker and wait forever for the unit it lost.
+    pool = ProcessPoolExecutor(num_proc, mp_context=context, initializer=_init_worker, initargs=initargs)
+    try:
+        pending: deque[tuple[int, WorkUnit, Future[WorkerResult]]] = deque()
         for number, unit in enumerate(units):
-            pending.append((number, unit, pool.apply_async(_tokenize_in_slot, (unit, slots.slot(number)))))
+            pending.append((number, unit, pool.submit(_tokenize_in_slot, unit, slots.slot(number))))
             if len(pending) >= slots.count:
-                done, unit_done, result = pending.popleft()
-                yield unit_done, slots.take(result.get(), done, tokenizer.corpus_dtype)
+                yield _finished(pending.popleft(), slots, tokenizer.corpus_dtype)
         while pending:
-            done, unit_done, result = pending.popleft()
-            yield unit_done, slots.take(result.get(), done, tokenizer.corpus_dtype)
+            yield _finished(pending.popleft(), slots, tokenizer.corpus_dtype)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the units being tokenized finish; the rest are dropped
+
+
+def _finished(
+    submitted: tuple[int, WorkUnit, Future[WorkerResult]], slots: _Slots, dtype: np.dtype
+) -> tuple[WorkUnit, UnitResult]:
+    """A unit and its result, once its worker is done; a worker that died is one line, and the prepare resumes."""
+    number, unit, future = submitted
+    try:
+        return unit, slots.take(future.result(), number, dtype)
+    except BrokenProcessPool:
+        raise DataError(
+            f"a tokenizer worker process died while preparing {unit.origin} (killed, perhaps by the out-of-memory "
+            "killer); the finished shards are kept: run the same command again (with fewer --num-proc if memory "
+            "is short) to continue"
+        ) from None
 
 
 def _usable_cores() -> int:
