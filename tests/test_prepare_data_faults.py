@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,57 @@ def test_a_worker_killed_midway_fails_the_prepare_in_one_line_and_a_rerun_comple
     fresh = CliRunner().invoke(cli, ["prepare-data", *args, "--out", str(tmp_path / "fresh")])
     assert fresh.exit_code == 0, fresh.output
     assert all_files(tmp_path / "prepared") == all_files(tmp_path / "fresh")
+
+
+# --- 3: units bounded whatever the line ------------------------------------------------------------------------
+
+
+def test_text_without_spaces_is_cut_into_bounded_units_on_character_boundaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    path = tmp_path / "spaceless.txt"
+    path.write_text("é€ab" * 6000, encoding="utf-8")  # 54 KB, no space: once a single unit
+    units = list(DocumentSource.from_argument(path).units())
+    assert max(unit.size for unit in units) <= 4 * 4096
+    assert sum(unit.size for unit in units) == path.stat().st_size
+    for unit in units:
+        document_sources.unit_bytes(unit).decode("utf-8")  # no cut inside a character
+    with pytest.warns(RuntimeWarning, match="no space for over"):
+        index = prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "prepared", num_proc=1)
+    assert index["documents"] == 1
+
+
+def test_a_jsonl_record_longer_than_the_unit_limit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "word " * 5000}) + "\n")
+    with pytest.raises(DataError, match=r"corpus.jsonl: the line running through bytes 4,096 to 16,384 is longer"):
+        prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "prepared", num_proc=1)
+    assert not (tmp_path / "prepared").exists()
+
+
+# --- 12: a cut that changes the ids is said --------------------------------------------------------------------
+
+
+def _bpe_across_spaces(folder: Path) -> Path:
+    """A tokenizer.json whose BPE merges run across spaces (no pre-tokenizer), as SentencePiece's may."""
+    from tokenizers import Tokenizer, models, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.train_from_iterator([tinyshakespeare_text()[:20000]], trainers.BpeTrainer(vocab_size=300))
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_a_long_text_cut_for_a_tokenizer_whose_ids_change_at_a_cut_is_warned_about(tmp_path, monkeypatch):
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    from cleangpt_core.cli.tokenizer_option import tokenizer_from_argument
+
+    path = tmp_path / "long.txt"
+    path.write_text(tinyshakespeare_text()[:20000], encoding="utf-8")
+    across = tokenizer_from_argument(str(_bpe_across_spaces(tmp_path / "bpe")), ())
+    with pytest.warns(RuntimeWarning, match="gives pieces of a text other ids than the whole text"):
+        prepare_data(DocumentSource.from_argument(path), across, tmp_path / "across", num_proc=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # GPT-2 tokenizes the pieces as the whole: no warning
+        prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "gpt2", num_proc=1)

@@ -25,6 +25,7 @@ import mmap
 import multiprocessing
 import os
 import shutil
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -128,8 +129,10 @@ def _prepare_locked(
     try:
         tokenizer.save_pretrained(out / TOKENIZER_DIR)
         workers = num_proc or _usable_cores()
+        warn = _CutWarnings(tokenizer)
         with TokenizationProgress(f"preparing {out.name}", total_bytes, progress) as bar:
             for unit, result in _tokenized_units(source, tokenizer, out / TOKENIZER_DIR, writer.resume_at, workers):
+                warn.check(unit)
                 before = writer.position
                 documents = writer.add(unit, result)
                 bar.update(unit.size, documents, writer.position - before)
@@ -141,6 +144,46 @@ def _prepare_locked(
         if writer.finished_shards == 0:
             _remove_own_files(out)  # nothing was finished: leave the folder as it was
         raise
+
+
+# Text cut where a GPT-2-style pre-tokenizer never joins two pieces; a tokenizer that gives these pieces other
+# ids than the whole (merges across spaces, a "▁" prepended to every text) tokenizes a cut document differently.
+_CUT_PROBE = ("First Citizen:\nBefore we proceed any", " further, hear me", " speak.\n\nAll:\nSpeak,", " speak.")
+
+
+class _CutWarnings:
+    """Warns, once each, when a document is cut into units in a way that may change its token ids."""
+
+    def __init__(self, tokenizer: BaseTokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.cut_warned = self.forced_warned = False
+
+    def check(self, unit: WorkUnit) -> None:
+        if unit.continues and not self.cut_warned:
+            self.cut_warned = True
+            try:
+                pieces = np.concatenate(self.tokenizer.encode_corpus_batch(list(_CUT_PROBE)))
+                exact = np.array_equal(pieces, self.tokenizer.encode_corpus("".join(_CUT_PROBE)))
+            except TokenizerError:  # a character vocabulary without the probe's letters: it cuts exactly anyway
+                exact = True
+            if not exact:
+                warnings.warn(
+                    f"{unit.origin} is one document longer than a work unit, and this tokenizer gives pieces of a text "
+                    "other ids than the whole text (it merges across spaces or marks the start of a text), so the "
+                    "ids at each cut differ from tokenizing the file whole; split such a file into documents "
+                    "(JSON Lines) to avoid it",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        if unit.forced and not self.forced_warned:
+            self.forced_warned = True
+            warnings.warn(
+                f"{unit.origin} has a stretch of text with no space for over {unit.size:,} bytes (from byte "
+                f"{unit.start:,}); it was cut at a character boundary to bound memory, where the ids may differ "
+                "from tokenizing the stretch whole",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def _check_out(out: Path, source: DocumentSource) -> None:
