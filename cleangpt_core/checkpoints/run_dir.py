@@ -13,6 +13,7 @@
       latest                         "checkpoints/step-00000500": the newest complete checkpoint
       best                           {"checkpoint": ..., "step": ..., "val_loss": ...}: the lowest validation loss
       metrics.jsonl, loss_curve.png  the history of the run
+      data.json                      the fingerprint of the prepared data the run trains on, checked on resume
       sample.txt                     text generated from the final checkpoint
       averaged/                      a model directory: the mean of the last checkpoints, when asked for
       .lock, .lock.owner             held by the process training into the run, and who that is
@@ -45,6 +46,7 @@ METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 SAMPLE_FILE = "sample.txt"
 AVERAGED_DIR = "averaged"
+DATA_FILE = "data.json"
 TRACKERS_FILE = "trackers.json"  # the tracker runs a resumed run continues (cleangpt_core.experiments.trackers)
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"  # W&B's own name for the folder it makes under the directory it is given
@@ -105,6 +107,10 @@ class RunDirectory:
     @property
     def averaged(self) -> Path:
         return self.root / AVERAGED_DIR
+
+    @property
+    def data_record(self) -> Path:
+        return self.root / DATA_FILE
 
     @property
     def trackers_state(self) -> Path:
@@ -195,7 +201,7 @@ class RunDirectory:
         for folder in (self.checkpoints_dir, self.tensorboard_dir, self.root / WANDB_DIR):
             shutil.rmtree(folder, ignore_errors=True)
         files = (self.root / LATEST_FILE, self.root / BEST_FILE, self.metrics, self.loss_curve, self.sample)
-        for path in (*files, self.trackers_state):
+        for path in (*files, self.trackers_state, self.data_record):
             path.unlink(missing_ok=True)
 
     def remove_partials(self) -> list[Path]:

@@ -47,6 +47,13 @@ def is_prepared_dir(path: str | Path) -> bool:
     return path.is_dir() and (path / INDEX_FILE).is_file()
 
 
+def data_fingerprint(dataset: Any) -> str | None:
+    """The fingerprint of a prepared-data directory's corpus and tokenizer (None for any other dataset)."""
+    if not isinstance(dataset, str | Path) or not is_prepared_dir(dataset):
+        return None
+    return str(read_index(Path(dataset).expanduser())["fingerprint"]["combined"])
+
+
 def held_out_documents(count: int, val_fraction: float) -> int:
     """How many documents at the tail of a corpus of `count` documents are its validation split."""
     return max(1, round(count * val_fraction))
