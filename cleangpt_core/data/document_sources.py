@@ -147,6 +147,8 @@ def _jsonl_texts(data: bytes, path: str, start: int, text_field: str) -> list[st
                 record = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise DataError(f"{location}: not valid JSON ({error})") from None
+            except RecursionError:
+                raise DataError(f"{location}: the record nests too deeply to read; flatten it") from None
             text = record_text(record, text_field, location)
         texts.append(text)
     return texts
@@ -336,6 +338,8 @@ def _json_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
         records = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: not valid JSON ({error}); large corpora belong in .jsonl files") from None
+    except RecursionError:
+        raise DataError(f"{path}: the JSON nests too deeply to read; flatten it") from None
     if not isinstance(records, list):
         records = [records]
     yield from _batched_texts(
