@@ -67,3 +67,93 @@ def test_resuming_on_prepared_data_prepared_again_from_another_corpus_is_refused
     prepare(tmp_path, prepared, first_line=400)  # another corpus, the same folder and tokenizer
     resumed = CliRunner().invoke(cli, ["train", "--resume", str(run), "--set", "trainer.max_steps=4"])
     assert "is not the data this run started on" in one_line_error(resumed)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    return prepare(tmp_path, tmp_path / "prepared")
+
+
+def edit_index(prepared: Path, edit) -> None:
+    index = json.loads((prepared / "index.json").read_text())
+    edit(index)
+    (prepared / "index.json").write_text(json.dumps(index))
+
+
+# --- 8: paths from data stay inside their folder ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ABSOLUTE", "../outside.bin", "sub/../../outside.bin", "LINK"])
+def test_a_shard_file_named_outside_the_folder_is_refused(prepared, tmp_path, name):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes((prepared / "shard_000000.bin").read_bytes())
+    if name == "LINK":
+        (prepared / "link.bin").symlink_to(outside)
+        name = "link.bin"
+    name = str(outside) if name == "ABSOLUTE" else name
+    edit_index(prepared, lambda index: index["shards"][0].update(file=name))
+    with pytest.raises(DataError, match="which is not a file of"):
+        PreparedCorpus(prepared)
+
+
+# --- 9: a damaged index, state or shard is named ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda index: index.pop("shards"), "'shards' must be a list"),
+        (lambda index: index.update(tokens="abc"), "'tokens' is 'abc', not a count"),
+        (lambda index: index.update(dtype="float64"), "dtype 'float64' is not uint16 or uint32"),
+        (lambda index: index["shards"][0].update(tokens=-1), "'shards' must be a list"),
+        (lambda index: index.pop("tokenizer"), "'tokenizer' must hold"),
+        (lambda index: index.update(eos=None), "'eos' must hold"),
+    ],
+)
+def test_a_damaged_index_is_named_before_training(prepared, tmp_path, edit, problem):
+    edit_index(prepared, edit)
+    with pytest.raises(DataError, match=f"index.json is damaged \\({problem}"):
+        PreparedCorpus(prepared)
+    result = CliRunner().invoke(cli, ["train", *train_sets(prepared, tmp_path / "run")])
+    assert "is damaged" in one_line_error(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_index_whose_vocabulary_differs_from_its_tokenizers_is_refused(prepared):
+    edit_index(prepared, lambda index: index["tokenizer"].update(vocab_size=1000))
+    tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
+    with pytest.raises(DataError, match="says 1,000 ids stored as uint16, but its tokenizer has 50,257 ids"):
+        PreparedCorpus(prepared).check_tokenizer(tokenizer)
+
+
+def test_ids_beyond_the_vocabulary_in_a_shard_are_named_not_an_index_error(prepared):
+    shard = prepared / "shard_000001.bin"
+    tokens = np.fromfile(shard, dtype=np.uint16)
+    tokens[10] = 60_000  # beyond GPT-2's 50,257 ids
+    tokens.tofile(shard)
+    stream = PreparedCorpus(prepared).tokens()
+    stream[:900]  # shard 0 alone is fine
+    with pytest.raises(DataError, match=r"shard .*shard_000001.bin holds id 60000, beyond the vocabulary of 50,257"):
+        stream[990:1020]
+
+
+def test_a_damaged_prepare_state_is_named(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"text": "hello"}) + "\n")
+    tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
+    damages = ('{not json', '{"settings": {}}', '{"settings": {}, "finished_shards": 0, "boundary": {"unit": "x"}}')
+    for damage in damages:
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        (out / "prepare-state.json").write_text(damage)
+        with pytest.raises(DataError, match="prepare-state.json is damaged"):
+            prepare_data(DocumentSource.from_argument(corpus), tokenizer, out, num_proc=1)
+        assert (out / "prepare-state.json").read_text() == damage
+
+
+def test_a_record_nested_too_deeply_is_named(tmp_path):
+    corpus = tmp_path / "deep.jsonl"
+    corpus.write_text('{"text": "fine"}\n{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
+    with pytest.raises(DataError, match="deep.jsonl line 2: the record nests too deeply"):
+        prepare_data(DocumentSource.from_argument(corpus), tokenizer, tmp_path / "out", num_proc=1)

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from cleangpt_core.checkpoints.atomic_write import publish, remove_partials, write_bytes_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import LOCK_FILE, LOCK_OWNER_FILE, folder_lock
 from cleangpt_core.data.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
 from cleangpt_core.data.prepared_data import (
@@ -211,9 +212,8 @@ def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
             f"{out} already holds data prepared from {index['settings']['source']!r} with other settings; "
             "choose another --out, or delete the folder to prepare it again"
         )
-    state_path = out / STATE_FILE
-    if state_path.is_file():
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+    state = _read_state(out)
+    if state is not None:
         if state["settings"] != settings:
             changed = sorted(k for k in settings if settings[k] != state["settings"].get(k))
             raise DataError(
@@ -545,5 +545,22 @@ class _ShardWriter:
 
 
 def _read_state(out: Path) -> dict[str, Any] | None:
+    """The resume state of an interrupted prepare (None when there is none), checked field by field."""
     path = out / STATE_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    state = read_json(path, DataError, f"delete {out} and prepare the data again")
+    try:
+        Boundary(**state["boundary"])
+        valid = (
+            isinstance(state["settings"], dict)
+            and isinstance(state["finished_shards"], int)
+            and state["finished_shards"] >= 0
+            and all(isinstance(state["boundary"][key], int) for key in ("unit", "tokens", "documents"))
+            and isinstance(state["boundary"]["chain"], str)
+        )
+    except (TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise DataError(f"{path} is damaged (not the state of an interrupted prepare); delete {out} and prepare again")
+    return state
