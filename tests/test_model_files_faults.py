@@ -117,3 +117,34 @@ def test_a_malformed_safetensors_index_is_one_line(hf_folder, tmp_path, index):
     result = CliRunner().invoke(cli, ["import", str(hf_folder), str(tmp_path / "imported")])
     assert result.exit_code == 1 and "unexpected" not in result.output
     assert "model.safetensors.index.json" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# --- 9: folder paths without a name; 12: a saved cleanGPT config that contradicts the folder ----------------------
+
+
+def test_import_and_export_into_the_current_directory_work_or_are_named(hf_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(hf_folder)
+    result = CliRunner().invoke(cli, ["import", "."])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "hf-cleangpt" / "model.safetensors").is_file()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    monkeypatch.chdir(busy)
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "hf-cleangpt"), "."])
+    assert result.exit_code == 1 and "already exists and is not empty" in result.output
+    assert "empty name" not in result.output
+
+
+def test_a_saved_cleangpt_config_that_contradicts_the_folder_is_refused(hf_folder, tmp_path):
+    from cleangpt_core.config import GPTConfig
+
+    saved = GPTConfig(model_type="Vanilla", **SHAPE).model_dump(mode="json")
+    set_config(hf_folder, cleangpt_config={**saved, "logit_softcap": 30.0})
+    with pytest.raises(HFConversionError, match="cleangpt_config does not describe a Vanilla: .*logit_softcap"):
+        import_hf(hf_folder, tmp_path / "a")
+    set_config(hf_folder, cleangpt_config={**saved, "n_layer": 3})
+    with pytest.raises(HFConversionError, match=r"contradicts the folder's own fields \(n_layer: 2 vs 3"):
+        import_hf(hf_folder, tmp_path / "b")
+    set_config(hf_folder, cleangpt_config=saved)
+    import_hf(hf_folder, tmp_path / "c")  # the exported one imports
