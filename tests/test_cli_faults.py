@@ -39,3 +39,20 @@ def test_lm_eval_output_is_checked_before_the_evaluation(tmp_path, monkeypatch):
         result = CliRunner().invoke(cli, ["lm-eval", str(tmp_path), "--tasks", "x", "--output", str(output)])
         assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
         assert f"--output {str(output)!r}" in one_line(result)
+
+
+# --- 7: compare's plan is bounded ---------------------------------------------------------------------------------
+
+
+def test_compare_refuses_more_seeds_than_a_plan_can_hold_at_once(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    arguments = ["compare", "--model", "Vanilla", "--seeds", "10000000", "--out", str(tmp_path / "c")]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: --seeds must be from 1 to 1,000 (runs per contender), got 10,000,000; a plan is built and saved whole "
+        "before the first run, so split a larger study into several comparisons"
+    ]
+    assert time.perf_counter() - start < 30 and not (tmp_path / "c").exists()

@@ -157,3 +157,20 @@ def test_a_record_nested_too_deeply_is_named(tmp_path):
     tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
     with pytest.raises(DataError, match="deep.jsonl line 2: the record nests too deeply"):
         prepare_data(DocumentSource.from_argument(corpus), tokenizer, tmp_path / "out", num_proc=1)
+
+
+# --- 12: blank documents split alike on both paths ------------------------------------------------------------------
+
+
+def test_blank_documents_are_held_out_alike_by_the_in_memory_and_the_prepared_path(tmp_path):
+    from cleangpt_core.data.loading import load_corpus_tokens
+
+    documents = ["\n".join(LINES[i * 8 : (i + 1) * 8]) for i in range(8)] + ["", "   \n"]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": document}) + "\n" for document in documents))
+    tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(FIXTURE))
+    prepare_data(DocumentSource.from_argument(corpus), tokenizer, tmp_path / "prepared", num_proc=1)
+    for split in ("train", "validation"):
+        in_memory = load_corpus_tokens(corpus, tokenizer, split, use_cache=False)
+        prepared = load_corpus_tokens(tmp_path / "prepared", tokenizer, split)
+        assert np.array_equal(np.asarray(in_memory), np.asarray(prepared)), split
