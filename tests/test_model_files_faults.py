@@ -148,3 +148,28 @@ def test_a_saved_cleangpt_config_that_contradicts_the_folder_is_refused(hf_folde
         import_hf(hf_folder, tmp_path / "b")
     set_config(hf_folder, cleangpt_config=saved)
     import_hf(hf_folder, tmp_path / "c")  # the exported one imports
+
+
+def test_of_two_exports_racing_into_one_folder_only_one_reports_success(hf_folder, tmp_path):
+    import subprocess
+    import sys
+
+    checkpoint = import_hf(hf_folder, tmp_path / "checkpoint")
+    command = [sys.executable, "-m", "cleangpt_core", "export", str(checkpoint), str(tmp_path / "out")]
+    racing = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(process.wait(timeout=300), process.stderr.read()) for process in racing]
+    assert sorted(code for code, _ in outcomes) == [0, 1], outcomes
+    assert any("choose a new folder" in error for _, error in outcomes)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_a_folder_written_without_replacing_refuses_a_folder_that_filled_meanwhile(tmp_path):
+    from cleangpt_core.checkpoints.atomic_write import atomic_target
+
+    target = tmp_path / "target"
+    with pytest.raises(FileExistsError), atomic_target(target, directory=True, replace=False) as folder:
+        (folder / "mine.txt").write_text("mine")
+        target.mkdir()
+        (target / "theirs.txt").write_text("theirs")  # another writer finished first
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["target"]  # nothing half-written left beside it

@@ -152,6 +152,12 @@ def _check_free(destination: Path) -> None:
 def _write_folder(destination: Path, write: Any) -> Path:
     """Run `write(folder)` on a hidden sibling folder, then move it into place as `destination`."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(destination, directory=True) as folder:
-        write(folder)
+    try:
+        with atomic_target(destination, directory=True, replace=False) as folder:
+            write(folder)
+    except FileExistsError:  # another export or import finished into it meanwhile: that one is kept
+        raise HFConversionError(
+            f"{str(destination)!r} was filled by another process while this one wrote; it is kept as that one "
+            "left it: choose a new folder"
+        ) from None
     return destination
