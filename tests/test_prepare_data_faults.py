@@ -209,3 +209,33 @@ def test_a_long_text_cut_for_a_tokenizer_whose_ids_change_at_a_cut_is_warned_abo
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # GPT-2 tokenizes the pieces as the whole: no warning
         prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "gpt2", num_proc=1)
+
+
+# --- 9: a full disk while the Rust tokenizer writer saves ----------------------------------------------------------
+
+FULL_DISK_CLI = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from cleangpt_core.cli.main import main
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write then fails with EFBIG, as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    sys.argv = ["cleangpt", "prepare-data", *sys.argv[1:]]
+    main()
+    """
+)
+
+
+def test_a_full_disk_while_the_rust_tokenizer_writer_saves_is_one_line(tmp_path):
+    folder = _bpe_across_spaces(tmp_path / "bpe")
+    assert (folder / "tokenizer.json").stat().st_size > 4096  # the file that meets the limit
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 20)
+    failed = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CLI, str(corpus), "--tokenizer", str(folder), "--out", str(tmp_path / "out"),
+         "--num-proc", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert failed.returncode == 1
+    # the Rust writer's bare `Exception: File too large (os error 27)` is the OSError it is, handled as one
+    assert "File too large" in failed.stderr and "unexpected" not in failed.stderr, failed.stderr
+    assert failed.stderr.count("\n") == 1, failed.stderr

@@ -128,7 +128,8 @@ def _prepare_locked(
         return done
     writer = _ShardWriter(out, settings, tokenizer)
     try:
-        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        with writer.space_for(out / TOKENIZER_DIR):
+            tokenizer.save_pretrained(out / TOKENIZER_DIR)
         workers = num_proc or _usable_cores()
         warn = _CutWarnings(tokenizer)
         with TokenizationProgress(f"preparing {out.name}", total_bytes, progress) as bar:
@@ -475,16 +476,16 @@ class _ShardWriter:
         self.finished_shards += 1
 
     def _write(self, file: BinaryIO, data: bytes | np.ndarray) -> None:
-        with self._space_for(file):
+        with self.space_for(file.name):
             file.write(data)
 
     def _flush(self, file: BinaryIO) -> None:
-        with self._space_for(file):
+        with self.space_for(file.name):
             file.flush()
             os.fsync(file.fileno())
 
     @contextmanager
-    def _space_for(self, file: BinaryIO) -> Iterator[None]:
+    def space_for(self, name: str | Path) -> Iterator[None]:
         """Turn a full disk (or a file-size limit) into one line that says what is kept and what to do."""
         try:
             yield
@@ -492,7 +493,7 @@ class _ShardWriter:
             if error.errno not in _NO_SPACE:
                 raise
             raise DataError(
-                f"no space left to write {file.name} ({os.strerror(error.errno)}); the {self.finished_shards} "
+                f"no space left to write {name} ({os.strerror(error.errno)}); the {self.finished_shards} "
                 "finished shards are kept: free some space and run the same command again to continue"
             ) from None
 
