@@ -52,7 +52,7 @@ def test_compare_refuses_more_seeds_than_a_plan_can_hold_at_once(tmp_path):
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: --seeds must be from 1 to 1,000 (runs per contender), got 10,000,000; a plan is built and saved whole "
+        "Error: --seeds must be at most 1,000 (runs per contender), got 10,000,000; a plan is built and saved whole "
         "before the first run, so split a larger study into several comparisons"
     ]
     assert time.perf_counter() - start < 30 and not (tmp_path / "c").exists()

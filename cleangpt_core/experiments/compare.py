@@ -255,9 +255,11 @@ def build_plan(
         raise ConfigError("give several --model with at most one --config, or several --config without --model")
     if max_steps is not None and max_tokens is not None:
         raise ConfigError("give --max-steps or --max-tokens, not both")
-    if not 1 <= seeds <= MAX_SEEDS:
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (runs per contender), got {seeds}")
+    if seeds > MAX_SEEDS:
         raise ConfigError(
-            f"--seeds must be from 1 to {MAX_SEEDS:,} (runs per contender), got {seeds:,}; a plan is built and saved "
+            f"--seeds must be at most {MAX_SEEDS:,} (runs per contender), got {seeds:,}; a plan is built and saved "
             "whole before the first run, so split a larger study into several comparisons"
         )
     if eval_tokens is not None and eval_tokens < 1:
