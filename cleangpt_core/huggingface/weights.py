@@ -21,11 +21,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.model.feedforward import swiglu_hidden
+from cleangpt_core.model.weights_header import check_block_count, meta_state_dict, read_header
 
 # Linear layers that transformers' GPT-2 stores as Conv1D, i.e. with weight (in_features, out_features).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -119,9 +121,12 @@ def _refuse_softcap(config: Any, family: str) -> None:
         raise HFConversionError(f"{family} has no logit soft-capping: unset logit_softcap")
 
 
-def _checked_load(model: nn.Module, converted: dict[str, torch.Tensor], family: str) -> nn.Module:
-    """Load converted weights into `model`, refusing missing, unexpected or misshapen tensors by name."""
-    ours = model.state_dict()
+def _checked_load(
+    architecture: str, config: GPTConfig, ours: dict[str, torch.Tensor], converted: dict[str, torch.Tensor], family: str
+) -> Decoder:
+    """Build the model and load the converted weights, refusing missing, unexpected or misshapen tensors by name
+    first: `ours` is the model's state dict built on the meta device, so a config that does not fit its weights
+    is refused before a model of its size is built."""
     missing = sorted(set(ours) - set(converted))
     unexpected = sorted(set(converted) - set(ours))
     if missing or unexpected:
@@ -131,14 +136,20 @@ def _checked_load(model: nn.Module, converted: dict[str, torch.Tensor], family: 
             raise HFConversionError(
                 f"{name}: {family} tensor has shape {tuple(tensor.shape)}, the model needs {tuple(ours[name].shape)}"
             )
+    model = get_model(architecture, config=config)
     model.load_state_dict(converted)
     return model
 
 
+def _model_shapes(architecture: str, config: GPTConfig, state_dict: dict[str, torch.Tensor], family: str) -> dict:
+    """The state dict (shapes only) of the model `config` describes, once the weights hold as many blocks."""
+    check_block_count(state_dict, config.n_layer, f"the {family} folder", HFConversionError)
+    return meta_state_dict(architecture, config)
+
+
 def from_hf_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> Decoder:
     """A Vanilla model holding the weights of a `GPT2LMHeadModel` (or `GPT2Model`) state dict."""
-    model = get_model("Vanilla", config=config)
-    ours = model.state_dict()
+    ours = _model_shapes("Vanilla", config, state_dict, "GPT-2")
     converted: dict[str, torch.Tensor] = {}
     for name, tensor in state_dict.items():
         if name.endswith((".attn.bias", ".attn.masked_bias")) and name not in ours:
@@ -146,7 +157,7 @@ def from_hf_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -
         key = name if name.startswith((_PREFIX, "lm_head.")) else _PREFIX + name
         converted[key] = tensor.t() if key.endswith(_CONV1D_SUFFIXES) else tensor
     converted.setdefault("lm_head.weight", converted.get(_PREFIX + "wte.weight"))
-    return _checked_load(model, converted, "GPT-2")
+    return _checked_load("Vanilla", config, ours, converted, "GPT-2")
 
 
 def to_hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -291,8 +302,7 @@ def _llama_name_map(n_layer: int) -> dict[str, tuple[str, ...]]:
 
 def from_hf_llama_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> Decoder:
     """A Llama-preset model holding the weights of a `LlamaForCausalLM` (Qwen2, Mistral) state dict."""
-    model = get_model("Llama", config=config)
-    ours = model.state_dict()
+    ours = _model_shapes("Llama", config, state_dict, "Llama")
     if "lm_head.weight" not in state_dict and "model.embed_tokens.weight" in state_dict:
         state_dict = {**state_dict, "lm_head.weight": state_dict["model.embed_tokens.weight"]}  # tied, left out
     converted: dict[str, torch.Tensor] = {}
@@ -304,7 +314,7 @@ def from_hf_llama_state_dict(state_dict: dict[str, torch.Tensor], config: GPTCon
     leftover = sorted(k for k in state_dict if k not in used and not k.endswith("rotary_emb.inv_freq"))
     if leftover:
         raise HFConversionError(f"Llama weights do not fit: unexpected {leftover[:5]}")
-    return _checked_load(model, converted, "Llama")
+    return _checked_load("Llama", config, ours, converted, "Llama")
 
 
 def to_hf_llama_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -331,11 +341,16 @@ def to_hf_llama_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a transformers model directory: model.safetensors, or the shards its index names."""
+    """Every tensor of a transformers model directory: model.safetensors, or the shards its index names (each a
+    file of the directory: a name leading elsewhere is refused)."""
     directory = Path(directory)
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():
-        shards = sorted(set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
+        index = read_json(index_path, HFConversionError, "download or export the folder again")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(file, str) for file in weight_map.values()):
+            raise HFConversionError(f"{index_path} is damaged: it needs a 'weight_map' of tensor names to file names")
+        shards = sorted(set(weight_map.values()))
     elif (directory / "model.safetensors").is_file():
         shards = ["model.safetensors"]
     else:
@@ -345,7 +360,14 @@ def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
         )
     state_dict: dict[str, torch.Tensor] = {}
     for shard in shards:
-        state_dict.update(load_file(str(directory / shard)))
+        path = directory / shard
+        if Path(shard).name != shard or path.resolve().parent != directory.resolve():
+            raise HFConversionError(
+                f"{index_path} names the weights file {shard!r}, which is not a file of {directory}; refusing to "
+                "read it"
+            )
+        read_header(path, HFConversionError)  # a pickle or a damaged file is named, never unpickled
+        state_dict.update(load_file(str(path)))
     return state_dict
 
 
