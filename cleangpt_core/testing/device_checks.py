@@ -16,9 +16,9 @@ and record, per training step (the checks are a callback: ``on_step_begin`` star
   by a `TorchDispatchMode`, where every one of them ends), and ``.tolist()``, ``.numpy()``, ``.cpu()`` or a
   ``.to`` the host of a device tensor;
 - float64 tensors on the device;
-- faults a GPU raises on: a collective that the code under test (not torch's) issues on a host tensor (NCCL takes device tensors
-  only), an operation mixing a host tensor (not a 0-dim one) with a device tensor, and a ``non_blocking`` copy
-  to the device from memory that is not pinned (asynchronous only from pinned memory).
+- faults a GPU raises on: a collective that the code under test (not torch's) issues on a host tensor (NCCL
+  takes device tensors only), an operation mixing a host tensor (not a 0-dim one) with a device tensor, and a
+  ``non_blocking`` copy to the device from memory that is not pinned (asynchronous only from pinned memory).
 
     with DeviceChecks() as checks:
         trainer = get_trainer("simple", model, loader, optimizer, device=checks.device, callbacks=[checks])
@@ -142,9 +142,9 @@ class DeviceChecks(TorchFunctionMode):
         inputs = [leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
         on_device = [tensor for tensor in inputs if self.on_device(tensor)]
         ours = _called_by_code_under_test()
-        if ours and getattr(func, "__module__", "").startswith("torch.distributed"):
-            if len(on_device) < len(inputs):
-                self.faults.append(f"collective {func.__name__} on a host tensor at {_where()} (NCCL refuses it)")
+        collective = ours and getattr(func, "__module__", "").startswith("torch.distributed")
+        if collective and len(on_device) < len(inputs):
+            self.faults.append(f"collective {func.__name__} on a host tensor at {_where()} (NCCL refuses it)")
         if func in _TO_HOST and on_device:
             self._sync(func.__name__)
         result = func(*args, **kwargs)
