@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -76,15 +77,20 @@ def _names_training_device(target: object) -> bool | None:
     return isinstance(target, torch.device) and target.type == "cpu" and target.index in (None, 0)
 
 
-def _called_by_code_under_test() -> bool:
-    """Whether the nearest caller outside torch is the code under test: cleanGPT's (core or plugin), a test's,
-    not another library's or the standard library's."""
+def _called_by_code_under_test(*, through_torch: bool) -> bool:
+    """Whether the torch function being handled was called by the code under test (cleanGPT's, a plugin's or a
+    test's), not by another library or the standard library; `through_torch`: possibly through torch's own
+    wrappers (``dist.all_reduce`` is wrapped in torch's logging decorators), else directly."""
     frame = sys._getframe(2)
-    while frame is not None and (frame.f_code.co_filename.startswith(_TORCH) or frame.f_code.co_filename == _THIS):
+    while frame is not None and (
+        frame.f_code.co_filename == _THIS or (through_torch and frame.f_code.co_filename.startswith(_TORCH))
+    ):
         frame = frame.f_back
     if frame is None:
         return False
     filename = frame.f_code.co_filename
+    if filename.startswith(_TORCH):
+        return False
     return "cleangpt" in filename or not (filename.startswith(_STDLIB) or "-packages" in filename)
 
 
@@ -121,8 +127,11 @@ class DeviceChecks(TorchFunctionMode):
 
     # -- placement ------------------------------------------------------------------------------------------
     def on_device(self, tensor: torch.Tensor) -> bool:
-        """Whether `tensor` lives on the training device (as far as the checks followed it)."""
-        return tensor in self._on_device
+        """Whether `tensor` lives on the training device (as far as the checks followed it).
+
+        Parameters are: the trainer moves the model there, and FSDP2 makes its gathered ones out of sight.
+        """
+        return isinstance(tensor, nn.Parameter) or tensor in self._on_device
 
     def place(self, tensor: torch.Tensor) -> None:
         """Count `tensor` as being on the training device (for tensors made before the checks began)."""
@@ -141,8 +150,9 @@ class DeviceChecks(TorchFunctionMode):
         kwargs = kwargs or {}
         inputs = [leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
         on_device = [tensor for tensor in inputs if self.on_device(tensor)]
-        ours = _called_by_code_under_test()
-        collective = ours and getattr(func, "__module__", "").startswith("torch.distributed")
+        ours = _called_by_code_under_test(through_torch=False)
+        collective = getattr(func, "__module__", "").startswith("torch.distributed")
+        collective = collective and _called_by_code_under_test(through_torch=True)
         if collective and len(on_device) < len(inputs):
             self.faults.append(f"collective {func.__name__} on a host tensor at {_where()} (NCCL refuses it)")
         if func in _TO_HOST and on_device:

@@ -37,10 +37,13 @@ Batch = dict[str, Any]
 class EpochBatches:
     """The batches of every epoch, for one rank, from any position."""
 
-    def __init__(self, source: Iterable[Batch], *, seed: int, context: DistributedContext) -> None:
+    def __init__(
+        self, source: Iterable[Batch], *, seed: int, context: DistributedContext, pin_memory: bool = False
+    ) -> None:
         self.source = source
         self.seed = seed
         self.context = context
+        self.pin_memory = pin_memory  # for a CUDA device: a rebuilt loader pins its batches (async copies)
         self.rebuilds = _rebuildable(source)
         if self.rebuilds:
             sampler = source.sampler
@@ -93,7 +96,7 @@ class EpochBatches:
             batch_sampler=self._order(epoch, start),
             collate_fn=source.collate_fn,
             num_workers=source.num_workers,
-            pin_memory=source.pin_memory,
+            pin_memory=source.pin_memory or self.pin_memory,
             worker_init_fn=source.worker_init_fn,
             # the loader's own generator: iterating must not draw from the global RNG (dropout uses it)
             generator=torch.Generator().manual_seed(self.seed + epoch),
