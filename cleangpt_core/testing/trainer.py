@@ -247,6 +247,7 @@ def main() -> None:
     parser.add_argument("--schedule", help="a registered learning-rate schedule, default options (default: none)")
     parser.add_argument("--mixed-precision", help="the advanced trainer's mixed_precision (default: its default)")
     parser.add_argument("--log-interval", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (each torchrun rank takes its LOCAL_RANK's GPU)")
     parser.add_argument("--grad-clip", type=float, help="the advanced trainer's grad_clip")
     parser.add_argument(
         "--device-checks",
@@ -284,7 +285,7 @@ def _main_run(arguments: argparse.Namespace, extra: dict[str, Any], checks: Devi
         optimizer=arguments.optimizer,
         schedule=arguments.schedule,
         log_interval=arguments.log_interval,
-        device=checks.device if checks is not None else "cpu",
+        device=checks.device if checks is not None else arguments.device,
         callbacks=[checks] if checks is not None else None,
         **extra,
     )
