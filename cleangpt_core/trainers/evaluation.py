@@ -39,9 +39,8 @@ def batch_to(batch: Batch, device: torch.device) -> Batch:
     A copy to a GPU runs asynchronously only from pinned memory (the trainer's DataLoader pins on CUDA); from
     pageable memory `non_blocking` buys nothing, and MPS and CPUs get the plain copy.
     """
-    moved = {
-        key: value.to(device, non_blocking=device.type == "cuda" and value.is_pinned()) for key, value in batch.items()
-    }
+    to_gpu = torch.device(device).type == "cuda"  # callers may name the device as a string
+    moved = {key: value.to(device, non_blocking=to_gpu and value.is_pinned()) for key, value in batch.items()}
     moved.setdefault("labels", moved["input_ids"])
     return moved
 
