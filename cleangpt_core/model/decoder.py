@@ -55,6 +55,9 @@ class Decoder(CausalLanguageModel):
         )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.parameter_roles = {"weight": "head"}  # for optimizers: not a hidden matrix (Muon leaves it)
+        # read once here: a pydantic config without the field answers through __getattr__, which torch.compile
+        # cannot trace (a graph break in every forward of an architecture whose config lacks it, as SASP's)
+        self.logit_softcap: float | None = getattr(config, "logit_softcap", None)
         if getattr(config, "tie_embeddings", True):
             self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)
         if blocks is None:  # an architecture with its own blocks initialises once they are complete
@@ -110,7 +113,7 @@ class Decoder(CausalLanguageModel):
         if logits_to_keep:
             x = x[:, -logits_to_keep:, :]
         logits = self.lm_head(self.transformer.ln_f(x))
-        softcap = getattr(self.config, "logit_softcap", None)
+        softcap = self.logit_softcap
         if softcap is not None:  # bounded logits keep an overconfident head from blowing up the loss (Gemma 2)
             logits = softcap * torch.tanh(logits / softcap)
         output = {"logits": logits}
