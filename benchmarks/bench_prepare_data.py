@@ -23,8 +23,14 @@ uncontended cores give at most N / (CPU ratio) of the reference's throughput.
 Targets (issue 14): prepare at least 1.8x the reference's throughput (wall ratio), peak memory under 1 GB,
 and the peak for 1 GB within 10% of the peak for 100 MB.
 
+With ``--single-line-mb N`` it measures instead how memory depends on the shape of the lines (issue 25):
+peak memory of prepare-data on N MB of JSON Lines as above, on N MB of one line of text with no space (Tiny
+Shakespeare with its whitespace removed: once one work unit of N MB, ~50 bytes of memory per byte) and on
+one JSON Lines record of N MB (refused in one line, since a record is parsed whole). Target: every peak PSS
+under the same bound, 1 GB. The files are written under --work (a temporary folder) and deleted after.
+
 Usage: flock /tmp/bench.lock python benchmarks/bench_prepare_data.py [--sizes-mb 100 1000] [--num-proc 2]
-[--work DIR] [--gpt2 FOLDER]. Exits 1 when a target is missed.
+[--work DIR] [--gpt2 FOLDER] [--single-line-mb 200]. Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -127,11 +133,16 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu": cpu() - start_c
 """
 
 
-def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[float, float, float, float, float]:
-    """Prepare-data's wall and CPU seconds (workers included), its process's wall time, peak PSS and RSS (MB)."""
+def prepare_pass(
+    corpus: Path, out: Path, gpt2: Path, num_proc: int, refused: bool = False
+) -> tuple[float, float, float, float, float]:
+    """Prepare-data's wall and CPU seconds (workers included), its process's wall time, peak PSS and RSS (MB).
+
+    refused: the prepare is expected to fail (then the seconds are the whole process's).
+    """
     command = [sys.executable, "-c", PREPARE, str(corpus), str(out), str(gpt2), str(num_proc)]
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE if refused else None, text=True)
     peak_pss = peak_rss = 0
     while process.poll() is None:
         pids = _tree(process.pid)
@@ -140,10 +151,56 @@ def prepare_pass(corpus: Path, out: Path, gpt2: Path, num_proc: int) -> tuple[fl
         time.sleep(0.25)  # sparse: reading smaps_rollup costs CPU that the prepare would miss
     wall = time.perf_counter() - start
     output = process.stdout.read() if process.stdout else ""
+    if refused:
+        if process.returncode == 0:
+            raise SystemExit(f"prepare-data of {corpus} was expected to be refused, and succeeded")
+        error = (process.stderr.read() if process.stderr else "").strip().splitlines()[-1]
+        print(f"          refused: {error[:160]}")
+        return wall, 0.0, wall, peak_pss / 1024, peak_rss / 1024
     if process.returncode != 0:
         raise SystemExit(f"prepare-data failed with exit status {process.returncode}")
     measured = json.loads(output)
     return measured["seconds"], measured["cpu"], wall, peak_pss / 1024, peak_rss / 1024
+
+
+def single_line_files(work: Path, megabytes: int) -> dict[str, Path]:
+    """N MB of normal JSON Lines, of one line of text without spaces, and of one JSON Lines record."""
+    normal = make_corpus(work / f"normal-{megabytes}MB.jsonl", megabytes)
+    spaceless = "".join(tinyshakespeare_text().split())
+    repeats = megabytes * 10**6 // len(spaceless.encode("utf-8")) + 1
+    text = work / f"spaceless-{megabytes}MB.txt"
+    with text.open("w", encoding="utf-8") as file:
+        for _ in range(repeats):
+            file.write(spaceless)
+    record = work / f"one-record-{megabytes}MB.jsonl"
+    with record.open("w", encoding="utf-8") as file:
+        file.write('{"text": "')
+        for _ in range(repeats):
+            file.write(spaceless.replace("\\", "").replace('"', "'"))
+        file.write('"}\n')
+    return {"normal JSON Lines": normal, "one line of text, no space": text, "one JSON Lines record": record}
+
+
+def single_line_main(args: argparse.Namespace) -> int:
+    """Peak memory on normal lines against one giant line: all under one bound."""
+    bound_mb = 1024
+    print(f"prepare-data memory by line shape, {args.num_proc} processes; load average {os.getloadavg()}")
+    work = Path(tempfile.mkdtemp(dir=args.work))
+    ok = True
+    try:
+        for what, corpus in single_line_files(work, args.single_line_mb).items():
+            refused = what == "one JSON Lines record"
+            _, _, wall, pss, rss = prepare_pass(corpus, work / "prepared", args.gpt2, args.num_proc, refused)
+            shutil.rmtree(work / "prepared", ignore_errors=True)
+            ok &= pss < bound_mb
+            print(
+                f"{corpus.stat().st_size / 1e6:7.1f} MB, {what:27}: peak PSS {pss:7.1f} MB (largest RSS {rss:7.1f} MB) "
+                f"in {wall:.1f} s [target < {bound_mb} MB: {'PASS' if pss < bound_mb else 'FAIL'}]"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"load average at the end {os.getloadavg()}")
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -152,8 +209,11 @@ def main() -> int:
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cleangpt-bench-prepare")
     parser.add_argument("--gpt2", type=Path, default=ROOT / "tests" / "fixtures" / "gpt2")
+    parser.add_argument("--single-line-mb", type=int, default=None, help="measure memory by line shape instead")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.single_line_mb:
+        return single_line_main(args)
     tokenizer = create_tokenizer("gpt2", pretrained_model_name_or_path=str(args.gpt2))
     tokenizer.encode_corpus("")  # builds the tiktoken twin outside the timed encodes
     print(f"prepare-data with {args.num_proc} processes vs single-process tiktoken; load average {os.getloadavg()}")

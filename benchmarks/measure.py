@@ -12,11 +12,9 @@ import statistics
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-from transformers.utils import logging as hf_logging
 
 from cleangpt_core.huggingface.weights import (
     from_hf_state_dict,
@@ -26,6 +24,9 @@ from cleangpt_core.huggingface.weights import (
 )
 from cleangpt_core.model import get_model
 from cleangpt_core.model.linear import ONEDNN_AVAILABLE, linear
+
+if TYPE_CHECKING:  # transformers is imported by the twins only, so a run without it can still time our model
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -96,6 +97,9 @@ def gpt2_twins(
     *, n_layer: int, n_head: int, n_embd: int, context: int, vocab_size: int, seed: int = 0
 ) -> tuple[GPT2LMHeadModel, torch.nn.Module]:
     """transformers' GPT-2 (SDPA attention, no dropout) and our Vanilla model with its weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     torch.manual_seed(seed)
     hf_config = GPT2Config(
@@ -120,6 +124,9 @@ def llama_twins(
     *, n_layer: int, n_head: int, n_embd: int, context: int, vocab_size: int, seed: int = 0
 ) -> tuple[LlamaForCausalLM, torch.nn.Module]:
     """transformers' Llama (SDPA attention) and our Llama preset with the same weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     torch.manual_seed(seed)
     ours = get_model("Llama", vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context)

@@ -529,8 +529,9 @@ def test_jsonl_records_the_fast_parser_refuses_read_as_the_standard_library_read
         read_unit(next(DocumentSource.from_argument(path).units()), "text")
 
 
-def _expected_cuts(data: bytes, unit_bytes: int, safe: bool) -> list[int]:
-    """Where units end, by the rule read off the whole file: the first safe place at least unit_bytes on."""
+def _expected_cuts(data: bytes, unit_bytes: int, safe: bool) -> list[int] | None:
+    """Where units end, by the rule read off the whole file: the first safe place at least unit_bytes on, and
+    at most MAX_UNIT_SCALE units on (a .txt piece is cut there; a JSON Lines record that long is refused: None)."""
     cuts, offset = [], 0
     while len(data) - offset > unit_bytes:
         rest = range(offset + unit_bytes, len(data))
@@ -538,6 +539,11 @@ def _expected_cuts(data: bytes, unit_bytes: int, safe: bool) -> list[int]:
             cut = next((p for p in rest if data[p : p + 1] == b" " and not data[p - 1 : p].isspace()), None)
         else:  # just after a newline
             cut = next((p + 1 for p in rest if data[p : p + 1] == b"\n"), None)
+        limit = offset + document_sources.MAX_UNIT_SCALE * unit_bytes
+        if (cut is None or cut > limit) and limit < len(data):
+            if not safe:
+                return None
+            cut = limit
         if cut is None or cut == len(data):
             break
         cuts.append(cut)
@@ -554,6 +560,11 @@ def test_units_end_at_the_first_safe_place_whatever_the_reads(tmp_path, monkeypa
     for suffix, safe in ((".txt", True), (".jsonl", False)):
         path = tmp_path / f"corpus{suffix}"
         path.write_bytes(data)
+        expected = _expected_cuts(data, unit, safe)
+        if expected is None:
+            with pytest.raises(DataError, match="too long for one JSON Lines record"):
+                list(DocumentSource.from_argument(path).units())
+            continue
         units = list(DocumentSource.from_argument(path).units())
-        assert [u.start for u in units[1:]] == _expected_cuts(data, unit, safe), suffix
+        assert [u.start for u in units[1:]] == expected, suffix
         assert sum(u.size for u in units) == len(data)

@@ -11,6 +11,7 @@ a stricter one (safetensors writes 0600), so a shared run directory stays readab
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -22,12 +23,14 @@ PARTIAL_PREFIX = ".partial-"
 
 
 @contextmanager
-def atomic_target(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
+def atomic_target(path: str | Path, *, directory: bool = False, replace: bool = True) -> Iterator[Path]:
     """Yield a hidden sibling of `path` to write (an empty directory when `directory`), then move it into place.
 
     On leaving the block normally the sibling is flushed to disk and renamed to `path`, replacing what was
     there (an existing directory is moved aside first and removed after). On an error it is removed and
-    `path` keeps its old content.
+    `path` keeps its old content. With `replace=False` a directory is moved in only where `path` is missing
+    or an empty directory, in the one rename (so of two writers racing for `path` one wins and the other
+    gets `FileExistsError`).
     """
     path = Path(path)
     aside = path.with_name(f"{PARTIAL_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
@@ -35,7 +38,17 @@ def atomic_target(path: str | Path, *, directory: bool = False) -> Iterator[Path
         aside.mkdir()
     try:
         yield aside
-        publish(aside, path)
+        if replace:
+            publish(aside, path)
+        else:
+            _settle(aside)
+            try:
+                os.rename(aside, path)  # replaces at most an empty directory, atomically
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise
+                raise FileExistsError(errno.EEXIST, "already exists and is not empty", str(path)) from None
+            _fsync_directory(path.parent)
     finally:
         _remove(aside)
 

@@ -13,6 +13,7 @@
       latest                         "checkpoints/step-00000500": the newest complete checkpoint
       best                           {"checkpoint": ..., "step": ..., "val_loss": ...}: the lowest validation loss
       metrics.jsonl, loss_curve.png  the history of the run
+      data.json                      the fingerprint of the prepared data the run trains on, checked on resume
       sample.txt                     text generated from the final checkpoint
       averaged/                      a model directory: the mean of the last checkpoints, when asked for
       .lock, .lock.owner             held by the process training into the run, and who that is
@@ -45,6 +46,7 @@ METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 SAMPLE_FILE = "sample.txt"
 AVERAGED_DIR = "averaged"
+DATA_FILE = "data.json"
 TRACKERS_FILE = "trackers.json"  # the tracker runs a resumed run continues (cleangpt_core.experiments.trackers)
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"  # W&B's own name for the folder it makes under the directory it is given
@@ -61,7 +63,7 @@ TOKENIZER_DIR = "tokenizer"
 EXPERIMENT_FILE = "experiment.json"
 
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
-_HELD: set[Path] = set()  # run directories whose lock this process holds
+_HELD: set[Path] = set()  # folders whose lock this process holds
 
 
 def checkpoint_name(step: int) -> str:
@@ -105,6 +107,10 @@ class RunDirectory:
     @property
     def averaged(self) -> Path:
         return self.root / AVERAGED_DIR
+
+    @property
+    def data_record(self) -> Path:
+        return self.root / DATA_FILE
 
     @property
     def trackers_state(self) -> Path:
@@ -195,7 +201,7 @@ class RunDirectory:
         for folder in (self.checkpoints_dir, self.tensorboard_dir, self.root / WANDB_DIR):
             shutil.rmtree(folder, ignore_errors=True)
         files = (self.root / LATEST_FILE, self.root / BEST_FILE, self.metrics, self.loss_curve, self.sample)
-        for path in (*files, self.trackers_state):
+        for path in (*files, self.trackers_state, self.data_record):
             path.unlink(missing_ok=True)
 
     def remove_partials(self) -> list[Path]:
@@ -208,51 +214,63 @@ class RunDirectory:
     def lock(self) -> Iterator[None]:
         """Hold the run's lock while the block runs; `RunLockedError` names the holder if another process has it.
 
-        The lock is the operating system's (``filelock``: ``flock``/``LockFileEx``), so a killed holder releases
-        it with its last breath and a stale ``.lock`` never blocks. The holder's pid and host are written
-        beside it only to say who holds it. Taking it again inside the block (the runner, then its trainer) is
-        a no-op. Once it is held, no other writer can be at work, so what a killed one left is removed.
+        Once it is held, no other writer can be at work, so what a killed one left is removed.
         """
-        from filelock import FileLock, Timeout
-
-        key = self.root.resolve()
-        if key in _HELD:
+        refusal = "run directory {folder} is in use by {owner}; wait for that run to finish, or train into another "
+        refusal += "directory (--set output.dir=DIR)"
+        with folder_lock(self.root, refusal) as fresh:
+            if fresh:
+                self.remove_partials()
             yield
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.root / LOCK_FILE, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunLockedError(
-                f"run directory {self.root} is in use by {self._owner()}; wait for that run to finish, or train "
-                "into another directory (--set output.dir=DIR)"
-            ) from None
-        _HELD.add(key)
-        owner = self.root / LOCK_OWNER_FILE
-        try:
-            write_text_atomic(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
-            self.remove_partials()
-            yield
-        finally:
-            _HELD.discard(key)
-            owner.unlink(missing_ok=True)
-            lock.release()
 
-    def _owner(self) -> str:
-        """The holder's pid and host, waiting up to `OWNER_WAIT_S` for a holder that has just taken the lock
-        to write them."""
-        deadline = time.monotonic() + OWNER_WAIT_S
-        while True:
-            try:
-                record: dict[str, Any] = json.loads((self.root / LOCK_OWNER_FILE).read_text(encoding="utf-8"))
-                return f"process {int(record['pid'])} on {record['host']}"
-            except FileNotFoundError:
-                if time.monotonic() > deadline:
-                    return "another process"
-                time.sleep(0.05)
-            except (OSError, ValueError, KeyError, TypeError):
+
+@contextmanager
+def folder_lock(folder: Path, refusal: str) -> Iterator[bool]:
+    """Hold the lock of a folder one process writes at a time (a run directory, a prepared-data folder).
+
+    The lock is the operating system's (``filelock``: ``flock``/``LockFileEx``), so a killed holder releases
+    it with its last breath and a stale ``.lock`` never blocks. The holder's pid and host are written beside
+    it only to say who holds it. Another process gets `RunLockedError` with `refusal`, formatted with
+    ``{folder}`` and ``{owner}``. Taking it again inside the block (the runner, then its trainer) is a no-op;
+    the block receives whether this call took it (False when it was already held).
+    """
+    from filelock import FileLock, Timeout
+
+    key = folder.resolve()
+    if key in _HELD:
+        yield False
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLockedError(refusal.format(folder=folder, owner=_owner(folder))) from None
+    _HELD.add(key)
+    owner = folder / LOCK_OWNER_FILE
+    try:
+        write_text_atomic(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        yield True
+    finally:
+        _HELD.discard(key)
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def _owner(folder: Path) -> str:
+    """The holder's pid and host, waiting up to `OWNER_WAIT_S` for a holder that has just taken the lock to
+    write them."""
+    deadline = time.monotonic() + OWNER_WAIT_S
+    while True:
+        try:
+            record: dict[str, Any] = json.loads((folder / LOCK_OWNER_FILE).read_text(encoding="utf-8"))
+            return f"process {int(record['pid'])} on {record['host']}"
+        except FileNotFoundError:
+            if time.monotonic() > deadline:
                 return "another process"
+            time.sleep(0.05)
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
 
 
 def _read_pointer_text(pointer: Path) -> str:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
+from cleangpt_core.config.parts import PartChoice
 from cleangpt_core.errors import UnknownComponentError
 from cleangpt_core.isolation import describe_error, plugin_code, safe_repr
 from cleangpt_core.plugin_api import KINDS, Component
@@ -188,8 +189,19 @@ def show_config(name: str, kind: str | None, as_json: bool) -> None:
     if schema is None or not schema.model_fields:
         click.echo("  no configuration options")
         return
+    click.echo("\n".join(_table(_field_rows(schema), ("field", "type", "default", "summary"))))
+
+
+def _field_rows(schema: type[BaseModel], prefix: str = "") -> list[tuple[str, ...]]:
+    """One row per field; a decoder part's section is followed by its default part's options, as
+    ``attention.n_kv_head`` (the key a config or ``--set model.attention.n_kv_head=2`` gives it by)."""
     rows = []
     for field_name, field in schema.model_fields.items():
         default = "required" if field.is_required() else safe_repr(_default(field))
-        rows.append((field_name, type_name(field.annotation), default, field.description or ""))
-    click.echo("\n".join(_table(rows, ("field", "type", "default", "summary"))))
+        if field.annotation is PartChoice:
+            rows.append((prefix + field_name, "part", default, field.description or ""))
+            options = get_registry().get(field_name, str(field.default)).config_schema
+            rows += _field_rows(options, f"{prefix}{field_name}.") if options is not None else []
+        else:
+            rows.append((prefix + field_name, type_name(field.annotation), default, field.description or ""))
+    return rows

@@ -31,5 +31,6 @@ def import_(folder: Path, out: Path | None) -> None:
     """
     from cleangpt_core.huggingface.folder import import_hf
 
+    folder = folder.absolute()  # "." has no name to put "-cleangpt" after
     out = out or folder.with_name(f"{folder.name}-cleangpt")
     click.echo(f"imported {folder} as the checkpoint {import_hf(folder, out)}")

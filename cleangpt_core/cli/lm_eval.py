@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import click
@@ -18,7 +19,12 @@ import click
     help="A folder of your own task YAML files, as lm-eval's --include_path.",
 )
 @click.option("--num-fewshot", type=click.IntRange(min=0), default=None, help="Examples in each prompt.")
-@click.option("--limit", type=float, default=None, help="Documents per task (a fraction if below 1), for a quick look.")
+@click.option(
+    "--limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Documents per task (a fraction if below 1), for a quick look.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
@@ -37,9 +43,13 @@ def lm_eval(
         raise click.ClickException(
             'cleangpt lm-eval needs the lm-evaluation-harness: pip install "cleangpt-core[eval]"'
         )
+    names = [name.strip() for name in tasks.split(",") if name.strip()]
+    if not names:
+        raise click.ClickException(f"--tasks {tasks!r} names no task; give e.g. --tasks hellaswag,arc_easy")
+    if output is not None:
+        _check_writable(output)  # before the evaluation, which may take hours: its results must not be lost
     from cleangpt_core.experiments.lm_eval_harness import evaluate_tasks
 
-    names = [name.strip() for name in tasks.split(",") if name.strip()]
     results, table = evaluate_tasks(
         run,
         names,
@@ -52,3 +62,12 @@ def lm_eval(
     click.echo(table)
     if output is not None:
         output.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _check_writable(output: Path) -> None:
+    """Fail unless `output` can be written: its folder exists and takes files, and it is not a folder itself."""
+    folder = output.parent
+    if not folder.is_dir():
+        raise click.ClickException(f"--output {str(output)!r}: its folder {str(folder)!r} does not exist; create it")
+    if output.is_dir() or not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise click.ClickException(f"--output {str(output)!r} cannot be written; choose another file")

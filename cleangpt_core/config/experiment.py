@@ -37,6 +37,7 @@ from cleangpt_core.config.base import MAX_SEED, StrictModel, format_validation_e
 from cleangpt_core.config.model import GPTConfig
 from cleangpt_core.config.optim import MOVED_SCHEDULE_FIELDS
 from cleangpt_core.config.tracking import LoggingConfig
+from cleangpt_core.config.yaml_loading import load_yaml
 from cleangpt_core.errors import ConfigError
 
 
@@ -214,14 +215,22 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from None
     try:
         if path.suffix in {".yaml", ".yml"}:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, f"config file {str(path)!r}")
         elif path.suffix == ".toml":
             data = tomllib.loads(text)
         else:
             raise ConfigError(f"config file {str(path)!r}: use a .yaml, .yml or .toml file")
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} nests too deeply to read; flatten it") from None
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(
             f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {' '.join(str(error).split())}"
@@ -234,20 +243,26 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return `data` with each ``dotted.key=value`` override set (values parsed as YAML scalars)."""
+    """Return `data` with each ``dotted.key=value`` override set (values parsed as YAML scalars).
+
+    A section named by a string alone (``model: {attention: gqa}``) takes options as ``{name: gqa, ...}``
+    does: ``--set model.attention.n_kv_head=2`` sets one of them.
+    """
     result = _deep_copy(data)
     for override in overrides:
         key, separator, raw_value = override.partition("=")
         if not separator or not key.strip():
             raise ConfigError(f"override {override!r} must look like section.field=value")
         try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+            value = load_yaml(raw_value, f"override {override!r}") if raw_value.strip() else ""
         except yaml.YAMLError:
             value = raw_value
         *parents, leaf = key.strip().split(".")
         node = result
         for depth, part in enumerate(parents):
             child = node.setdefault(part, {})
+            if isinstance(child, str) and depth > 0:  # a component named by its name alone (`attention: gqa`)
+                child = node[part] = {"name": child}
             if not isinstance(child, dict):
                 path = ".".join(parents[: depth + 1])
                 raise ConfigError(f"override {override!r}: {path!r} is a value, not a section")

@@ -34,6 +34,9 @@ import orjson
 from cleangpt_core.errors import DataError
 
 UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
+# A unit is never longer than this many `UNIT_BYTES`, whatever its lines: tokenizing holds about 50 bytes per
+# byte of a unit, so a unit as long as a file without spaces or newlines would not fit in memory.
+MAX_UNIT_SCALE = 4
 FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 _SCAN_BYTES = 1 << 16  # what the main process reads at a time, looking for where a unit ends
 # Where a unit may end. A .txt piece ends just before a space that follows a non-space byte: no GPT-2
@@ -53,6 +56,8 @@ class WorkUnit:
     continues: the unit's first document continues the previous unit's last one (a long .txt file).
     size: bytes of source text (the MB/s of the progress bar).
     texts: the texts of a "texts" unit.
+    forced: the unit ends where no safe cut was found in reach (text without spaces): the tokens around its end
+    may differ from those of the whole text.
     """
 
     kind: Literal["text", "jsonl", "texts"]
@@ -61,6 +66,7 @@ class WorkUnit:
     continues: bool
     size: int
     texts: tuple[str, ...] = ()
+    forced: bool = False
 
 
 def read_unit(unit: WorkUnit, text_field: str) -> tuple[bytes, list[str]]:
@@ -141,6 +147,8 @@ def _jsonl_texts(data: bytes, path: str, start: int, text_field: str) -> list[st
                 record = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise DataError(f"{location}: not valid JSON ({error})") from None
+            except RecursionError:
+                raise DataError(f"{location}: the record nests too deeply to read; flatten it") from None
             text = record_text(record, text_field, location)
         texts.append(text)
     return texts
@@ -254,32 +262,59 @@ class DocumentSource:
 def _byte_range_units(path: Path, kind: Literal["text", "jsonl"]) -> Iterator[WorkUnit]:
     """The units of a .txt or .jsonl file: byte ranges of about `UNIT_BYTES`, each ending where `_UNIT_ENDS`
     allows. A .txt file is one document, so its pieces after the first continue it, and an empty one is still
-    a (blank) unit."""
+    a (blank) unit. No unit is longer than `MAX_UNIT_SCALE` units: a .txt stretch with no safe end is cut at a
+    character boundary (`forced`), and a longer JSON Lines record is refused."""
     one_document = kind == "text"
     with path.open("rb") as file:
         offset, end = 0, os.fstat(file.fileno()).st_size
-        while end - offset > UNIT_BYTES and (cut := _unit_end(file, offset + UNIT_BYTES, kind)) is not None:
-            yield WorkUnit(kind, str(path), offset, one_document and offset > 0, cut - offset)
+        while end - offset > UNIT_BYTES:
+            limit = offset + MAX_UNIT_SCALE * UNIT_BYTES
+            found = _unit_end(file, offset + UNIT_BYTES, kind, limit)
+            if found is None:
+                break  # the end of the file comes first
+            cut, forced = found
+            if forced and kind == "jsonl":
+                raise DataError(
+                    f"{path}: the line running through bytes {offset + UNIT_BYTES:,} to {limit:,} is longer than "
+                    f"{limit - offset - UNIT_BYTES:,} bytes, too long for one JSON Lines record to be tokenized in "
+                    "bounded memory; put such a document in a .txt file"
+                )
+            if forced:
+                cut = _character_start(file, cut)
+            yield WorkUnit(kind, str(path), offset, one_document and offset > 0, cut - offset, forced=forced)
             offset = cut
         if offset < end or (one_document and offset == 0):
             yield WorkUnit(kind, str(path), offset, one_document and offset > 0, end - offset)
 
 
-def _unit_end(file: BinaryIO, at_least: int, kind: Literal["text", "jsonl"]) -> int | None:
-    """Where the first unit end of `kind` from `at_least` on lies, or None; reads the file only up to there.
+def _unit_end(file: BinaryIO, at_least: int, kind: Literal["text", "jsonl"], limit: int) -> tuple[int, bool] | None:
+    """Where the first unit end of `kind` from `at_least` on lies, and False; ``(limit, True)`` if there is none up
+    to `limit` and the file goes on; None if the file ends first. Reads the file only up to there.
 
     Each read starts one byte early, for the one byte before a cut that the .txt rule looks at.
     """
     position = max(at_least, 1)
-    while True:
+    while position < limit:
         file.seek(position - 1)
         block = file.read(_SCAN_BYTES + 1)
         found = _UNIT_ENDS[kind].search(block, 1)
-        if found is not None:
-            return position - 1 + found.end()
-        if len(block) <= _SCAN_BYTES:
-            return None  # the end of the file
+        if found is not None and position - 1 + found.end() <= limit:
+            return position - 1 + found.end(), False
+        if found is not None or len(block) <= _SCAN_BYTES:
+            break  # the end lies beyond the limit, or the file ends
         position += _SCAN_BYTES
+    file.seek(limit)
+    return (limit, True) if file.read(1) else None
+
+
+def _character_start(file: BinaryIO, position: int) -> int:
+    """`position`, moved back to the start of the UTF-8 character it falls in (continuation bytes are 10xxxxxx)."""
+    file.seek(position - 3)
+    before = file.read(4)
+    back = 0
+    while back < 3 and before[3 - back] & 0xC0 == 0x80:
+        back += 1
+    return position - back
 
 
 def _batched_texts(origin: str, texts: Iterator[str]) -> Iterator[WorkUnit]:
@@ -303,6 +338,8 @@ def _json_units(path: Path, text_field: str) -> Iterator[WorkUnit]:
         records = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: not valid JSON ({error}); large corpora belong in .jsonl files") from None
+    except RecursionError:
+        raise DataError(f"{path}: the JSON nests too deeply to read; flatten it") from None
     if not isinstance(records, list):
         records = [records]
     yield from _batched_texts(

@@ -156,7 +156,9 @@ def load_text_documents(
         path = Path(dataset_name).expanduser()
         if not path.exists():
             raise DataError(f"data file or folder {str(path)!r} does not exist")
-        documents = _split_documents(_local_documents(path, text_field, cache_root), split, val_fraction)
+        # blank documents go before the split, as prepare-data drops them: both paths hold out the same ones
+        local = [doc for doc in _local_documents(path, text_field, cache_root) if doc.strip()]
+        documents = _split_documents(local, split, val_fraction)
     else:
         documents = _hub_documents(str(dataset_name), dataset_config, split, text_field, max_samples)
     if max_samples is not None:

@@ -47,6 +47,13 @@ def is_prepared_dir(path: str | Path) -> bool:
     return path.is_dir() and (path / INDEX_FILE).is_file()
 
 
+def data_fingerprint(dataset: Any) -> str | None:
+    """The fingerprint of a prepared-data directory's corpus and tokenizer (None for any other dataset)."""
+    if not isinstance(dataset, str | Path) or not is_prepared_dir(dataset):
+        return None
+    return str(read_index(Path(dataset).expanduser())["fingerprint"]["combined"])
+
+
 def held_out_documents(count: int, val_fraction: float) -> int:
     """How many documents at the tail of a corpus of `count` documents are its validation split."""
     return max(1, round(count * val_fraction))
@@ -60,8 +67,17 @@ class ShardedTokens:
     within a few shards even when windows are drawn from all over a corpus larger than memory.
     """
 
-    def __init__(self, paths: list[Path], counts: list[int], dtype: np.dtype, start: int = 0, stop: int | None = None):
+    def __init__(
+        self,
+        paths: list[Path],
+        counts: list[int],
+        dtype: np.dtype,
+        start: int = 0,
+        stop: int | None = None,
+        vocab_size: int | None = None,
+    ):
         self.paths, self.counts, self.dtype = list(paths), list(counts), np.dtype(dtype)
+        self.vocab_size = vocab_size  # ids must lie below it: a damaged shard is named, never an IndexError
         self._offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
         total = int(self._offsets[-1])
         self.start, self.stop = start, total if stop is None else stop
@@ -74,7 +90,9 @@ class ShardedTokens:
 
     def view(self, start: int, stop: int) -> ShardedTokens:
         """Tokens ``[start, stop)`` of this range, sharing the shard files."""
-        return ShardedTokens(self.paths, self.counts, self.dtype, self.start + start, self.start + stop)
+        return ShardedTokens(
+            self.paths, self.counts, self.dtype, self.start + start, self.start + stop, self.vocab_size
+        )
 
     def __getitem__(self, key: int | slice) -> np.ndarray:
         if isinstance(key, int | np.integer):
@@ -97,7 +115,13 @@ class ShardedTokens:
         while begin < end:
             base = int(self._offsets[shard])
             take = min(end, int(self._offsets[shard + 1])) - begin
-            pieces.append(self._shard(shard)[begin - base : begin - base + take])
+            piece = self._shard(shard)[begin - base : begin - base + take]
+            if self.vocab_size is not None and len(piece) and int(piece.max()) >= self.vocab_size:
+                raise DataError(
+                    f"shard {self.paths[shard]} holds id {int(piece.max())}, beyond the vocabulary of "
+                    f"{self.vocab_size:,} ids; the shard is damaged or was replaced: prepare the data again"
+                )
+            pieces.append(piece)
             begin += take
             shard += 1
         if not pieces:
@@ -127,8 +151,8 @@ class PreparedCorpus:
         self.index = read_index(self.directory)
         self.dtype = np.dtype(self.index["dtype"])
         shards = self.index["shards"]
-        self.paths = [self.directory / shard["file"] for shard in shards]
-        self.counts = [int(shard["tokens"]) for shard in shards]
+        self.paths = [_inside(self.directory, shard["file"]) for shard in shards]
+        self.counts = [shard["tokens"] for shard in shards]
         for path, count in zip(self.paths, self.counts, strict=True):
             check_shard(path, count, self.dtype)
         self.num_documents = int(self.index["documents"])
@@ -140,14 +164,20 @@ class PreparedCorpus:
         return self.directory / TOKENIZER_DIR
 
     def tokens(self) -> ShardedTokens:
-        """The whole stream."""
-        return ShardedTokens(self.paths, self.counts, self.dtype)
+        """The whole stream, its ids checked against the vocabulary as they are read."""
+        return ShardedTokens(self.paths, self.counts, self.dtype, vocab_size=self.index["tokenizer"]["vocab_size"])
 
     def check_tokenizer(self, tokenizer: BaseTokenizer) -> None:
         """Fail unless `tokenizer` maps text to ids exactly as the tokenizer the data was prepared with."""
         prepared = self.index["tokenizer"]
         fitted = getattr(tokenizer, "is_fitted", True) is not False  # an unfitted one cannot be saved to compare
         if fitted and tokenizer.fingerprint() == prepared["fingerprint"]:
+            if tokenizer.vocab_size != prepared["vocab_size"] or tokenizer.corpus_dtype != self.dtype:
+                raise DataError(
+                    f"{self.directory / INDEX_FILE} says {prepared['vocab_size']:,} ids stored as {self.dtype.name}, "
+                    f"but its tokenizer has {tokenizer.vocab_size:,} ids ({tokenizer.corpus_dtype.name}): the index "
+                    "is damaged; prepare the data again"
+                )
             return
         run = f"{type(tokenizer).__name__}, {tokenizer.vocab_size:,} ids" if fitted else "an unfitted character one"
         raise DataError(
@@ -201,6 +231,8 @@ def read_index(directory: Path) -> dict[str, Any]:
         raise DataError(f"{directory} is not a prepared-data directory: it has no {INDEX_FILE}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path} is corrupt (not valid JSON: {error}); prepare the data again") from None
+    except RecursionError:
+        raise DataError(f"{path} is corrupt (it nests too deeply); prepare the data again") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f"{path} is not the index of cleanGPT token shards")
     if index.get("format_version") != FORMAT_VERSION:
@@ -208,7 +240,52 @@ def read_index(directory: Path) -> dict[str, Any]:
             f"{path} has format version {index.get('format_version')}; this cleanGPT reads version "
             f"{FORMAT_VERSION}: prepare the data again"
         )
+    problem = _index_problem(index)
+    if problem is not None:
+        raise DataError(f"{path} is damaged ({problem}); prepare the data again")
     return index
+
+
+def _index_problem(index: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of an index that the readers rely on, or None."""
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if index.get("dtype") not in ("uint16", "uint32"):
+        return f"dtype {index.get('dtype')!r} is not uint16 or uint32"
+    for key in ("tokens", "documents", "shard_tokens"):
+        if not count(index.get(key)):
+            return f"{key!r} is {index.get(key)!r}, not a count"
+    shards = index.get("shards")
+    if not isinstance(shards, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("file"), str) and count(s.get("tokens")) for s in shards
+    ):
+        return "'shards' must be a list of {file, tokens}"
+    if sum(shard["tokens"] for shard in shards) != index["tokens"]:
+        return "the shards' token counts do not add up to 'tokens'"
+    eos, tokenizer, fingerprint = index.get("eos"), index.get("tokenizer"), index.get("fingerprint")
+    if not isinstance(eos, dict) or not (eos.get("id") is None or count(eos.get("id"))):
+        return "'eos' must hold an 'id' (a count or null)"
+    if not isinstance(tokenizer, dict) or not count(tokenizer.get("vocab_size")) or "fingerprint" not in tokenizer:
+        return "'tokenizer' must hold 'vocab_size' and 'fingerprint'"
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("combined"), str):
+        return "'fingerprint' must hold 'combined'"
+    if not isinstance(index.get("settings"), dict):
+        return "'settings' must be a mapping"
+    return None
+
+
+def _inside(directory: Path, name: str) -> Path:
+    """The file `name` of a prepared folder; a name that leads elsewhere (absolute, ``..``, a link out) is refused,
+    so a planted index can never make training read a file outside the folder."""
+    path = directory / name
+    if Path(name).name != name or name in ("", ".", "..") or path.resolve().parent != directory.resolve():
+        raise DataError(
+            f"{directory / INDEX_FILE} names the shard {name!r}, which is not a file of {directory}; refusing to "
+            "read it: prepare the data again"
+        )
+    return path
 
 
 def check_shard(path: Path, tokens: int, dtype: np.dtype) -> None:

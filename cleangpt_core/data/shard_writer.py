@@ -25,8 +25,11 @@ import mmap
 import multiprocessing
 import os
 import shutil
+import warnings
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from cleangpt_core.checkpoints.atomic_write import publish, remove_partials, write_bytes_atomic
+from cleangpt_core.checkpoints.json_files import read_json
+from cleangpt_core.checkpoints.run_dir import LOCK_FILE, LOCK_OWNER_FILE, folder_lock
 from cleangpt_core.data.document_sources import DocumentSource, WorkUnit, read_unit, unit_digest
 from cleangpt_core.data.prepared_data import (
     DOCUMENT_DTYPE,
@@ -47,9 +52,9 @@ from cleangpt_core.data.prepared_data import (
     read_index,
     shard_name,
 )
+from cleangpt_core.data.progress import TokenizationProgress
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.progress import TokenizationProgress
 
 STATE_FILE = "prepare-state.json"
 DEFAULT_SHARD_TOKENS = 100_000_000  # modded-nanogpt's shard size: 200 MB of uint16 per file
@@ -94,17 +99,42 @@ def prepare_data(
         "dtype": tokenizer.corpus_dtype.name,
         "tokenizer_fingerprint": tokenizer.fingerprint(),
     }
+    _check_out(out, source)
+    total_bytes = source.total_bytes()  # also checks the local files exist and have the right suffixes
+    created = not out.exists()
+    refusal = "{folder} is being prepared by {owner}; wait for that prepare-data to finish, or choose another --out"
+    try:
+        with folder_lock(out, refusal):
+            return _prepare_locked(source, tokenizer, out, settings, total_bytes, num_proc, progress)
+    finally:
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE, LOCK_OWNER_FILE}:
+            (out / LOCK_FILE).unlink(missing_ok=True)  # nothing was prepared: leave no folder behind
+            with suppress(OSError):
+                out.rmdir()
+
+
+def _prepare_locked(
+    source: DocumentSource,
+    tokenizer: BaseTokenizer,
+    out: Path,
+    settings: dict[str, Any],
+    total_bytes: int | None,
+    num_proc: int | None,
+    progress: bool | None,
+) -> dict[str, Any]:
+    """`prepare_data` once this process holds the folder's lock: no other prepare writes or cleans it up."""
     done = _claim(out, settings)
     if done is not None:
         return done
-    total_bytes = source.total_bytes()  # also checks the local files exist and have the right suffixes
-    created = not out.exists()
     writer = _ShardWriter(out, settings, tokenizer)
     try:
-        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        with writer.space_for(out / TOKENIZER_DIR):
+            tokenizer.save_pretrained(out / TOKENIZER_DIR)
         workers = num_proc or _usable_cores()
+        warn = _CutWarnings(tokenizer)
         with TokenizationProgress(f"preparing {out.name}", total_bytes, progress) as bar:
             for unit, result in _tokenized_units(source, tokenizer, out / TOKENIZER_DIR, writer.resume_at, workers):
+                warn.check(unit)
                 before = writer.position
                 documents = writer.add(unit, result)
                 bar.update(unit.size, documents, writer.position - before)
@@ -114,8 +144,63 @@ def prepare_data(
     except BaseException:
         writer.abandon()
         if writer.finished_shards == 0:
-            _remove_own_files(out, created)  # nothing was finished: leave the folder as it was
+            _remove_own_files(out)  # nothing was finished: leave the folder as it was
         raise
+
+
+# Text cut where a GPT-2-style pre-tokenizer never joins two pieces; a tokenizer that gives these pieces other
+# ids than the whole (merges across spaces, a "▁" prepended to every text) tokenizes a cut document differently.
+_CUT_PROBE = ("First Citizen:\nBefore we proceed any", " further, hear me", " speak.\n\nAll:\nSpeak,", " speak.")
+
+
+class _CutWarnings:
+    """Warns, once each, when a document is cut into units in a way that may change its token ids."""
+
+    def __init__(self, tokenizer: BaseTokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.cut_warned = self.forced_warned = False
+
+    def check(self, unit: WorkUnit) -> None:
+        if unit.continues and not self.cut_warned:
+            self.cut_warned = True
+            try:
+                pieces = np.concatenate(self.tokenizer.encode_corpus_batch(list(_CUT_PROBE)))
+                exact = np.array_equal(pieces, self.tokenizer.encode_corpus("".join(_CUT_PROBE)))
+            except TokenizerError:  # a character vocabulary without the probe's letters: it cuts exactly anyway
+                exact = True
+            if not exact:
+                warnings.warn(
+                    f"{unit.origin} is one document longer than a work unit, and this tokenizer gives pieces of a text "
+                    "other ids than the whole text (it merges across spaces or marks the start of a text), so the "
+                    "ids at each cut differ from tokenizing the file whole; split such a file into documents "
+                    "(JSON Lines) to avoid it",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        if unit.forced and not self.forced_warned:
+            self.forced_warned = True
+            warnings.warn(
+                f"{unit.origin} has a stretch of text with no space for over {unit.size:,} bytes (from byte "
+                f"{unit.start:,}); it was cut at a character boundary to bound memory, where the ids may differ "
+                "from tokenizing the stretch whole",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def _check_out(out: Path, source: DocumentSource) -> None:
+    """Refuse, before anything is written, an --out that is a file or lies inside a local source folder (the
+    prepare would read its own files as documents)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; choose a folder")
+    if not source.is_local:
+        return
+    folder, target = Path(source.name).resolve(), out.resolve()
+    if folder.is_dir() and (target == folder or folder in target.parents):
+        raise DataError(
+            f"--out {out} lies inside the source folder {source.name}, so its own files would be read as "
+            "documents; choose an --out outside it"
+        )
 
 
 def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -128,9 +213,8 @@ def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
             f"{out} already holds data prepared from {index['settings']['source']!r} with other settings; "
             "choose another --out, or delete the folder to prepare it again"
         )
-    state_path = out / STATE_FILE
-    if state_path.is_file():
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+    state = _read_state(out)
+    if state is not None:
         if state["settings"] != settings:
             changed = sorted(k for k in settings if settings[k] != state["settings"].get(k))
             raise DataError(
@@ -138,17 +222,15 @@ def _claim(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
                 "with the same source, tokenizer and --shard-tokens to continue, or choose another --out"
             )
         return None
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if any(path.name not in (LOCK_FILE, LOCK_OWNER_FILE) for path in out.iterdir()):
         raise DataError(f"{out} exists and is not an empty folder or a prepared-data folder; choose another --out")
     return None
 
 
-def _remove_own_files(out: Path, created: bool) -> None:
+def _remove_own_files(out: Path) -> None:
     shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
     for name in (DOCUMENTS_FILE, STATE_FILE, shard_name(0) + ".tmp"):
         (out / name).unlink(missing_ok=True)
-    if created and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
 
 
 # --- tokenizing in worker processes ---------------------------------------------------------------------------
@@ -262,16 +344,34 @@ def _tokenized_units(
     slots = _Slots(2 * num_proc)  # at most two units per worker in flight
     # forked workers inherit the tokenizer and the shared slots (fork passes them without pickling)
     initargs = (tokenizer, source.text_field, slots.memory) if forked else (str(saved), source.text_field)
-    with context.Pool(num_proc, initializer=_init_worker, initargs=initargs) as pool:
-        pending: deque[tuple[int, WorkUnit, Any]] = deque()
+    # An executor, not multiprocessing.Pool: a worker that dies (the OOM killer, a kill -9) breaks it, and every
+    # waiting result raises, where Pool would replace the worker and wait forever for the unit it lost.
+    pool = ProcessPoolExecutor(num_proc, mp_context=context, initializer=_init_worker, initargs=initargs)
+    try:
+        pending: deque[tuple[int, WorkUnit, Future[WorkerResult]]] = deque()
         for number, unit in enumerate(units):
-            pending.append((number, unit, pool.apply_async(_tokenize_in_slot, (unit, slots.slot(number)))))
+            pending.append((number, unit, pool.submit(_tokenize_in_slot, unit, slots.slot(number))))
             if len(pending) >= slots.count:
-                done, unit_done, result = pending.popleft()
-                yield unit_done, slots.take(result.get(), done, tokenizer.corpus_dtype)
+                yield _finished(pending.popleft(), slots, tokenizer.corpus_dtype)
         while pending:
-            done, unit_done, result = pending.popleft()
-            yield unit_done, slots.take(result.get(), done, tokenizer.corpus_dtype)
+            yield _finished(pending.popleft(), slots, tokenizer.corpus_dtype)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the units being tokenized finish; the rest are dropped
+
+
+def _finished(
+    submitted: tuple[int, WorkUnit, Future[WorkerResult]], slots: _Slots, dtype: np.dtype
+) -> tuple[WorkUnit, UnitResult]:
+    """A unit and its result, once its worker is done; a worker that died is one line, and the prepare resumes."""
+    number, unit, future = submitted
+    try:
+        return unit, slots.take(future.result(), number, dtype)
+    except BrokenProcessPool:
+        raise DataError(
+            f"a tokenizer worker process died while preparing {unit.origin} (killed, perhaps by the out-of-memory "
+            "killer); the finished shards are kept: run the same command again (with fewer --num-proc if memory "
+            "is short) to continue"
+        ) from None
 
 
 def _usable_cores() -> int:
@@ -376,16 +476,16 @@ class _ShardWriter:
         self.finished_shards += 1
 
     def _write(self, file: BinaryIO, data: bytes | np.ndarray) -> None:
-        with self._space_for(file):
+        with self.space_for(file.name):
             file.write(data)
 
     def _flush(self, file: BinaryIO) -> None:
-        with self._space_for(file):
+        with self.space_for(file.name):
             file.flush()
             os.fsync(file.fileno())
 
     @contextmanager
-    def _space_for(self, file: BinaryIO) -> Iterator[None]:
+    def space_for(self, name: str | Path) -> Iterator[None]:
         """Turn a full disk (or a file-size limit) into one line that says what is kept and what to do."""
         try:
             yield
@@ -393,7 +493,7 @@ class _ShardWriter:
             if error.errno not in _NO_SPACE:
                 raise
             raise DataError(
-                f"no space left to write {file.name} ({os.strerror(error.errno)}); the {self.finished_shards} "
+                f"no space left to write {name} ({os.strerror(error.errno)}); the {self.finished_shards} "
                 "finished shards are kept: free some space and run the same command again to continue"
             ) from None
 
@@ -446,5 +546,22 @@ class _ShardWriter:
 
 
 def _read_state(out: Path) -> dict[str, Any] | None:
+    """The resume state of an interrupted prepare (None when there is none), checked field by field."""
     path = out / STATE_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    state = read_json(path, DataError, f"delete {out} and prepare the data again")
+    try:
+        Boundary(**state["boundary"])
+        valid = (
+            isinstance(state["settings"], dict)
+            and isinstance(state["finished_shards"], int)
+            and state["finished_shards"] >= 0
+            and all(isinstance(state["boundary"][key], int) for key in ("unit", "tokens", "documents"))
+            and isinstance(state["boundary"]["chain"], str)
+        )
+    except (TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise DataError(f"{path} is damaged (not the state of an interrupted prepare); delete {out} and prepare again")
+    return state

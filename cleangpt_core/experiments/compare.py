@@ -40,6 +40,8 @@ PLAN_FILE = "compare.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 CLOCK_FILE = "compare_clock.json"
+MAX_SEEDS = 1000  # runs per contender: the plan lists every run, so its size must stay bounded
+
 # 2: runs per contender and seed, and the target loss the report measures; a version-1 plan (one run per
 # contender, no target) still loads, as a comparison with one seed. 3: the tuning and the ablation's base
 # (a version-2 plan is a comparison with neither)
@@ -328,6 +330,11 @@ def build_plan(
         raise ConfigError("give --max-steps or --max-tokens, not both")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (runs per contender), got {seeds}")
+    if seeds > MAX_SEEDS:
+        raise ConfigError(
+            f"--seeds must be at most {MAX_SEEDS:,} (runs per contender), got {seeds:,}; a plan is built and saved "
+            "whole before the first run, so split a larger study into several comparisons"
+        )
     if eval_tokens is not None and eval_tokens < 1:
         raise ConfigError(f"--eval-tokens must be at least 1, got {eval_tokens}")
     if eval_tokens is not None and any(o.startswith("trainer.eval_interval=") for o in overrides):

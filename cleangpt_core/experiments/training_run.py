@@ -13,6 +13,7 @@ does the run take its directory's lock, and, when asked to (``--overwrite``), de
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -36,10 +37,11 @@ from cleangpt_core.checkpoints.run_dir import (
 )
 from cleangpt_core.config.base import flatten_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
+from cleangpt_core.data.prepared_data import data_fingerprint
 from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
-from cleangpt_core.errors import CheckpointError, ConfigError
+from cleangpt_core.errors import CheckpointError, ConfigError, DataError
 from cleangpt_core.experiments.trackers.catalog import check_trackers_installed
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
@@ -256,6 +258,9 @@ def run_experiment(
     run_dir = RunDirectory(config.output.dir)
     run_dir.check_usable()
     _refuse_an_earlier_run(run_dir, fresh=resume_from is None, overwrite=overwrite)  # before minutes of set-up
+    fingerprint = data_fingerprint(config.data.dataset)
+    if resume_from is not None:
+        _check_same_data(run_dir, config.data.dataset, fingerprint)
     tokenizer = None
     if resume_from is not None:
         tokenizer = from_pretrained(resume_from / TOKENIZER_DIR)
@@ -266,6 +271,9 @@ def run_experiment(
     with lock:
         if main:
             _claim(run_dir, fresh=resume_from is None, overwrite=overwrite)
+            if resume_from is None and fingerprint is not None:
+                record = {"dataset": str(config.data.dataset), "fingerprint": fingerprint}
+                write_text_atomic(run_dir.data_record, json.dumps(record) + "\n")
         barrier(run.trainer.context)
         if main:
             params = run.model.get_num_params() if hasattr(run.model, "get_num_params") else None
@@ -286,6 +294,21 @@ def run_experiment(
             echo(f"sample ({run_dir.sample}):\n{sample}")
             stats["sample"] = sample
     return stats
+
+
+def _check_same_data(run_dir: RunDirectory, dataset: Any, fingerprint: str | None) -> None:
+    """Refuse to resume on prepared data other than the run started on (prepared again from another corpus or
+    with another tokenizer): the run would go on silently on different tokens."""
+    if not run_dir.data_record.is_file():
+        return  # a run on in-memory data, or one from before the record existed
+    record = read_json(run_dir.data_record, CheckpointError, "delete it to resume without the check")
+    recorded = record.get("fingerprint") if isinstance(record, dict) else None
+    if recorded != fingerprint:
+        raise DataError(
+            f"the prepared data in {dataset} is not the data this run started on (fingerprint {str(recorded)[:12]}, "
+            f"now {str(fingerprint)[:12]}, recorded in {run_dir.data_record}): it was prepared again; resume with "
+            "the data the run trained on, or start a new run"
+        )
 
 
 def _claim(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:

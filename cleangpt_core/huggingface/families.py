@@ -30,6 +30,8 @@ class HFFamily:
     to_hf: Callable[[nn.Module], tuple[dict[str, Any], dict[str, torch.Tensor]]]
     # (transformers config fields, state dict, the cleanGPT config saved at export or None) -> model
     from_hf: Callable[[dict[str, Any], dict[str, torch.Tensor], GPTConfig | None], nn.Module]
+    # config -> the transformers config fields it exports as (refusing what the family cannot express)
+    hf_config: Callable[[GPTConfig], dict[str, Any]]
 
 
 def _gpt2_to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -65,8 +67,8 @@ def _llama_from_hf(hf_config: dict[str, Any], tensors: dict[str, torch.Tensor], 
 
 
 FAMILIES: tuple[HFFamily, ...] = (
-    HFFamily("Vanilla", ("gpt2",), _gpt2_to_hf, _gpt2_from_hf),
-    HFFamily("Llama", ("llama", "qwen2", "mistral"), _llama_to_hf, _llama_from_hf),
+    HFFamily("Vanilla", ("gpt2",), _gpt2_to_hf, _gpt2_from_hf, weights.hf_config_from_vanilla),
+    HFFamily("Llama", ("llama", "qwen2", "mistral"), _llama_to_hf, _llama_from_hf, weights.hf_config_from_llama),
 )
 
 

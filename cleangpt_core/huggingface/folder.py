@@ -12,15 +12,17 @@ renamed into place, so a failure never leaves a half-written folder.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.errors import CheckpointError, HFConversionError
-from cleangpt_core.huggingface.families import family_for_architecture, family_for_model_type
+from cleangpt_core.huggingface.families import HFFamily, family_for_architecture, family_for_model_type
 from cleangpt_core.huggingface.weights import read_hf_weights
 from cleangpt_core.model.serialization import load_model, resolve_checkpoint, save_model
 from cleangpt_core.tokenizers import BaseTokenizer, from_pretrained
@@ -36,7 +38,7 @@ TOKENIZER_DIR = "tokenizer"  # where a cleanGPT checkpoint keeps its tokenizer
 def export_hf(source: str | Path, destination: str | Path) -> Path:
     """Write the model and tokenizer of `source` (a checkpoint or run directory) as a Hugging Face folder."""
     checkpoint = resolve_checkpoint(source)
-    destination = Path(destination)
+    destination = Path(os.path.abspath(destination))  # "." has no name to write a sibling folder beside
     _check_free(destination)
     model = load_model(checkpoint).eval()
     family = family_for_architecture(model.config.model_type)
@@ -66,12 +68,14 @@ def import_hf(source: str | Path, destination: str | Path) -> Path:
     The result holds ``config.json``, ``model.safetensors`` and ``tokenizer/``: ``cleangpt generate`` and
     ``load_model`` take it as they take any checkpoint.
     """
-    source, destination = Path(source), Path(destination)
+    source, destination = Path(source), Path(os.path.abspath(destination))
     hf_config = _read_hf_config(source)
     family = family_for_model_type(str(hf_config.get("model_type")))
     _check_free(destination)
     saved = hf_config.get(SAVED_CONFIG_KEY)
     config = validate_config(GPTConfig, saved, f"{SAVED_CONFIG_KEY} of {source / CONFIG_FILE}") if saved else None
+    if config is not None:
+        _check_saved_config(family, config, hf_config, source / CONFIG_FILE)
     model = family.from_hf(hf_config, read_hf_weights(source), config)
     tokenizer = _folder_tokenizer(source)
 
@@ -80,6 +84,36 @@ def import_hf(source: str | Path, destination: str | Path) -> Path:
         tokenizer.save_pretrained(folder / TOKENIZER_DIR)
 
     return _write_folder(destination, write)
+
+
+def _check_saved_config(family: HFFamily, config: GPTConfig, hf_config: dict[str, Any], path: Path) -> None:
+    """Refuse a ``cleangpt_config`` that the folder's own fields contradict: it would silently override them
+    (an edited folder, or a config pasted from another model)."""
+    if config.model_type.lower() != family.architecture.lower():
+        raise HFConversionError(
+            f"{path}: {SAVED_CONFIG_KEY} is a {config.model_type} config, but the folder is a "
+            f"{hf_config.get('model_type')} model ({family.architecture}); remove {SAVED_CONFIG_KEY} or fix it"
+        )
+    try:
+        expected = family.hf_config(config)
+    except HFConversionError as error:
+        where = f"{path}: {SAVED_CONFIG_KEY} does not describe a {family.architecture}"
+        raise HFConversionError(f"{where}: {error}") from None
+    differ = sorted(k for k in _STRUCTURE if k in expected and k in hf_config and expected[k] != hf_config[k])
+    if differ:
+        detail = ", ".join(f"{key}: {hf_config[key]!r} vs {expected[key]!r}" for key in differ[:4])
+        raise HFConversionError(
+            f"{path}: {SAVED_CONFIG_KEY} contradicts the folder's own fields ({detail}); remove {SAVED_CONFIG_KEY} "
+            "to import the folder as its fields say, or restore the exported config.json"
+        )
+
+
+# The fields that fix the shape of the model; a saved cleanGPT config must agree with the folder on each.
+_STRUCTURE = (
+    "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "hidden_size", "intermediate_size",
+    "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+    "tie_word_embeddings",
+)
 
 
 def _checkpoint_tokenizer(checkpoint: Path) -> BaseTokenizer:
@@ -93,10 +127,7 @@ def _read_hf_config(source: Path) -> dict[str, Any]:
     path = source / CONFIG_FILE
     if not path.is_file():
         raise HFConversionError(f"{str(source)!r} has no {CONFIG_FILE}: it is not a Hugging Face model folder")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise HFConversionError(f"{str(path)!r} is not valid JSON: {error}") from None
+    data = read_json(path, HFConversionError, "download or export the folder again")
     if not isinstance(data, dict):
         raise HFConversionError(f"{str(path)!r} must hold a JSON object")
     return data
@@ -121,6 +152,12 @@ def _check_free(destination: Path) -> None:
 def _write_folder(destination: Path, write: Any) -> Path:
     """Run `write(folder)` on a hidden sibling folder, then move it into place as `destination`."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(destination, directory=True) as folder:
-        write(folder)
+    try:
+        with atomic_target(destination, directory=True, replace=False) as folder:
+            write(folder)
+    except FileExistsError:  # another export or import finished into it meanwhile: that one is kept
+        raise HFConversionError(
+            f"{str(destination)!r} was filled by another process while this one wrote; it is kept as that one "
+            "left it: choose a new folder"
+        ) from None
     return destination

@@ -21,18 +21,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config import GPTConfig, validate_config
-from cleangpt_core.config.parts import (
-    CausalAttentionOptions,
-    NormOptions,
-    RotaryOptions,
-    SwiGLUOptions,
-    part_options,
-)
 from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.model.feedforward import swiglu_hidden
+from cleangpt_core.model.weights_header import check_block_count, meta_state_dict, read_header
 
 # Linear layers that transformers' GPT-2 stores as Conv1D, i.e. with weight (in_features, out_features).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -45,10 +40,10 @@ _LLAMA_FAMILY = ("llama", "qwen2", "mistral")
 def _require_parts(config: Any, parts: dict[str, str], family: str) -> None:
     """Refuse a model whose parts the Hugging Face `family` cannot express, naming the first that differs."""
     for kind, name in {**parts, "residual": "pre_norm"}.items():
-        if getattr(config, kind, name) != name:
+        chosen = str(getattr(config, kind, name))  # a part's section reads as its name
+        if chosen != name:
             raise HFConversionError(
-                f"{family} has {kind}={name!r}; this model has {kind}={getattr(config, kind)!r}, which {family} "
-                "cannot express"
+                f"{family} has {kind}={name!r}; this model has {kind}={chosen!r}, which {family} cannot express"
             )
 
 
@@ -88,12 +83,12 @@ def vanilla_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
 def hf_config_from_vanilla(config: GPTConfig | Any) -> dict[str, Any]:
     """The transformers `GPT2Config` fields describing a Vanilla model (refused if its parts are not GPT-2's)."""
     _require_parts(config, _GPT2_PARTS, "GPT-2")
-    attention = part_options(config, CausalAttentionOptions)
+    attention = config.attention
     if attention.n_kv_head not in (None, config.n_head) or attention.qk_norm or attention.qkv_bias is not None:
         raise HFConversionError("GPT-2 has plain multi-head attention: unset n_kv_head, qk_norm and qkv_bias")
-    if getattr(config, "ffn_hidden", None) not in (None, 4 * config.n_embd) or not config.tie_embeddings:
+    if config.feedforward.ffn_hidden not in (None, 4 * config.n_embd) or not config.tie_embeddings:
         raise HFConversionError("GPT-2 has a 4x MLP and a tied head: unset ffn_hidden and tie_embeddings=False")
-    if part_options(config, NormOptions).norm_eps != 1e-5:
+    if config.norm.norm_eps != 1e-5:
         raise HFConversionError("GPT-2 has layer_norm_epsilon 1e-5: unset norm_eps")
     _refuse_softcap(config, "GPT-2")
     return {
@@ -126,9 +121,12 @@ def _refuse_softcap(config: Any, family: str) -> None:
         raise HFConversionError(f"{family} has no logit soft-capping: unset logit_softcap")
 
 
-def _checked_load(model: nn.Module, converted: dict[str, torch.Tensor], family: str) -> nn.Module:
-    """Load converted weights into `model`, refusing missing, unexpected or misshapen tensors by name."""
-    ours = model.state_dict()
+def _checked_load(
+    architecture: str, config: GPTConfig, ours: dict[str, torch.Tensor], converted: dict[str, torch.Tensor], family: str
+) -> Decoder:
+    """Build the model and load the converted weights, refusing missing, unexpected or misshapen tensors by name
+    first: `ours` is the model's state dict built on the meta device, so a config that does not fit its weights
+    is refused before a model of its size is built."""
     missing = sorted(set(ours) - set(converted))
     unexpected = sorted(set(converted) - set(ours))
     if missing or unexpected:
@@ -138,14 +136,20 @@ def _checked_load(model: nn.Module, converted: dict[str, torch.Tensor], family: 
             raise HFConversionError(
                 f"{name}: {family} tensor has shape {tuple(tensor.shape)}, the model needs {tuple(ours[name].shape)}"
             )
+    model = get_model(architecture, config=config)
     model.load_state_dict(converted)
     return model
 
 
+def _model_shapes(architecture: str, config: GPTConfig, state_dict: dict[str, torch.Tensor], family: str) -> dict:
+    """The state dict (shapes only) of the model `config` describes, once the weights hold as many blocks."""
+    check_block_count(state_dict, config.n_layer, f"the {family} folder", HFConversionError)
+    return meta_state_dict(architecture, config)
+
+
 def from_hf_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> Decoder:
     """A Vanilla model holding the weights of a `GPT2LMHeadModel` (or `GPT2Model`) state dict."""
-    model = get_model("Vanilla", config=config)
-    ours = model.state_dict()
+    ours = _model_shapes("Vanilla", config, state_dict, "GPT-2")
     converted: dict[str, torch.Tensor] = {}
     for name, tensor in state_dict.items():
         if name.endswith((".attn.bias", ".attn.masked_bias")) and name not in ours:
@@ -153,7 +157,7 @@ def from_hf_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -
         key = name if name.startswith((_PREFIX, "lm_head.")) else _PREFIX + name
         converted[key] = tensor.t() if key.endswith(_CONV1D_SUFFIXES) else tensor
     converted.setdefault("lm_head.weight", converted.get(_PREFIX + "wte.weight"))
-    return _checked_load(model, converted, "GPT-2")
+    return _checked_load("Vanilla", config, ours, converted, "GPT-2")
 
 
 def to_hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -222,20 +226,18 @@ def llama_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
         "block_size": block_size,
         "bias": bias,
         "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
-        "n_kv_head": None if n_kv_head == n_head else n_kv_head,
-        "ffn_hidden": hf_config.get("intermediate_size", 11008),
-        "norm_eps": hf_config.get("rms_norm_eps", 1e-6),
-        "rope_base": _rope_theta(hf_config),
+        "attention": {"n_kv_head": None if n_kv_head == n_head else n_kv_head, "qkv_bias": qkv_bias},
+        "feedforward": {"ffn_hidden": hf_config.get("intermediate_size", 11008)},
+        "norm": {"norm_eps": hf_config.get("rms_norm_eps", 1e-6)},
+        "position": {"rope_base": _rope_theta(hf_config)},
     }
-    if qkv_bias is not None:
-        data["qkv_bias"] = qkv_bias
     return validate_config(GPTConfig, data, f"Llama config converted from {model_type}")
 
 
 def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     """The transformers config fields of a Llama-preset model: `llama`, or `qwen2` when only q/k/v have biases."""
     _require_parts(config, _LLAMA_PARTS, "Llama")
-    attention = part_options(config, CausalAttentionOptions)
+    attention, feedforward = config.attention, config.feedforward
     if attention.qk_norm:
         raise HFConversionError("Llama has no QK-norm: unset qk_norm")
     _refuse_softcap(config, "Llama")
@@ -243,9 +245,8 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     if qkv_bias != config.bias and config.bias:
         raise HFConversionError("neither Llama nor Qwen2 has biases everywhere but on q/k/v: set qkv_bias as bias")
     qwen2 = qkv_bias and not config.bias
-    feedforward = part_options(config, SwiGLUOptions)
     ffn_hidden = feedforward.ffn_hidden or swiglu_hidden(config.n_embd, feedforward.ffn_multiple_of)
-    rope_theta = part_options(config, RotaryOptions).rope_base
+    rope_theta = config.position.rope_base
     exported = {
         "model_type": "qwen2" if qwen2 else "llama",
         "architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
@@ -258,7 +259,7 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
         "head_dim": config.n_embd // config.n_head,
         "hidden_act": "silu",
         "max_position_embeddings": config.block_size,
-        "rms_norm_eps": part_options(config, NormOptions).norm_eps,
+        "rms_norm_eps": config.norm.norm_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
         "rope_theta": rope_theta,  # what transformers 4.x reads
         "tie_word_embeddings": config.tie_embeddings,
@@ -301,8 +302,7 @@ def _llama_name_map(n_layer: int) -> dict[str, tuple[str, ...]]:
 
 def from_hf_llama_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> Decoder:
     """A Llama-preset model holding the weights of a `LlamaForCausalLM` (Qwen2, Mistral) state dict."""
-    model = get_model("Llama", config=config)
-    ours = model.state_dict()
+    ours = _model_shapes("Llama", config, state_dict, "Llama")
     if "lm_head.weight" not in state_dict and "model.embed_tokens.weight" in state_dict:
         state_dict = {**state_dict, "lm_head.weight": state_dict["model.embed_tokens.weight"]}  # tied, left out
     converted: dict[str, torch.Tensor] = {}
@@ -314,7 +314,7 @@ def from_hf_llama_state_dict(state_dict: dict[str, torch.Tensor], config: GPTCon
     leftover = sorted(k for k in state_dict if k not in used and not k.endswith("rotary_emb.inv_freq"))
     if leftover:
         raise HFConversionError(f"Llama weights do not fit: unexpected {leftover[:5]}")
-    return _checked_load(model, converted, "Llama")
+    return _checked_load("Llama", config, ours, converted, "Llama")
 
 
 def to_hf_llama_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -341,11 +341,16 @@ def to_hf_llama_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a transformers model directory: model.safetensors, or the shards its index names."""
+    """Every tensor of a transformers model directory: model.safetensors, or the shards its index names (each a
+    file of the directory: a name leading elsewhere is refused)."""
     directory = Path(directory)
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():
-        shards = sorted(set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
+        index = read_json(index_path, HFConversionError, "download or export the folder again")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(file, str) for file in weight_map.values()):
+            raise HFConversionError(f"{index_path} is damaged: it needs a 'weight_map' of tensor names to file names")
+        shards = sorted(set(weight_map.values()))
     elif (directory / "model.safetensors").is_file():
         shards = ["model.safetensors"]
     else:
@@ -355,7 +360,14 @@ def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
         )
     state_dict: dict[str, torch.Tensor] = {}
     for shard in shards:
-        state_dict.update(load_file(str(directory / shard)))
+        path = directory / shard
+        if Path(shard).name != shard or path.resolve().parent != directory.resolve():
+            raise HFConversionError(
+                f"{index_path} names the weights file {shard!r}, which is not a file of {directory}; refusing to "
+                "read it"
+            )
+        read_header(path, HFConversionError)  # a pickle or a damaged file is named, never unpickled
+        state_dict.update(load_file(str(path)))
     return state_dict
 
 

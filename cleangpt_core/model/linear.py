@@ -80,7 +80,9 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `linear(x, weight)` runs on oneDNN: a large enough float32 product of plain tensors on a CPU,
     outside autocast and `torch.compile`, unless `onednn_linear(False)` says otherwise."""
     return (
-        ONEDNN_AVAILABLE
+        # asked first: Dynamo cannot trace `ContextVar.get`, and reading it while compiling breaks the graph
+        not torch.compiler.is_compiling()  # torch.compile picks its own GEMMs (and cannot lower this one)
+        and ONEDNN_AVAILABLE
         and _ENABLED.get()
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
@@ -89,7 +91,6 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and type(x) in _PLAIN
         and type(weight) in _PLAIN
         and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()  # torch.compile picks its own GEMMs (and cannot lower this one)
     )
 
 

@@ -27,6 +27,7 @@ from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
 from cleangpt_core.config.model import architecture_schema
 from cleangpt_core.errors import CheckpointError
 from cleangpt_core.model.factory import get_model
+from cleangpt_core.model.weights_header import check_block_count, check_shapes, meta_state_dict, read_header
 
 resolve_checkpoint = find_model_directory  # the name this module has always exported
 
@@ -67,6 +68,11 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     weights = directory / MODEL_WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{str(directory)!r} has {MODEL_CONFIG_FILE} but no {MODEL_WEIGHTS_FILE}")
+    # the header against the config first: a tampered config.json must not build a model of any size
+    header = read_header(weights, CheckpointError)
+    check_block_count(header, config.n_layer, str(weights), CheckpointError)
+    expected = meta_state_dict(config.model_type, config)
+    check_shapes(expected, header, str(weights), CheckpointError, tied_may_be_missing=True)
     model = get_model(config.model_type, config=config)
     try:
         missing, unexpected = load_safetensors_model(model, str(weights), strict=False, device=str(map_location))

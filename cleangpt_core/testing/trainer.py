@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cleangpt_core.model.factory import get_model
+from cleangpt_core.testing.device_checks import DeviceChecks
 from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.factory import get_trainer
 from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
@@ -57,10 +59,10 @@ class CountingLanguage(Dataset):
         return {"input_ids": window, "labels": window}
 
 
-def tiny_model(seed: int = 0, **overrides: Any) -> nn.Module:
-    """A small Vanilla model (with dropout, so resuming must restore the RNG), initialised from `seed`."""
+def tiny_model(seed: int = 0, architecture: str = "Vanilla", **overrides: Any) -> nn.Module:
+    """A small model (Vanilla by default; with dropout, so resuming must restore the RNG), initialised from `seed`."""
     torch.manual_seed(seed)
-    return get_model("Vanilla", **{**TINY_MODEL, **overrides})
+    return get_model(architecture, **{**TINY_MODEL, **overrides})
 
 
 def tiny_loaders(batch_size: int = 8, windows: int = 96) -> tuple[DataLoader, DataLoader]:
@@ -79,13 +81,17 @@ def build_tiny_trainer(
     model_options: dict[str, Any] | None = None,
     optimizer: str | None = None,
     schedule: str | None = None,
+    architecture: str = "Vanilla",
+    device: str | torch.device = "cpu",
     **options: Any,
 ) -> BaseTrainer:
     """A trainer of `trainer_type` on the counting language, on the CPU, with AdamW at lr 3e-3.
 
-    `optimizer` and `schedule` name registered components to use instead, with their default options.
+    `optimizer` and `schedule` name registered components to use instead, with their default options;
+    `architecture` another registered architecture with the tiny shape; `device` a CPU device (see
+    `cleangpt_core.testing.device_checks`).
     """
-    model = tiny_model(model_seed, **(model_options or {}))
+    model = tiny_model(model_seed, architecture, **(model_options or {}))
     train, val = tiny_loaders(batch_size)
     if optimizer is None:
         built = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
@@ -94,7 +100,7 @@ def build_tiny_trainer(
     if schedule is not None:
         options["lr_scheduler"] = get_schedule(schedule)
     options.setdefault("progress_bar", False)
-    return get_trainer(trainer_type, model, train, built, device="cpu", eval_dataloader=val, **options)
+    return get_trainer(trainer_type, model, train, built, device=device, eval_dataloader=val, **options)
 
 
 def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -210,10 +216,11 @@ def run_tiny_training(
     *,
     resume: bool = False,
     step_delay: float = 0.0,
+    callbacks: list[object] | None = None,
     **options: Any,
 ) -> BaseTrainer:
     """Train the tiny problem into `run_dir` (continuing its latest checkpoint if `resume`)."""
-    callbacks = [SlowSteps(step_delay)] if step_delay else []
+    callbacks = [*(callbacks or []), *([SlowSteps(step_delay)] if step_delay else [])]
     trainer = build_tiny_trainer(
         trainer_type, model_seed=1 if resume else 0, output_dir=run_dir, callbacks=callbacks, **options
     )
@@ -239,9 +246,31 @@ def main() -> None:
     parser.add_argument("--optimizer", help="a registered optimizer, default options (default: torch's AdamW)")
     parser.add_argument("--schedule", help="a registered learning-rate schedule, default options (default: none)")
     parser.add_argument("--mixed-precision", help="the advanced trainer's mixed_precision (default: its default)")
+    parser.add_argument("--log-interval", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (each torchrun rank takes its LOCAL_RANK's GPU)")
+    parser.add_argument("--grad-clip", type=float, help="the advanced trainer's grad_clip")
+    parser.add_argument(
+        "--device-checks",
+        type=Path,
+        help="train under DeviceChecks (cleangpt_core.testing.device_checks) and write each rank's report to "
+        "PATH-<rank>.json",
+    )
     arguments = parser.parse_args()
-    precision = {} if arguments.mixed_precision is None else {"mixed_precision": arguments.mixed_precision}
-    trainer = run_tiny_training(
+    extra = {} if arguments.mixed_precision is None else {"mixed_precision": arguments.mixed_precision}
+    if arguments.grad_clip is not None:
+        extra["grad_clip"] = arguments.grad_clip
+    checks = DeviceChecks() if arguments.device_checks else None
+    with checks or nullcontext():
+        trainer = _main_run(arguments, extra, checks)
+    if checks is not None:
+        path = Path(f"{arguments.device_checks}-{trainer.context.rank}.json")
+        path.write_text(json.dumps(checks.report()))
+    if arguments.losses_out is not None and trainer.context.is_main:
+        arguments.losses_out.write_text(json.dumps(trainer.losses))
+
+
+def _main_run(arguments: argparse.Namespace, extra: dict[str, Any], checks: DeviceChecks | None) -> BaseTrainer:
+    return run_tiny_training(
         arguments.trainer,
         arguments.run_dir,
         resume=arguments.resume,
@@ -255,10 +284,11 @@ def main() -> None:
         activation_checkpointing=arguments.activation_checkpointing,
         optimizer=arguments.optimizer,
         schedule=arguments.schedule,
-        **precision,
+        log_interval=arguments.log_interval,
+        device=checks.device if checks is not None else arguments.device,
+        callbacks=[checks] if checks is not None else None,
+        **extra,
     )
-    if arguments.losses_out is not None and trainer.context.is_main:
-        arguments.losses_out.write_text(json.dumps(trainer.losses))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -355,7 +357,16 @@ class BaseTokenizer(ABC):
             )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._save_files(directory)
+        try:
+            self._save_files(directory)
+        except OSError:
+            raise
+        except Exception as error:  # the Rust `tokenizers` writer reports an I/O error as a bare Exception
+            code = re.search(r"\(os error (\d+)\)", str(error))
+            if code is None:
+                raise
+            # as the OSError it is, so a full disk is handled as every other write's (kept state, one line)
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(directory)) from None
         saved = {
             "tokenizer_type": self.tokenizer_type,
             "format_version": FORMAT_VERSION,

@@ -72,7 +72,8 @@ class AdvancedTrainer(SimpleTrainer):
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         if self.options.grad_clip is not None:
-            self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip).item()
+            # kept on the device: read back only when a logging step or a receiver asks for it
+            self._grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

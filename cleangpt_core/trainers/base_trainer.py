@@ -119,7 +119,9 @@ class BaseTrainer(ABC):
         self.tokenizer = tokenizer  # saved into every checkpoint when given, so it is self-contained
         self.experiment = experiment  # an ExperimentConfig, saved as experiment.json when given
         self.progress = TrainingProgress()
-        self.batches = EpochBatches(dataloader, seed=self.options.seed, context=self.context)
+        self.batches = EpochBatches(
+            dataloader, seed=self.options.seed, context=self.context, pin_memory=self.device.type == "cuda"
+        )
         self.checkpoints = (
             CheckpointManager(self.output_dir, keep_last=self.options.keep_checkpoints) if self.output_dir else None
         )

@@ -39,11 +39,13 @@ Batch = dict[str, Any]
 class EpochBatches:
     """The batches of every epoch, for one rank, from any position."""
 
-    def __init__(self, source: Iterable[Batch], *, seed: int, context: DistributedContext) -> None:
+    def __init__(
+        self, source: Iterable[Batch], *, seed: int, context: DistributedContext, pin_memory: bool = False
+    ) -> None:
         self.source = source
         self.seed = seed
         self.context = context
-        self.loader = _resumable(source)
+        self.loader = _resumable(source, pin_memory)
         if self.loader is not None:
             self.sampler: ResumableBatchSampler = self.loader.batch_sampler
             self.sampler.bind(seed, context)
@@ -152,9 +154,11 @@ def resumable_loader(
     )
 
 
-def _resumable(source: Iterable[Batch]) -> DataLoader | None:
-    """`source` itself when `resumable_loader` built it; a plain map-style DataLoader made into one; else None."""
+def _resumable(source: Iterable[Batch], pin_memory: bool) -> DataLoader | None:
+    """`source` itself when `resumable_loader` built it; a plain map-style DataLoader made into one; else None.
+    With `pin_memory` (a CUDA device), the loader pins its batches, so their copies to the device are async."""
     if isinstance(source, DataLoader) and isinstance(source.batch_sampler, ResumableBatchSampler):
+        source.pin_memory = source.pin_memory or pin_memory
         return source
     if not _rebuildable(source):
         return None
@@ -166,7 +170,7 @@ def _resumable(source: Iterable[Batch]) -> DataLoader | None:
         drop_last=source.drop_last,
         collate_fn=source.collate_fn,
         num_workers=source.num_workers,
-        pin_memory=source.pin_memory,
+        pin_memory=source.pin_memory or pin_memory,
         worker_init_fn=source.worker_init_fn,
     )
 

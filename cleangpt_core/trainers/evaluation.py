@@ -34,8 +34,13 @@ def count_targets(batch: Batch) -> int:
 
 
 def batch_to(batch: Batch, device: torch.device) -> Batch:
-    """The batch with its tensors on `device`, labels filled in from the inputs if absent."""
-    moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    """The batch with its tensors on `device`, labels filled in from the inputs if absent.
+
+    A copy to a GPU runs asynchronously only from pinned memory (the trainer's DataLoader pins on CUDA); from
+    pageable memory `non_blocking` buys nothing, and MPS and CPUs get the plain copy.
+    """
+    to_gpu = torch.device(device).type == "cuda"  # callers may name the device as a string
+    moved = {key: value.to(device, non_blocking=to_gpu and value.is_pinned()) for key, value in batch.items()}
     moved.setdefault("labels", moved["input_ids"])
     return moved
 
@@ -64,23 +69,27 @@ def evaluate_model(
     rng_state = capture_rng_state()
     was_training = model.training
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, token count
+    # each batch's loss sum stays on the device (float32: MPS has no float64) until one read at the end, and
+    # is added up on the host in float64; token counts come from the host's batches, so no batch waits
+    loss_sums: list[torch.Tensor] = []
+    tokens = 0
     try:
         mine = islice(shard_for_evaluation(batches, context), max_batches)
         for batch in _in_lockstep(mine, context, device) if lockstep else mine:
             if batch is None:  # this rank is done; it takes part in the others' gathers and counts nothing
                 model(torch.zeros((1, 1), dtype=torch.long, device=device))
                 continue
+            targets = count_targets(batch)
             batch = batch_to(batch, device)
             with autocast or nullcontext():
                 loss = model(**batch)["loss"]
-            targets = count_targets(batch)
-            totals[0] += loss.double() * targets
-            totals[1] += targets
+            loss_sums.append(loss.float() * targets)
+            tokens += targets
     finally:
         model.train(was_training)
         restore_rng_state(rng_state)
-    loss_sum, tokens = all_reduce_sum(totals, context).tolist()
+    mine = [math.fsum(torch.stack(loss_sums).tolist()) if loss_sums else 0.0, float(tokens)]
+    loss_sum, tokens = all_reduce_sum(torch.tensor(mine).to(device), context).tolist()
     if tokens == 0:
         raise ValueError("the evaluation data holds no tokens to predict")
     mean = loss_sum / tokens
@@ -92,7 +101,7 @@ def _in_lockstep(batches: Iterable[Batch], context: DistributedContext, device: 
     iterator = iter(batches)
     while True:
         batch = next(iterator, None)
-        ranks_with_a_batch = all_reduce_sum(torch.tensor(float(batch is not None), device=device), context)
+        ranks_with_a_batch = all_reduce_sum(torch.full((), float(batch is not None), device=device), context)
         if ranks_with_a_batch.item() == 0:
             return
         yield batch

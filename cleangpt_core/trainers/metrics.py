@@ -35,28 +35,32 @@ class MetricsLogger:
         self.run.root.mkdir(parents=True, exist_ok=True)
         _keep_lines_up_to(self.path, start_step)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
-        self._losses: list[float] = []
+        self._steps: list[dict[str, Any]] = []  # the metrics of the steps since the last line
         self._started = time.perf_counter()
 
     def step(self, step: int, metrics: dict[str, Any]) -> None:
-        """Record one optimizer step; every `log_interval` steps write their mean loss."""
-        self._losses.append(metrics["loss"])
+        """Record one optimizer step; every `log_interval` steps write their mean loss.
+
+        A step's loss is read only when its line is written: the trainer keeps it on the device till then.
+        """
+        self._steps.append(metrics)
         if step % self.log_interval == 0:
             self._flush_steps(step, metrics)
 
     def _flush_steps(self, step: int, metrics: dict[str, Any]) -> None:
-        if not self._losses:
+        if not self._steps:
             return
+        losses = [step_metrics["loss"] for step_metrics in self._steps]
         line = {
             "step": step,
             "epoch": metrics["epoch"],
-            "loss": sum(self._losses) / len(self._losses),
+            "loss": sum(losses) / len(losses),
             "lr": metrics["lr"],
             "tokens_per_s": metrics["tokens_per_s"],
             "tokens": metrics["tokens"],
             "elapsed_s": round(time.perf_counter() - self._started, 3),
         }
-        self._losses.clear()
+        self._steps.clear()
         self._write(line)
 
     def evaluation(self, step: int, metrics: dict[str, Any]) -> None:

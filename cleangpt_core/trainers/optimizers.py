@@ -107,6 +107,11 @@ def muon(
     """`torch.optim.Muon` for the hidden matrices and AdamW for embeddings, head and gains (modded-nanogpt)."""
     if not roles.matrices:
         raise ConfigError("optimizer 'muon': the model has no hidden weight matrices for Muon; use adamw")
+    if not hasattr(torch.optim, "Muon"):  # the one feature above the declared floor (torch>=2.6)
+        raise ConfigError(
+            f"optimizer 'muon' needs torch>=2.9 (torch.optim.Muon) and this is torch {torch.__version__}; "
+            "upgrade torch or use adamw"
+        )
     hidden = torch.optim.Muon(
         roles.matrices,
         lr=lr,

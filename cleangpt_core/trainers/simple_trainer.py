@@ -23,13 +23,14 @@ from cleangpt_core.trainers.batches import Batch
 from cleangpt_core.trainers.evaluation import count_targets
 from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
+from cleangpt_core.trainers.step_values import PendingLosses, StepMetrics, is_logging_step
 
 
 class SimpleTrainer(BaseTrainer):
     """Train for `num_epochs` (or `max_steps`), evaluating and checkpointing as the options say."""
 
     options_schema: ClassVar[type[TrainerConfig]] = SimpleTrainerConfig
-    grad_norm: float | None = None  # the last step's gradient norm, where optimizer_step measures it
+    _grad_norm: torch.Tensor | None = None  # the last step's gradient norm, on the device (see `grad_norm`)
 
     def train(self, resume_from: str | Path | None = None) -> dict[str, Any]:
         """Train, and return statistics: steps, tokens, losses, throughput and the final validation loss.
@@ -42,7 +43,9 @@ class SimpleTrainer(BaseTrainer):
             self._resumed_from = self.load_checkpoint(resume_from) if resume_from is not None else None
             self._events = None  # pick up plugins installed since the last run
             self.stop_reason = None
-            self.losses: list[float] = []
+            self.losses: list[float] = []  # every step's loss, read back from the device on logging steps
+            self._pending_losses = PendingLosses(self.context)
+            self._losses_checked = 0
             self._complete_evaluation: tuple[int, dict[str, Any]] | None = None
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
@@ -90,14 +93,22 @@ class SimpleTrainer(BaseTrainer):
             self.events.emit("epoch_end", trainer=self, epoch=epoch)
 
     def _step(self, group: list[Batch]) -> None:
-        """One optimizer step over `group`, whose gradients sum to those of one batch made of all of it."""
+        """One optimizer step over `group`, whose gradients sum to those of one batch made of all of it.
+
+        Nothing here waits for the device (see `cleangpt_core.trainers.step_values`): the loss stays on it, and
+        the pending losses are read back only on the steps that log, evaluate or checkpoint.
+        """
         step = self.progress.step + 1
         self.events.emit("step_begin", trainer=self, step=step)
         started = time.perf_counter()
-        counts = [count_targets(batch) for batch in group]
-        # every token weighs the same across micro-batches and ranks (DDP and FSDP average gradients over ranks)
-        total = all_reduce_sum(torch.tensor(float(sum(counts))), self.context).item() or 1.0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        counts = [count_targets(batch) for batch in group]  # on the host, from the host's batches
+        # every token weighs the same across micro-batches and ranks (DDP and FSDP average gradients over ranks);
+        # under torchrun the total is summed on the device, where NCCL takes its tensors
+        total: float | torch.Tensor = float(sum(counts)) or 1.0
+        if self.context.enabled:
+            summed = all_reduce_sum(torch.full((), float(sum(counts)), device=self.device), self.context)
+            total = summed.clamp_min(1.0)
+        loss_sum = torch.zeros((), device=self.device)
         for index, (batch, count) in enumerate(zip(group, counts, strict=True)):
             batch = self.to_device(batch)
             last = index == len(group) - 1
@@ -105,31 +116,65 @@ class SimpleTrainer(BaseTrainer):
                 with self.autocast():
                     loss = self.model(**batch)["loss"]
                 self.backward(loss * (count * self.context.world_size / total))
-            loss_sum += loss.detach().double() * count
-        loss_value = all_reduce_sum(loss_sum, self.context).item() / total
-        if not math.isfinite(loss_value):
-            self._diverged(step, loss_value)
+            loss_sum += loss.detach().float() * count
+        self._pending_losses.add(loss_sum, sum(counts))
         lr = self.optimizer.param_groups[0]["lr"]
+        reads = self._reads_back(step)
+        if reads:  # never update the weights with a non-finite loss that is about to be read anyway
+            self._read_losses(step)
         self.optimizer_step()
         tokens = sum(batch["input_ids"].numel() for batch in group) * self.context.world_size
         self.progress.step = step
         self.progress.batch_in_epoch += len(group)
         self.progress.tokens += tokens
-        self.losses.append(loss_value)
         seconds = time.perf_counter() - started
-        metrics = {
-            "loss": loss_value,
-            "lr": lr,
-            "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
-            "tokens": self.progress.tokens,
-            "epoch": self.progress.epoch,
-        }
-        if self.grad_norm is not None:
-            metrics["grad_norm"] = self.grad_norm
+        index = len(self.losses) + len(self._pending_losses) - 1
+        pending = {"loss": lambda: self._loss_of(index)}
+        if self._grad_norm is not None:
+            pending["grad_norm"] = lambda norm=self._grad_norm: float(norm)
+        metrics = StepMetrics(
+            {
+                "lr": lr,
+                "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
+                "tokens": self.progress.tokens,
+                "epoch": self.progress.epoch,
+            },
+            pending,
+        )
+        if reads:
+            self._bar.set_postfix(
+                loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:,.0f}", refresh=False
+            )
         self.events.emit("step_end", trainer=self, step=step, metrics=metrics)
-        self._bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{metrics['tokens_per_s']:,.0f}", refresh=False)
         self._bar.update(1)
         self._periodic_work(step)
+
+    @property
+    def grad_norm(self) -> float | None:
+        """The last step's gradient norm, where `optimizer_step` measures it (reading it waits for the device)."""
+        return None if self._grad_norm is None else float(self._grad_norm)
+
+    def _reads_back(self, step: int) -> bool:
+        """Whether `step` reads the pending losses: it logs, evaluates or checkpoints."""
+        options = self.options
+        evaluates = bool(options.eval_interval) and step % options.eval_interval == 0 and self.eval_dataloader
+        checkpoints = bool(options.checkpoint_interval) and step % options.checkpoint_interval == 0
+        return is_logging_step(self, step) or bool(evaluates) or checkpoints
+
+    def _read_losses(self, step: int) -> None:
+        """Read the pending losses back (one wait for the device) and stop if one of them is not finite."""
+        self.losses.extend(self._pending_losses.read())
+        for index in range(self._losses_checked, len(self.losses)):
+            if not math.isfinite(self.losses[index]):
+                self._diverged(step - (len(self.losses) - 1 - index), self.losses[index], step)
+        self._losses_checked = len(self.losses)
+
+    def _loss_of(self, index: int) -> float:
+        """The loss of the step at `index` of this run's steps, read back from the device if still pending
+        (a receiver asked for it; the loop checks it is finite on its next reading step)."""
+        if index >= len(self.losses):
+            self.losses.extend(self._pending_losses.read())
+        return self.losses[index]
 
     def _periodic_work(self, step: int) -> None:
         options = self.options
@@ -145,12 +190,13 @@ class SimpleTrainer(BaseTrainer):
         if options.checkpoint_interval and step % options.checkpoint_interval == 0:
             self.save_checkpoint(val_loss)
 
-    def _diverged(self, step: int, loss: float) -> None:
+    def _diverged(self, step: int, loss: float, stopped_at: int) -> None:
         latest = self.checkpoints.latest() if self.checkpoints is not None else None
         kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written before it"
         raise TrainingDivergedError(
-            f"the training loss became {loss} at step {step} (epoch {self.progress.epoch}); training stopped "
-            f"without updating the weights and {kept}. Lower the learning rate, clip gradients or check the data."
+            f"the training loss became {loss} at step {step} (epoch {self.progress.epoch}); training stopped at "
+            f"step {stopped_at}, the first to read it back from the device, before its weight update and before "
+            f"writing another checkpoint, and {kept}. Lower the learning rate, clip gradients or check the data."
         )
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -176,6 +222,7 @@ class SimpleTrainer(BaseTrainer):
 
     def _finish(self, elapsed: float, tokens: int) -> dict[str, Any]:
         """Evaluate and checkpoint the final weights, and gather the statistics `train` returns."""
+        self._read_losses(self.progress.step)  # a run stopped between two logging steps
         stats: dict[str, Any] = {
             "steps": self.progress.step,
             "epochs_completed": self.progress.epoch,

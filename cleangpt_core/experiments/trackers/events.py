@@ -17,6 +17,7 @@ import torch
 from cleangpt_core.experiments.trackers.base import TrackingSession
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.registry import load_component
+from cleangpt_core.trainers.step_values import is_logging_step
 
 if TYPE_CHECKING:
     from cleangpt_core.trainers.base_trainer import BaseTrainer
@@ -46,9 +47,9 @@ def on_train_begin(trainer: BaseTrainer) -> None:
 
 
 def on_step_end(trainer: BaseTrainer, step: int, metrics: dict[str, Any]) -> None:
-    """Report a step's training scalars."""
+    """Report a step's training scalars on logging steps (reading them on others would make a GPU wait)."""
     session = _sessions.get(trainer)
-    if session is not None:
+    if session is not None and is_logging_step(trainer, step):
         session.log_metrics(step, _scalars(metrics, STEP_SCALARS))
 
 
