@@ -7,7 +7,7 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """new-plugin and compare."""
+    """new-plugin, compare and inspect."""
     return [
         CommandSpec(
             "new-plugin",
@@ -18,5 +18,10 @@ def cleangpt_register_commands() -> list[CommandSpec]:
             "compare",
             "Train several architectures or configs on the same data and budget; report the comparison.",
             "cleangpt_core.cli.compare:compare",
+        ),
+        CommandSpec(
+            "inspect",
+            "Show per-token loss, the logit lens and attention maps of a prompt (PNGs and JSON).",
+            "cleangpt_core.cli.inspect:inspect",
         ),
     ]
