@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 let modelName = null;
 let controller = null;
 let inspection = null;
+let specialTokens = new Set();  // the tokenizer's end-of-text and padding tokens: shown, but not text
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -21,6 +22,8 @@ async function loadModel() {
   if (!response.ok) { showError(body.error.message); return; }
   modelName = body.data[0].id;
   $("model-name").textContent = `model: ${modelName}`;
+  const info = await (await fetch("tokenizer_info", { headers: headers() })).json();
+  specialTokens = new Set([info.eos_token, info.pad_token, info.bos_token].filter((token) => token));
 }
 
 // probability 1 -> green, 0 -> red, as a light background that keeps the text readable
@@ -30,7 +33,7 @@ function visible(text) { return JSON.stringify(text).slice(1, -1); }
 
 function addToken(text, logprob, top) {
   const span = document.createElement("span");
-  span.className = "token";
+  span.className = specialTokens.has(text) ? "token special" : "token";
   span.textContent = text;
   const probability = Math.exp(logprob);
   span.style.background = shade(probability);
