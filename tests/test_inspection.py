@@ -128,12 +128,12 @@ def test_hooks_are_gone_after_the_block_also_after_an_error():
 
 def test_an_unknown_name_or_a_misshapen_patch_is_one_clear_error():
     model = _model()
-    with pytest.raises(InspectionError, match=r"no part of the model is named 'h\.9\.attn'; names look like wte"):
-        with capture(model, ["h.9.attn"]):
-            pass
-    with pytest.raises(InspectionError, match=r"the patch for 'h\.0' has shape \(1, 2\), the output \(2, 9, 16\)"):
-        with capture(model, patch={"h.0": torch.zeros(1, 2)}):
-            model(_ids())
+    unknown = r"no part of the model is named 'h\.9\.attn'; names look like wte"
+    with pytest.raises(InspectionError, match=unknown), capture(model, ["h.9.attn"]):
+        pass
+    misshapen = r"the patch for 'h\.0' has shape \(1, 2\), the output \(2, 9, 16\)"
+    with pytest.raises(InspectionError, match=misshapen), capture(model, patch={"h.0": torch.zeros(1, 2)}):
+        model(_ids())
 
 
 def test_names_are_stable_and_attention_parts_are_found_in_a_plugin_architecture():

@@ -25,10 +25,9 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is no
 CHROMIUM = os.environ.get("CLEANGPT_CHROMIUM") or next(
     (path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None
 )
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium) for the browser test"),
-    pytest.mark.slow,  # a browser starts
-]
+if CHROMIUM is None:  # one line for the whole module
+    pytest.skip("no Chromium installed (apt-get install chromium) for the browser test", allow_module_level=True)
+pytestmark = pytest.mark.slow  # a browser starts
 
 
 @pytest.fixture(scope="module")

@@ -193,7 +193,7 @@ def test_the_playground_page_and_its_files_are_served_from_the_package(server):
     for name in ("app.js", "style.css"):
         asset = httpx.get(f"{url}/{name}")
         assert asset.status_code == 200 and "http" not in asset.text.split("fetch(")[0]  # nothing from a CDN
-    assert "<script src=\"http" not in page.text and "<link rel=\"stylesheet\" href=\"http" not in page.text
+    assert '<script src="http' not in page.text and '<link rel="stylesheet" href="http' not in page.text
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch

@@ -90,5 +90,5 @@ def test_local_completions_against_the_server_scores_as_cleangpt_lm_eval(checkpo
         [c for row in QUESTIONS for c in row["choices"]], zip(expected, got, strict=True), strict=True
     ):
         assert have == pytest.approx(want, abs=1e-4 * len(tokenizer.encode(" " + row_choices)))
-    accuracy = "acc,none"
-    assert served["results"]["cleangpt_served_choice"][accuracy] == direct["results"]["cleangpt_served_choice"][accuracy]
+    task = "cleangpt_served_choice"
+    assert served["results"][task]["acc,none"] == direct["results"][task]["acc,none"]
