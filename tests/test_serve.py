@@ -168,6 +168,19 @@ def test_a_client_that_disconnects_stops_its_generation(server):
     assert stopped_at - before < 4000
 
 
+def test_a_client_that_gives_up_on_a_whole_answer_stops_its_generation(server):
+    engine, url = server
+    body = {"model": MODEL, "prompt": "abc", "max_tokens": 4000, "temperature": 0}  # no end-of-text: see above
+    before = engine.generated_tokens
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/completions", json=body, timeout=httpx.Timeout(5.0, read=0.3))
+    time.sleep(0.5)
+    stopped_at = engine.generated_tokens
+    time.sleep(0.5)
+    assert engine.generated_tokens == stopped_at
+    assert stopped_at - before < 4000
+
+
 def test_the_inspection_endpoint_returns_what_cleangpt_inspect_computes(server):
     engine, url = server
     response = httpx.post(url + "/v1/inspect", json={"prompt": "abcabc", "top_k": 3})

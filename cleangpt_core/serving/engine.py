@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cleangpt_core.errors import InspectionError
 from cleangpt_core.inference.decoding import DEFAULT_SAMPLER, bind_sampler, generate_tokens
 from cleangpt_core.inspection import inspect_ids
 from cleangpt_core.serving.schemas import CompletionRequest, RequestError
@@ -316,4 +317,7 @@ class Engine:
         """`cleangpt inspect`'s data for `text`, taking its turn at the model."""
         ids = self.prompts(text)[0]
         with self.turns:
-            return {"text": text, **inspect_ids(self.model, self.tokenizer, ids, top_k=top_k)}
+            try:
+                return {"text": text, **inspect_ids(self.model, self.tokenizer, ids, top_k=top_k)}
+            except InspectionError as error:  # an architecture with no logit lens, say
+                raise RequestError(str(error), param="prompt") from None
