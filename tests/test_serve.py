@@ -222,3 +222,19 @@ def test_serve_warns_when_it_listens_beyond_this_machine(run_dir):
         process.terminate()
         process.wait(timeout=30)
     assert first.startswith("warning: listening on 0.0.0.0") and "--api-key" in first
+
+
+def test_start_up_imports_neither_the_web_stack_nor_torch():
+    heavy = ("starlette", "uvicorn", "torch", "matplotlib")
+    script = (
+        "import sys\n"
+        "from cleangpt_core.cli.main import cli\n"
+        "for args in (['--help'], ['serve', '--help'], ['inspect', '--help']):\n"
+        "    try:\n        cli.main(args, prog_name='cleangpt', standalone_mode=False)\n"
+        "    except SystemExit:\n        pass\n"
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "cleangpt serve" not in result.stderr and "Usage: cleangpt inspect" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "[]"
