@@ -36,9 +36,8 @@ def stream(url: str, prompt: str, seed: int, log: list[dict]) -> None:
     arrivals = []
     with httpx.Client(timeout=600) as client, client.stream("POST", url + "/v1/completions", json=body) as response:
         for line in response.iter_lines():
-            if line.startswith("data: {"):
-                if orjson.loads(line[6:])["choices"][0]["text"]:
-                    arrivals.append(time.perf_counter())
+            if line.startswith("data: {") and orjson.loads(line[6:])["choices"][0]["text"]:
+                arrivals.append(time.perf_counter())
     log.append({"started": started, "arrivals": arrivals})
 
 
