@@ -80,3 +80,7 @@ class TrainingDivergedError(CleanGPTError):
 
 class ScaffoldError(CleanGPTError):
     """A plugin project cannot be written: a bad name, a name already taken, or an existing folder."""
+
+
+class InspectionError(CleanGPTError, ValueError):
+    """A capture or inspection request that names no part of the model, or a patch that does not fit it."""

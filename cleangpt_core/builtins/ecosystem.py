@@ -8,7 +8,7 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """export, import and lm-eval."""
+    """export, import, lm-eval and serve."""
     return [
         CommandSpec(
             "export",
@@ -24,5 +24,10 @@ def cleangpt_register_commands() -> list[CommandSpec]:
             "lm-eval",
             "Score a checkpoint on lm-evaluation-harness tasks (needs cleangpt-core[eval]).",
             "cleangpt_core.cli.lm_eval:lm_eval",
+        ),
+        CommandSpec(
+            "serve",
+            "Serve a run over an OpenAI-compatible HTTP API with a playground page (needs cleangpt-core[serve]).",
+            "cleangpt_core.cli.serve:serve",
         ),
     ]

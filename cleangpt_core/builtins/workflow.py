@@ -7,7 +7,7 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """new-plugin, compare and ablate."""
+    """new-plugin, compare, ablate and inspect."""
     return [
         CommandSpec(
             "new-plugin",
@@ -23,5 +23,10 @@ def cleangpt_register_commands() -> list[CommandSpec]:
             "ablate",
             "Train a config and each of its levers switched over seeds; report each lever's effect with its interval.",
             "cleangpt_core.cli.ablate:ablate",
+        ),
+        CommandSpec(
+            "inspect",
+            "Show per-token loss, the logit lens and attention maps of a prompt (PNGs and JSON).",
+            "cleangpt_core.cli.inspect:inspect",
         ),
     ]

@@ -1,0 +1,93 @@
+"""The request bodies the server accepts, as OpenAI's completions API defines them, and its error bodies.
+
+A body is validated whole before any work: an unknown field, a wrong type or a value out of range is a
+400 whose ``error.param`` names the field, as OpenAI's API answers (its clients show that message).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class RequestError(Exception):
+    """A request the server refuses: the HTTP status, the message, and the field it is about (OpenAI's `param`)."""
+
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.status = status
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """OpenAI's error object."""
+        kind = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error"}.get(
+            self.status, "invalid_request_error"
+        )
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+Prompt = str | list[str] | list[int] | list[list[int]]
+
+
+class CompletionRequest(_Strict):
+    """``POST /v1/completions``: the fields of OpenAI's (legacy) completions API that a local model can honour."""
+
+    model: str
+    prompt: Prompt
+    max_tokens: int = Field(16, ge=0)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stream: bool = False
+    logprobs: int | None = Field(None, ge=0, le=20)
+    echo: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    n: int = Field(1, ge=1, le=1)  # one choice per prompt: several would need several generators per prompt
+    user: str | None = None  # accepted for compatibility, not used
+
+
+class InspectRequest(_Strict):
+    """``POST /v1/inspect``: what `cleangpt inspect` computes, for one prompt."""
+
+    prompt: str = Field(min_length=1)
+    top_k: int = Field(5, ge=1, le=20)
+
+
+class TokenizeRequest(_Strict):
+    """``POST /tokenize`` (vLLM's endpoint, which lm-eval's remote tokenizer calls)."""
+
+    prompt: str
+    add_special_tokens: bool = False
+
+
+class DetokenizeRequest(_Strict):
+    """``POST /detokenize`` (vLLM's endpoint)."""
+
+    tokens: list[int]
+
+
+def parse(schema: type[BaseModel], body: Any) -> Any:
+    """`body` (decoded JSON) validated by `schema`, or a `RequestError` naming the first bad field."""
+    if not isinstance(body, dict):
+        raise RequestError(f"the request body must be a JSON object, not {type(body).__name__}")
+    try:
+        return schema.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        # union members add their type to the location (prompt.str, prompt.list[int]): keep the field's path
+        location = [str(part) for part in first["loc"] if not str(part).startswith(("str", "list[", "int"))]
+        field = ".".join(location) or None
+        if first["type"] == "extra_forbidden":
+            raise RequestError(f"unknown field {field!r}: this server does not take it", param=field) from None
+        if first["type"] == "missing":
+            raise RequestError(f"{field!r} is required", param=field) from None
+        given = first.get("input")
+        shown = given if isinstance(given, int | float | bool) or given is None else type(given).__name__
+        raise RequestError(f"{field!r}: {first['msg']} (got {shown})", param=field) from None
