@@ -57,6 +57,23 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
         run_experiment(config, overwrite=overwrite, echo=click.echo)
 
 
+class EvalTokens(click.ParamType):
+    """A positive number of tokens, or 'all'."""
+
+    name = "N|all"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).lower() == "all":
+            return value if isinstance(value, int) else "all"
+        try:
+            number = int(str(value).replace("_", "").replace(",", ""))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither a positive number of tokens nor 'all'", param, ctx)
+        return number
+
+
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -68,18 +85,36 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
 @click.option("--split", default="validation", show_default=True, help="Which split of the data to score.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option(
+    "--max-tokens",
+    type=EvalTokens(),
+    default=None,
+    help="Score the first N tokens of the split, or 'all' (default: the run's data.eval_tokens, 500,000).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
-    checkpoint: Path, dataset: str | None, split: str, batch_size: int | None, device: str, as_json: bool
+    checkpoint: Path,
+    dataset: str | None,
+    split: str,
+    batch_size: int | None,
+    device: str,
+    max_tokens: int | str | None,
+    as_json: bool,
 ) -> None:
-    """Print the mean loss per token and the perplexity of CHECKPOINT (a checkpoint or run directory)."""
+    """Print the mean loss per token and the perplexity of CHECKPOINT (a checkpoint or run directory).
+
+    A long evaluation shows a bar on a terminal and a line every 30 s in a log.
+    """
     from cleangpt_core.experiments.training_run import evaluate_checkpoint
 
-    result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, batch_size=batch_size, device=device)
+    result = evaluate_checkpoint(
+        checkpoint, dataset=dataset, split=split, batch_size=batch_size, device=device, max_tokens=max_tokens
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    of = "" if result["tokens"] == result["split_tokens"] else f" of its {result['split_tokens']:,} (--max-tokens all)"
     click.echo(
         f"{result['checkpoint']} on the {result['split']} split of {result['dataset']!r}: "
-        f"loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens"
+        f"loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens{of}"
     )

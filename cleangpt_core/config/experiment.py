@@ -121,6 +121,13 @@ class DataConfig(StrictModel):
     # a third more than nanoGPT's 12: better text for ~25% more time
     batch_size: PositiveInt = Field(16, description="training windows per batch (per process under torchrun)")
     eval_batch_size: PositiveInt | None = Field(None, description="windows per validation batch; default batch_size")
+    # a bound, so the end of a run on a large corpus takes seconds, not days; 500k tokens pin a mean loss far
+    # below any difference worth reporting (Tiny Shakespeare's whole validation split is 111,540 characters)
+    eval_tokens: PositiveInt | Literal["all"] = Field(
+        500_000,
+        description="validation tokens the final evaluation and `cleangpt evaluate` score (the head of the "
+        "validation split); 'all' scores every one",
+    )
     windows: Literal["random", "blocks"] = Field(
         "random",
         description="'random': a training window starts at every token, taken in shuffled order (nanoGPT's "

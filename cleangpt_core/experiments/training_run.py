@@ -40,6 +40,7 @@ from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
 from cleangpt_core.errors import CheckpointError, ConfigError
+from cleangpt_core.experiments.progress_lines import ProgressLines
 from cleangpt_core.experiments.trackers.catalog import check_trackers_installed
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
@@ -61,6 +62,7 @@ from cleangpt_core.utils import TokenBlockDataset, load_corpus_tokens
 CHANGEABLE_ON_RESUME = (
     "device",
     "data.eval_batch_size",
+    "data.eval_tokens",
     "data.num_workers",
     "trainer.max_steps",
     "trainer.num_epochs",
@@ -172,6 +174,21 @@ def check_fits(config: ExperimentConfig, train_tokens: int, val_tokens: int) -> 
             )
 
 
+def head_for_evaluation(tokens: np.ndarray, eval_tokens: int | str, span: int) -> np.ndarray:
+    """The head of a validation stream that scores `eval_tokens` targets ('all': the whole stream).
+
+    Every token but the first is a target (`TokenBlockDataset`), so N targets take N + 1 tokens. `span` is one
+    window's length, the fewest tokens an evaluation can take.
+    """
+    if eval_tokens == "all" or len(tokens) <= int(eval_tokens) + 1:
+        return tokens
+    if int(eval_tokens) + 1 < span:
+        raise ConfigError(
+            f"data.eval_tokens={eval_tokens} is shorter than one window ({span} tokens): raise it, or set 'all'"
+        )
+    return tokens[: int(eval_tokens) + 1]
+
+
 def build_model_config(config: ExperimentConfig, vocab_size: int) -> ExperimentConfig:
     """The config with model.vocab_size set to the tokenizer's, or checked to cover it when the config sets it."""
     model = config.model
@@ -219,6 +236,7 @@ def prepare_run(
         raise ConfigError(
             f"data.batch_size={data.batch_size} is larger than the {len(train_windows)} training windows; lower it"
         )
+    val_tokens = head_for_evaluation(val_tokens, data.eval_tokens, block + int(final))
     val_loader = DataLoader(
         TokenBlockDataset(val_tokens, block, final), batch_size=data.eval_batch_size or data.batch_size
     )
@@ -258,7 +276,7 @@ def run_experiment(
     if resume_from is not None:
         tokenizer = from_pretrained(resume_from / TOKENIZER_DIR)
         check_tokenizer_fits(tokenizer.vocab_size, config.model.vocab_size, resume_from / TOKENIZER_DIR)
-    run = prepare_run(config, tokenizer=tokenizer, callbacks=callbacks)
+    run = prepare_run(config, tokenizer=tokenizer, callbacks=[*callbacks, ProgressLines(echo)])
     main, world = run.trainer.context.is_main, run.trainer.context.world_size
     lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()
     with lock:
@@ -307,7 +325,11 @@ def _summary(stats: dict[str, Any]) -> str:
         trained = "nothing left to train (the run had reached its budget)"
     else:
         trained = f"last step's train loss {stats['train_loss']:.4f}, {stats['tokens_per_s']:,.0f} tokens/s"
-    val = f", validation loss {stats['val_loss']:.4f}" if stats.get("val_loss") is not None else ""
+    val = ""
+    if stats.get("val_loss") is not None:
+        val = f", validation loss {stats['val_loss']:.4f}"
+        if stats.get("val_tokens") is not None:  # a third-party trainer may not say
+            val += f" over {stats['val_tokens']:,} tokens"
     return f"done: {stats['steps']} steps, {trained}{val}; checkpoint {stats['checkpoint']}"
 
 
@@ -340,8 +362,13 @@ def evaluate_checkpoint(
     split: str = "validation",
     batch_size: int | None = None,
     device: str = "auto",
+    max_tokens: int | str | None = None,
 ) -> dict[str, Any]:
-    """Loss and perplexity of a checkpoint on a split of its run's dataset (or of `dataset`)."""
+    """Loss and perplexity of a checkpoint on a split of its run's dataset (or of `dataset`).
+
+    It scores the head of the split: `max_tokens` targets ('all': every one; None: the run's data.eval_tokens).
+    The result's ``tokens`` says how many were scored, ``split_tokens`` how many the split holds.
+    """
     chosen = choose_device(device)
     model, tokenizer, checkpoint = load_trained_model(path, map_location=chosen)
     saved = checkpoint / EXPERIMENT_FILE
@@ -355,7 +382,15 @@ def evaluate_checkpoint(
     block = model.config.block_size
     if len(tokens) < block:
         raise ConfigError(f"the {split} split holds {len(tokens)} tokens, fewer than the model's block_size={block}")
-    windows = TokenBlockDataset(tokens, block, takes_final_label(model))
+    final = takes_final_label(model)
+    scored = head_for_evaluation(tokens, max_tokens or config.data.eval_tokens, block + int(final))
+    windows = TokenBlockDataset(scored, block, final)
     loader = DataLoader(windows, batch_size=batch_size or config.data.batch_size)
     metrics = evaluate_model(model, loader, chosen)
-    return {"checkpoint": str(checkpoint), "split": split, "dataset": dataset or config.data.dataset, **metrics}
+    return {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "dataset": dataset or config.data.dataset,
+        **metrics,
+        "split_tokens": len(tokens) - 1,
+    }

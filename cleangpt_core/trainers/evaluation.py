@@ -16,6 +16,7 @@ from cleangpt_core.checkpoints.training_checkpoint import capture_rng_state, res
 from cleangpt_core.data.windows import IGNORE_INDEX
 from cleangpt_core.distributed.process_group import DistributedContext, all_reduce_sum
 from cleangpt_core.trainers.batches import Batch, shard_for_evaluation
+from cleangpt_core.utils.progress import EvaluationProgress
 
 
 def labels_of(batch: Batch) -> torch.Tensor:
@@ -58,13 +59,14 @@ def evaluate_model(
     `max_batches` limits the estimate to the first batches (per rank). `lockstep` (FSDP, whose every
     forward is collective) keeps ranks with no batch left running empty forwards until all are done. The
     global RNG state is left as it was: iterating a DataLoader draws from it, and evaluating must not change
-    what training draws next.
+    what training draws next. A long evaluation shows its progress (`EvaluationProgress`) on the main process.
     """
     context = context or DistributedContext()
     rng_state = capture_rng_state()
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, token count
+    progress = EvaluationProgress("evaluate", _batches_per_rank(batches, context, max_batches), enabled=context.is_main)
     try:
         mine = islice(shard_for_evaluation(batches, context), max_batches)
         for batch in _in_lockstep(mine, context, device) if lockstep else mine:
@@ -77,7 +79,9 @@ def evaluate_model(
             targets = count_targets(batch)
             totals[0] += loss.double() * targets
             totals[1] += targets
+            progress.update(tokens=targets)
     finally:
+        progress.close()
         model.train(was_training)
         restore_rng_state(rng_state)
     loss_sum, tokens = all_reduce_sum(totals, context).tolist()
@@ -85,6 +89,15 @@ def evaluate_model(
         raise ValueError("the evaluation data holds no tokens to predict")
     mean = loss_sum / tokens
     return {"loss": mean, "perplexity": math.exp(mean), "tokens": int(tokens)}
+
+
+def _batches_per_rank(batches: Iterable[Batch], context: DistributedContext, max_batches: int | None) -> int | None:
+    """How many batches this rank will score, when the data says how many it holds."""
+    try:
+        count = -(-len(batches) // context.world_size)  # type: ignore[arg-type]
+    except TypeError:  # an iterable without a length
+        return max_batches
+    return count if max_batches is None else min(count, max_batches)
 
 
 def _in_lockstep(batches: Iterable[Batch], context: DistributedContext, device: torch.device) -> Iterator[Batch | None]:
