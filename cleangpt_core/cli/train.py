@@ -35,7 +35,15 @@ import click
     is_flag=True,
     help="Start afresh in an output directory that already holds a run, deleting it once every check has passed.",
 )
-def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Start a new run from these weights (a run, a checkpoint, an exported or a Hugging Face folder): its "
+    "model config and tokenizer come from there, everything else from the recipe (fine-tuning).",
+)
+def train(
+    config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool, init_from: Path | None
+) -> None:
     """Train a model, write checkpoints, metrics and a loss curve into the run directory, then print a sample.
 
     With no options: a small character-level model on the embedded Tiny Shakespeare (about a minute on two
@@ -49,12 +57,19 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
         raise click.UsageError("--resume continues a run with its saved config; leave out --config")
     if resume is not None and overwrite:
         raise click.UsageError("--resume continues a run and --overwrite deletes it; give one of them")
+    if resume is not None and init_from is not None:
+        raise click.UsageError("--resume continues a run and --init-from starts a new one from weights; give one")
+    model_overrides = [item for item in overrides if item.startswith("model.") and not item.startswith("model.dropout")]
+    if init_from is not None and model_overrides:
+        raise click.UsageError(
+            f"{model_overrides[0]}: with --init-from the model is the one in {init_from}; only model.dropout may be set"
+        )
     if resume is not None:
         config, checkpoint = resume_config(resume, overrides)
         run_experiment(config, resume_from=checkpoint, echo=click.echo)
     else:
         config = load_experiment_config(config_file, overrides)
-        run_experiment(config, overwrite=overwrite, echo=click.echo)
+        run_experiment(config, overwrite=overwrite, echo=click.echo, init_from=init_from)
 
 
 class EvalTokens(click.ParamType):

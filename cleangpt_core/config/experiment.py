@@ -186,6 +186,11 @@ class ExperimentConfig(StrictModel):
         "trainer.seed is given",
     )
     device: str = Field("auto", description="'auto' (cuda, then mps, then cpu) or a torch device such as 'cpu'")
+    init_from: str | None = Field(
+        None,
+        description="weights the run started from (`cleangpt train --init-from`: a run, a checkpoint, an exported "
+        "or a Hugging Face folder), whose model config and tokenizer it took; None: a fresh initialisation",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     model: GPTConfig = Field(default_factory=_default_model)

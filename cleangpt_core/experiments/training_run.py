@@ -31,6 +31,7 @@ from cleangpt_core.checkpoints.run_dir import (
     EXPERIMENT_FILE,
     TOKENIZER_DIR,
     RunDirectory,
+    find_model_directory,
     find_training_checkpoint,
     run_of,
 )
@@ -203,13 +204,43 @@ def build_model_config(config: ExperimentConfig, vocab_size: int) -> ExperimentC
     return config.model_copy(update={"model": gpt_config})
 
 
+def initial_weights(source: str | Path, config: ExperimentConfig) -> tuple[ExperimentConfig, nn.Module, BaseTokenizer]:
+    """What `train --init-from SOURCE` starts from: the model and tokenizer of SOURCE, and `config` with that
+    model's config (the rest stays the recipe's).
+
+    SOURCE is a run or checkpoint directory (which holds its tokenizer/), or a Hugging Face folder (one
+    `cleangpt export` wrote, or any of a supported family with a tokenizer it can rebuild). Overrides of the
+    model may only change its dropout: the weights fix everything else.
+    """
+    from cleangpt_core.huggingface.folder import read_hf_folder
+
+    directory = Path(source)
+    try:
+        checkpoint = find_model_directory(directory)
+    except CheckpointError:
+        checkpoint = directory
+    if (checkpoint / TOKENIZER_DIR).is_dir():
+        model, tokenizer, _ = load_trained_model(checkpoint)
+    else:
+        model, tokenizer = read_hf_folder(directory)
+    model_config = model.config.model_copy(update={"dropout": config.model.dropout})
+    config = config.model_copy(update={"model": model_config, "init_from": str(source)})
+    config._vocab_size_given = True  # the weights' vocabulary, whatever the tokenizer's
+    return config, model, tokenizer
+
+
 def prepare_run(
-    config: ExperimentConfig, *, tokenizer: BaseTokenizer | None = None, callbacks: Iterable[object] = ()
+    config: ExperimentConfig,
+    *,
+    tokenizer: BaseTokenizer | None = None,
+    callbacks: Iterable[object] = (),
+    initial_model: nn.Module | None = None,
 ) -> PreparedRun:
     """Build and check the tokenizer, data, model, optimizer and trainer of `config`; nothing is written.
 
     model.vocab_size becomes the tokenizer's unless the config sets it on purpose (e.g. rounded up to a
-    multiple of 64 for speed; a resumed run's experiment.json always does).
+    multiple of 64 for speed; a resumed run's experiment.json always does). `initial_model` (see
+    `initial_weights`) gives the model its weights.
     """
     trainer_options = config.trainer.options
     if trainer_options.get("output_dir") is not None:
@@ -223,6 +254,8 @@ def prepare_run(
     config = build_model_config(config, tokenizer.vocab_size)
     block, data = config.model.block_size, config.data
     model = get_model(config.model.model_type, config=config.model)
+    if initial_model is not None:
+        model.load_state_dict(initial_model.state_dict())
     final = takes_final_label(model)
     train_windows = (
         RandomWindowDataset(train_tokens, block, final)
@@ -263,20 +296,27 @@ def run_experiment(
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
     callbacks: Iterable[object] = (),
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train `config` (or continue the run of `resume_from`), then sample; returns the training statistics.
 
-    A resumed run takes its tokenizer from its checkpoint. A fresh run refuses a directory that holds an
-    earlier run unless `overwrite`, and deletes that run only after every check has passed, under the lock.
+    A resumed run takes its tokenizer from its checkpoint; a run started `init_from` a model (a run,
+    checkpoint or Hugging Face folder) takes its weights, model config and tokenizer from it. A fresh run
+    refuses a directory that holds an earlier run unless `overwrite`, and deletes that run only after every
+    check has passed, under the lock.
     """
     run_dir = RunDirectory(config.output.dir)
     run_dir.check_usable()
     _refuse_an_earlier_run(run_dir, fresh=resume_from is None, overwrite=overwrite)  # before minutes of set-up
-    tokenizer = None
+    tokenizer, initial_model = None, None
     if resume_from is not None:
         tokenizer = from_pretrained(resume_from / TOKENIZER_DIR)
         check_tokenizer_fits(tokenizer.vocab_size, config.model.vocab_size, resume_from / TOKENIZER_DIR)
-    run = prepare_run(config, tokenizer=tokenizer, callbacks=[*callbacks, ProgressLines(echo)])
+    elif init_from is not None:
+        config, initial_model, tokenizer = initial_weights(init_from, config)
+    run = prepare_run(
+        config, tokenizer=tokenizer, callbacks=[*callbacks, ProgressLines(echo)], initial_model=initial_model
+    )
     main, world = run.trainer.context.is_main, run.trainer.context.world_size
     lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()
     with lock:
@@ -291,6 +331,7 @@ def run_experiment(
                 f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
                 f"trainer on {where}, {len(run.train_loader):,} batches per epoch, into {run_dir.root}"
                 + (f", resuming from {resume_from}" if resume_from is not None else "")
+                + (f", starting from the weights of {init_from}" if init_from is not None else "")
             )
         stats = run.trainer.train(resume_from=resume_from)
         if not main:
