@@ -36,7 +36,13 @@ from cleangpt_core.checkpoints.run_dir import (
     run_of,
 )
 from cleangpt_core.config.base import flatten_config
-from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
+from cleangpt_core.config.experiment import (
+    ExperimentConfig,
+    TokenizerSection,
+    load_experiment_config,
+    resolve_experiment,
+)
+from cleangpt_core.data.prepared_data import PreparedCorpus, is_prepared_dir
 from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
@@ -229,6 +235,26 @@ def initial_weights(source: str | Path, config: ExperimentConfig) -> tuple[Exper
     return config, model, tokenizer
 
 
+def prepared_tokenizer(config: ExperimentConfig) -> BaseTokenizer | None:
+    """The tokenizer saved with a prepared dataset (`cleangpt prepare-data`), which a run on it adopts; None when
+    the dataset is not prepared.
+
+    A config that names another kind of tokenizer than the default is refused: its ids would not be the
+    shards' (naming the prepared one, or the default, adopts it).
+    """
+    if not is_prepared_dir(config.data.dataset):
+        return None
+    tokenizer = from_pretrained(PreparedCorpus(config.data.dataset).tokenizer_dir)
+    named = config.tokenizer.name
+    if named.lower() != str(tokenizer.tokenizer_type).lower() and config.tokenizer != TokenizerSection():
+        raise ConfigError(
+            f"data.dataset={config.data.dataset} was prepared with the {tokenizer.tokenizer_type!r} tokenizer, "
+            f"but tokenizer.name={named!r}: leave the tokenizer out (the run takes the prepared one), or prepare "
+            f"the data again with --tokenizer {named}"
+        )
+    return tokenizer
+
+
 def prepare_run(
     config: ExperimentConfig,
     *,
@@ -247,7 +273,9 @@ def prepare_run(
         raise ConfigError("set the run directory with output.dir, not trainer.output_dir")
     check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
-    tokenizer = tokenizer or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
+    tokenizer = (
+        tokenizer or prepared_tokenizer(config) or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
+    )
     train_tokens = load_split(config, tokenizer, "train")  # fits a character tokenizer's vocabulary
     val_tokens = load_split(config, tokenizer, "validation")
     check_fits(config, len(train_tokens), len(val_tokens))
