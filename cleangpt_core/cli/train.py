@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import click
+import yaml
 
 
 @click.command("train")
@@ -16,7 +17,8 @@ import click
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML or TOML experiment config, laid over the defaults (the recipe in configs/default.yaml).",
+    help="YAML, TOML or JSON experiment config (a run's own experiment.json too), laid over the defaults (the "
+    "recipe in configs/default.yaml).",
 )
 @click.option(
     "--set",
@@ -41,8 +43,14 @@ import click
     help="Start a new run from these weights (a run, a checkpoint, an exported or a Hugging Face folder): its "
     "model config and tokenizer come from there, everything else from the recipe (fine-tuning).",
 )
+@click.option("--dry-run", is_flag=True, help="Print the resolved experiment config as YAML and exit; train nothing.")
 def train(
-    config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool, init_from: Path | None
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    resume: Path | None,
+    overwrite: bool,
+    init_from: Path | None,
+    dry_run: bool,
 ) -> None:
     """Train a model, write checkpoints, metrics and a loss curve into the run directory, then print a sample.
 
@@ -51,7 +59,7 @@ def train(
     shard of each batch (DistributedDataParallel).
     """
     from cleangpt_core.config import load_experiment_config
-    from cleangpt_core.experiments.training_run import resume_config, run_experiment
+    from cleangpt_core.experiments.training_run import initial_weights, resume_config, run_experiment
 
     if resume is not None and config_file is not None:
         raise click.UsageError("--resume continues a run with its saved config; leave out --config")
@@ -66,10 +74,16 @@ def train(
         )
     if resume is not None:
         config, checkpoint = resume_config(resume, overrides)
-        run_experiment(config, resume_from=checkpoint, echo=click.echo)
+        if not dry_run:
+            run_experiment(config, resume_from=checkpoint, echo=click.echo)
     else:
         config = load_experiment_config(config_file, overrides)
-        run_experiment(config, overwrite=overwrite, echo=click.echo, init_from=init_from)
+        if init_from is not None and dry_run:
+            config = initial_weights(init_from, config)[0]
+        if not dry_run:
+            run_experiment(config, overwrite=overwrite, echo=click.echo, init_from=init_from)
+    if dry_run:
+        click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip())
 
 
 class EvalTokens(click.ParamType):

@@ -17,6 +17,7 @@ against that component's schema before any work starts.
 
 from __future__ import annotations
 
+import json
 import tomllib
 import warnings
 from pathlib import Path
@@ -221,9 +222,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = yaml.safe_load(text)
         elif path.suffix == ".toml":
             data = tomllib.loads(text)
+        elif path.suffix == ".json":  # a run's own experiment.json
+            data = json.loads(text)
         else:
-            raise ConfigError(f"config file {str(path)!r}: use a .yaml, .yml or .toml file")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"config file {str(path)!r}: use a .yaml, .yml, .toml or .json file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(
             f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {' '.join(str(error).split())}"
         ) from None
