@@ -98,3 +98,14 @@ def test_generate_interactively_continues_each_line_until_an_empty_one(checkpoin
     lines = [line.removeprefix("> ") for line in result.output.splitlines() if line.strip("> ")]
     assert result.exit_code == 0 and len(lines) == 2
     assert lines[0].startswith("ab") and lines[1].startswith("cd") and "never" not in result.output
+
+
+def test_the_listing_names_part_kinds_in_plain_english():
+    output = invoke("list-components").output
+    assert "attention parts" in output.splitlines() and "attentions" not in output
+
+
+def test_export_of_learned_positions_says_where_transformers_generate_stops(checkpoint, tmp_path):
+    result = invoke("export", checkpoint, tmp_path / "hf")
+    assert result.exit_code == 0, result.output
+    assert "positions are learned for 32 tokens; transformers' generate fails past them" in result.output

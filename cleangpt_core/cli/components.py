@@ -96,6 +96,16 @@ def _describe_failure(failure: PluginFailure) -> dict[str, Any]:
     }
 
 
+# A kind's heading in the listing, where adding an "s" does not make its plural.
+HEADINGS = {
+    "attention": "attention parts",
+    "feedforward": "feed-forward parts",
+    "norm": "norms",
+    "position": "position encodings",
+    "residual": "residual wirings",
+}
+
+
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> list[str]:
     """Left-aligned columns; the summary column wraps onto further lines to fit the terminal (never cut)."""
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
@@ -142,7 +152,7 @@ def list_components(kind: str | None, as_json: bool) -> None:
             for c in components
             if c.kind == group
         ]
-        click.secho(f"{group}s", bold=True)
+        click.secho(HEADINGS.get(group, f"{group}s"), bold=True)
         headers = ("name", "aliases", "summary", "distribution", "version")
         click.echo("\n".join(_table(rows, headers)) if rows else "  (none)")
         click.echo()
