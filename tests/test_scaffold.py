@@ -19,7 +19,14 @@ from cleangpt_core.plugin_api import PLUGIN_API_VERSION, Component
 from cleangpt_core.scaffold import KIND_TEMPLATES, PluginNames, ScaffoldError, core_requirement, create_plugin_project
 from cleangpt_core.scaffold.project import MAX_NAME_LENGTH, SCAFFOLD_KINDS
 
-NAMES = {"sampler": "typical", "architecture": "parallel-gpt", "tokenizer": "wordpiece", "trainer": "agc"}
+NAMES = {
+    "sampler": "typical",
+    "architecture": "parallel-gpt",
+    "tokenizer": "wordpiece",
+    "trainer": "agc",
+    "optimizer": "lion",
+    "schedule": "inverse-sqrt",
+}
 
 
 def expected_files(names: PluginNames) -> set[str]:
