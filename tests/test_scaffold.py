@@ -142,7 +142,7 @@ def test_a_name_an_installed_distribution_has_is_refused():
 
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ScaffoldError, match="choose one of"):
-        PluginNames.parse("typical", "optimizer")
+        PluginNames.parse("typical", "attention")
 
 
 def test_the_core_range_is_the_current_release_series():
@@ -176,7 +176,7 @@ def test_the_command_rejects_a_missing_or_unknown_kind(tmp_path):
     missing = CliRunner().invoke(cli, ["new-plugin", "typical", "--dir", str(tmp_path)])
     assert missing.exit_code == 2
     assert "--kind" in missing.output
-    unknown = CliRunner().invoke(cli, ["new-plugin", "typical", "--kind", "optimizer", "--dir", str(tmp_path)])
+    unknown = CliRunner().invoke(cli, ["new-plugin", "typical", "--kind", "attention", "--dir", str(tmp_path)])
     assert unknown.exit_code == 2
     assert list(tmp_path.iterdir()) == []
 
