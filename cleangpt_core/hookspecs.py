@@ -5,9 +5,10 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.3"`` (the version it was written for; plugins stating ``"1.0"``, which
-has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, or ``"1.2"``, which predates the
-exported ``cleangpt_core.model.Linear``, keep working) and implements any of
+that states ``CLEANGPT_PLUGIN_API = "1.4"`` (the version it was written for; plugins stating ``"1.0"``, which
+has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, ``"1.2"``, which predates the
+exported ``cleangpt_core.model.Linear``, or ``"1.3"``, whose part options were bare fields of the model config,
+keep working) and implements any of
 the hooks below with ``@cleangpt_core.plugin_api.hookimpl``. The core's own components are registered by the
 very same hooks (``cleangpt_core.builtins``), so a built-in has no privilege but one: on a name clash it wins.
 
@@ -79,9 +80,12 @@ def cleangpt_register_samplers() -> list[Component]:
 # -- Parts of the built-in decoder (plugin API 1.1) ---------------------------------------------------------
 # The decoder behind the presets (`Vanilla`, `Llama`) composes one part of each kind, named in the model config
 # (``--set model.attention=NAME``). A part's ``config_schema`` (a pydantic model) declares its options: they
-# are fields of the model config, validated against the chosen part's schema when the config is, and the
-# part reads them with ``cleangpt_core.model.part_options(config, Schema)``. A schema's validators see the
-# whole model config as ``info.context["model"]``. The ``target`` is an ``nn.Module`` class; its interface per
+# sit in the part's own section (``model.attention: {name: NAME, option: value}``), are validated against the
+# chosen part's schema when the config is (plugin API 1.4), and reach the part alone: it is built from a
+# ``PartConfig`` (the model config with its own options in front) and reads them with
+# ``cleangpt_core.model.part_options(config, Schema)``. A bare option name (``--set model.option=value``)
+# still works, as a shorthand for every chosen part declaring it. A schema's validators see the model config
+# as ``info.context["model"]``. The ``target`` is an ``nn.Module`` class; its interface per
 # kind is stated below and in ``docs/writing-plugins.md``. A part may define ``init_weights()``, called after
 # the decoder's GPT-2 initialisation, for the initialisation it needs (zeros, gains).
 
@@ -144,8 +148,9 @@ def cleangpt_register_residuals() -> list[Component]:
 
     Returns: a list of ``Component(kind="residual", ...)`` whose ``target`` is built as
     ``cls(config, layer_index, parts)`` and called as ``block(x, layout, kv_cache) -> x``. ``parts`` holds
-    the chosen part classes (``parts.attention``, ``parts.feedforward``, ``parts.norm``): the block builds
-    its sub-blocks from them and wires them (pre-norm, parallel, post-norm...).
+    the chosen part classes (``parts.attention``, ``parts.feedforward``, ``parts.norm``), each bound to its
+    options: the block builds its sub-blocks from them, passing on the ``config`` it got, and wires them
+    (pre-norm, parallel, post-norm...).
     """
 
 

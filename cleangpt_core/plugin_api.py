@@ -1,6 +1,6 @@
 """What a plugin author imports: the hook marker, the component description and the API version.
 
-A plugin module states `CLEANGPT_PLUGIN_API = "1.3"` (the version it was written for) and implements
+A plugin module states `CLEANGPT_PLUGIN_API = "1.4"` (the version it was written for) and implements
 hooks from `cleangpt_core.hookspecs` with `@hookimpl`. This module imports neither torch nor pydantic,
 so that discovering plugins stays cheap.
 """
@@ -22,8 +22,10 @@ ENTRY_POINT_GROUP: Final = "cleangpt"
 # The hook API this core provides, as "MAJOR.MINOR". A plugin written for MAJOR.m works with every
 # core of the same MAJOR whose MINOR is at least m: minors only add hooks or opt-in hook arguments.
 # 1.1 added the five part kinds and their registration hooks; 1.2 the optimizer and schedule kinds and theirs;
-# 1.3 exports `cleangpt_core.model.Linear`. Plugins written for 1.0 to 1.2 work unchanged.
-PLUGIN_API_VERSION: Final = "1.3"
+# 1.3 exports `cleangpt_core.model.Linear`; 1.4 gives each decoder part its own config section (its options
+# reach it alone, in the `PartConfig` it is built from) and the decoder the part classes `resolve_parts` found.
+# Plugins written for 1.0 to 1.3 work unchanged.
+PLUGIN_API_VERSION: Final = "1.4"
 
 # The parts a decoder is composed of (see `cleangpt_core.model.decoder`), each a kind of component too.
 PART_KINDS: Final = ("attention", "feedforward", "norm", "position", "residual")

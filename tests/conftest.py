@@ -1,5 +1,5 @@
 """Shared fixtures: throwaway third-party plugin distributions for the length of one test, virtual
-environments layered over the one running the tests, and a real Ctrl-C."""
+environments layered over the one running the tests, a real Ctrl-C, and waiting for the moment to kill a process."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import itertools
 import os
 import signal
 import site
+import subprocess
 import sys
 import sysconfig
 import textwrap
+import time
 import venv
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,3 +96,21 @@ def ctrl_c() -> Iterator[Callable[[], None]]:
         yield lambda: os.kill(os.getpid(), signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def wait_while_running(
+    process: subprocess.Popen, done: Callable[[], bool], what: str, timeout: float = 120, poll: float = 0.02
+) -> None:
+    """Wait until `done()` is true while `process` runs, e.g. for the first checkpoint of a run to kill; fail
+    naming `what` if the process ends first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert process.poll() is None, f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
+        time.sleep(poll)
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """`wait_while_running`, for tests that kill a process at a chosen moment."""
+    return wait_while_running

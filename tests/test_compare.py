@@ -31,6 +31,7 @@ from cleangpt_core.experiments.compare import (
 )
 from cleangpt_core.experiments.report import write_report
 from cleangpt_core.experiments.summary import curve_band, spread_verdicts, summarize, tokens_to_target
+from cleangpt_core.experiments.training_run import run_level_trainer_options
 from cleangpt_core.utils import tinyshakespeare_text
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -420,7 +421,7 @@ def test_every_contender_gets_a_run_per_seed_that_seeds_initialisation_and_data_
     assert plan.max_steps == {"Vanilla": STEPS, "SASP": STEPS}
     for run in plan.runs:
         config = run.load()
-        assert config.seed == run.seed and config.trainer.options["seed"] == run.seed
+        assert config.seed == run.seed and run_level_trainer_options(config)["seed"] == run.seed
         assert config.output.dir == tmp_path.resolve() / RUNS_DIR / run.directory
     from_seven = build_plan(
         tmp_path, models=["Vanilla", "SASP"], overrides=tiny(corpus), max_steps=STEPS, seed=7, seeds=2

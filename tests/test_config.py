@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -15,6 +18,7 @@ from cleangpt_core.config import (
 )
 from cleangpt_core.config.sampling import CombinedConfig, TopPConfig
 from cleangpt_core.errors import ConfigError, UnknownComponentError
+from cleangpt_core.experiments.training_run import run_level_trainer_options
 
 ARCHITECTURE_PLUGIN = """
 from cleangpt_core.config import ModelConfig
@@ -178,12 +182,29 @@ def test_experiment_config_round_trips_through_json(wide_architecture):
     assert restored == config
 
 
-def test_the_experiment_seed_also_seeds_the_data_order_unless_the_trainer_seed_is_given(tmp_path):
-    """`--set seed=N` alone must give another run in every respect, data order included."""
-    assert load_experiment_config(None, ["seed=5"]).trainer.options["seed"] == 5
-    assert load_experiment_config(None, ["seed=5", "trainer.seed=9"]).trainer.options["seed"] == 9
-    assert load_experiment_config(None, ["trainer.name=simple", "seed=7"]).trainer.options["seed"] == 7
-    assert load_experiment_config(None, []).trainer.options["seed"] == 1337
-    config_file = tmp_path / "run.yaml"
-    config_file.write_text("seed: 3\ntrainer: {seed: 4}\n")  # given in the file: kept, even with another seed
-    assert load_experiment_config(config_file, ["seed=8"]).trainer.options["seed"] == 4
+def test_a_run_has_one_seed_and_one_directory_which_the_trainer_is_given(tmp_path):
+    """`--set seed=N` gives another run in every respect (initialisation and data order); the trainer section
+    holds neither a seed nor a directory of its own."""
+    config = load_experiment_config(None, ["seed=5", "output.dir=elsewhere"])
+    assert "seed" not in config.trainer.options and "output_dir" not in config.trainer.options
+    assert run_level_trainer_options(config) == {"output_dir": Path("elsewhere"), "seed": 5}
+    assert "seed" not in config.model_dump(mode="json")["trainer"]
+
+
+def test_the_trainer_seed_and_directory_of_saved_runs_and_older_configs_are_read_as_the_runs(tmp_path):
+    saved = tmp_path / "saved.yaml"  # what experiment.json held: both seeds, equal, and a null directory
+    saved.write_text("seed: 3\ntrainer: {name: advanced, seed: 3, output_dir: null}\n")
+    assert load_experiment_config(saved, ["seed=8"]).seed == 8
+    older = tmp_path / "older.yaml"
+    older.write_text("trainer: {seed: 4}\n")
+    with pytest.warns(FutureWarning, match="trainer.seed is the run's seed now"):
+        assert load_experiment_config(older).seed == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [(["seed=5", "trainer.seed=9"], "seed"), (["trainer.output_dir=x"], "output.dir")],
+)
+def test_a_second_seed_or_directory_is_refused_naming_the_one_to_set(overrides, field):
+    with pytest.raises(ConfigError, match=f"is the run's {re.escape(field)}; set {re.escape(field)}"):
+        load_experiment_config(None, overrides)

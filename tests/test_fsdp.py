@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -109,15 +108,11 @@ def _children(pid: int) -> list[int]:
     return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
 
 
-def test_killing_a_rank_leaves_the_last_checkpoint_loadable(tmp_path):
+def test_killing_a_rank_leaves_the_last_checkpoint_loadable(tmp_path, wait_for):
     run_dir = tmp_path / "killed"
     launcher = subprocess.Popen(torchrun(*RUN, str(run_dir), *FSDP, "--step-delay", "0.2"))
     try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "latest").is_file():
-            assert launcher.poll() is None, "the run ended before writing its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint appeared within five minutes"
-            time.sleep(0.05)
+        wait_for(launcher, (run_dir / "latest").is_file, "the first checkpoint", timeout=300)
         workers = _children(launcher.pid)
         assert len(workers) == 2
         os.kill(workers[1], signal.SIGKILL)

@@ -10,7 +10,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +204,7 @@ def test_a_vocabulary_beyond_uint16_is_stored_as_uint32(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_prepare_killed_midway_and_run_again_ends_byte_identical(tmp_path):
+def test_a_prepare_killed_midway_and_run_again_ends_byte_identical(tmp_path, wait_for):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", shakespeare_documents(20_000, lines=(10, 60)))  # about 20 MB
     command = [
         sys.executable,
@@ -226,11 +225,7 @@ def test_a_prepare_killed_midway_and_run_again_ends_byte_identical(tmp_path):
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, str(killed)])
     try:
-        deadline = time.monotonic() + 120
-        while not (killed / "shard_000003.bin").is_file():
-            assert process.poll() is None, "the prepare ended before its fourth shard"
-            assert time.monotonic() < deadline, "no shard appeared within two minutes"
-            time.sleep(0.005)
+        wait_for(process, (killed / "shard_000003.bin").is_file, "the fourth shard", poll=0.005)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()

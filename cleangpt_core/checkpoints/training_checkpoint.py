@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import MODEL_WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, RunDirectory
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.errors import CheckpointError, CheckpointWriteError
@@ -159,10 +160,10 @@ def read_state(directory: Path) -> dict[str, Any]:
     for path in (json_path, tensors_path):
         if not path.is_file():
             raise CheckpointError(f"{directory} holds no trainer state ({path.name} is missing)")
+    payload = read_json(json_path, CheckpointError, "resume from another checkpoint")
     try:
-        payload = json.loads(json_path.read_text(encoding="utf-8"))
         structure, state_format = payload["state"], payload.get("format")
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{json_path} is damaged or truncated ({error})") from None
     if state_format != STATE_FORMAT:
         raise CheckpointError(f"{json_path}: trainer state format {state_format!r} is not {STATE_FORMAT}")

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
+from cleangpt_core.config.parts import PartChoice
 from cleangpt_core.errors import UnknownComponentError
 from cleangpt_core.isolation import describe_error, plugin_code, safe_repr
 from cleangpt_core.plugin_api import KINDS, Component
@@ -204,18 +205,28 @@ def show_config(name: str, kind: str | None, as_json: bool) -> None:
         click.echo("  no configuration options")
         return
     recipe = _recipe_values(component)
-    rows = []
-    for field_name, field in schema.model_fields.items():
-        default = "required" if field.is_required() else safe_repr(_default(field))
-        row = (field_name, type_name(field.annotation), default, field.description or "")
-        if recipe is not None:
-            row = (*row[:3], safe_repr(recipe[field_name]) if field_name in recipe else "", row[3])
-        rows.append(row)
+    rows = _field_rows(schema)
     headers = ("field", "type", "default", "summary")
     if recipe is not None:
         headers = ("field", "type", "default", "recipe", "summary")
+        rows = [(*row[:3], _recipe_value(recipe, row[0]), row[3]) for row in rows]
         click.echo("  'recipe': what `cleangpt train` runs with (configs/default.yaml), where it sets the field")
     click.echo("\n".join(_table(rows, headers)))
+
+
+def _field_rows(schema: type[BaseModel], prefix: str = "") -> list[tuple[str, ...]]:
+    """One row per field; a decoder part's section is followed by its default part's options, as
+    ``attention.n_kv_head`` (the key a config or ``--set model.attention.n_kv_head=2`` gives it by)."""
+    rows = []
+    for field_name, field in schema.model_fields.items():
+        default = "required" if field.is_required() else safe_repr(_default(field))
+        if field.annotation is PartChoice:
+            rows.append((prefix + field_name, "part", default, field.description or ""))
+            options = get_registry().get(field_name, str(field.default)).config_schema
+            rows += _field_rows(options, f"{prefix}{field_name}.") if options is not None else []
+        else:
+            rows.append((prefix + field_name, type_name(field.annotation), default, field.description or ""))
+    return rows
 
 
 def _recipe_values(component: Component) -> dict[str, object] | None:
@@ -224,7 +235,7 @@ def _recipe_values(component: Component) -> dict[str, object] | None:
 
     recipe = ExperimentConfig()
     if component.kind == "architecture":
-        chosen, values = recipe.model.model_type, recipe.model.model_dump()
+        chosen, values = recipe.model.model_type, recipe.model.model_dump(mode="json")
     else:
         section = {"tokenizer": recipe.tokenizer, "trainer": recipe.trainer, "sampler": recipe.sampling}.get(
             component.kind, getattr(recipe, component.kind, None)
@@ -233,3 +244,13 @@ def _recipe_values(component: Component) -> dict[str, object] | None:
             return None
         chosen, values = section.name, section.options
     return values if get_registry().get(component.kind, chosen) is component else None
+
+
+def _recipe_value(recipe: dict[str, object], dotted: str) -> str:
+    """The recipe's value of a row's field (``attention.n_kv_head`` reads a part's section), or blank."""
+    value: object = recipe
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return ""
+        value = value[key]
+    return safe_repr(value)

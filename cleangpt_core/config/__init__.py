@@ -17,6 +17,7 @@ from cleangpt_core.config.experiment import (
     resolve_experiment,
 )
 from cleangpt_core.config.model import DecoderConfig, GPTConfig, LlamaConfig, ModelConfig, VanillaConfig
+from cleangpt_core.config.parts import PartChoice
 
 __all__ = [
     "ComponentSection",
@@ -28,6 +29,7 @@ __all__ = [
     "ModelConfig",
     "OptimizerSection",
     "OutputConfig",
+    "PartChoice",
     "SamplingSection",
     "ScheduleSection",
     "StrictModel",

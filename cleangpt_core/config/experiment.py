@@ -79,11 +79,22 @@ class TokenizerSection(ComponentSection):
     name: str = "character"
 
 
+# Trainer options that a run sets once for all its parts: the experiment's `seed` and `output.dir`.
+RUN_LEVEL_TRAINER_OPTIONS = {"seed": "seed", "output_dir": "output.dir"}
+
+
 class TrainerSection(ComponentSection):
-    """Which training strategy, and its options."""
+    """Which training strategy, and its options (the seed and the run directory are the run's: `seed`,
+    `output.dir`)."""
 
     kind: ClassVar[str] = "trainer"
     name: str = "advanced"
+
+    @model_validator(mode="after")
+    def _run_level_options_are_the_runs(self) -> TrainerSection:
+        for option in RUN_LEVEL_TRAINER_OPTIONS:
+            (self.model_extra or {}).pop(option, None)
+        return self
 
 
 class OptimizerSection(ComponentSection):
@@ -183,8 +194,8 @@ class ExperimentConfig(StrictModel):
         1337,
         ge=0,
         le=MAX_SEED,
-        description="seeds torch, numpy and Python's random for the whole run, and the data order unless "
-        "trainer.seed is given",
+        description="seeds torch, numpy and Python's random for the whole run (initialisation, dropout) and the "
+        "trainer's data order",
     )
     device: str = Field("auto", description="'auto' (cuda, then mps, then cpu) or a torch device such as 'cpu'")
     init_from: str | None = Field(
@@ -238,7 +249,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return `data` with each ``dotted.key=value`` override set (values parsed as YAML scalars)."""
+    """Return `data` with each ``dotted.key=value`` override set (values parsed as YAML scalars).
+
+    A section named by a string alone (``model: {attention: gqa}``) takes options as ``{name: gqa, ...}``
+    does: ``--set model.attention.n_kv_head=2`` sets one of them.
+    """
     result = _deep_copy(data)
     for override in overrides:
         key, separator, raw_value = override.partition("=")
@@ -252,6 +267,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = result
         for depth, part in enumerate(parents):
             child = node.setdefault(part, {})
+            if isinstance(child, str) and depth > 0:  # a component named by its name alone (`attention: gqa`)
+                child = node[part] = {"name": child}
             if not isinstance(child, dict):
                 path = ".".join(parents[: depth + 1])
                 raise ConfigError(f"override {override!r}: {path!r} is a value, not a section")
@@ -315,11 +332,46 @@ def move_schedule_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
     return {**data, "trainer": trainer, "schedule": schedule}
 
 
+def move_run_level_trainer_options(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """`data` with ``trainer.seed`` and ``trainer.output_dir`` read as the run's `seed` and `output.dir`.
+
+    A run has one seed (initialisation, dropout and data order) and one directory. Saved runs and older
+    configs spelled them in the trainer section too: the same value is dropped there; ``trainer.seed`` alone
+    becomes the seed, with a warning (it used to seed the data order only); a value that differs is refused.
+    """
+    trainer = data.get("trainer")
+    if not isinstance(trainer, dict):
+        return data
+    given = {key: trainer[key] for key in RUN_LEVEL_TRAINER_OPTIONS if key in trainer}
+    if not given:
+        return data
+    data = {**data, "trainer": {key: value for key, value in trainer.items() if key not in given}}
+    seed = given.get("seed")
+    if seed is not None and "seed" not in data:
+        warnings.warn(
+            f"{where}: trainer.seed is the run's seed now (initialisation and data order alike); read as seed={seed}",
+            FutureWarning,
+            stacklevel=3,
+        )
+        data["seed"] = seed
+    output = data.get("output")
+    run_values = {"seed": data.get("seed"), "output_dir": output.get("dir") if isinstance(output, dict) else None}
+    for key, value in given.items():
+        if value is not None and (run_values[key] is None or str(run_values[key]) != str(value)):
+            field = RUN_LEVEL_TRAINER_OPTIONS[key]
+            raise ConfigError(
+                f"{where}: trainer.{key}={value!r} is the run's {field}; set {field} (and not trainer.{key})"
+            )
+    return data
+
+
 def resolve_experiment(
     data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), where: str = "experiment config"
 ) -> ExperimentConfig:
     """The one loader: the default recipe, then `data` (a config file's content), then the overrides."""
-    data = move_schedule_fields(apply_overrides(data, list(overrides)), where)
+    # a file's trainer.seed alone is its seed, which an override may then change; one given by an override too
+    data = move_run_level_trainer_options(data, where)
+    data = move_run_level_trainer_options(move_schedule_fields(apply_overrides(data, list(overrides)), where), where)
     merged: dict[str, Any] = {}
     for section, default in default_sections().items():
         given = data.get(section)
@@ -329,12 +381,6 @@ def resolve_experiment(
             merged[section] = given if section in data else default
     merged.update({key: value for key, value in data.items() if key not in merged})  # unknown: the schema says so
     config = validate_config(ExperimentConfig, merged, where)
-    given_trainer = data.get("trainer")
-    trainer_seed_given = isinstance(given_trainer, dict) and "seed" in given_trainer
-    if "seed" in data and "seed" in config.trainer.options and not trainer_seed_given:
-        # `seed=N` alone gives another run in every respect: the trainer's data order follows it
-        merged["trainer"] = {"name": config.trainer.name, **config.trainer.options, "seed": config.seed}
-        config = validate_config(ExperimentConfig, merged, where)
     model_section = data.get("model")
     config._vocab_size_given = isinstance(model_section, dict) and "vocab_size" in model_section
     return config

@@ -2,7 +2,7 @@
 streams and the windows a model trains on.
 
 - `document_sources`: reading documents from files and folders, cut into work units for `prepare-data`
-- `token_cache`: token streams cached on disk, keyed by corpus and tokenizer
+- `token_cache`: token streams cached on disk, keyed by corpus and tokenizer; `progress`: its progress bar
 - `shard_writer`: ``cleangpt prepare-data``, a corpus tokenized into shards by worker processes
 - `prepared_data`: reading a prepared corpus back from its shards
 - `loading`: the corpus named by a config as token streams (`load_corpus_tokens`, the tutorial's helpers)

@@ -47,9 +47,9 @@ from cleangpt_core.data.prepared_data import (
     read_index,
     shard_name,
 )
+from cleangpt_core.data.progress import TokenizationProgress
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.progress import TokenizationProgress
 
 STATE_FILE = "prepare-state.json"
 DEFAULT_SHARD_TOKENS = 100_000_000  # modded-nanogpt's shard size: 200 MB of uint16 per file

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from cleangpt_core.checkpoints.atomic_write import write_bytes_atomic
+from cleangpt_core.data.progress import TokenizationProgress
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
-from cleangpt_core.utils.progress import TokenizationProgress
 
 ENV_CACHE_DIR = "CLEANGPT_CACHE_DIR"
 CACHE_FORMAT = 1

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
 from cleangpt_core.errors import ConfigError
@@ -218,12 +219,6 @@ def check_target_loss(target_loss: float | None) -> None:
         raise ConfigError(f"--target-loss must be a positive validation loss, got {target_loss}")
 
 
-def _seed_overrides(seed: int, trainer_options: dict[str, Any]) -> list[str]:
-    """What gives a run the seed `seed`: the experiment's (initialisation, dropout) and, where the trainer has
-    one, the trainer's (the data order), so that runs with other seeds differ in both."""
-    return [f"seed={seed}", *([f"trainer.seed={seed}"] if "seed" in trainer_options else [])]
-
-
 def build_plan(
     out_dir: Path,
     *,
@@ -276,7 +271,7 @@ def build_plan(
     for label, (config_file, contender_overrides) in zip(_labels(names), specs, strict=True):
         config = load_experiment_config(config_file, contender_overrides)
         if seed is not None:
-            seeding = _seed_overrides(seed, config.trainer.options)
+            seeding = [f"seed={seed}"]
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
         firsts[label] = config
     _check_same_setting(firsts)
@@ -299,7 +294,7 @@ def build_plan(
         check_schedule(first.schedule.name, first.schedule.options, steps[label])
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
-            seeding = _seed_overrides(run_seed, first.trainer.options) if seed is not None or seeds > 1 else []
+            seeding = [f"seed={run_seed}"] if seed is not None or seeds > 1 else []
             directory = label if seeds == 1 else f"{label}/seed-{run_seed}"
             run = PlannedRun(
                 label,
@@ -350,7 +345,7 @@ def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
     path = out_dir / PLAN_FILE
     resuming = path.is_file()
     if resuming:
-        data = _read_json(path)
+        data = read_json(path, ConfigError, "start the comparison again with another --out")
         if ComparisonPlan.from_json(data, path) != plan:
             raise ConfigError(
                 f"{out_dir} holds a different comparison ({path}); continue it with `cleangpt compare --resume "
@@ -363,19 +358,12 @@ def prepare_directory(out_dir: Path, plan: ComparisonPlan) -> bool:
     return resuming
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path} is damaged ({error}); start the comparison again with another --out") from None
-
-
 def load_plan(out_dir: Path) -> ComparisonPlan:
     """The plan saved in a comparison directory, checked against the config files it names."""
     path = out_dir / PLAN_FILE
     if not path.is_file():
         raise ConfigError(f"{out_dir} is not a comparison directory: it has no {PLAN_FILE}")
-    plan = ComparisonPlan.from_json(_read_json(path), path)
+    plan = ComparisonPlan.from_json(read_json(path, ConfigError, "start the comparison again with another --out"), path)
     plan.check_unchanged()
     return plan
 

@@ -13,7 +13,6 @@ does the run take its directory's lock, and, when asked to (``--overwrite``), de
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -27,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import (
     EXPERIMENT_FILE,
     TOKENIZER_DIR,
@@ -53,9 +53,10 @@ from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import build_config, get_model
 from cleangpt_core.model.serialization import check_tokenizer_fits, load_trained_model
-from cleangpt_core.registry import load_component
+from cleangpt_core.registry import get_component, load_component
 from cleangpt_core.tokenizers import BaseTokenizer, create_tokenizer, from_pretrained
 from cleangpt_core.trainers.base_trainer import BaseTrainer
+from cleangpt_core.trainers.batches import resumable_loader
 from cleangpt_core.trainers.evaluation import evaluate_model
 from cleangpt_core.trainers.factory import get_trainer
 from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
@@ -93,10 +94,7 @@ def read_saved_experiment(checkpoint: Path) -> dict[str, Any]:
     path = checkpoint / EXPERIMENT_FILE
     if not path.is_file():
         raise ConfigError(f"{checkpoint} has no {EXPERIMENT_FILE}; only runs started by `cleangpt train` can resume")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is damaged or truncated ({error})") from None
+    data = read_json(path, CheckpointError, "resume from another checkpoint")
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is damaged: it does not hold an experiment config")
     trainer = data.get("trainer")
@@ -255,6 +253,14 @@ def prepared_tokenizer(config: ExperimentConfig) -> BaseTokenizer | None:
     return tokenizer
 
 
+def run_level_trainer_options(config: ExperimentConfig) -> dict[str, Any]:
+    """The trainer options a run sets for all its parts: its directory, and its seed (the data order) where the
+    trainer's schema has one."""
+    schema = get_component("trainer", config.trainer.name).config_schema
+    seeded = schema is None or "seed" in schema.model_fields
+    return {"output_dir": config.output.dir, **({"seed": config.seed} if seeded else {})}
+
+
 def prepare_run(
     config: ExperimentConfig,
     *,
@@ -268,9 +274,6 @@ def prepare_run(
     multiple of 64 for speed; a resumed run's experiment.json always does). `initial_model` (see
     `initial_weights`) gives the model its weights.
     """
-    trainer_options = config.trainer.options
-    if trainer_options.get("output_dir") is not None:
-        raise ConfigError("set the run directory with output.dir, not trainer.output_dir")
     check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
     tokenizer = (
@@ -290,9 +293,7 @@ def prepare_run(
         if data.windows == "random"
         else TokenBlockDataset(train_tokens, block, final)
     )
-    train_loader = DataLoader(
-        train_windows, batch_size=data.batch_size, shuffle=True, drop_last=True, num_workers=data.num_workers
-    )
+    train_loader = resumable_loader(train_windows, data.batch_size, num_workers=data.num_workers)
     if len(train_loader) == 0:
         raise ConfigError(
             f"data.batch_size={data.batch_size} is larger than the {len(train_windows)} training windows; lower it"
@@ -312,7 +313,8 @@ def prepare_run(
         tokenizer=tokenizer,
         experiment=config,
         callbacks=list(callbacks),
-        **{**trainer_options, "output_dir": config.output.dir},
+        **config.trainer.options,
+        **run_level_trainer_options(config),
     )
     return PreparedRun(config, tokenizer, model, train_loader, val_loader, trainer)
 

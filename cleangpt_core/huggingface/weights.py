@@ -22,13 +22,6 @@ from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
 from cleangpt_core.config import GPTConfig, validate_config
-from cleangpt_core.config.parts import (
-    CausalAttentionOptions,
-    NormOptions,
-    RotaryOptions,
-    SwiGLUOptions,
-    part_options,
-)
 from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import get_model
@@ -45,10 +38,10 @@ _LLAMA_FAMILY = ("llama", "qwen2", "mistral")
 def _require_parts(config: Any, parts: dict[str, str], family: str) -> None:
     """Refuse a model whose parts the Hugging Face `family` cannot express, naming the first that differs."""
     for kind, name in {**parts, "residual": "pre_norm"}.items():
-        if getattr(config, kind, name) != name:
+        chosen = str(getattr(config, kind, name))  # a part's section reads as its name
+        if chosen != name:
             raise HFConversionError(
-                f"{family} has {kind}={name!r}; this model has {kind}={getattr(config, kind)!r}, which {family} "
-                "cannot express"
+                f"{family} has {kind}={name!r}; this model has {kind}={chosen!r}, which {family} cannot express"
             )
 
 
@@ -88,12 +81,12 @@ def vanilla_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
 def hf_config_from_vanilla(config: GPTConfig | Any) -> dict[str, Any]:
     """The transformers `GPT2Config` fields describing a Vanilla model (refused if its parts are not GPT-2's)."""
     _require_parts(config, _GPT2_PARTS, "GPT-2")
-    attention = part_options(config, CausalAttentionOptions)
+    attention = config.attention
     if attention.n_kv_head not in (None, config.n_head) or attention.qk_norm or attention.qkv_bias is not None:
         raise HFConversionError("GPT-2 has plain multi-head attention: unset n_kv_head, qk_norm and qkv_bias")
-    if getattr(config, "ffn_hidden", None) not in (None, 4 * config.n_embd) or not config.tie_embeddings:
+    if config.feedforward.ffn_hidden not in (None, 4 * config.n_embd) or not config.tie_embeddings:
         raise HFConversionError("GPT-2 has a 4x MLP and a tied head: unset ffn_hidden and tie_embeddings=False")
-    if part_options(config, NormOptions).norm_eps != 1e-5:
+    if config.norm.norm_eps != 1e-5:
         raise HFConversionError("GPT-2 has layer_norm_epsilon 1e-5: unset norm_eps")
     _refuse_softcap(config, "GPT-2")
     return {
@@ -222,20 +215,18 @@ def llama_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
         "block_size": block_size,
         "bias": bias,
         "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
-        "n_kv_head": None if n_kv_head == n_head else n_kv_head,
-        "ffn_hidden": hf_config.get("intermediate_size", 11008),
-        "norm_eps": hf_config.get("rms_norm_eps", 1e-6),
-        "rope_base": _rope_theta(hf_config),
+        "attention": {"n_kv_head": None if n_kv_head == n_head else n_kv_head, "qkv_bias": qkv_bias},
+        "feedforward": {"ffn_hidden": hf_config.get("intermediate_size", 11008)},
+        "norm": {"norm_eps": hf_config.get("rms_norm_eps", 1e-6)},
+        "position": {"rope_base": _rope_theta(hf_config)},
     }
-    if qkv_bias is not None:
-        data["qkv_bias"] = qkv_bias
     return validate_config(GPTConfig, data, f"Llama config converted from {model_type}")
 
 
 def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     """The transformers config fields of a Llama-preset model: `llama`, or `qwen2` when only q/k/v have biases."""
     _require_parts(config, _LLAMA_PARTS, "Llama")
-    attention = part_options(config, CausalAttentionOptions)
+    attention, feedforward = config.attention, config.feedforward
     if attention.qk_norm:
         raise HFConversionError("Llama has no QK-norm: unset qk_norm")
     _refuse_softcap(config, "Llama")
@@ -243,9 +234,8 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     if qkv_bias != config.bias and config.bias:
         raise HFConversionError("neither Llama nor Qwen2 has biases everywhere but on q/k/v: set qkv_bias as bias")
     qwen2 = qkv_bias and not config.bias
-    feedforward = part_options(config, SwiGLUOptions)
     ffn_hidden = feedforward.ffn_hidden or swiglu_hidden(config.n_embd, feedforward.ffn_multiple_of)
-    rope_theta = part_options(config, RotaryOptions).rope_base
+    rope_theta = config.position.rope_base
     exported = {
         "model_type": "qwen2" if qwen2 else "llama",
         "architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
@@ -258,7 +248,7 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
         "head_dim": config.n_embd // config.n_head,
         "hidden_act": "silu",
         "max_position_embeddings": config.block_size,
-        "rms_norm_eps": part_options(config, NormOptions).norm_eps,
+        "rms_norm_eps": config.norm.norm_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
         "rope_theta": rope_theta,  # what transformers 4.x reads
         "tie_word_embeddings": config.tie_embeddings,

@@ -86,25 +86,14 @@ def run_generation(
     makes sampling reproducible; `stream(piece)` receives the new text as it is produced. Generation stops
     early at the tokenizer's EOS token unless `stop_at_eos` is False. The model must already be on `device`.
     """
-    device = torch.device(device)
-    prompt_ids = _encode(tokenizer, prompt_text)
     streamer = TextStreamer(tokenizer, stream) if stream is not None else None
-    tokens = generate_tokens(
-        model,
-        torch.tensor([prompt_ids], dtype=torch.long, device=device),
-        max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        sampler=sampler,
-        eos_token_id=tokenizer.eos_token_id if stop_at_eos else None,
-        generator=_make_generator(seed, generator, device),
-        on_tokens=streamer,
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "sampler": sampler}
+    [(prompt_ids, new_ids)] = _generate(
+        model, tokenizer, [prompt_text], device, max_new_tokens, sampling, seed, generator, stop_at_eos, streamer
     )
     if streamer is not None:
         streamer.flush()
-    prompt_seen = min(len(prompt_ids), model.config.block_size)  # the engine crops long prompts
-    ids = prompt_ids + tokens[0, prompt_seen:].tolist()
+    ids = prompt_ids + new_ids
     return ids, tokenizer.decode(ids, skip_special_tokens=True)
 
 
@@ -133,6 +122,33 @@ def batch_generate(
         raise GenerationError("batch_generate takes a list of prompts; use run_generation for a single one")
     if not prompts:
         return []
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "sampler": sampler}
+    rows = _generate(model, tokenizer, prompts, device, max_new_tokens, sampling, seed, generator, stop_at_eos)
+    return [
+        {
+            "prompt": prompt,
+            "completion": tokenizer.decode(new_ids, skip_special_tokens=True),
+            "generated_text": tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=True),
+            "token_ids": prompt_ids + new_ids,
+        }
+        for prompt, (prompt_ids, new_ids) in zip(prompts, rows, strict=True)
+    ]
+
+
+def _generate(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    device: torch.device | str,
+    max_new_tokens: int,
+    sampling: dict[str, Any],
+    seed: int | None,
+    generator: torch.Generator | None,
+    stop_at_eos: bool,
+    on_tokens: Callable[[torch.Tensor], None] | None = None,
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, new ids) of every prompt, decoded as one batch, left-padded with an attention mask when
+    the prompts differ in length; a row's new ids end with the EOS that finished it."""
     device = torch.device(device)
     encoded = [_encode(tokenizer, prompt) for prompt in prompts]
     width = max(len(ids) for ids in encoded)
@@ -143,30 +159,20 @@ def batch_generate(
     for row, ids in enumerate(encoded):
         input_ids[row, width - len(ids) :] = torch.tensor(ids)
         attention_mask[row, width - len(ids) :] = 1
+    padded = len(encoded) > 1  # one prompt needs no mask, and takes the unmasked attention path
     tokens = generate_tokens(
         model,
         input_ids.to(device),
         max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        attention_mask=attention_mask.to(device),
-        sampler=sampler,
+        **sampling,
+        attention_mask=attention_mask.to(device) if padded else None,
         eos_token_id=eos,
         pad_token_id=pad,
         generator=_make_generator(seed, generator, device),
+        on_tokens=on_tokens,
     )
-    prompt_width = min(width, model.config.block_size)
-    results = []
-    for prompt, ids, row in zip(prompts, encoded, tokens[:, prompt_width:].tolist(), strict=True):
-        new_ids = row[: row.index(eos) + 1] if eos is not None and eos in row else row
-        all_ids = ids + new_ids
-        results.append(
-            {
-                "prompt": prompt,
-                "completion": tokenizer.decode(new_ids, skip_special_tokens=True),
-                "generated_text": tokenizer.decode(all_ids, skip_special_tokens=True),
-                "token_ids": all_ids,
-            }
-        )
-    return results
+    prompt_width = min(width, model.config.block_size)  # the engine crops long prompts
+    rows = []
+    for ids, row in zip(encoded, tokens[:, prompt_width:].tolist(), strict=True):
+        rows.append((ids, row[: row.index(eos) + 1] if eos is not None and eos in row else row))
+    return rows

@@ -1,16 +1,17 @@
 """Model architectures and their parts, `get_model`, and a model directory's files (`serialization`).
 
-What a plugin author needs: the decoder and the part classes to build on or reuse, `Linear` (the layer the
-parts are made of), the attention layout and key/value cache an attention part works with, and
-`part_options` to read a part's options from the config.
+What a plugin author needs: the decoder and the part classes to build on or reuse, `resolve_parts` (the part
+classes a config names, as `get_model` hands them to the decoder), `Linear` (the layer the parts are made of),
+the attention layout and key/value cache an attention part works with, and `part_options` to read a part's
+options from the `PartConfig` it is built from.
 """
 
-from cleangpt_core.config.parts import part_options
+from cleangpt_core.config.parts import PartConfig, part_options
 from cleangpt_core.errors import CheckpointError, SequenceTooLongError
 from cleangpt_core.model.attention import CausalSelfAttention
 from cleangpt_core.model.base import CausalLanguageModel
-from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder, PartClasses
-from cleangpt_core.model.factory import build_config, get_model
+from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder
+from cleangpt_core.model.factory import BoundPart, PartClasses, build_config, get_model, resolve_parts
 from cleangpt_core.model.feedforward import MLP, ReluSquared, SwiGLU
 from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward, positions_and_layout
 from cleangpt_core.model.linear import Linear, onednn_linear
@@ -23,6 +24,7 @@ __all__ = [
     "MLP",
     "ALiBi",
     "AttentionLayout",
+    "BoundPart",
     "CausalLanguageModel",
     "CausalSelfAttention",
     "CheckpointError",
@@ -36,6 +38,7 @@ __all__ = [
     "NoPositions",
     "ParallelBlock",
     "PartClasses",
+    "PartConfig",
     "PostNormBlock",
     "PreNormBlock",
     "RMSNorm",
@@ -51,5 +54,6 @@ __all__ = [
     "part_options",
     "positions_and_layout",
     "resolve_checkpoint",
+    "resolve_parts",
     "save_model",
 ]

@@ -1,5 +1,6 @@
 """The decoder every preset is made of: token embeddings, a position encoding, a stack of blocks, a final
-norm and the output head, each block and part chosen by name in the model config.
+norm and the output head, each block and part one of the part classes `model.factory.resolve_parts` found
+for the names in the model config, before the decoder was built.
 
 Read top-down, Vanilla's forward pass is `Decoder.forward` below and the parts it names:
 `position.LearnedPositions`, `residual.PreNormBlock` (with `norm.LayerNorm`, `attention.CausalSelfAttention`
@@ -14,38 +15,18 @@ to the constructor and keeps the embeddings, learned positions, final LayerNorm 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from cleangpt_core.config import DecoderConfig, ModelConfig
+from cleangpt_core.config import ModelConfig
 from cleangpt_core.model.base import CausalLanguageModel
+from cleangpt_core.model.factory import PartClasses, resolve_parts
 from cleangpt_core.model.kv_cache import KVCache, begin_forward
 from cleangpt_core.model.linear import Linear
-from cleangpt_core.plugin_api import PART_KINDS
-from cleangpt_core.registry import get_component
 
-
-@dataclass(frozen=True)
-class PartClasses:
-    """The part classes a decoder is built from, one per kind (what a residual block builds its sub-blocks of).
-
-    Any callable with a part's constructor signature will do, e.g. a function choosing a norm by option.
-    """
-
-    attention: Callable[..., nn.Module]
-    feedforward: Callable[..., nn.Module]
-    norm: Callable[..., nn.Module]
-    position: Callable[..., nn.Module]
-    residual: Callable[..., nn.Module]
-
-    @classmethod
-    def of(cls, config: ModelConfig) -> PartClasses:
-        """The parts `config` names; a config that names none (an API 1.0 architecture's) gets Vanilla's."""
-        named = config if isinstance(config, DecoderConfig) else DecoderConfig.model_construct()
-        return cls(**{kind: get_component(kind, getattr(named, kind)).load() for kind in PART_KINDS})
+__all__ = ["Decoder", "LearnedPositionDecoder", "PartClasses"]
 
 
 class Decoder(CausalLanguageModel):
@@ -53,10 +34,14 @@ class Decoder(CausalLanguageModel):
 
     accepts_final_label = True  # its loss is `causal_lm_loss`
 
-    def __init__(self, config: ModelConfig, blocks: Iterable[nn.Module] | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, blocks: Iterable[nn.Module] | None = None, parts: PartClasses | None = None
+    ) -> None:
+        """`parts` are the classes `get_model` resolved from `config`; built directly (`Decoder(config)`, as
+        plugins of API 1.x do), the decoder resolves them itself, by the same function."""
         super().__init__()
         self.config = config
-        parts = PartClasses.of(config)
+        parts = parts if parts is not None else resolve_parts(config)
         self.transformer = nn.ModuleDict(
             {
                 "wte": nn.Embedding(config.vocab_size, config.n_embd),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from cleangpt_core.config import ModelConfig, VanillaConfig
 from cleangpt_core.model.attention import CausalSelfAttention
-from cleangpt_core.model.decoder import Decoder, PartClasses
+from cleangpt_core.model.decoder import Decoder
+from cleangpt_core.model.factory import resolve_parts
 from cleangpt_core.model.feedforward import MLP
 from cleangpt_core.model.residual import PreNormBlock
 
@@ -20,7 +21,7 @@ class Block(PreNormBlock):
     """Vanilla's pre-LN block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
-        super().__init__(config, layer_index, PartClasses.of(VanillaConfig.model_construct()))
+        super().__init__(config, layer_index, resolve_parts(VanillaConfig.model_construct()))
 
 
 class VanillaTransformerModel(Decoder):

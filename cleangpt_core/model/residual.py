@@ -16,7 +16,7 @@ from cleangpt_core.config import ModelConfig
 from cleangpt_core.model.kv_cache import AttentionLayout, KVCache
 
 if TYPE_CHECKING:
-    from cleangpt_core.model.decoder import PartClasses
+    from cleangpt_core.model.factory import PartClasses
 
 
 class PreNormBlock(nn.Module):

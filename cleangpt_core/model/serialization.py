@@ -21,6 +21,7 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
 from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
 from cleangpt_core.config.model import architecture_schema
@@ -55,10 +56,7 @@ def load_config(directory: str | Path) -> GPTConfig:
     path = Path(directory) / MODEL_CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{str(directory)!r} has no {MODEL_CONFIG_FILE}: it is not a model directory")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from None
+    data = read_json(path, CheckpointError, "save the model again")
     return validate_config(GPTConfig, data, f"model config {str(path)!r}")
 
 

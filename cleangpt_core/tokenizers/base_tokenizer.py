@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 
 # The file naming the tokenizer type; HF's own tokenizer_config.json may sit beside it (the gpt2 tokenizer).
@@ -76,12 +77,7 @@ def read_tokenizer_config(directory: str | Path) -> dict[str, Any]:
             f"{str(directory)!r} is not a cleanGPT tokenizer directory: it has no {TOKENIZER_FILE} "
             "(written by tokenizer.save_pretrained)"
         )
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise TokenizerLoadError(
-            f"{str(path)!r} is corrupt (not valid JSON: {error}); save the tokenizer again"
-        ) from None
+    saved = read_json(path, TokenizerLoadError, "save the tokenizer again")
     if not isinstance(saved, dict) or not isinstance(saved.get("tokenizer_type"), str):
         raise TokenizerLoadError(f"{str(path)!r} is corrupt: it does not name a tokenizer_type")
     if not isinstance(saved.get("config", {}), dict):
@@ -93,10 +89,7 @@ def read_json_file(path: Path, what: str) -> Any:
     """Load a JSON file of a tokenizer directory, with errors that name the file."""
     if not path.is_file():
         raise TokenizerLoadError(f"tokenizer directory {str(path.parent)!r} lacks {path.name} ({what})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise TokenizerLoadError(f"{str(path)!r} ({what}) is not valid JSON: {error}") from None
+    return read_json(path, TokenizerLoadError, f"it should hold the {what}; save the tokenizer again")
 
 
 class BaseTokenizer(ABC):

@@ -1,5 +1,5 @@
-"""`AdvancedTrainer`: the plain loop plus gradient accumulation, mixed precision, LR schedules, gradient
-clipping, early stopping on validation loss and averaging of the last checkpoints."""
+"""`AdvancedTrainer`: the plain loop plus mixed precision, gradient clipping, early stopping on validation loss
+and averaging of the last checkpoints."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ class AdvancedTrainer(SimpleTrainer):
         """Backward through the gradient scaler when training in fp16."""
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def optimizer_step(self) -> None:
-        """Unscale, clip, step (skipped by the scaler on overflow), then advance the schedule."""
+    def update_weights(self) -> None:
+        """Unscale, clip, then step (skipped by the scaler on overflow)."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         if self.options.grad_clip is not None:
@@ -78,9 +78,6 @@ class AdvancedTrainer(SimpleTrainer):
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.lr_scheduler is not None:
-            self.lr_scheduler.step()
 
     def after_evaluation(self, val_loss: float) -> None:
         """Count evaluations without improvement and stop after `early_stopping_patience` of them."""

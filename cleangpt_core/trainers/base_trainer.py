@@ -131,15 +131,10 @@ class BaseTrainer(ABC):
             lr_scheduler = lr_scheduler(self.optimizer, self.total_steps())
         self.lr_scheduler = lr_scheduler
 
-    @property
-    def gradient_accumulation_steps(self) -> int:
-        """Batches whose gradients make one optimizer step (an option of trainers that accumulate)."""
-        return getattr(self.options, "gradient_accumulation_steps", 1)
-
     def total_steps(self) -> int | None:
         """Optimizer steps the whole run takes, when the data has a length or max_steps is set."""
         try:
-            per_epoch = math.ceil(len(self.batches) / self.gradient_accumulation_steps)
+            per_epoch = math.ceil(len(self.batches) / self.options.gradient_accumulation_steps)
         except TypeError:  # an iterable without a length
             return self.options.max_steps
         planned = per_epoch * self.num_epochs

@@ -1,14 +1,16 @@
 """The order in which a trainer sees batches: a pure function of (seed, epoch), sharded by rank, resumable.
 
-A trainer does not iterate the caller's DataLoader as it is: a DataLoader shuffles with the global RNG and
-cannot start in the middle of an epoch, so a resumed run would see other batches than a run that never
-stopped. For a map-style dataset the loader is rebuilt around our own batch order (same dataset, batch
-size, collate function and workers): a pseudo-random permutation keyed by (seed, epoch), dealt to ranks the
-way DistributedSampler deals it, and started at any batch. The permutation is computed index by index
-(`IndexPermutation`), never materialised, so an epoch over the billions of windows of a sharded corpus
-costs no memory and batch b is found without drawing batches 0..b-1. A list of ready-made batches is
-taken in order and dealt to ranks. Any other iterable is read as it is, skipping batches to resume, which is
-exact only when the iterable itself is deterministic.
+A DataLoader that shuffles draws from the global RNG and cannot start in the middle of an epoch, so a resumed
+run would see other batches than a run that never stopped. A training DataLoader is therefore built here, by
+`resumable_loader`, around our own batch sampler (`ResumableBatchSampler`): a pseudo-random permutation keyed
+by (seed, epoch), dealt to ranks the way DistributedSampler deals it, and started at any batch. The
+experiment runner builds its loader with it, and a trainer iterates that very loader. A plain map-style
+DataLoader a caller passes to a trainer (the tutorial's way) is turned into one once, with the same dataset,
+batch size, collate function and workers. The permutation is computed index by index (`IndexPermutation`),
+never materialised, so an epoch over the billions of windows of a sharded corpus costs no memory and batch b
+is found without drawing batches 0..b-1. A list of ready-made batches is taken in order and dealt to ranks.
+Any other iterable is read as it is, skipping batches to resume, which is exact only when the iterable
+itself is deterministic.
 
 The order does not depend on the number of processes: global step s takes items [s*G, (s+1)*G) of the
 epoch's order, G being the global batch (per-rank batch size times world size; an item is a sample, or a
@@ -20,13 +22,13 @@ G changes, up to G-1 items of that epoch are skipped, never repeated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from cleangpt_core.distributed.process_group import DistributedContext
@@ -41,17 +43,15 @@ class EpochBatches:
         self.source = source
         self.seed = seed
         self.context = context
-        self.rebuilds = _rebuildable(source)
-        if self.rebuilds:
-            sampler = source.sampler
-            self.shuffle = isinstance(sampler, RandomSampler) or bool(getattr(sampler, "shuffle", False))
+        self.loader = _resumable(source)
+        if self.loader is not None:
+            self.sampler: ResumableBatchSampler = self.loader.batch_sampler
+            self.sampler.bind(seed, context)
 
     def __len__(self) -> int:
         """Batches this rank sees per epoch."""
-        if self.rebuilds:
-            per_rank = len(self.source.dataset) // self.context.world_size
-            size = self.source.batch_size
-            return per_rank // size if self.source.drop_last else -(-per_rank // size)
+        if self.loader is not None:
+            return self.sampler.batches_per_epoch
         if isinstance(self.source, Sequence):
             return len(self.source) // self.context.world_size
         return len(self.source)  # type: ignore[arg-type]  # raises TypeError for unsized iterables
@@ -62,8 +62,8 @@ class EpochBatches:
         `world_size` counts for a checkpoint written by another number of processes (same per-rank batch).
         """
         world = world_size or self.context.world_size
-        if self.rebuilds:
-            return batches * self.source.batch_size * world
+        if self.loader is not None:
+            return batches * self.sampler.batch_size * world
         return batches * world if isinstance(self.source, Sequence) else batches
 
     def batches_after(self, items: int) -> int:
@@ -73,31 +73,102 @@ class EpochBatches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch` for this rank, beginning with batch number `start`."""
-        if self.rebuilds:
-            return iter(self._loader(epoch, start))
+        if self.loader is not None:
+            self.sampler.set_position(epoch, start)
+            # the loader's own generator seeds its workers: iterating must not draw from the global RNG (dropout
+            # uses it), and a resumed run's workers get the seeds an uninterrupted run's got
+            self.loader.generator.manual_seed(self.seed + epoch)
+            return iter(self.loader)
         if isinstance(self.source, Sequence):
             rank, world = self.context.rank, self.context.world_size
             mine = self.source[rank : len(self) * world : world]
             return iter(mine[start:])
         return islice(iter(self.source), start, None)
 
-    def _order(self, epoch: int, start: int) -> BatchOrder:
-        """This rank's batches of `epoch` from batch `start`, every rank having the same number (DDP needs it)."""
-        permutation = IndexPermutation(len(self.source.dataset), (self.seed, epoch)) if self.shuffle else None
-        return BatchOrder(permutation, len(self.source.dataset), self.source.batch_size, len(self), self.context, start)
 
-    def _loader(self, epoch: int, start: int) -> DataLoader:
-        source = self.source
-        return DataLoader(
-            source.dataset,
-            batch_sampler=self._order(epoch, start),
-            collate_fn=source.collate_fn,
-            num_workers=source.num_workers,
-            pin_memory=source.pin_memory,
-            worker_init_fn=source.worker_init_fn,
-            # the loader's own generator: iterating must not draw from the global RNG (dropout uses it)
-            generator=torch.Generator().manual_seed(self.seed + epoch),
+class ResumableBatchSampler(Sampler[list[int]]):
+    """The batch sampler of a training DataLoader: one rank's batches of one epoch, from any batch on.
+
+    Position ``p`` of an epoch's order holds ``permutation(p)`` (or ``p`` unshuffled); rank r takes positions
+    r, r + world, r + 2 * world, ... as DistributedSampler deals them, so ranks never share an item, and every
+    rank has the same number of batches (DDP needs it). The trainer binds the run's seed and process group
+    (`bind`) and places it at an epoch and batch before each epoch (`set_position`), as DistributedSampler's
+    ``set_epoch``; so a resumable loader belongs to one trainer.
+    """
+
+    def __init__(self, count: int, batch_size: int, *, shuffle: bool = True, drop_last: bool = True) -> None:
+        self.count, self.batch_size, self.shuffle, self.drop_last = count, batch_size, shuffle, drop_last
+        self.seed, self.context = 0, DistributedContext()
+        self.epoch, self.start = 0, 0
+
+    def bind(self, seed: int, context: DistributedContext) -> None:
+        """Deal the order of `seed` to the ranks of `context`."""
+        self.seed, self.context = seed, context
+
+    def set_position(self, epoch: int, start: int) -> None:
+        """Iterate `epoch` from batch `start` on."""
+        self.epoch, self.start = epoch, start
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches this rank sees in a whole epoch."""
+        per_rank = self.count // self.context.world_size
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        permutation = IndexPermutation(self.count, (self.seed, self.epoch)) if self.shuffle else None
+        world, rank, size = self.context.world_size, self.context.rank, self.batch_size
+        per_rank = self.count // world
+        return (
+            (positions if permutation is None else permutation(positions)).tolist()
+            for batch in range(self.start, self.batches_per_epoch)
+            for positions in [np.arange(batch * size, min((batch + 1) * size, per_rank)) * world + rank]
         )
+
+
+def resumable_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    worker_init_fn: Callable[[int], None] | None = None,
+) -> DataLoader:
+    """A training DataLoader over a map-style `dataset` whose order resumes exactly (see the module's doc)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=ResumableBatchSampler(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last),
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=worker_init_fn,
+        generator=torch.Generator(),
+    )
+
+
+def _resumable(source: Iterable[Batch]) -> DataLoader | None:
+    """`source` itself when `resumable_loader` built it; a plain map-style DataLoader made into one; else None."""
+    if isinstance(source, DataLoader) and isinstance(source.batch_sampler, ResumableBatchSampler):
+        return source
+    if not _rebuildable(source):
+        return None
+    sampler = source.sampler
+    return resumable_loader(
+        source.dataset,
+        source.batch_size,
+        shuffle=isinstance(sampler, RandomSampler) or bool(getattr(sampler, "shuffle", False)),
+        drop_last=source.drop_last,
+        collate_fn=source.collate_fn,
+        num_workers=source.num_workers,
+        pin_memory=source.pin_memory,
+        worker_init_fn=source.worker_init_fn,
+    )
 
 
 class IndexPermutation:
@@ -141,37 +212,6 @@ def _mix(values: np.ndarray) -> np.ndarray:
     values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return values ^ (values >> np.uint64(31))
-
-
-class BatchOrder:
-    """The index lists of one rank's batches of an epoch, from batch `start` on (a DataLoader batch_sampler).
-
-    Position ``p`` of the epoch's order holds ``permutation(p)`` (or ``p`` unshuffled); rank r takes
-    positions r, r + world, r + 2 * world, ... as DistributedSampler deals them, so ranks never share an item.
-    """
-
-    def __init__(
-        self,
-        permutation: IndexPermutation | None,
-        count: int,
-        batch_size: int,
-        num_batches: int,
-        context: DistributedContext,
-        start: int = 0,
-    ) -> None:
-        self.permutation, self.batch_size, self.context = permutation, batch_size, context
-        self.per_rank = count // context.world_size
-        self.num_batches, self.start = num_batches, start
-
-    def __len__(self) -> int:
-        return max(0, self.num_batches - self.start)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        world, rank = self.context.world_size, self.context.rank
-        for batch in range(self.start, self.num_batches):
-            mine = np.arange(batch * self.batch_size, min((batch + 1) * self.batch_size, self.per_rank))
-            positions = mine * world + rank
-            yield (positions if self.permutation is None else self.permutation(positions)).tolist()
 
 
 def _rebuildable(source: Iterable[Batch]) -> bool:

@@ -24,6 +24,9 @@ class TrainerConfig(StrictModel):
 
     num_epochs: PositiveInt = Field(1, description="passes over the training data (max_steps may stop earlier)")
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps")
+    gradient_accumulation_steps: PositiveInt = Field(
+        1, description="batches whose gradients add up to one optimizer step (same result as one big batch)"
+    )
     output_dir: Path | None = Field(None, description="run directory for checkpoints and metrics; None writes nothing")
     seed: int = Field(
         1337, ge=0, le=MAX_SEED, description="seeds the data order, a function of (seed, epoch) so resumes are exact"
@@ -69,16 +72,14 @@ class TrainerConfig(StrictModel):
 
 
 class SimpleTrainerConfig(TrainerConfig):
-    """The plain loop: one batch, one optimizer step, at the optimizer's own learning rate."""
+    """The plain loop: a batch (or `gradient_accumulation_steps` of them) per optimizer step, at the optimizer's
+    own learning rate."""
 
 
 class AdvancedTrainerConfig(TrainerConfig):
     """The plain loop plus the tools of a serious run, each off unless asked for (mixed precision: where it is
     faster)."""
 
-    gradient_accumulation_steps: PositiveInt = Field(
-        1, description="batches whose gradients add up to one optimizer step (same result as one big batch)"
-    )
     mixed_precision: bool | Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="'auto': bf16 autocast where the device computes in bf16 natively (a CPU with AVX512-BF16, AMX "

@@ -35,39 +35,37 @@ class SimpleTrainer(BaseTrainer):
         """Train, and return statistics: steps, tokens, losses, throughput and the final validation loss.
 
         `resume_from` (a checkpoint or run directory) continues an interrupted run exactly where it stopped.
-        The main process holds the run directory's lock throughout.
+        The main process holds the run directory's lock throughout (already held when the experiment runner
+        calls: the lock is taken once per process).
         """
         with self.run_lock():
-            return self._train(resume_from)
-
-    def _train(self, resume_from: str | Path | None) -> dict[str, Any]:
-        self._resumed_from = self.load_checkpoint(resume_from) if resume_from is not None else None
-        self._events = None  # pick up plugins installed since the last run
-        self.stop_reason = None
-        self.losses: list[float] = []
-        self._complete_evaluation: tuple[int, dict[str, Any]] | None = None
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.events.emit("train_begin", trainer=self)
-        self.restore_pending_rng()
-        show_bar = self.options.progress_bar if self.options.progress_bar is not None else sys.stderr.isatty()
-        self._bar = tqdm(
-            total=self.total_steps(),
-            initial=self.progress.step,
-            desc="train",
-            unit="step",
-            disable=not (show_bar and self.context.is_main),
-            dynamic_ncols=True,
-        )
-        started, tokens_before = time.perf_counter(), self.progress.tokens
-        try:
-            self._run_epochs()
-        finally:
-            self._bar.close()
-        elapsed = time.perf_counter() - started
-        stats = self._finish(elapsed, self.progress.tokens - tokens_before)
-        self.events.emit("train_end", trainer=self, stats=stats)
-        return stats
+            self._resumed_from = self.load_checkpoint(resume_from) if resume_from is not None else None
+            self._events = None  # pick up plugins installed since the last run
+            self.stop_reason = None
+            self.losses: list[float] = []
+            self._complete_evaluation: tuple[int, dict[str, Any]] | None = None
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.events.emit("train_begin", trainer=self)
+            self.restore_pending_rng()
+            show_bar = self.options.progress_bar if self.options.progress_bar is not None else sys.stderr.isatty()
+            self._bar = tqdm(
+                total=self.total_steps(),
+                initial=self.progress.step,
+                desc="train",
+                unit="step",
+                disable=not (show_bar and self.context.is_main),
+                dynamic_ncols=True,
+            )
+            started, tokens_before = time.perf_counter(), self.progress.tokens
+            try:
+                self._run_epochs()
+            finally:
+                self._bar.close()
+            elapsed = time.perf_counter() - started
+            stats = self._finish(elapsed, self.progress.tokens - tokens_before)
+            self.events.emit("train_end", trainer=self, stats=stats)
+            return stats
 
     def _budget_left(self) -> bool:
         max_steps = self.options.max_steps
@@ -80,7 +78,7 @@ class SimpleTrainer(BaseTrainer):
             group: list[Batch] = []
             for batch in self.batches.epoch(epoch, start=self.progress.batch_in_epoch):
                 group.append(batch)
-                if len(group) == self.gradient_accumulation_steps:
+                if len(group) == self.options.gradient_accumulation_steps:
                     self._step(group)
                     group = []
                     if not self._budget_left():
@@ -161,10 +159,14 @@ class SimpleTrainer(BaseTrainer):
 
     def optimizer_step(self) -> None:
         """Apply the accumulated gradients, clear them and advance the schedule."""
-        self.optimizer.step()
+        self.update_weights()
         self.optimizer.zero_grad(set_to_none=True)
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
+
+    def update_weights(self) -> None:
+        """Change the weights by the accumulated gradients (subclasses clip or scale them first)."""
+        self.optimizer.step()
 
     def after_evaluation(self, val_loss: float) -> None:
         """Track the best validation loss (subclasses may stop early on it)."""

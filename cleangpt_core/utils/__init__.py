@@ -1,5 +1,5 @@
-"""The tutorial's data helpers (`load_and_prepare_data`, `prepare_causal_lm_dataset`), token analysis
-(`token_statistics`) and progress bars. The data pipeline itself lives in `cleangpt_core.data`."""
+"""The tutorial's data helpers (`load_and_prepare_data`, `prepare_causal_lm_dataset`) and token analysis
+(`token_statistics`). The data pipeline itself lives in `cleangpt_core.data`."""
 
 from cleangpt_core.data.loading import (
     load_and_prepare_data,
