@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.utils.progress import EvaluationProgress
+from cleangpt_core.data.progress import EvaluationProgress
 
 SHAKESPEARE_VALIDATION_TARGETS = 111_540 - 1
 
