@@ -115,7 +115,7 @@ def test_init_from_an_imported_llama_starts_at_the_imported_models_loss(hf_llama
     assert first_loss == pytest.approx(expected.item(), rel=1e-5)
     saved = json.loads(next(run_dir.glob("checkpoints/*/experiment.json")).read_text())
     assert saved["init_from"] == str(imported) and saved["model"]["model_type"] == "Llama"
-    assert saved["model"]["n_kv_head"] == 2
+    assert saved["model"]["attention"]["n_kv_head"] == 2  # each part's options in its own section
 
 
 def test_init_from_refuses_model_changes_the_weights_cannot_take(imported, tmp_path):
