@@ -137,7 +137,9 @@ def test_the_lazy_output_is_a_dict_whose_logits_appear_when_read():
         assert all(value is not None for value in output.values())
 
 
-def test_a_small_vocabulary_keeps_the_plain_computation():
+def test_the_plain_computation_is_the_default_and_small_logits_keep_it_when_chunking():
     model = get_model("Vanilla", **SHAPE)
     tokens = torch.randint(0, SHAPE["vocab_size"], (2, 8))
     assert type(model(tokens, labels=tokens)) is dict
+    with chunked_head():  # 2 x 8 x 97 logits fit one chunk
+        assert type(model(tokens, labels=tokens)) is dict

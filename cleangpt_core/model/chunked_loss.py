@@ -10,9 +10,9 @@ does on GPUs. The gradients are computed in the forward pass and kept, (N, C) an
 than the (N, V) logits autograd would otherwise keep.
 
 Same numbers as the plain computation (`F.cross_entropy` of `hidden @ weight.T`, softcapped where the model
-says): the loss and gradients agree to float32 rounding. The model takes this path when the logits would be
-larger than one chunk (`CHUNK_ELEMENTS`), outside `torch.compile` (which fuses the plain computation itself); a
-forward with labels then computes its logits only when they are read.
+says): the loss and gradients agree to float32 rounding. Within `chunked_head()` the model takes this path
+when the logits would be larger than one chunk (`CHUNK_ELEMENTS`), outside `torch.compile` (which fuses the
+plain computation itself); a forward with labels then computes its logits only when they are read.
 """
 
 from __future__ import annotations
@@ -27,17 +27,19 @@ import torch.utils._pytree as pytree
 
 IGNORE_INDEX = -100
 
-# Logits are computed in chunks of at most this many elements (4 MB of float32, a few rows of a GPT-2-sized
-# vocabulary: small enough to stay in cache between the product and the log-softmax, large enough that the
-# head's weight is read once per 20 rows). Logits that fit one chunk take the plain path: small vocabularies.
+# Logits are computed in chunks of this many elements when chunking is on (4 MB of float32, a few rows of a
+# GPT-2-sized vocabulary: small enough to stay in cache between the product and the log-softmax).
 CHUNK_ELEMENTS = 1 << 20
-_chunk_elements = CHUNK_ELEMENTS
+# Off by default: measured on the 2-core AMD EPYC of this project (benchmarks/bench_eval_vocab.py), chunked
+# evaluation of a 1 x 32 model with the GPT-2 vocabulary ran at 0.26x the whole-logits speed, since the whole
+# product runs on oneDNN's AVX-512 and these skinny chunks on MKL. `chunked_head` turns it on (for memory).
+_chunk_elements: int | None = None
 
 
 @contextmanager
-def chunked_head(elements: int) -> Iterator[None]:
-    """Within the block, compute logits in chunks of at most `elements` (1: one row at a time, whatever the
-    vocabulary; a huge number: the plain computation), for tests and measurements."""
+def chunked_head(elements: int = CHUNK_ELEMENTS) -> Iterator[None]:
+    """Within the block, compute logits larger than `elements` in chunks of at most `elements` (1: one row at a
+    time, whatever the vocabulary; a huge number: the plain computation)."""
     global _chunk_elements
     before, _chunk_elements = _chunk_elements, max(1, elements)
     try:
@@ -66,7 +68,8 @@ def next_token_targets(labels: torch.Tensor, length: int, attention_mask: torch.
 def wants_chunks(rows: int, vocab_size: int) -> bool:
     """Whether the head of `rows` positions should be chunked: logits larger than a chunk, and not inside
     torch.compile."""
-    return rows * vocab_size > _chunk_elements and not torch.compiler.is_compiling()
+    chunk = _chunk_elements
+    return chunk is not None and rows * vocab_size > chunk and not torch.compiler.is_compiling()
 
 
 def chunked_head_loss(
@@ -96,7 +99,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         dtype: torch.dtype,
     ) -> torch.Tensor:
         rows, vocab = hidden.size(0), weight.size(0)
-        step = max(1, min(rows, _chunk_elements // vocab))
+        step = max(1, min(rows, (_chunk_elements or CHUNK_ELEMENTS) // vocab))
         valid = targets != IGNORE_INDEX
         safe_targets = targets.clamp(min=0)[:, None]
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
