@@ -166,10 +166,14 @@ def test_invalid_yaml_names_the_file(tmp_path):
 def test_missing_or_unsupported_config_files_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment_config(tmp_path / "missing.yaml")
-    path = tmp_path / "run.json"
-    path.write_text("{}")
-    with pytest.raises(ConfigError, match="use a .yaml, .yml or .toml file"):
+    path = tmp_path / "run.ini"
+    path.write_text("[data]")
+    with pytest.raises(ConfigError, match="use a .yaml, .yml, .toml or .json file"):
         load_experiment_config(path)
+    broken = tmp_path / "experiment.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        load_experiment_config(broken)
 
 
 def test_experiment_config_round_trips_through_json(wide_architecture):

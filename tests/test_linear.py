@@ -13,6 +13,13 @@ from cleangpt_core.model.linear import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, linear
 needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN")
 
 
+@pytest.fixture(autouse=True)
+def onednn_whatever_the_cpu():
+    """These tests exercise the oneDNN path, which by default only CPUs where it is faster take (test_cpu_gemm)."""
+    with onednn_linear(True):
+        yield
+
+
 def _gradients(function, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, seed: int):
     """Output and the gradients of x, weight and bias for a random upstream gradient."""
     leaves = [t.detach().clone().requires_grad_() for t in (x, weight) + ((bias,) if bias is not None else ())]

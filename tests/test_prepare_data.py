@@ -340,9 +340,10 @@ def _sets(tmp_path, prepared, tokenizer=("gpt2", f"pretrained_model_name_or_path
 
 
 def test_a_run_whose_tokenizer_differs_from_the_prepared_datas_is_refused(prepared, tmp_path):
-    result = CliRunner().invoke(cli, ["train", *_sets(tmp_path, prepared, ("character",))])
+    # naming no tokenizer (or the default one) adopts the prepared one: see test_data_friction.py
+    result = CliRunner().invoke(cli, ["train", *_sets(tmp_path, prepared, ("character", "unk_policy=unk"))])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "is not the one" in result.output and "'gpt2', 50,257 ids" in result.output
+    assert "was prepared with the 'gpt2' tokenizer, but tokenizer.name='character'" in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -19,7 +19,14 @@ from cleangpt_core.plugin_api import PLUGIN_API_VERSION, Component
 from cleangpt_core.scaffold import KIND_TEMPLATES, PluginNames, ScaffoldError, core_requirement, create_plugin_project
 from cleangpt_core.scaffold.project import MAX_NAME_LENGTH, SCAFFOLD_KINDS
 
-NAMES = {"sampler": "typical", "architecture": "parallel-gpt", "tokenizer": "wordpiece", "trainer": "agc"}
+NAMES = {
+    "sampler": "typical",
+    "architecture": "parallel-gpt",
+    "tokenizer": "wordpiece",
+    "trainer": "agc",
+    "optimizer": "lion",
+    "schedule": "inverse-sqrt",
+}
 
 
 def expected_files(names: PluginNames) -> set[str]:
@@ -135,7 +142,7 @@ def test_a_name_an_installed_distribution_has_is_refused():
 
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ScaffoldError, match="choose one of"):
-        PluginNames.parse("typical", "optimizer")
+        PluginNames.parse("typical", "attention")
 
 
 def test_the_core_range_is_the_current_release_series():
@@ -169,7 +176,7 @@ def test_the_command_rejects_a_missing_or_unknown_kind(tmp_path):
     missing = CliRunner().invoke(cli, ["new-plugin", "typical", "--dir", str(tmp_path)])
     assert missing.exit_code == 2
     assert "--kind" in missing.output
-    unknown = CliRunner().invoke(cli, ["new-plugin", "typical", "--kind", "optimizer", "--dir", str(tmp_path)])
+    unknown = CliRunner().invoke(cli, ["new-plugin", "typical", "--kind", "attention", "--dir", str(tmp_path)])
     assert unknown.exit_code == 2
     assert list(tmp_path.iterdir()) == []
 

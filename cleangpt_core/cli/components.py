@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -96,19 +97,33 @@ def _describe_failure(failure: PluginFailure) -> dict[str, Any]:
     }
 
 
+# A kind's heading in the listing, where adding an "s" does not make its plural.
+HEADINGS = {
+    "attention": "attention parts",
+    "feedforward": "feed-forward parts",
+    "norm": "norms",
+    "position": "position encodings",
+    "residual": "residual wirings",
+}
+
+
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> list[str]:
-    """Left-aligned columns; the summary column is shortened to fit the terminal."""
+    """Left-aligned columns; the summary column wraps onto further lines to fit the terminal (never cut)."""
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     terminal = shutil.get_terminal_size((120, 24)).columns
     summary_column = headers.index("summary")
     fixed = sum(w for i, w in enumerate(widths) if i != summary_column) + 2 * (len(headers) - 1) + 2
     widths[summary_column] = max(20, min(widths[summary_column], terminal - fixed))
 
-    def line(cells: tuple[str, ...]) -> str:
-        fitted = [c if len(c) <= widths[i] else c[: widths[i] - 1] + "…" for i, c in enumerate(cells)]
-        return "  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(fitted)).rstrip()
+    def lines(cells: tuple[str, ...]) -> list[str]:
+        summary = textwrap.wrap(cells[summary_column], widths[summary_column]) or [""]
+        rows_out = []
+        for number, piece in enumerate(summary):
+            shown = [piece if i == summary_column else (c if number == 0 else "") for i, c in enumerate(cells)]
+            rows_out.append("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(shown)).rstrip())
+        return rows_out
 
-    return [line(headers), *(line(row) for row in rows)]
+    return [line for row in [headers, *rows] for line in lines(row)]
 
 
 @click.command("list-components")
@@ -138,7 +153,7 @@ def list_components(kind: str | None, as_json: bool) -> None:
             for c in components
             if c.kind == group
         ]
-        click.secho(f"{group}s", bold=True)
+        click.secho(HEADINGS.get(group, f"{group}s"), bold=True)
         headers = ("name", "aliases", "summary", "distribution", "version")
         click.echo("\n".join(_table(rows, headers)) if rows else "  (none)")
         click.echo()
@@ -189,7 +204,14 @@ def show_config(name: str, kind: str | None, as_json: bool) -> None:
     if schema is None or not schema.model_fields:
         click.echo("  no configuration options")
         return
-    click.echo("\n".join(_table(_field_rows(schema), ("field", "type", "default", "summary"))))
+    recipe = _recipe_values(component)
+    rows = _field_rows(schema)
+    headers = ("field", "type", "default", "summary")
+    if recipe is not None:
+        headers = ("field", "type", "default", "recipe", "summary")
+        rows = [(*row[:3], _recipe_value(recipe, row[0]), row[3]) for row in rows]
+        click.echo("  'recipe': what `cleangpt train` runs with (configs/default.yaml), where it sets the field")
+    click.echo("\n".join(_table(rows, headers)))
 
 
 def _field_rows(schema: type[BaseModel], prefix: str = "") -> list[tuple[str, ...]]:
@@ -205,3 +227,30 @@ def _field_rows(schema: type[BaseModel], prefix: str = "") -> list[tuple[str, ..
         else:
             rows.append((prefix + field_name, type_name(field.annotation), default, field.description or ""))
     return rows
+
+
+def _recipe_values(component: Component) -> dict[str, object] | None:
+    """The default recipe's values for `component`'s fields, when the recipe uses it (None otherwise)."""
+    from cleangpt_core.config.experiment import ExperimentConfig
+
+    recipe = ExperimentConfig()
+    if component.kind == "architecture":
+        chosen, values = recipe.model.model_type, recipe.model.model_dump(mode="json")
+    else:
+        section = {"tokenizer": recipe.tokenizer, "trainer": recipe.trainer, "sampler": recipe.sampling}.get(
+            component.kind, getattr(recipe, component.kind, None)
+        )
+        if section is None or not hasattr(section, "options"):
+            return None
+        chosen, values = section.name, section.options
+    return values if get_registry().get(component.kind, chosen) is component else None
+
+
+def _recipe_value(recipe: dict[str, object], dotted: str) -> str:
+    """The recipe's value of a row's field (``attention.n_kv_head`` reads a part's section), or blank."""
+    value: object = recipe
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return ""
+        value = value[key]
+    return safe_repr(value)

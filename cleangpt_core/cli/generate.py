@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -17,7 +18,13 @@ def _flag(option: str) -> str:
 
 @click.command("generate")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--prompt", "-p", required=True, help="Text to continue.")
+@click.option(
+    "--prompt", "-p", default=None, help="Text to continue; '-' (or leaving it out) reads it from standard input."
+)
+@click.option("--num-samples", "-k", default=1, show_default=True, type=click.IntRange(min=1), help="Samples to draw.")
+@click.option(
+    "--interactive", "-i", is_flag=True, help="Read one prompt per line and continue each, until an empty line or EOF."
+)
 @click.option(
     "--sampler", default=None, help="Registered sampler name (default: combined temperature/top-k/top-p/min-p)."
 )
@@ -38,7 +45,9 @@ def _flag(option: str) -> str:
 )
 def generate(
     checkpoint: Path,
-    prompt: str,
+    prompt: str | None,
+    num_samples: int,
+    interactive: bool,
     sampler: str | None,
     max_new_tokens: int,
     temperature: float | None,
@@ -51,7 +60,8 @@ def generate(
     """Continue PROMPT with the model in CHECKPOINT (a checkpoint or run directory).
 
     The tokenizer is read from CHECKPOINT/tokenizer; text is printed as it is generated. A sampler takes the
-    options its schema has (`cleangpt show-config NAME`); giving one it does not take is an error.
+    options its schema has (`cleangpt show-config NAME`); giving one it does not take is an error. Several
+    samples (--num-samples) are separated by a line of dashes; with --seed S, sample i is seeded S + i.
     """
     from cleangpt_core.distributed.devices import choose_device
     from cleangpt_core.inference.decoding import DEFAULT_SAMPLER, bind_sampler
@@ -67,24 +77,49 @@ def generate(
     model, tokenizer, _ = load_trained_model(checkpoint, map_location=torch_device)
     model.eval()
 
-    printed = False
+    stdin = sys.stdin
+    if interactive and prompt is not None:
+        raise click.UsageError("--interactive reads its prompts from standard input; leave out --prompt")
+    if not interactive and prompt in (None, "-"):
+        if stdin.isatty():
+            raise click.UsageError("give --prompt TEXT, pipe the prompt on standard input, or use --interactive")
+        prompt = stdin.read().removesuffix("\n")  # the newline `echo` ends a line with is no part of it
 
-    def stream(piece: str) -> None:
-        # The prompt goes out with the first new text, so an error before any token prints nothing.
-        nonlocal printed
-        click.echo(piece if printed else prompt + piece, nl=False)
-        printed = True
+    def sample(text: str, seed: int | None) -> None:
+        printed = False
 
-    run_generation(
-        model,
-        tokenizer,
-        prompt,
-        device=torch_device,
-        max_new_tokens=max_new_tokens,
-        sampler=next_token,
-        seed=seed,
-        stream=stream,
-    )
-    if not printed:  # nothing printable was generated: the prompt alone
-        click.echo(prompt, nl=False)
-    click.echo()
+        def stream(piece: str) -> None:
+            # The prompt goes out with the first new text, so an error before any token prints nothing.
+            nonlocal printed
+            click.echo(piece if printed else text + piece, nl=False)
+            printed = True
+
+        run_generation(
+            model,
+            tokenizer,
+            text,
+            device=torch_device,
+            max_new_tokens=max_new_tokens,
+            sampler=next_token,
+            seed=seed,
+            stream=stream,
+        )
+        if not printed:  # nothing printable was generated: the prompt alone
+            click.echo(text, nl=False)
+        click.echo()
+
+    def samples(text: str) -> None:
+        for index in range(num_samples):
+            if index:
+                click.echo("-" * 40)
+            sample(text, None if seed is None else seed + index)
+
+    if not interactive:
+        samples(prompt)
+        return
+    while True:
+        click.echo("> ", nl=False, err=True)
+        line = stdin.readline()
+        if not line.strip():
+            return
+        samples(line.rstrip("\n"))

@@ -16,9 +16,17 @@ def export(run: Path, out: Path) -> None:
     transformers loads it with AutoModelForCausalLM.from_pretrained(OUT) and AutoTokenizer.from_pretrained(OUT),
     with no custom code. Vanilla becomes GPT-2; an architecture without a transformers counterpart is refused.
     """
-    from cleangpt_core.huggingface.folder import export_hf
+    import json
+
+    from cleangpt_core.huggingface.folder import CONFIG_FILE, export_hf
 
     click.echo(f"exported {run} to {export_hf(run, out)}")
+    exported = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    if exported.get("model_type") == "gpt2":  # learned positions: a table of n_positions rows, nothing past it
+        click.echo(
+            f"note: its positions are learned for {exported['n_positions']} tokens; transformers' generate fails "
+            "past them, where `cleangpt generate` crops the context: keep prompt + new tokens within that"
+        )
 
 
 @click.command("import")

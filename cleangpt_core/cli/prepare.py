@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -64,6 +65,15 @@ def prepare_data_command(
 
     tokenizer = tokenizer_from_argument(tokenizer_name, options)
     documents = DocumentSource.from_argument(source, text_field=text_field, dataset_config=dataset_config, split=split)
+    if getattr(tokenizer, "is_fitted", True) is False:
+        fit_on_source(tokenizer, documents, text_field)
+    if tokenizer.eos_token_id is None:
+        click.echo(
+            f"warning: the tokenizer {tokenizer_name!r} declares no end-of-text token, so documents are joined with "
+            "no separator between them (generation cannot stop at a document's end, and lm-eval refuses the "
+            "model); name one with -o eos_token=TOKEN where the tokenizer takes it",
+            err=True,
+        )
     already = is_prepared_dir(out_dir)
     start = time.perf_counter()
     index = prepare_data(
@@ -84,3 +94,16 @@ def prepare_data_command(
         f"{out_dir}: {index['tokens']:,} tokens ({index['dtype']}) of {index['documents']:,} documents in "
         f"{len(index['shards'])} shards ({seconds:.1f} s{rate}); train on it with --set data.dataset={out_dir}"
     )
+
+
+def fit_on_source(tokenizer: Any, documents: Any, text_field: str) -> None:
+    """Fit a tokenizer that learns its vocabulary (the character one) on every document of a local source:
+    a first pass over the files, so `--tokenizer character` needs nothing fitted beforehand."""
+    from cleangpt_core.data.document_sources import read_unit
+
+    if not documents.is_local:
+        raise click.UsageError(
+            "a streamed hub dataset cannot be read twice to fit the character tokenizer on it: fit one in Python "
+            "(create_tokenizer('character').fit(texts).save_pretrained(DIR)) and pass --tokenizer DIR"
+        )
+    tokenizer.fit(text for unit in documents.units() for text in read_unit(unit, text_field)[1])

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import click
+import yaml
 
 
 @click.command("train")
@@ -16,7 +17,8 @@ import click
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML or TOML experiment config, laid over the defaults (the recipe in configs/default.yaml).",
+    help="YAML, TOML or JSON experiment config (a run's own experiment.json too), laid over the defaults (the "
+    "recipe in configs/default.yaml).",
 )
 @click.option(
     "--set",
@@ -35,7 +37,21 @@ import click
     is_flag=True,
     help="Start afresh in an output directory that already holds a run, deleting it once every check has passed.",
 )
-def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | None, overwrite: bool) -> None:
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Start a new run from these weights (a run, a checkpoint, an exported or a Hugging Face folder): its "
+    "model config and tokenizer come from there, everything else from the recipe (fine-tuning).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the resolved experiment config as YAML and exit; train nothing.")
+def train(
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    resume: Path | None,
+    overwrite: bool,
+    init_from: Path | None,
+    dry_run: bool,
+) -> None:
     """Train a model, write checkpoints, metrics and a loss curve into the run directory, then print a sample.
 
     With no options: a small character-level model on the embedded Tiny Shakespeare (about a minute on two
@@ -43,18 +59,48 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
     shard of each batch (DistributedDataParallel).
     """
     from cleangpt_core.config import load_experiment_config
-    from cleangpt_core.experiments.training_run import resume_config, run_experiment
+    from cleangpt_core.experiments.training_run import initial_weights, resume_config, run_experiment
 
     if resume is not None and config_file is not None:
         raise click.UsageError("--resume continues a run with its saved config; leave out --config")
     if resume is not None and overwrite:
         raise click.UsageError("--resume continues a run and --overwrite deletes it; give one of them")
+    if resume is not None and init_from is not None:
+        raise click.UsageError("--resume continues a run and --init-from starts a new one from weights; give one")
+    model_overrides = [item for item in overrides if item.startswith("model.") and not item.startswith("model.dropout")]
+    if init_from is not None and model_overrides:
+        raise click.UsageError(
+            f"{model_overrides[0]}: with --init-from the model is the one in {init_from}; only model.dropout may be set"
+        )
     if resume is not None:
         config, checkpoint = resume_config(resume, overrides)
-        run_experiment(config, resume_from=checkpoint, echo=click.echo)
+        if not dry_run:
+            run_experiment(config, resume_from=checkpoint, echo=click.echo)
     else:
         config = load_experiment_config(config_file, overrides)
-        run_experiment(config, overwrite=overwrite, echo=click.echo)
+        if init_from is not None and dry_run:
+            config = initial_weights(init_from, config)[0]
+        if not dry_run:
+            run_experiment(config, overwrite=overwrite, echo=click.echo, init_from=init_from)
+    if dry_run:
+        click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip())
+
+
+class EvalTokens(click.ParamType):
+    """A positive number of tokens, or 'all'."""
+
+    name = "N|all"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).lower() == "all":
+            return value if isinstance(value, int) else "all"
+        try:
+            number = int(str(value).replace("_", "").replace(",", ""))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither a positive number of tokens nor 'all'", param, ctx)
+        return number
 
 
 @click.command("evaluate")
@@ -68,18 +114,36 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: Path | N
 @click.option("--split", default="validation", show_default=True, help="Which split of the data to score.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option(
+    "--max-tokens",
+    type=EvalTokens(),
+    default=None,
+    help="Score the first N tokens of the split, or 'all' (default: the run's data.eval_tokens, 500,000).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
-    checkpoint: Path, dataset: str | None, split: str, batch_size: int | None, device: str, as_json: bool
+    checkpoint: Path,
+    dataset: str | None,
+    split: str,
+    batch_size: int | None,
+    device: str,
+    max_tokens: int | str | None,
+    as_json: bool,
 ) -> None:
-    """Print the mean loss per token and the perplexity of CHECKPOINT (a checkpoint or run directory)."""
+    """Print the mean loss per token and the perplexity of CHECKPOINT (a checkpoint or run directory).
+
+    A long evaluation shows a bar on a terminal and a line every 30 s in a log.
+    """
     from cleangpt_core.experiments.training_run import evaluate_checkpoint
 
-    result = evaluate_checkpoint(checkpoint, dataset=dataset, split=split, batch_size=batch_size, device=device)
+    result = evaluate_checkpoint(
+        checkpoint, dataset=dataset, split=split, batch_size=batch_size, device=device, max_tokens=max_tokens
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    of = "" if result["tokens"] == result["split_tokens"] else f" of its {result['split_tokens']:,} (--max-tokens all)"
     click.echo(
         f"{result['checkpoint']} on the {result['split']} split of {result['dataset']!r}: "
-        f"loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens"
+        f"loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens{of}"
     )

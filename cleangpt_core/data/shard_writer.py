@@ -300,7 +300,11 @@ def _tokenize_unit(unit: WorkUnit) -> UnitResult:
     tokenizer = _worker_tokenizer
     assert tokenizer is not None, "the worker was not initialised"
     digest, documents = read_unit(unit, _worker_text_field)
-    pieces = list(tokenizer.encode_corpus_batch(documents)) if documents else []
+    try:
+        pieces = list(tokenizer.encode_corpus_batch(documents)) if documents else []
+    except TokenizerError as error:  # say which document: the tokenizer only knows a position in one text
+        where = "byte" if unit.kind != "texts" else "record"
+        raise DataError(f"{unit.origin} (the part from {where} {unit.start}): {error}") from None
     dtype = tokenizer.corpus_dtype
     # the first piece of a continuing unit goes on with the previous unit's last document: no eos, no start
     head = [pieces.pop(0)] if unit.continues and pieces else []

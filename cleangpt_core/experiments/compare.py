@@ -623,6 +623,7 @@ def train_run(
         "train_loss": train_lines[-1]["loss"] if train_lines else stats["train_loss"],
         "val_loss": stats.get("val_loss"),
         "val_perplexity": stats.get("val_perplexity"),
+        "val_tokens": stats.get("val_tokens"),  # what the final evaluation scored (data.eval_tokens at most)
         "tokens_per_s": stats["tokens"] / recorder.train_s if recorder.train_s > 0 else None,
         # tokens/s is measured while this run trained alone; the load average says how busy the machine was
         "load_average": [load_before, _load_average()],

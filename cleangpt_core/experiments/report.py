@@ -156,12 +156,20 @@ def _evaluation_cadence(results: list[dict[str, Any]]) -> str:
     return "; ".join(seen.values())
 
 
+def _final_evaluation(results: list[dict[str, Any]]) -> str:
+    """How many validation tokens the final evaluations scored (runs saved before this was recorded: unknown)."""
+    counts = sorted({result["val_tokens"] for result in results if result.get("val_tokens") is not None})
+    if not counts:
+        return "the final evaluation scores up to data.eval_tokens validation tokens"
+    return f"the final evaluation scored {' or '.join(f'{count:,}' for count in counts)} validation tokens"
+
+
 def target_note(results: list[dict[str, Any]], target: float) -> str:
     """How the tokens to the target were read off the curves."""
     return (
         f"Tokens to ≤ {target:g}: the tokens seen at a run's first evaluation whose validation loss was at or "
         "below the target, not interpolated, so exact to one evaluation interval (evaluated: "
-        f"{_evaluation_cadence(results)}; the final evaluation uses every validation token). With several seeds, "
+        f"{_evaluation_cadence(results)}; {_final_evaluation(results)}). With several seeds, "
         "the mean is over the seeds that reached the target, and the table says how many did."
     )
 

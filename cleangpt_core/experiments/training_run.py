@@ -32,16 +32,23 @@ from cleangpt_core.checkpoints.run_dir import (
     EXPERIMENT_FILE,
     TOKENIZER_DIR,
     RunDirectory,
+    find_model_directory,
     find_training_checkpoint,
     run_of,
 )
 from cleangpt_core.config.base import flatten_config
-from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, resolve_experiment
-from cleangpt_core.data.prepared_data import data_fingerprint
+from cleangpt_core.config.experiment import (
+    ExperimentConfig,
+    TokenizerSection,
+    load_experiment_config,
+    resolve_experiment,
+)
+from cleangpt_core.data.prepared_data import PreparedCorpus, data_fingerprint, is_prepared_dir
 from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
 from cleangpt_core.errors import CheckpointError, ConfigError, DataError
+from cleangpt_core.experiments.progress_lines import ProgressLines
 from cleangpt_core.experiments.trackers.catalog import check_trackers_installed
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
@@ -64,6 +71,7 @@ from cleangpt_core.utils import TokenBlockDataset, load_corpus_tokens
 CHANGEABLE_ON_RESUME = (
     "device",
     "data.eval_batch_size",
+    "data.eval_tokens",
     "data.num_workers",
     "trainer.max_steps",
     "trainer.num_epochs",
@@ -172,6 +180,21 @@ def check_fits(config: ExperimentConfig, train_tokens: int, val_tokens: int) -> 
             )
 
 
+def head_for_evaluation(tokens: np.ndarray, eval_tokens: int | str, span: int) -> np.ndarray:
+    """The head of a validation stream that scores `eval_tokens` targets ('all': the whole stream).
+
+    Every token but the first is a target (`TokenBlockDataset`), so N targets take N + 1 tokens. `span` is one
+    window's length, the fewest tokens an evaluation can take.
+    """
+    if eval_tokens == "all" or len(tokens) <= int(eval_tokens) + 1:
+        return tokens
+    if int(eval_tokens) + 1 < span:
+        raise ConfigError(
+            f"data.eval_tokens={eval_tokens} is shorter than one window ({span} tokens): raise it, or set 'all'"
+        )
+    return tokens[: int(eval_tokens) + 1]
+
+
 def build_model_config(config: ExperimentConfig, vocab_size: int) -> ExperimentConfig:
     """The config with model.vocab_size set to the tokenizer's, or checked to cover it when the config sets it."""
     model = config.model
@@ -186,6 +209,51 @@ def build_model_config(config: ExperimentConfig, vocab_size: int) -> ExperimentC
     return config.model_copy(update={"model": gpt_config})
 
 
+def initial_weights(source: str | Path, config: ExperimentConfig) -> tuple[ExperimentConfig, nn.Module, BaseTokenizer]:
+    """What `train --init-from SOURCE` starts from: the model and tokenizer of SOURCE, and `config` with that
+    model's config (the rest stays the recipe's).
+
+    SOURCE is a run or checkpoint directory (which holds its tokenizer/), or a Hugging Face folder (one
+    `cleangpt export` wrote, or any of a supported family with a tokenizer it can rebuild). Overrides of the
+    model may only change its dropout: the weights fix everything else.
+    """
+    from cleangpt_core.huggingface.folder import read_hf_folder
+
+    directory = Path(source)
+    try:
+        checkpoint = find_model_directory(directory)
+    except CheckpointError:
+        checkpoint = directory
+    if (checkpoint / TOKENIZER_DIR).is_dir():
+        model, tokenizer, _ = load_trained_model(checkpoint)
+    else:
+        model, tokenizer = read_hf_folder(directory)
+    model_config = model.config.model_copy(update={"dropout": config.model.dropout})
+    config = config.model_copy(update={"model": model_config, "init_from": str(source)})
+    config._vocab_size_given = True  # the weights' vocabulary, whatever the tokenizer's
+    return config, model, tokenizer
+
+
+def prepared_tokenizer(config: ExperimentConfig) -> BaseTokenizer | None:
+    """The tokenizer saved with a prepared dataset (`cleangpt prepare-data`), which a run on it adopts; None when
+    the dataset is not prepared.
+
+    A config that names another kind of tokenizer than the default is refused: its ids would not be the
+    shards' (naming the prepared one, or the default, adopts it).
+    """
+    if not is_prepared_dir(config.data.dataset):
+        return None
+    tokenizer = from_pretrained(PreparedCorpus(config.data.dataset).tokenizer_dir)
+    named = config.tokenizer.name
+    if named.lower() != str(tokenizer.tokenizer_type).lower() and config.tokenizer != TokenizerSection():
+        raise ConfigError(
+            f"data.dataset={config.data.dataset} was prepared with the {tokenizer.tokenizer_type!r} tokenizer, "
+            f"but tokenizer.name={named!r}: leave the tokenizer out (the run takes the prepared one), or prepare "
+            f"the data again with --tokenizer {named}"
+        )
+    return tokenizer
+
+
 def run_level_trainer_options(config: ExperimentConfig) -> dict[str, Any]:
     """The trainer options a run sets for all its parts: its directory, and its seed (the data order) where the
     trainer's schema has one."""
@@ -195,22 +263,31 @@ def run_level_trainer_options(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def prepare_run(
-    config: ExperimentConfig, *, tokenizer: BaseTokenizer | None = None, callbacks: Iterable[object] = ()
+    config: ExperimentConfig,
+    *,
+    tokenizer: BaseTokenizer | None = None,
+    callbacks: Iterable[object] = (),
+    initial_model: nn.Module | None = None,
 ) -> PreparedRun:
     """Build and check the tokenizer, data, model, optimizer and trainer of `config`; nothing is written.
 
     model.vocab_size becomes the tokenizer's unless the config sets it on purpose (e.g. rounded up to a
-    multiple of 64 for speed; a resumed run's experiment.json always does).
+    multiple of 64 for speed; a resumed run's experiment.json always does). `initial_model` (see
+    `initial_weights`) gives the model its weights.
     """
     check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
-    tokenizer = tokenizer or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
+    tokenizer = (
+        tokenizer or prepared_tokenizer(config) or create_tokenizer(config.tokenizer.name, **config.tokenizer.options)
+    )
     train_tokens = load_split(config, tokenizer, "train")  # fits a character tokenizer's vocabulary
     val_tokens = load_split(config, tokenizer, "validation")
     check_fits(config, len(train_tokens), len(val_tokens))
     config = build_model_config(config, tokenizer.vocab_size)
     block, data = config.model.block_size, config.data
     model = get_model(config.model.model_type, config=config.model)
+    if initial_model is not None:
+        model.load_state_dict(initial_model.state_dict())
     final = takes_final_label(model)
     train_windows = (
         RandomWindowDataset(train_tokens, block, final)
@@ -222,6 +299,7 @@ def prepare_run(
         raise ConfigError(
             f"data.batch_size={data.batch_size} is larger than the {len(train_windows)} training windows; lower it"
         )
+    val_tokens = head_for_evaluation(val_tokens, data.eval_tokens, block + int(final))
     val_loader = DataLoader(
         TokenBlockDataset(val_tokens, block, final), batch_size=data.eval_batch_size or data.batch_size
     )
@@ -249,11 +327,14 @@ def run_experiment(
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
     callbacks: Iterable[object] = (),
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train `config` (or continue the run of `resume_from`), then sample; returns the training statistics.
 
-    A resumed run takes its tokenizer from its checkpoint. A fresh run refuses a directory that holds an
-    earlier run unless `overwrite`, and deletes that run only after every check has passed, under the lock.
+    A resumed run takes its tokenizer from its checkpoint; a run started `init_from` a model (a run,
+    checkpoint or Hugging Face folder) takes its weights, model config and tokenizer from it. A fresh run
+    refuses a directory that holds an earlier run unless `overwrite`, and deletes that run only after every
+    check has passed, under the lock.
     """
     run_dir = RunDirectory(config.output.dir)
     run_dir.check_usable()
@@ -261,11 +342,15 @@ def run_experiment(
     fingerprint = data_fingerprint(config.data.dataset)
     if resume_from is not None:
         _check_same_data(run_dir, config.data.dataset, fingerprint)
-    tokenizer = None
+    tokenizer, initial_model = None, None
     if resume_from is not None:
         tokenizer = from_pretrained(resume_from / TOKENIZER_DIR)
         check_tokenizer_fits(tokenizer.vocab_size, config.model.vocab_size, resume_from / TOKENIZER_DIR)
-    run = prepare_run(config, tokenizer=tokenizer, callbacks=callbacks)
+    elif init_from is not None:
+        config, initial_model, tokenizer = initial_weights(init_from, config)
+    run = prepare_run(
+        config, tokenizer=tokenizer, callbacks=[*callbacks, ProgressLines(echo)], initial_model=initial_model
+    )
     main, world = run.trainer.context.is_main, run.trainer.context.world_size
     lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()
     with lock:
@@ -283,6 +368,7 @@ def run_experiment(
                 f"training {run.config.model.model_type} ({params:,} parameters) with the {run.config.trainer.name} "
                 f"trainer on {where}, {len(run.train_loader):,} batches per epoch, into {run_dir.root}"
                 + (f", resuming from {resume_from}" if resume_from is not None else "")
+                + (f", starting from the weights of {init_from}" if init_from is not None else "")
             )
         stats = run.trainer.train(resume_from=resume_from)
         if not main:
@@ -332,7 +418,11 @@ def _summary(stats: dict[str, Any]) -> str:
         trained = "nothing left to train (the run had reached its budget)"
     else:
         trained = f"last step's train loss {stats['train_loss']:.4f}, {stats['tokens_per_s']:,.0f} tokens/s"
-    val = f", validation loss {stats['val_loss']:.4f}" if stats.get("val_loss") is not None else ""
+    val = ""
+    if stats.get("val_loss") is not None:
+        val = f", validation loss {stats['val_loss']:.4f}"
+        if stats.get("val_tokens") is not None:  # a third-party trainer may not say
+            val += f" over {stats['val_tokens']:,} tokens"
     return f"done: {stats['steps']} steps, {trained}{val}; checkpoint {stats['checkpoint']}"
 
 
@@ -365,8 +455,13 @@ def evaluate_checkpoint(
     split: str = "validation",
     batch_size: int | None = None,
     device: str = "auto",
+    max_tokens: int | str | None = None,
 ) -> dict[str, Any]:
-    """Loss and perplexity of a checkpoint on a split of its run's dataset (or of `dataset`)."""
+    """Loss and perplexity of a checkpoint on a split of its run's dataset (or of `dataset`).
+
+    It scores the head of the split: `max_tokens` targets ('all': every one; None: the run's data.eval_tokens).
+    The result's ``tokens`` says how many were scored, ``split_tokens`` how many the split holds.
+    """
     chosen = choose_device(device)
     model, tokenizer, checkpoint = load_trained_model(path, map_location=chosen)
     saved = checkpoint / EXPERIMENT_FILE
@@ -380,7 +475,15 @@ def evaluate_checkpoint(
     block = model.config.block_size
     if len(tokens) < block:
         raise ConfigError(f"the {split} split holds {len(tokens)} tokens, fewer than the model's block_size={block}")
-    windows = TokenBlockDataset(tokens, block, takes_final_label(model))
+    final = takes_final_label(model)
+    scored = head_for_evaluation(tokens, max_tokens or config.data.eval_tokens, block + int(final))
+    windows = TokenBlockDataset(scored, block, final)
     loader = DataLoader(windows, batch_size=batch_size or config.data.batch_size)
     metrics = evaluate_model(model, loader, chosen)
-    return {"checkpoint": str(checkpoint), "split": split, "dataset": dataset or config.data.dataset, **metrics}
+    return {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "dataset": dataset or config.data.dataset,
+        **metrics,
+        "split_tokens": len(tokens) - 1,
+    }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
+from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target
 from cleangpt_core.checkpoints.json_files import read_json
@@ -28,6 +29,8 @@ from cleangpt_core.model.serialization import load_model, resolve_checkpoint, sa
 from cleangpt_core.tokenizers import BaseTokenizer, from_pretrained
 from cleangpt_core.tokenizers.base_tokenizer import TOKENIZER_FILE
 from cleangpt_core.tokenizers.gpt2_tokenizer import GPT2Tokenizer
+from cleangpt_core.tokenizers.hf_tokenizer import BACKEND_FILE as HF_TOKENIZER_FILE
+from cleangpt_core.tokenizers.hf_tokenizer import HFTokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -69,21 +72,28 @@ def import_hf(source: str | Path, destination: str | Path) -> Path:
     ``load_model`` take it as they take any checkpoint.
     """
     source, destination = Path(source), Path(os.path.abspath(destination))
-    hf_config = _read_hf_config(source)
-    family = family_for_model_type(str(hf_config.get("model_type")))
+    family_for_model_type(str(_read_hf_config(source).get("model_type")))  # an unknown family: before anything
     _check_free(destination)
-    saved = hf_config.get(SAVED_CONFIG_KEY)
-    config = validate_config(GPTConfig, saved, f"{SAVED_CONFIG_KEY} of {source / CONFIG_FILE}") if saved else None
-    if config is not None:
-        _check_saved_config(family, config, hf_config, source / CONFIG_FILE)
-    model = family.from_hf(hf_config, read_hf_weights(source), config)
-    tokenizer = _folder_tokenizer(source)
+    model, tokenizer = read_hf_folder(source)
 
     def write(folder: Path) -> None:
         save_model(model, folder)
         tokenizer.save_pretrained(folder / TOKENIZER_DIR)
 
     return _write_folder(destination, write)
+
+
+def read_hf_folder(source: str | Path) -> tuple[nn.Module, BaseTokenizer]:
+    """The cleanGPT model and tokenizer of a Hugging Face folder (what `import_hf` writes, in memory)."""
+    source = Path(source)
+    hf_config = _read_hf_config(source)
+    family = family_for_model_type(str(hf_config.get("model_type")))
+    saved = hf_config.get(SAVED_CONFIG_KEY)
+    config = validate_config(GPTConfig, saved, f"{SAVED_CONFIG_KEY} of {source / CONFIG_FILE}") if saved else None
+    if config is not None:
+        _check_saved_config(family, config, hf_config, source / CONFIG_FILE)
+    model = family.from_hf(hf_config, read_hf_weights(source), config)
+    return model, _folder_tokenizer(source)
 
 
 def _check_saved_config(family: HFFamily, config: GPTConfig, hf_config: dict[str, Any], path: Path) -> None:
@@ -134,13 +144,17 @@ def _read_hf_config(source: Path) -> dict[str, Any]:
 
 
 def _folder_tokenizer(source: Path) -> BaseTokenizer:
+    """cleanGPT's own tokenizer files (an export), a GPT-2 vocab.json + merges.txt, or any tokenizer.json (the
+    `hf` tokenizer: the folder's Rust tokenizer and the special tokens its tokenizer_config.json names)."""
     if (source / TOKENIZER_FILE).is_file():
         return from_pretrained(source)
     if (source / "vocab.json").is_file() and (source / "merges.txt").is_file():
         return GPT2Tokenizer(pretrained_model_name_or_path=str(source))
+    if (source / HF_TOKENIZER_FILE).is_file():
+        return HFTokenizer(name_or_path=str(source))
     raise HFConversionError(
-        f"{str(source)!r} holds no tokenizer cleanGPT can rebuild ({TOKENIZER_FILE} from `cleangpt export`, or a "
-        "GPT-2 vocab.json + merges.txt)"
+        f"{str(source)!r} holds no tokenizer cleanGPT can rebuild ({TOKENIZER_FILE} from `cleangpt export`, a "
+        f"{HF_TOKENIZER_FILE}, or a GPT-2 vocab.json + merges.txt)"
     )
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.errors import SequenceTooLongError
 from cleangpt_core.inference.decoding import generate_tokens
+from cleangpt_core.model.chunked_loss import LazyLogits, chunked_head_loss, next_token_targets, wants_chunks
 from cleangpt_core.model.kv_cache import KVCache
 
 
@@ -31,6 +32,9 @@ class CausalLanguageModel(nn.Module):
     # label; without it the last position never gets a target, and a learned embedding for it stays as it
     # was initialised. An architecture that computes its own loss the Hugging Face way leaves it False.
     accepts_final_label: ClassVar[bool] = False
+    # Bounds the logits (Gemma 2); read from the config once at construction by the models that have it, since
+    # torch.compile cannot trace a config's computed attribute on every forward.
+    logit_softcap: float | None = None
 
     def check_length(self, length: int, kv_cache: KVCache | None = None) -> None:
         """Reject a call that would see more than block_size positions, naming both numbers."""
@@ -50,17 +54,38 @@ class CausalLanguageModel(nn.Module):
         Labels as long as the input (Hugging Face's convention) leave the last position without a target;
         labels one longer give it the token after the input as its target.
         """
-        extra = labels.size(1) - logits.size(1)
-        if extra not in (0, 1):
-            raise ValueError(
-                f"labels hold {labels.size(1)} positions for {logits.size(1)} inputs; give as many as the inputs, "
-                "or one more to give the last position a target"
-            )
-        if attention_mask is not None:
-            labels = labels.masked_fill(F.pad(attention_mask, (0, extra), value=1) == 0, -100)
         # Shift the labels left rather than slicing the logits: a (B, T-1, V) slice would copy the logits.
-        targets = labels[:, 1:] if extra else F.pad(labels[:, 1:], (0, 1), value=-100)
+        targets = next_token_targets(labels, logits.size(1), attention_mask)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
+
+    def head_output(
+        self, hidden: torch.Tensor, labels: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The output of a forward from the final hidden states (B, T, C): logits through `lm_head` (softcapped
+        where the config says) and, given labels, `causal_lm_loss`.
+
+        When the logits would be large (a GPT-2-sized vocabulary), the loss is computed chunk by chunk without
+        them (`cleangpt_core.model.chunked_loss`), and the logits only when the output's ``logits`` is read, in
+        the grad mode and autocast of that moment.
+        """
+        head = self.lm_head
+        if labels is None or head.bias is not None or not wants_chunks(hidden.shape[:-1].numel(), head.out_features):
+            logits = self._logits(hidden)
+            output = {"logits": logits}
+            if labels is not None:
+                output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)
+            return output
+        targets = next_token_targets(labels, hidden.size(1), attention_mask)
+        softcap = self.logit_softcap
+        loss = chunked_head_loss(hidden.reshape(-1, hidden.size(-1)), head.weight, targets.reshape(-1), softcap)
+        return LazyLogits(loss, lambda: self._logits(hidden))
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(hidden)
+        softcap = self.logit_softcap
+        if softcap is not None:  # bounded logits keep an overconfident head from blowing up the loss (Gemma 2)
+            logits = softcap * torch.tanh(logits / softcap)
+        return logits
 
     def get_num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; learned position embeddings (`wpe`) are left out by default, as they do no compute

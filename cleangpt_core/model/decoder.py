@@ -112,14 +112,7 @@ class Decoder(CausalLanguageModel):
             kv_cache.advance(input_ids.size(1))
         if logits_to_keep:
             x = x[:, -logits_to_keep:, :]
-        logits = self.lm_head(self.transformer.ln_f(x))
-        softcap = self.logit_softcap
-        if softcap is not None:  # bounded logits keep an overconfident head from blowing up the loss (Gemma 2)
-            logits = softcap * torch.tanh(logits / softcap)
-        output = {"logits": logits}
-        if labels is not None:
-            output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)
-        return output
+        return self.head_output(self.transformer.ln_f(x), labels, attention_mask)  # lm_head, and the loss
 
 
 # Plugin API 1.0's name: an architecture passing its own blocks, with learned positions and a LayerNorm.

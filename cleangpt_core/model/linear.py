@@ -1,10 +1,13 @@
-"""The linear layer every part is built from: `nn.Linear`, with float32 on a CPU multiplied by oneDNN.
+"""The linear layer every part is built from: `nn.Linear`, with float32 on a CPU multiplied by oneDNN where
+that is faster.
 
 PyTorch computes a float32 `F.linear` on a CPU with MKL's sgemm. On AMD CPUs MKL does not take its AVX-512
 code path: on the 2-core AMD EPYC this project is developed on, sgemm runs at about 200 GFLOP/s, where
 oneDNN, PyTorch's other CPU GEMM library, runs the same float32 products at
 380-450 GFLOP/s for the training shapes of the character model. The matmuls are about 60% of a float32
-training step there, so `Linear` sends float32 CPU products through oneDNN, forward and backward. oneDNN
+training step there, so `Linear` sends float32 CPU products through oneDNN, forward and backward, on the
+CPUs where oneDNN has the wider ISA (`cleangpt_core.model.cpu_gemm`: AMD with AVX-512); elsewhere (an
+AVX2-only CPU, Intel, Arm) it keeps PyTorch's MKL, which is as fast or faster there. oneDNN
 costs about 11 us a call more, so small products (one token's step in generation) stay on MKL: measured
 there, the two break even near 2^21 multiply-adds. Everything else goes through `F.linear` unchanged: other
 dtypes, autocast (bf16 already runs on oneDNN), GPUs, tensor subclasses such as DTensor, code being compiled
@@ -24,23 +27,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cleangpt_core.model.cpu_gemm import onednn_is_faster
+
 # `_linear_pointwise` is the dense-tensor entry to oneDNN's matmul (torch.compile's CPU backend emits it too).
 _ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 ONEDNN_AVAILABLE: bool = _ONEDNN_LINEAR is not None and torch.backends.mkldnn.is_available()
 _PLAIN = (torch.Tensor, nn.Parameter)
 ONEDNN_MIN_MACS = 1 << 21  # the break-even product size measured above
-_ENABLED: ContextVar[bool] = ContextVar("cleangpt_onednn_linear", default=True)
+# None: the CPU decides (`onednn_is_faster`); True or False: `onednn_linear` says
+_ENABLED: ContextVar[bool | None] = ContextVar("cleangpt_onednn_linear", default=None)
 
 
 class onednn_linear:  # noqa: N801 - a context manager, named like torch.no_grad
-    """Within the block, let `Linear` use oneDNN (the default) or not: MKL's numbers and speed, to compare.
+    """Within the block, let `Linear` use oneDNN (True) or not (False: MKL's numbers and speed), whatever
+    this CPU would choose (`cleangpt_core.model.cpu_gemm`), to compare.
 
     Reusable and re-entrant, like `torch.autocast`: one instance may wrap every step of a loop.
     """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._tokens: list[Token[bool]] = []
+        self._tokens: list[Token[bool | None]] = []
 
     def __enter__(self) -> None:
         self._tokens.append(_ENABLED.set(self.enabled))
@@ -77,13 +84,16 @@ class _OneDnnLinear(torch.autograd.Function):
 
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear(x, weight)` runs on oneDNN: a large enough float32 product of plain tensors on a CPU,
-    outside autocast and `torch.compile`, unless `onednn_linear(False)` says otherwise."""
+    """Whether `linear(x, weight)` runs on oneDNN: a large enough float32 product of plain tensors on a CPU
+    where oneDNN is the faster library, outside autocast and `torch.compile`, unless `onednn_linear` says
+    otherwise."""
+    # asked first: Dynamo cannot trace `ContextVar.get`, and reading it while compiling breaks the graph;
+    # torch.compile picks its own GEMMs (and cannot lower this one)
+    if torch.compiler.is_compiling() or not ONEDNN_AVAILABLE:
+        return False
+    enabled = _ENABLED.get()
     return (
-        # asked first: Dynamo cannot trace `ContextVar.get`, and reading it while compiling breaks the graph
-        not torch.compiler.is_compiling()  # torch.compile picks its own GEMMs (and cannot lower this one)
-        and ONEDNN_AVAILABLE
-        and _ENABLED.get()
+        (onednn_is_faster() if enabled is None else enabled)
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and x.dim() >= 2

@@ -70,6 +70,20 @@ KIND_TEMPLATES = {
         config_class="{camel}TrainerConfig",
         summary="the simple trainer with unit-wise adaptive gradient clipping (AGC, Brock et al. 2021)",
     ),
+    "optimizer": KindTemplate(
+        hook="cleangpt_register_optimizers",
+        module="optimizer",
+        export="{snake}_optimizer",
+        config_class="{camel}OptimizerConfig",
+        summary="Lion: the sign of an interpolated momentum, one state buffer per weight (Chen et al. 2023)",
+    ),
+    "schedule": KindTemplate(
+        hook="cleangpt_register_schedules",
+        module="schedule",
+        export="{snake}_schedule",
+        config_class="{camel}ScheduleConfig",
+        summary="linear warmup, then the learning rate falls as 1/sqrt(step) (Vaswani et al. 2017)",
+    ),
 }
 
 SCAFFOLD_KINDS = tuple(KIND_TEMPLATES)  # the kinds `cleangpt new-plugin` writes a project for

@@ -110,6 +110,23 @@ class HFTokenizer(BaseTokenizer):
             )
         return ids
 
+    def to_hf_tokenizer(self) -> Any:
+        """The same Rust backend as a ``PreTrainedTokenizerFast``: it is a Hugging Face tokenizer already.
+
+        A copy of the backend, so the export never changes this tokenizer; ids and text are identical: a
+        special token written in a text is that token, as the backend reads it here.
+        """
+        from tokenizers import Tokenizer
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer.from_str(self._backend.to_str()),
+            **{key: getattr(self, key) for key in _SPECIAL if getattr(self, key) is not None},
+            padding_side=self.padding_side,
+            truncation_side=self.truncation_side,
+            clean_up_tokenization_spaces=False,
+        )
+
     def get_config(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in _SPECIAL}
 

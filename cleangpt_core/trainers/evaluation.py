@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.checkpoints.training_checkpoint import capture_rng_state, restore_rng_state
+from cleangpt_core.data.progress import EvaluationProgress
 from cleangpt_core.data.windows import IGNORE_INDEX
 from cleangpt_core.distributed.process_group import DistributedContext, all_reduce_sum
 from cleangpt_core.trainers.batches import Batch, shard_for_evaluation
@@ -63,7 +64,7 @@ def evaluate_model(
     `max_batches` limits the estimate to the first batches (per rank). `lockstep` (FSDP, whose every
     forward is collective) keeps ranks with no batch left running empty forwards until all are done. The
     global RNG state is left as it was: iterating a DataLoader draws from it, and evaluating must not change
-    what training draws next.
+    what training draws next. A long evaluation shows its progress (`EvaluationProgress`) on the main process.
     """
     context = context or DistributedContext()
     rng_state = capture_rng_state()
@@ -73,6 +74,9 @@ def evaluate_model(
     # is added up on the host in float64; token counts come from the host's batches, so no batch waits
     loss_sums: list[torch.Tensor] = []
     tokens = 0
+    progress = EvaluationProgress(
+        "evaluate", _batches_per_rank(batches, context, max_batches), enabled=context.is_main
+    )
     try:
         mine = islice(shard_for_evaluation(batches, context), max_batches)
         for batch in _in_lockstep(mine, context, device) if lockstep else mine:
@@ -85,7 +89,9 @@ def evaluate_model(
                 loss = model(**batch)["loss"]
             loss_sums.append(loss.float() * targets)
             tokens += targets
+            progress.update(tokens=targets)
     finally:
+        progress.close()
         model.train(was_training)
         restore_rng_state(rng_state)
     mine = [math.fsum(torch.stack(loss_sums).tolist()) if loss_sums else 0.0, float(tokens)]
@@ -94,6 +100,15 @@ def evaluate_model(
         raise ValueError("the evaluation data holds no tokens to predict")
     mean = loss_sum / tokens
     return {"loss": mean, "perplexity": math.exp(mean), "tokens": int(tokens)}
+
+
+def _batches_per_rank(batches: Iterable[Batch], context: DistributedContext, max_batches: int | None) -> int | None:
+    """How many batches this rank will score, when the data says how many it holds."""
+    try:
+        count = -(-len(batches) // context.world_size)  # type: ignore[arg-type]
+    except TypeError:  # an iterable without a length
+        return max_batches
+    return count if max_batches is None else min(count, max_batches)
 
 
 def _in_lockstep(batches: Iterable[Batch], context: DistributedContext, device: torch.device) -> Iterator[Batch | None]:

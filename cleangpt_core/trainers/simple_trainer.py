@@ -238,7 +238,11 @@ class SimpleTrainer(BaseTrainer):
             # A finished run resumed: its final evaluation and checkpoint exist; report them, record nothing new.
             if self.eval_dataloader is not None:
                 evaluation = self.measure()
-                stats.update(val_loss=evaluation["loss"], val_perplexity=evaluation["perplexity"])
+                stats.update(
+                    val_loss=evaluation["loss"],
+                    val_perplexity=evaluation["perplexity"],
+                    val_tokens=evaluation["tokens"],
+                )
             stats.update(best_val_loss=self.progress.best_val_loss, checkpoint=str(self._resumed_from))
             return stats
         val_loss = None
@@ -250,7 +254,7 @@ class SimpleTrainer(BaseTrainer):
                 evaluation = self.evaluate()
                 self.after_evaluation(evaluation["loss"])
             val_loss = evaluation["loss"]
-            stats.update(val_loss=val_loss, val_perplexity=evaluation["perplexity"])
+            stats.update(val_loss=val_loss, val_perplexity=evaluation["perplexity"], val_tokens=evaluation["tokens"])
         stats["best_val_loss"] = self.progress.best_val_loss
         checkpoint = self.save_checkpoint(val_loss)
         stats["checkpoint"] = str(checkpoint) if checkpoint is not None else None

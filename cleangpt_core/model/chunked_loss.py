@@ -1,0 +1,224 @@
+"""The output head and the next-token loss, computed a chunk of rows at a time: no (B, T, vocab) logits.
+
+With a GPT-2 vocabulary (50,257 ids) the logits of one batch dwarf everything else a small model computes:
+16 windows of 64 tokens make 206 MB of float32 logits, then as much again for the log-softmax, all allocated
+and freed every step. On a CPU those buffers are fresh pages from the kernel each time, so evaluation spent
+more system time than arithmetic. Here the head's product, the log-sum-exp, the loss and (when gradients are
+wanted) the gradient of the loss with respect to the hidden states and the head's weight are computed for a
+chunk of rows, into one logits buffer reused for every chunk, as Liger-Kernel's fused linear cross-entropy
+does on GPUs. The gradients are computed in the forward pass and kept, (N, C) and (V, C), which is far less
+than the (N, V) logits autograd would otherwise keep.
+
+Same numbers as the plain computation (`F.cross_entropy` of `hidden @ weight.T`, softcapped where the model
+says): the loss and gradients agree to float32 rounding. Within `chunked_head()` the model takes this path
+when the logits would be larger than one chunk (`CHUNK_ELEMENTS`), outside `torch.compile` (which fuses the
+plain computation itself); a forward with labels then computes its logits only when they are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils._pytree as pytree
+
+IGNORE_INDEX = -100
+
+# Logits are computed in chunks of this many elements when chunking is on (4 MB of float32, a few rows of a
+# GPT-2-sized vocabulary: small enough to stay in cache between the product and the log-softmax).
+CHUNK_ELEMENTS = 1 << 20
+# Off by default: measured on the 2-core AMD EPYC of this project (benchmarks/bench_eval_vocab.py), chunked
+# evaluation of a 1 x 32 model with the GPT-2 vocabulary ran at 0.26x the whole-logits speed, since the whole
+# product runs on oneDNN's AVX-512 and these skinny chunks on MKL. `chunked_head` turns it on (for memory).
+_chunk_elements: int | None = None
+
+
+@contextmanager
+def chunked_head(elements: int = CHUNK_ELEMENTS) -> Iterator[None]:
+    """Within the block, compute logits larger than `elements` in chunks of at most `elements` (1: one row at a
+    time, whatever the vocabulary; a huge number: the plain computation)."""
+    global _chunk_elements
+    before, _chunk_elements = _chunk_elements, max(1, elements)
+    try:
+        yield
+    finally:
+        _chunk_elements = before
+
+
+def next_token_targets(labels: torch.Tensor, length: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The target of each of `length` positions: labels[t+1], -100 where there is none or it is padding.
+
+    Labels as long as the input (Hugging Face's convention) leave the last position without a target; labels
+    one longer give it the token after the input.
+    """
+    extra = labels.size(1) - length
+    if extra not in (0, 1):
+        raise ValueError(
+            f"labels hold {labels.size(1)} positions for {length} inputs; give as many as the inputs, "
+            "or one more to give the last position a target"
+        )
+    if attention_mask is not None:
+        labels = labels.masked_fill(F.pad(attention_mask, (0, extra), value=1) == 0, IGNORE_INDEX)
+    return labels[:, 1:] if extra else F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+
+
+def wants_chunks(rows: int, vocab_size: int) -> bool:
+    """Whether the head of `rows` positions should be chunked: logits larger than a chunk, and not inside
+    torch.compile."""
+    chunk = _chunk_elements
+    return chunk is not None and rows * vocab_size > chunk and not torch.compiler.is_compiling()
+
+
+def chunked_head_loss(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy of ``softcap(hidden @ weight.T)`` against `targets` (-100 ignored), chunk by chunk.
+
+    `hidden` is (N, C), `weight` (V, C), `targets` (N,). Under autocast the products run in its dtype and
+    the loss in float32, as autocast would run the plain computation.
+    """
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    with torch.autocast(device, enabled=False):
+        return _ChunkedHeadLoss.apply(hidden, weight, targets, softcap, dtype)
+
+
+class _ChunkedHeadLoss(torch.autograd.Function):
+    """The loss, and its gradients computed alongside it (backward only scales them)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        softcap: float | None,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        rows, vocab = hidden.size(0), weight.size(0)
+        step = max(1, min(rows, (_chunk_elements or CHUNK_ELEMENTS) // vocab))
+        valid = targets != IGNORE_INDEX
+        safe_targets = targets.clamp(min=0)[:, None]
+        want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        w = weight.to(dtype)
+        logits_buffer = torch.empty(step, vocab, dtype=dtype, device=hidden.device)
+        # the loss is float32 whatever the product's dtype; a float32 product is its own float32 buffer
+        scores_buffer = (
+            logits_buffer if dtype == torch.float32 else torch.empty_like(logits_buffer, dtype=torch.float32)
+        )
+        log_probs_buffer = torch.empty_like(scores_buffer)
+        capped_buffer = torch.empty_like(scores_buffer) if softcap is not None else None
+        grad_hidden = torch.empty_like(hidden) if want_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        loss_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, rows, step):
+            end = min(start + step, rows)
+            h = hidden[start:end].to(dtype)
+            logits = torch.mm(h, w.t(), out=logits_buffer[: end - start])
+            scores = scores_buffer[: end - start]
+            if scores is not logits:
+                scores.copy_(logits)
+            if capped_buffer is not None:  # Gemma 2's softcap: scores = cap * tanh(logits / cap)
+                tanh = torch.tanh(scores.div_(softcap), out=capped_buffer[: end - start])
+                scores = torch.mul(tanh, softcap, out=scores)
+            # one fused, vectorised pass per row: half the time of logsumexp's max, subtract, exp and sum
+            log_probs = torch.log_softmax(scores, dim=-1, out=log_probs_buffer[: end - start])
+            chunk_targets, chunk_valid = safe_targets[start:end], valid[start:end]
+            loss_sum -= torch.where(chunk_valid, log_probs.gather(1, chunk_targets).squeeze(1), 0.0).sum()
+            if not (want_hidden or want_weight):
+                continue
+            # d loss / d scores = softmax - one-hot, on the rows that have a target
+            grad = log_probs.exp_()
+            grad.scatter_add_(1, chunk_targets, -chunk_valid[:, None].to(grad.dtype))
+            grad.mul_(chunk_valid[:, None])
+            if capped_buffer is not None:  # d(cap * tanh(z / cap)) / dz = 1 - tanh^2
+                grad.mul_(tanh.mul_(tanh).neg_().add_(1.0))
+            # under autocast the gradient reaches the products in their dtype, as autograd would pass it
+            grad_in = grad if dtype == torch.float32 else logits.copy_(grad)
+            if grad_hidden is not None:
+                grad_hidden[start:end] = torch.mm(grad_in, w)
+            if grad_weight is not None and dtype == torch.float32:
+                grad_weight.addmm_(grad_in.t(), h)
+            elif grad_weight is not None:
+                grad_weight += torch.mm(grad_in.t(), h)
+        count = valid.sum().clamp(min=1)
+        if want_hidden or want_weight:
+            ctx.save_for_backward(
+                grad_hidden.div_(count) if grad_hidden is not None else None,
+                grad_weight.div_(count).to(weight.dtype) if grad_weight is not None else None,
+            )
+        # no target at all: F.cross_entropy's mean is NaN (0 / 0), and so is this
+        return loss_sum / valid.sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (
+            grad_hidden * grad_loss if grad_hidden is not None else None,
+            grad_weight * grad_loss if grad_weight is not None else None,
+            None,
+            None,
+            None,
+        )
+
+
+class LazyLogits(dict):
+    """A forward's output whose ``logits`` are computed when first read (the loss never needed them).
+
+    A dict, as the model contract says, holding ``loss`` and ``logits``: reading ``logits`` in any way
+    (indexing, ``get``, ``items``, ``values``, unpacking) computes them from the kept hidden states once.
+    Registered with torch's pytree as a node holding only the loss, so DDP and FSDP find the loss's graph
+    without computing the logits.
+    """
+
+    def __init__(self, loss: torch.Tensor, compute_logits: Callable[[], torch.Tensor]) -> None:
+        super().__init__(logits=None, loss=loss)
+        self._compute_logits: Callable[[], torch.Tensor] | None = compute_logits
+
+    def _ready(self) -> None:
+        if self._compute_logits is not None:
+            compute, self._compute_logits = self._compute_logits, None
+            dict.__setitem__(self, "logits", compute())
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "logits":
+            self._ready()
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "logits":
+            self._ready()
+        return dict.get(self, key, default)
+
+    def values(self) -> Any:
+        self._ready()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._ready()
+        return dict.items(self)
+
+    def __iter__(self) -> Iterator[str]:  # overridden so dict(...) and {**...} read through __getitem__
+        return iter(dict.keys(self))
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self.items())
+
+    def __repr__(self) -> str:
+        state = "not computed yet" if self._compute_logits is not None else "computed"
+        return f"LazyLogits(loss={dict.__getitem__(self, 'loss')!r}, logits {state})"
+
+
+def _flatten(output: LazyLogits) -> tuple[list[Any], Any]:
+    return [dict.__getitem__(output, "loss")], output
+
+
+def _unflatten(children: list[Any], output: LazyLogits) -> LazyLogits:
+    return LazyLogits(children[0], lambda: output["logits"])
+
+
+pytree.register_pytree_node(LazyLogits, _flatten, _unflatten)
