@@ -177,3 +177,11 @@ def test_inspect_reports_token_losses_the_logit_lens_and_attention():
     assert result["logit_lens"][-1]["loss"] == pytest.approx(result["mean_loss"], abs=1e-4)
     assert len(result["attention"]["h.0.attn"]) == SIZE["n_head"]
     assert len(result["attention"]["h.0.attn"][0]) == len(ids)
+
+
+def test_the_capture_api_is_reachable_from_the_package_part_authors_import():
+    import cleangpt_core.inspection as inspection
+    import cleangpt_core.model as model
+
+    assert model.capture is inspection.capture and model.part_names is inspection.part_names
+    assert {"capture", "part_names", "Capture"} <= set(dir(model))

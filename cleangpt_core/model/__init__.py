@@ -2,12 +2,13 @@
 
 What a plugin author needs: the decoder and the part classes to build on or reuse, `resolve_parts` (the part
 classes a config names, as `get_model` hands them to the decoder), `Linear` (the layer the parts are made of),
-the attention layout and key/value cache an attention part works with, and `part_options` to read a part's
-options from the `PartConfig` it is built from.
+the attention layout and key/value cache an attention part works with, `part_options` to read a part's
+options from the `PartConfig` it is built from, and `capture` to look at what any part outputs.
 """
 
 from cleangpt_core.config.parts import PartConfig, part_options
 from cleangpt_core.errors import CheckpointError, SequenceTooLongError
+from cleangpt_core.lazy_exports import lazy_exports
 from cleangpt_core.model.attention import CausalSelfAttention
 from cleangpt_core.model.base import CausalLanguageModel
 from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder
@@ -57,3 +58,14 @@ __all__ = [
     "resolve_parts",
     "save_model",
 ]
+
+# The capture API (`cleangpt_core.inspection`), where a part author already looks: imported on first use, since
+# it imports this package's modules itself.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Capture": "cleangpt_core.inspection",
+        "capture": "cleangpt_core.inspection",
+        "part_names": "cleangpt_core.inspection",
+    },
+)
