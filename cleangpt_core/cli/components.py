@@ -253,4 +253,6 @@ def _recipe_value(recipe: dict[str, object], dotted: str) -> str:
         if not isinstance(value, dict) or key not in value:
             return ""
         value = value[key]
+    if isinstance(value, dict) and "name" in value:  # a part's section: its options have rows of their own
+        value = value["name"]
     return safe_repr(value)
