@@ -10,6 +10,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -226,9 +227,21 @@ def test_a_prepare_killed_midway_and_run_again_ends_byte_identical(tmp_path, wai
     process = subprocess.Popen([*command, str(killed)])
     try:
         wait_for(process, (killed / "shard_000003.bin").is_file, "the fourth shard", poll=0.005)
+        workers = [
+            int(pid)
+            for task in Path(f"/proc/{process.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
+    deadline = time.monotonic() + 10
+    while any(
+        Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+        for pid in workers
+    ):
+        assert time.monotonic() < deadline, "the killed prepare's workers outlived it"
+        time.sleep(0.05)
     assert not (killed / "index.json").exists(), "the kill must come before the end"
     assert (killed / STATE_FILE).is_file()
 

@@ -18,6 +18,7 @@ last; the state file is removed then. Nothing that is finished is ever deleted, 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import json
@@ -25,6 +26,8 @@ import mmap
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -271,8 +274,15 @@ class _Slots:
         return digest, starts, tokens
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that forked it dies
+
+
 def _init_worker(tokenizer: BaseTokenizer | str, text_field: str, slots: mmap.mmap | None = None) -> None:
     global _worker_tokenizer, _worker_text_field, _worker_slots
+    if sys.platform.startswith("linux"):
+        # a prepare killed with SIGKILL (the OOM killer's way) would leave its workers waiting forever on a
+        # queue nobody feeds: Linux kills them with it
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one Rust thread per worker: the workers are the parallelism
     if isinstance(tokenizer, str):
         from cleangpt_core.tokenizers.factory import from_pretrained
