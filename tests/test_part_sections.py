@@ -256,6 +256,8 @@ def test_a_decoder_built_without_parts_resolves_the_same_ones_get_model_hands_it
 def test_show_config_lists_the_default_parts_options_under_their_sections():
     result = CliRunner().invoke(cli, ["show-config", "Llama"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[2:] if line.strip()}
+    # a field's row starts in the field column; a wrapped summary continues far to the right
+    lines = result.output.splitlines()[2:]
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  ") and line[2:3] != " "}
     assert rows["attention"][:2] == ["part", "'causal'"] and rows["attention.n_kv_head"][:3] == ["int", "|", "None"]
     assert rows["position.rope_base"][:2] == ["float", "10000.0"] and "n_kv_head" not in rows
