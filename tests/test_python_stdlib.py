@@ -184,10 +184,11 @@ def test_prepare_data_refuses_a_folder_prepared_from_another_pythons_standard_li
     out = tmp_path / "prepared"
     command = ["prepare-data", "python-stdlib", "--tokenizer", "character", "--out", str(out), "--num-proc", "1"]
     assert CliRunner().invoke(cli, command).exit_code == 0
-    before = (out / "index.json").read_bytes()
+    before, prepared_from = (out / "index.json").read_bytes(), stdlib_fingerprint()
     monkeypatch.setattr(platform, "python_version", lambda: "3.12.1")
     again = CliRunner().invoke(cli, command)
     assert again.exit_code == 1 and len(again.output.strip().splitlines()) == 1, again.output
+    assert f"already holds data prepared from {prepared_from!r}" in again.output
     assert (out / "index.json").read_bytes() == before
 
 

@@ -10,8 +10,8 @@ order of their relative paths (as POSIX strings, so the order is the same on eve
 
 - ``site-packages`` and ``dist-packages``: third-party packages, different on every machine;
 - test suites (folders named ``test``, ``tests``, ``idle_test``): Linux distributions ship them apart (Debian's
-  ``python3.11`` has 30 of the 1,056 test files a source build has), so with them the size of the corpus of
-  one Python version would depend on how it was installed (31 MB or 12 MB); and they are the least natural
+  ``python3.11`` ships 30 test files where a source build has 1,056), so with them the size of the corpus of
+  one Python version would depend on how it was installed (31 MB or 11 MB); and they are the least natural
   text of the library: deliberately malformed sources, files in other encodings, exotic Unicode;
 - build records (``_sysconfigdata_*.py``, ``config-X.Y-*/``): they spell out the install's own paths, so two
   installs of one version would differ for no reason of language.
