@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from cleangpt_core.data.python_stdlib import corpus_files, stdlib_fingerprint
 from cleangpt_core.data.token_cache import tokenize_documents
 from cleangpt_core.tokenizers import create_tokenizer, from_pretrained
 
+GPT2 = str(Path(__file__).parent / "fixtures" / "gpt2")
 CODE = 'def {name}(path):\n    """Return the {name} of path."""\n    return path.strip() or None\n\n'
 # the corpus, in sorted relative-path order; the blank __init__.py is a file of it but no document
 SOURCES = {
@@ -162,22 +164,23 @@ def test_resuming_a_run_on_the_standard_library_of_another_python_is_one_line(st
     assert sorted((run / "checkpoints").iterdir()) == checkpoints
 
 
-def test_prepare_data_on_it_gives_the_stream_and_vocabulary_of_the_in_memory_loader(stdlib, tmp_path):
+@pytest.mark.parametrize("tokenizer", [{"name": "character"}, {"name": "gpt2", "pretrained_model_name_or_path": GPT2}])
+def test_prepare_data_on_it_gives_the_stream_and_vocabulary_of_the_in_memory_loader(stdlib, tmp_path, tokenizer):
     out = tmp_path / "prepared"
-    result = CliRunner().invoke(
-        cli, ["prepare-data", "python-stdlib", "--tokenizer", "character", "--out", str(out), "--num-proc", "1"]
-    )
+    options = [part for key, value in tokenizer.items() if key != "name" for part in ("-o", f"{key}={value}")]
+    command = ["prepare-data", "python-stdlib", "--tokenizer", tokenizer["name"], *options, "--out", str(out)]
+    result = CliRunner().invoke(cli, [*command, "--num-proc", "1"])
     assert result.exit_code == 0, result.output
     index = json.loads((out / "index.json").read_text())
     assert index["settings"]["source"] == stdlib_fingerprint() and index["documents"] == 6
-    in_memory = create_tokenizer("character")
-    load_corpus_tokens("python-stdlib", in_memory, split="train")
-    prepared = from_pretrained(out / "tokenizer")
-    assert prepared.get_vocab() == in_memory.get_vocab()
-    stream = tokenize_documents([text for text in SOURCES.values() if text.strip()], in_memory)
+    in_memory = create_tokenizer(**tokenizer)
+    train = load_corpus_tokens("python-stdlib", in_memory, split="train")
+    assert from_pretrained(out / "tokenizer").get_vocab() == in_memory.get_vocab()
     corpus = PreparedCorpus(out)
-    assert np.array_equal(corpus.tokens()[:], stream)
+    assert np.array_equal(corpus.split("train", 0.1)[:], train)
     assert np.array_equal(corpus.split("validation", 0.1)[:], in_memory.encode_corpus(SOURCES["zipfile.py"]))
+    stream = tokenize_documents([text for text in SOURCES.values() if text.strip()], in_memory)
+    assert np.array_equal(corpus.tokens()[:], stream)
 
 
 def test_prepare_data_refuses_a_folder_prepared_from_another_pythons_standard_library(stdlib, tmp_path, monkeypatch):
@@ -225,3 +228,21 @@ def test_train_a_character_model_on_this_pythons_standard_library(tmp_path, monk
     assert result.exit_code == 0, result.output
     assert json.loads((run / "data.json").read_text())["fingerprint"] == stdlib_fingerprint()
     assert math.isfinite(json.loads((run / "best").read_text())["val_loss"])
+
+
+@pytest.mark.slow
+def test_prepare_data_with_gpt2_on_this_pythons_standard_library_holds_out_the_in_memory_validation_split(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CLEANGPT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "prepared"
+    command = ["prepare-data", "python-stdlib", "--tokenizer", "gpt2", "-o", f"pretrained_model_name_or_path={GPT2}"]
+    result = CliRunner().invoke(cli, [*command, "--out", str(out), "--num-proc", "2"])
+    assert result.exit_code == 0, result.output
+    corpus = PreparedCorpus(out)
+    assert corpus.num_documents == len(load_text_documents("python-stdlib", split="train")) + len(
+        load_text_documents("python-stdlib", split="validation")
+    )
+    in_memory = create_tokenizer("gpt2", pretrained_model_name_or_path=GPT2)
+    validation = load_corpus_tokens("python-stdlib", in_memory, split="validation")
+    assert np.array_equal(corpus.split("validation", 0.1)[:], validation)
