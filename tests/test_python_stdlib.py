@@ -139,14 +139,16 @@ def test_the_character_vocabulary_covers_validation_characters_no_training_file_
 # --- the commands ---------------------------------------------------------------------------------------------------
 
 
-def test_train_on_it_from_the_command_line_records_the_fingerprint(stdlib, tmp_path):
+def test_train_on_it_from_the_command_line_records_the_fingerprint_and_resumes_on_the_same_python(stdlib, tmp_path):
     run = tmp_path / "run"
     options = set_options(*TINY, "data.dataset=python-stdlib", "trainer.max_steps=2", f"output.dir={run}")
     result = CliRunner().invoke(cli, ["train", *options])
     assert result.exit_code == 0, result.output
     record = json.loads((run / "data.json").read_text())
     assert record == {"dataset": "python-stdlib", "fingerprint": stdlib_fingerprint()}
-    assert math.isfinite(json.loads((run / "best").read_text())["val_loss"])
+    resumed = CliRunner().invoke(cli, ["train", "--resume", str(run), "--set", "trainer.max_steps=4"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (run / "latest").read_text().strip() == "checkpoints/step-00000004"
 
 
 def test_resuming_a_run_on_the_standard_library_of_another_python_is_one_line(stdlib, tmp_path, monkeypatch):
