@@ -18,8 +18,13 @@ def test_llama_non_embedding_parameters_match_a_hand_count():
     d, heads, kv_heads, layers = 64, 4, 2, 3
     config = load_experiment_config(
         None,
-        ["model.model_type=Llama", f"model.n_embd={d}", f"model.n_head={heads}", f"model.n_layer={layers}",
-         f"model.attention.n_kv_head={kv_heads}"],
+        [
+            "model.model_type=Llama",
+            f"model.n_embd={d}",
+            f"model.n_head={heads}",
+            f"model.n_layer={layers}",
+            f"model.attention.n_kv_head={kv_heads}",
+        ],
     ).model
     head_dim = d // heads
     qkv = d * (d + 2 * kv_heads * head_dim)  # queries d wide, keys and values kv_heads·head_dim each
