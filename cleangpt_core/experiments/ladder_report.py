@@ -75,8 +75,11 @@ def _law(fit: PowerLaw) -> dict[str, float]:
     return {"E": fit.floor, "A": fit.scale, "alpha": fit.alpha}
 
 
-def ladder_summary(plan: ComparisonPlan, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """What report.json records of a ladder: the rungs, and per contender its fit, forecast and multiplier."""
+def ladder_summary(
+    plan: ComparisonPlan, results: Sequence[dict[str, Any]], *, resamples: int = RESAMPLES
+) -> dict[str, Any]:
+    """What report.json records of a ladder: the rungs, and per contender its fit, forecast and multiplier (with
+    its bootstrap interval over `resamples` resamples)."""
     ladder = plan.ladder
     assert ladder is not None
     rows = rung_rows(plan, results)
@@ -96,7 +99,7 @@ def ladder_summary(plan: ComparisonPlan, results: Sequence[dict[str, Any]]) -> d
         if fit is not None:
             entry["forecast"] = forecast_check(points[contender])
             if contender != reference and fits[reference] is not None:
-                interval = bootstrap_multiplier(points[reference], points[contender], at)
+                interval = bootstrap_multiplier(points[reference], points[contender], at, resamples=resamples)
                 entry["multiplier"] = {
                     "value": compute_multiplier(fits[reference], fit, at),
                     "low": interval[0] if interval else None,
@@ -110,7 +113,7 @@ def ladder_summary(plan: ComparisonPlan, results: Sequence[dict[str, Any]]) -> d
         "parameters_counted": N_COUNTS,
         "reference": reference,
         "multiplier_at_flops": at,
-        "bootstrap": {"resamples": RESAMPLES, "confidence": CONFIDENCE},
+        "bootstrap": {"resamples": resamples, "confidence": CONFIDENCE},
         "rungs": rows,
         "contenders": contenders,
     }
