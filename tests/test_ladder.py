@@ -263,3 +263,22 @@ def test_a_killed_ladder_resumes_to_the_report_of_one_never_killed(straight_ladd
     resumed = json.loads((out / "report.json").read_text())["ladder"]
     straight = json.loads((straight_ladder / "report.json").read_text())["ladder"]
     assert resumed == straight
+
+
+@pytest.mark.slow
+def test_a_tuned_ladder_tunes_the_smallest_rung_and_trains_every_rung_at_its_best_setting(corpus, tmp_path):
+    out = tmp_path / "tuned"
+    arguments = ["compare", "--model", "Vanilla", "--ladder", "model.n_embd=8,16,24", "--tokens-per-param", "0.1"]
+    arguments += ["--tune", "optimizer.lr=1e-3:1e-2:log", "--trials", "2", "--tune-sampler", "grid", "--out", str(out)]
+    for override in tiny(corpus):
+        arguments += ["--set", override]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (out / "tuning" / "Vanilla").iterdir()) == ["rung-1"]
+    report = json.loads((out / "report.json").read_text())
+    best = report["tuning"]["contenders"]["Vanilla/rung-1"]["best"]["params"]["optimizer.lr"]
+    assert list(report["tuning"]["contenders"]) == ["Vanilla/rung-1"]
+    for rung in (1, 2, 3):
+        for saved in (out / RUNS_DIR / "Vanilla" / f"rung-{rung}" / "checkpoints").glob("*/experiment.json"):
+            assert json.loads(saved.read_text())["optimizer"]["lr"] == best
+    assert "Tuned at the smallest rung, then transferred" in (out / "report.md").read_text()
