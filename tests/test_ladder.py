@@ -282,3 +282,16 @@ def test_a_tuned_ladder_tunes_the_smallest_rung_and_trains_every_rung_at_its_bes
         for saved in (out / RUNS_DIR / "Vanilla" / f"rung-{rung}" / "checkpoints").glob("*/experiment.json"):
             assert json.loads(saved.read_text())["optimizer"]["lr"] == best
     assert "Tuned at the smallest rung, then transferred" in (out / "report.md").read_text()
+
+
+def test_a_comparison_file_writes_a_ladder_down(corpus, tmp_path):
+    written = tmp_path / "ladder.yaml"
+    written.write_text(
+        "models: [Vanilla]\nladder:\n  - model.n_embd=8,16,24\n  - model.n_head=2,2,4\ntokens_per_param: 2\n"
+        f"set: {json.dumps(tiny(corpus))}\n"
+    )
+    from cleangpt_core.experiments.compare import comparison_options
+
+    from_file = build_plan(tmp_path, **comparison_options(written, {}))
+    options = dict(models=["Vanilla"], overrides=tiny(corpus), tokens_per_param=2)
+    assert from_file == build_plan(tmp_path, ladder=["model.n_embd=8,16,24", "model.n_head=2,2,4"], **options)
