@@ -273,6 +273,20 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
     else:
         click.echo(markdown_table(results, plan.target_loss))
     for key, lines, _ in sections:
-        if key == "ablation":
-            click.echo("\n" + "\n".join(line for line in lines if line.startswith("|")))
+        if key in ("ablation", "ladder"):
+            for table in _tables(lines):
+                click.echo("\n" + "\n".join(table))
     click.echo(f"\nreport: {paths['markdown']} ({paths['json'].name}, {paths['plot'].name})")
+
+
+def _tables(lines: list[str]) -> list[list[str]]:
+    """The Markdown tables among a report section's lines, each as its rows."""
+    tables: list[list[str]] = []
+    previous = ""
+    for line in lines:
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        previous = line
+    return tables

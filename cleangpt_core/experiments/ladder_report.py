@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from cleangpt_core.experiments.compare import ComparisonPlan
 
 LADDER_PNG = "ladder.png"
+INFINITE = "inf"  # how report.json writes an unreachable multiplier (JSON has no infinity)
 EXTEND = 10.0  # the plot's fits run on to this many times the largest rung's compute
 
 
@@ -101,9 +102,9 @@ def ladder_summary(
             if contender != reference and fits[reference] is not None:
                 interval = bootstrap_multiplier(points[reference], points[contender], at, resamples=resamples)
                 entry["multiplier"] = {
-                    "value": compute_multiplier(fits[reference], fit, at),
-                    "low": interval[0] if interval else None,
-                    "high": interval[1] if interval else None,
+                    "value": _json_number(compute_multiplier(fits[reference], fit, at)),
+                    "low": _json_number(interval[0]) if interval else None,
+                    "high": _json_number(interval[1]) if interval else None,
                 }
         contenders[contender] = entry
     return {
@@ -119,8 +120,12 @@ def ladder_summary(
     }
 
 
-def _number(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else "∞" if math.isinf(value) else format(value, spec)
+def _json_number(value: float) -> float | str:
+    return INFINITE if math.isinf(value) else value
+
+
+def _number(value: float | str | None, spec: str) -> str:
+    return "n/a" if value is None else "∞" if value == INFINITE else format(value, spec)
 
 
 def _multiplier_cell(multiplier: dict[str, Any] | None) -> str:
