@@ -266,7 +266,8 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
     if plan.ladder is not None:
         setting["budget"] = "each rung's own (see the ladder section)"
-    paths = write_report(out_dir, results, setting, plan.target_loss, sections)
+    comparable = plan.ladder.same_rung if plan.ladder is not None else None
+    paths = write_report(out_dir, results, setting, plan.target_loss, sections, comparable)
     click.echo("")
     if is_seeded(results):
         click.echo(contender_table(summarize(results, plan.target_loss), plan.target_loss))

@@ -67,6 +67,10 @@ class LadderSpec:
         contender, _, number = label.rpartition(f"/{RUNG}")
         return contender, int(number) - 1
 
+    def same_rung(self, label: str, other: str) -> bool:
+        """Whether two run labels are at the same rung (the pairs whose losses a reader compares)."""
+        return self.position(label)[1] == self.position(other)[1]
+
     def smallest(self, label: str) -> str:
         """The label of the same contender at the smallest rung (where a tuned ladder tunes)."""
         return rung_label(self.position(label)[0], 0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +239,7 @@ def write_report(
     setting: dict[str, Any],
     target: float | None = None,
     sections: Sequence[tuple[str, list[str], Any]] = (),
+    comparable: Callable[[str, str], bool] | None = None,
 ) -> dict[str, Path]:
     """Write report.json, report.md and val_loss.png into `out_dir`; returns their paths.
 
@@ -246,11 +247,12 @@ def write_report(
     ``budget``, words for a budget that is not one number (a ladder's rungs each have their own).
     `target` is the validation loss whose tokens-to-reach the report gives. `sections` are further parts
     (an ablation's verdicts, the tuning), each its report.json key, its Markdown lines and its JSON value;
-    they come after the verdicts on the seed spread.
+    they come after the verdicts on the seed spread, which are given for every pair of contenders or, with
+    `comparable`, for the pairs it accepts (a ladder's contenders at the same rung).
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
     summaries = summarize(results, target)
-    verdicts = spread_verdicts(summaries)
+    verdicts = [v for v in spread_verdicts(summaries) if comparable is None or comparable(v["better"], v["worse"])]
     seeded = is_seeded(results)
     budget = setting.get("budget") or f"{setting['tokens_per_run']:,} tokens"
     plot_validation_curves(results, paths["plot"], target)
