@@ -721,4 +721,4 @@ def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp
         "shakespeare_char": [4, 8],  # every 1,536 tokens
         "default": [3, 6],
     }
-    assert "| shakespeare_char | Vanilla |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| shakespeare_char | Vanilla + bias=false |" in (tmp_path / "out" / "report.md").read_text()

@@ -12,6 +12,7 @@ never goes through the main process or a pipe. Parquet and the hub give batches 
   ids of the whole text for GPT-2-style byte-level BPE and for character tokenizers (a tokenizer that marks
   the start of a text, such as SentencePiece's, would see each piece as a new start).
 - A .jsonl line, a .json list item, a Parquet row or a hub record is one document (its `text_field`).
+- python-stdlib (`python_stdlib`, the running Python's standard library): each of its .py files is read as a .txt.
 - Documents that are empty or only whitespace are dropped, as the in-memory loader drops them.
 
 The unit decomposition is a pure function of the source, so a resumed prepare sees the same units again.
@@ -31,6 +32,7 @@ from typing import Any, BinaryIO, Literal
 
 import orjson
 
+from cleangpt_core.data import python_stdlib
 from cleangpt_core.errors import DataError
 
 UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
@@ -200,12 +202,19 @@ class DocumentSource:
     text_field: str = "text"
     dataset_config: str | None = None
     split: str = "train"
+    # python-stdlib's fingerprint when the source is that corpus: `name` is then the standard-library folder,
+    # read by python_stdlib's rule (its .py files, less tests), and the index records the fingerprint
+    builtin: str | None = None
 
     @classmethod
     def from_argument(
         cls, source: str | Path, text_field: str = "text", dataset_config: str | None = None, split: str = "train"
     ) -> DocumentSource:
-        """A source from a command-line argument: "tinyshakespeare" (embedded), a path, else a hub dataset name."""
+        """A source from a command-line argument: "tinyshakespeare" (embedded), "python-stdlib", a path, else a hub
+        dataset name."""
+        if python_stdlib.is_python_stdlib(source):
+            root, fingerprint = python_stdlib.stdlib_root().resolve(), python_stdlib.stdlib_fingerprint()
+            return cls(str(root), text_field, dataset_config, split, builtin=fingerprint)
         if str(source).lower() == "tinyshakespeare":
             source = str(resources.files("cleangpt_core").joinpath("data", "tinyshakespeare.txt"))
         path = Path(source).expanduser()
@@ -223,7 +232,7 @@ class DocumentSource:
     def describe(self) -> dict[str, Any]:
         """What the source is, as the index records it."""
         return {
-            "source": self.name,
+            "source": self.builtin or self.name,
             "text_field": self.text_field,
             "dataset_config": self.dataset_config,
             "split": None if self.is_local else self.split,
@@ -232,6 +241,8 @@ class DocumentSource:
     def files(self) -> list[Path]:
         """The local files, in the order their documents are read."""
         path = Path(self.name)
+        if self.builtin is not None:
+            return python_stdlib.corpus_files(path)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in FILE_SUFFIXES)
             if not files:
@@ -251,8 +262,8 @@ class DocumentSource:
             yield from _hub_units(self)
             return
         for file in self.files():
-            if file.suffix in (".txt", ".jsonl"):
-                yield from _byte_range_units(file, "text" if file.suffix == ".txt" else "jsonl")
+            if file.suffix in (".txt", ".jsonl") or self.builtin is not None:
+                yield from _byte_range_units(file, "jsonl" if file.suffix == ".jsonl" else "text")
             elif file.suffix == ".json":
                 yield from _json_units(file, self.text_field)
             else:

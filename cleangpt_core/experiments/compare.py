@@ -33,6 +33,7 @@ from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
+from cleangpt_core.config.model import model_description
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.experiments.ladder import LadderSpec, expand_contenders, parse_ladder, rung_tokens
 from cleangpt_core.experiments.tuning_spec import TuningSpec
@@ -623,6 +624,7 @@ def train_run(
         "label": run.label,
         "seed": run.seed,
         "model_type": config.model.model_type,
+        "model": model_description(config.model),
         "config_file": run.config_file,
         "parameters": recorder.parameters,
         "all_parameters": recorder.all_parameters,

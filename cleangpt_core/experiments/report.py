@@ -80,7 +80,7 @@ def markdown_table(results: list[dict[str, Any]], target: float | None = None) -
         seed = f" {result.get('seed')} |" if seeded else ""
         reached = f" {_target_cell(tokens_to_target(result, target))} |" if target is not None else ""
         lines.append(
-            f"| {result['label']} |{seed} {result['model_type']} | {parameters} "
+            f"| {result['label']} |{seed} {result.get('model', result['model_type'])} | {parameters} "
             f"| {_number(result.get('tokens_per_s'), 0)} | {_number(result.get('train_loss'), 4)} | {val} |{reached} "
             f"{format_duration(result['wall_s'])} |"
         )
@@ -122,7 +122,7 @@ def contender_table(summaries: list[dict[str, Any]], target: float | None = None
                 f"| {hit['reached']}/{hit['runs']} |"
             )
         lines.append(
-            f"| {summary['label']} | {summary['model_type']} | {parameters} | {_number(summary['tokens'], 0)} "
+            f"| {summary['label']} | {summary['model']} | {parameters} | {_number(summary['tokens'], 0)} "
             f"| {len(summary['seeds'])} | {val} | {_number(summary['val_loss_min'], 4)} – "
             f"{_number(summary['val_loss_max'], 4)} |{reached} {_number(summary['train_loss_mean'], 4)} "
             f"| {_number(summary['tokens_per_s_mean'], 0)} | {format_duration(summary['wall_s_total'])} |"
