@@ -106,6 +106,8 @@ def run_coord(args: argparse.Namespace) -> None:
             lines.append(f"| {optimizer} | {parametrization} | {part} | {values} | {check.spread(part):.2f} |")
     (RESULTS / "mup_coord_check.md").write_text("\n".join(lines) + "\n")
 
+    import matplotlib.ticker
+
     def draw(axes) -> None:
         for row, optimizer in enumerate(OPTIMIZERS):
             for column, part in enumerate(COORDINATE_PARTS):
@@ -118,6 +120,7 @@ def run_coord(args: argparse.Namespace) -> None:
                         axis.plot(widths, values, style, marker="o", color=f"C{step}", label=label)
                 axis.set(xscale="log", yscale="log", title=f"{optimizer}: {part}", xlabel="width")
                 axis.set_xticks(widths, [str(w) for w in widths])
+                axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # the widths alone, no 2x10^2
         axes[0][0].set_ylabel("RMS of output")
         axes[1][0].set_ylabel("RMS of output")
         axes[0][0].legend(fontsize=6)

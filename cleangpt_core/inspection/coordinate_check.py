@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 import torch
@@ -87,8 +88,6 @@ def coordinate_check(
 
 
 def _matching(outputs: Mapping[str, Any], pattern: str) -> Iterable[tuple[str, torch.Tensor]]:
-    from fnmatch import fnmatchcase
-
     return ((name, value) for name, value in outputs.items() if fnmatchcase(name, pattern))
 
 
