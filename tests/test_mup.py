@@ -15,6 +15,7 @@ from cleangpt_core.huggingface import export_hf
 from cleangpt_core.inspection import capture
 from cleangpt_core.inspection.coordinate_check import coordinate_check
 from cleangpt_core.model import get_model, load_model, save_model
+from cleangpt_core.testing.architecture import SMALL_MODEL, check_architecture_contract, registered_model_factory
 from cleangpt_core.tokenizers import create_tokenizer
 from cleangpt_core.trainers import get_optimizer
 
@@ -181,3 +182,11 @@ def test_coordinate_check_part_outputs_stay_within_2x_across_widths_under_mup_an
         assert mup.spread(part) <= 2.0, (part, mup.rms[part])
     for part in ("attention", "mlp", "logits"):
         assert standard.growth(part) > 2.0, (part, standard.rms[part])
+
+
+@pytest.mark.parametrize("architecture", ["Vanilla", "Llama", "SASP"])
+def test_a_mup_model_keeps_the_architecture_contract(architecture):
+    # cached decoding, padding, causality and save/load all see the output multiplier and attention scale
+    width = SMALL_MODEL["n_embd"]
+    factory = registered_model_factory(architecture, parametrization="mup", mup_base_width=width // 2)
+    check_architecture_contract(factory)
