@@ -170,7 +170,9 @@ def cleangpt_register_optimizers() -> list[Component]:
     ``cleangpt_core.trainers.optimizers.ParameterRoles``: its trainable parameters sorted into hidden
     ``matrices``, ``embeddings``, an untied ``head`` and ``gains`` (norm gains, biases: never decayed), as the
     model and its parts state them; ``options`` are the fields of the ``config_schema``. The optimizer must
-    keep its whole state in ``state_dict()`` (torch's format), so a run resumes it exactly.
+    keep its whole state in ``state_dict()`` (torch's format), so a run resumes it exactly. Under muP
+    (``roles.mup_width_multiplier`` not None) only a builder with ``build.applies_mup = True`` is used; see
+    docs/mup.md.
     """
 
 

@@ -31,6 +31,7 @@ def part_models() -> list[dict[str, str]]:
 
 CASES = [pytest.param("Vanilla", {}, id="Vanilla"), pytest.param("Llama", {}, id="Llama")]
 CASES += [pytest.param("SASP", {}, id="SASP")]
+CASES += [pytest.param("Llama", {"parametrization": "mup", "mup_base_width": 16}, id="Llama-mup")]  # m = 2
 CASES += [pytest.param("Vanilla", parts, id="-".join(parts.values())) for parts in part_models()]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
@@ -40,11 +40,25 @@ class ModelConfig(StrictModel):
     block_size: PositiveInt = Field(256, description="longest sequence (context) the model accepts")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability; 0 is best for short runs")
     bias: bool = Field(True, description="biases in linear layers and norms (True matches GPT-2)")
+    # muP (Yang et al. 2022): the learning rate tuned at mup_base_width holds at other widths; see docs/mup.md
+    parametrization: Literal["standard", "mup"] = Field(
+        "standard", description="'mup': the maximal-update parametrization, relative to mup_base_width"
+    )
+    mup_base_width: PositiveInt | None = Field(
+        None, description="under mup: the n_embd at which mup equals standard (the width the lr was tuned at)"
+    )
+    mup_base_head_dim: PositiveInt | None = Field(
+        None,
+        description="under mup: the head width at which the attention scale is standard's; default "
+        "mup_base_width / n_head (set it to the head width when a ladder grows the head count instead)",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.parametrization == "mup":
+            _check_mup_widths(self)
         return self
 
     @property
@@ -60,6 +74,20 @@ class ModelConfig(StrictModel):
             if name.startswith("_"):
                 raise
             return _part_option(self, name)
+
+
+def _check_mup_widths(config: ModelConfig) -> None:
+    """muP's base shape must be stated and must describe heads this model could have at the base width."""
+    if config.mup_base_width is None:
+        raise ValueError(
+            "parametrization='mup' needs mup_base_width: the n_embd at which it equals standard (e.g. the width "
+            "the learning rate was tuned at)"
+        )
+    if config.mup_base_head_dim is None and config.mup_base_width % config.n_head:
+        raise ValueError(
+            f"mup_base_width={config.mup_base_width} is not divisible by n_head={config.n_head}, so the base head "
+            "width is not whole; choose a multiple of n_head or set mup_base_head_dim"
+        )
 
 
 def _part_option(config: ModelConfig, name: str) -> Any:

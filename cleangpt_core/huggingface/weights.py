@@ -27,6 +27,7 @@ from cleangpt_core.errors import HFConversionError
 from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.model.feedforward import swiglu_hidden
+from cleangpt_core.model.parametrization import attention_scale, base_head_dim, width_multiplier
 from cleangpt_core.model.weights_header import check_block_count, meta_state_dict, read_header
 
 # Linear layers that transformers' GPT-2 stores as Conv1D, i.e. with weight (in_features, out_features).
@@ -90,7 +91,7 @@ def hf_config_from_vanilla(config: GPTConfig | Any) -> dict[str, Any]:
         raise HFConversionError("GPT-2 has a 4x MLP and a tied head: unset ffn_hidden and tie_embeddings=False")
     if config.norm.norm_eps != 1e-5:
         raise HFConversionError("GPT-2 has layer_norm_epsilon 1e-5: unset norm_eps")
-    _refuse_softcap(config, "GPT-2")
+    _refuse_inexpressible(config, "GPT-2")
     return {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -116,9 +117,16 @@ def hf_config_from_vanilla(config: GPTConfig | Any) -> dict[str, Any]:
     }
 
 
-def _refuse_softcap(config: Any, family: str) -> None:
+def _refuse_inexpressible(config: Any, family: str) -> None:
+    """Refuse what `family` cannot express: soft-capped logits, and muP away from its base width (an output
+    multiplier and a 1/d_head attention scale; at the base width muP is the standard parametrization)."""
     if getattr(config, "logit_softcap", None) is not None:
         raise HFConversionError(f"{family} has no logit soft-capping: unset logit_softcap")
+    if width_multiplier(config) != 1.0 or attention_scale(config.head_dim, base_head_dim(config)) is not None:
+        raise HFConversionError(
+            f"{family} has no muP output multiplier or attention scale: a model with parametrization=mup exports "
+            "only at its mup_base_width"
+        )
 
 
 def _checked_load(
@@ -240,7 +248,7 @@ def hf_config_from_llama(config: GPTConfig | Any) -> dict[str, Any]:
     attention, feedforward = config.attention, config.feedforward
     if attention.qk_norm:
         raise HFConversionError("Llama has no QK-norm: unset qk_norm")
-    _refuse_softcap(config, "Llama")
+    _refuse_inexpressible(config, "Llama")
     qkv_bias = config.bias if attention.qkv_bias is None else attention.qkv_bias
     if qkv_bias != config.bias and config.bias:
         raise HFConversionError("neither Llama nor Qwen2 has biases everywhere but on q/k/v: set qkv_bias as bias")

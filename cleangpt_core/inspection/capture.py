@@ -74,7 +74,8 @@ def attention_weights(
     """
     if k.size(1) != q.size(1):  # grouped-query attention: each key head serves a group of query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
-    scores = (q.float() * q.size(-1) ** -0.5) @ k.float().transpose(-2, -1)
+    scale = layout.score_scale(q.size(-1))
+    scores = (q.float() * (q.size(-1) ** -0.5 if scale is None else scale)) @ k.float().transpose(-2, -1)
     if layout.bias is not None:
         scores = scores + layout.bias.float()
     visible = layout.visible(k.size(2), q.device)

@@ -35,6 +35,10 @@ class CausalLanguageModel(nn.Module):
     # Bounds the logits (Gemma 2); read from the config once at construction by the models that have it, since
     # torch.compile cannot trace a config's computed attribute on every forward.
     logit_softcap: float | None = None
+    # Whether the architecture implements `model.parametrization=mup`; `get_model` refuses muP for one that does
+    # not. The decoder does, for every part, and sets the output multiplier (1/m) the head's input is scaled by.
+    supports_mup: ClassVar[bool] = False
+    output_multiplier: float | None = None
 
     def check_length(self, length: int, kv_cache: KVCache | None = None) -> None:
         """Reject a call that would see more than block_size positions, naming both numbers."""
@@ -61,14 +65,16 @@ class CausalLanguageModel(nn.Module):
     def head_output(
         self, hidden: torch.Tensor, labels: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """The output of a forward from the final hidden states (B, T, C): logits through `lm_head` (softcapped
-        where the config says) and, given labels, `causal_lm_loss`.
+        """The output of a forward from the final hidden states (B, T, C): logits through `lm_head` (times muP's
+        output multiplier, softcapped where the config says) and, given labels, `causal_lm_loss`.
 
         When the logits would be large (a GPT-2-sized vocabulary), the loss is computed chunk by chunk without
         them (`cleangpt_core.model.chunked_loss`), and the logits only when the output's ``logits`` is read, in
         the grad mode and autocast of that moment.
         """
         head = self.lm_head
+        if self.output_multiplier is not None:  # muP: logits x 1/m, applied before the head so chunks get it too
+            hidden = hidden * self.output_multiplier
         if labels is None or head.bias is not None or not wants_chunks(hidden.shape[:-1].numel(), head.out_features):
             logits = self._logits(hidden)
             output = {"logits": logits}

@@ -25,6 +25,7 @@ from cleangpt_core.model.base import CausalLanguageModel
 from cleangpt_core.model.factory import PartClasses, resolve_parts
 from cleangpt_core.model.kv_cache import KVCache, begin_forward
 from cleangpt_core.model.linear import Linear
+from cleangpt_core.model.parametrization import base_head_dim, is_mup, scale_hidden_init, width_multiplier
 
 __all__ = ["Decoder", "LearnedPositionDecoder", "PartClasses"]
 
@@ -33,6 +34,7 @@ class Decoder(CausalLanguageModel):
     """A decoder-only transformer composed of the parts its config names (the `Vanilla` and `Llama` presets)."""
 
     accepts_final_label = True  # its loss is `causal_lm_loss`
+    supports_mup = True  # `model.parametrization=mup` (init, output multiplier, attention scale: see below)
 
     def __init__(
         self, config: ModelConfig, blocks: Iterable[nn.Module] | None = None, parts: PartClasses | None = None
@@ -58,6 +60,9 @@ class Decoder(CausalLanguageModel):
         # read once here: a pydantic config without the field answers through __getattr__, which torch.compile
         # cannot trace (a graph break in every forward of an architecture whose config lacks it, as SASP's)
         self.logit_softcap: float | None = getattr(config, "logit_softcap", None)
+        # muP's output multiplier 1/m and base head width (`cleangpt_core.model.parametrization`); None: standard
+        self.output_multiplier: float | None = 1.0 / width_multiplier(config) if is_mup(config) else None
+        self.mup_base_head_dim: int | None = base_head_dim(config)
         if getattr(config, "tie_embeddings", True):
             self.lm_head.weight = self.transformer.wte.weight  # weight tying (Press & Wolf, 2017)
         if blocks is None:  # an architecture with its own blocks initialises once they are complete
@@ -69,7 +74,7 @@ class Decoder(CausalLanguageModel):
         N(0, 0.02) weights, zero biases, and the layers that write into the residual stream (`c_proj`)
         scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth (GPT-2 paper, section 2.3), or
         zero with `zero_init_projections`, so every block starts as the identity (modded-nanogpt).
-        Norm gains keep their ones.
+        Norm gains keep their ones. Under muP the hidden matrices are then scaled by 1/sqrt(m).
         """
         zero_projections = getattr(self.config, "zero_init_projections", False)
         with torch.no_grad():
@@ -86,6 +91,7 @@ class Decoder(CausalLanguageModel):
             for module in self.modules():
                 if module is not self and hasattr(module, "init_weights"):
                     module.init_weights()
+        scale_hidden_init(self, width_multiplier(self.config))
 
     def forward(
         self,
@@ -103,6 +109,7 @@ class Decoder(CausalLanguageModel):
         self.check_length(input_ids.size(1), kv_cache)
         # Positions count real tokens only, so a left-padded row gets the logits it gets unpadded.
         layout = begin_forward(input_ids, attention_mask, kv_cache)
+        layout.mup_base_head_dim = self.mup_base_head_dim
         # Learned positions add to the embeddings; rotary and ALiBi leave them and set up the layout instead.
         x, layout = self.transformer.wpe(self.transformer.wte(input_ids), layout)
         x = self.transformer.drop(x)

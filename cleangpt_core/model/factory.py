@@ -101,6 +101,11 @@ def get_model(model_type: str, config: ModelConfig | dict[str, Any] | None = Non
     """
     gpt_config = build_config(model_type, config, **overrides)
     model_class = get_component("architecture", gpt_config.model_type).load()
+    if gpt_config.parametrization == "mup" and not getattr(model_class, "supports_mup", False):
+        raise ConfigError(
+            f"architecture {gpt_config.model_type!r} does not implement model.parametrization=mup (only models "
+            "built on the decoder do); use parametrization=standard"
+        )
     architecture_config = gpt_config.for_architecture()
     # Architectures of plugin API 1.x take the config alone (and a decoder among them resolves its own parts).
     if "parts" in inspect.signature(model_class).parameters:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from cleangpt_core.model.parametrization import attention_scale
+
 
 @dataclass
 class AttentionLayout:
@@ -28,7 +30,9 @@ class AttentionLayout:
     - `positions` (B or 1, T): each new token's position, counting real tokens only;
     - `past`: the slots already cached before this call (queries sit at slots past..past+T-1);
     - `rotary`: (cos, sin), each (B or 1, 1, T, head_dim), set by a rotary position encoding;
-    - `bias`: an additive float score bias (1 or B, n_head, T, T_keys), set by ALiBi.
+    - `bias`: an additive float score bias (1 or B, n_head, T, T_keys), set by ALiBi;
+    - `mup_base_head_dim`: set by a decoder under muP, which scales scores by sqrt(it)/head_dim, not
+      1/sqrt(head_dim) (`cleangpt_core.model.parametrization`).
     """
 
     mask: torch.Tensor | None
@@ -37,6 +41,7 @@ class AttentionLayout:
     past: int = 0
     rotary: tuple[torch.Tensor, torch.Tensor] | None = None
     bias: torch.Tensor | None = None
+    mup_base_head_dim: int | None = None
     # cos and sin with its first half negated, in the queries' dtype: made by the first `rotate` of the call
     # and reused by every layer
     _rotation: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
@@ -58,6 +63,10 @@ class AttentionLayout:
         cos, signed_sin = self._rotation
         half = q.size(-1) // 2
         return q * cos + q.roll(half, -1) * signed_sin, k * cos + k.roll(half, -1) * signed_sin
+
+    def score_scale(self, head_dim: int) -> float | None:
+        """What attention scores are multiplied by: None for the usual 1/sqrt(head_dim), else muP's."""
+        return attention_scale(head_dim, self.mup_base_head_dim)
 
     def offsets(self, key_length: int, device: torch.device) -> torch.Tensor:
         """(T, T_keys): how many slots each key lies before each query (negative for later keys).
@@ -94,10 +103,18 @@ class AttentionLayout:
                 visible = visible & allow
             mask = visible if self.bias is None else self.bias.to(q.dtype).masked_fill(~visible, float("-inf"))
             is_causal = False
+        scale = self.score_scale(q.size(-1))
         if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or k.size(2) <= MATMUL_ATTENTION_MAX_KEYS):
-            return _matmul_attention(q, k, v, mask, is_causal, dropout_p)
+            return _matmul_attention(q, k, v, mask, is_causal, dropout_p, scale)
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=k.size(1) != q.size(1)
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
+            scale=scale,
+            enable_gqa=k.size(1) != q.size(1),
         )
 
 
@@ -107,7 +124,13 @@ MATMUL_ATTENTION_MAX_KEYS = 256
 
 
 def _matmul_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, dropout_p: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout_p: float,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """What `F.scaled_dot_product_attention` computes, as two matmuls and a float32 softmax.
 
@@ -120,7 +143,7 @@ def _matmul_attention(
     if k.size(1) != q.size(1):  # grouped-query attention: each key/value head serves a group of query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
         v = v.repeat_interleave(q.size(1) // v.size(1), dim=1)
-    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)
+    scores = (q * (q.size(-1) ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
     if is_causal:
         mask = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril()
     if mask is not None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cleangpt_core.config.base import validate_config
+from cleangpt_core.errors import ConfigError
 from cleangpt_core.plugin_api import Component
 from cleangpt_core.registry import get_component
 from cleangpt_core.trainers.base_trainer import ScheduleBuilder
@@ -26,10 +27,21 @@ def _validated(component: Component, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.Optimizer:
-    """The optimizer registered as `name` over `model`'s parameters, grouped by the roles the model states."""
+    """The optimizer registered as `name` over `model`'s parameters, grouped by the roles the model states.
+
+    A model under muP needs an optimizer whose builder says it applies muP's learning rates (``build.applies_mup
+    = True``, having read ``roles.mup_width_multiplier``); any other is refused rather than silently standard.
+    """
     component = get_component("optimizer", name)
     build = component.load()
-    return build(parameter_roles(model), **_validated(component, options))
+    options = _validated(component, options)
+    roles = parameter_roles(model)
+    if roles.mup_width_multiplier is not None and not getattr(build, "applies_mup", False):
+        raise ConfigError(
+            f"optimizer {component.name!r} does not apply muP's learning rates (model.parametrization=mup); "
+            "use adamw or muon, or parametrization=standard"
+        )
+    return build(roles, **options)
 
 
 def get_schedule(name: str, **options: Any) -> ScheduleBuilder:

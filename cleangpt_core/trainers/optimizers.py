@@ -5,6 +5,10 @@ the trainer: `parameter_roles` sorts a model's parameters into hidden matrices, 
 head and gains (norm gains, biases, scalar gates), and a module that knows better states the roles of its own
 parameters with a ``parameter_roles`` mapping. An optimizer component is a function
 ``build(roles, **options) -> torch.optim.Optimizer``; Muon is two torch optimizers driven as one.
+
+Under muP (`model.parametrization=mup`) the roles carry the width multiplier m, and AdamW and Muon give the
+hidden matrices the learning-rate factor `cleangpt_core.model.parametrization.hidden_lr_multiplier` names;
+`get_optimizer` refuses muP for an optimizer that does not say it applies it (`applies_mup`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.model.parametrization import hidden_lr_multiplier, is_mup, width_multiplier
 
 ROLES = ("matrix", "embedding", "head", "gain")
 
@@ -29,6 +34,8 @@ class ParameterRoles:
     embeddings: list[nn.Parameter] = field(default_factory=list)  # lookup tables (a tied head is one of them)
     head: list[nn.Parameter] = field(default_factory=list)  # an untied output projection
     gains: list[nn.Parameter] = field(default_factory=list)  # norm gains, biases, scalars: never decayed
+    # muP's m = n_embd / mup_base_width (1 at the base width); None under the standard parametrization
+    mup_width_multiplier: float | None = None
 
     def add(self, role: str, parameter: nn.Parameter) -> None:
         """File `parameter` under `role` (one of `ROLES`)."""
@@ -44,9 +51,10 @@ def parameter_roles(model: nn.Module) -> ParameterRoles:
     A module with a ``parameter_roles`` attribute ({parameter name: role}) decides for its own parameters.
     Otherwise: an `nn.Embedding`'s weight is an embedding, the weight of the module named ``lm_head`` the
     head (when it is not tied to an embedding, which is seen first), any other 2-D weight of an `nn.Linear`
-    a matrix, and everything else a gain.
+    a matrix, and everything else a gain. The model config's parametrization sets `mup_width_multiplier`.
     """
-    roles = ParameterRoles()
+    config = getattr(model, "config", None)
+    roles = ParameterRoles(mup_width_multiplier=width_multiplier(config) if is_mup(config) else None)
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         stated: dict[str, str] = dict(getattr(module, "parameter_roles", None) or {})
@@ -73,13 +81,28 @@ def _groups(decayed: Iterable[nn.Parameter], weight_decay: float, gains: Iterabl
     return [group for group in groups if group["params"]]
 
 
+def _mup_matrix_group(roles: ParameterRoles, lr: float, weight_decay: float) -> list[dict]:
+    """Under muP, the hidden matrices as a group of their own at Adam's muP learning rate (after the first
+    group, whose learning rate is the one the trainer logs); under standard, none."""
+    if roles.mup_width_multiplier is None or not roles.matrices:
+        return []
+    factor = hidden_lr_multiplier("adam", roles.mup_width_multiplier)
+    return [{"params": list(roles.matrices), "weight_decay": weight_decay, "lr": lr * factor}]
+
+
 def adamw(
     roles: ParameterRoles, *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """AdamW over everything; matrices, embeddings and head decayed, gains not."""
-    groups = _groups(roles.matrices + roles.embeddings + roles.head, weight_decay, roles.gains)
+    """AdamW over everything; matrices, embeddings and head decayed, gains not; under muP the matrices at lr/m."""
+    mup_matrices = _mup_matrix_group(roles, lr, weight_decay)
+    decayed = (roles.matrices if not mup_matrices else []) + roles.embeddings + roles.head
+    groups = _groups(decayed, weight_decay, roles.gains)
+    groups[1:1] = mup_matrices
     # the fused kernel updates every tensor in one pass: a few percent faster per step on CPU and CUDA
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+
+
+adamw.applies_mup = True  # type: ignore[attr-defined]
 
 
 def sgd(
@@ -112,6 +135,8 @@ def muon(
             f"optimizer 'muon' needs torch>=2.9 (torch.optim.Muon) and this is torch {torch.__version__}; "
             "upgrade torch or use adamw"
         )
+    if roles.mup_width_multiplier is not None:  # muP: see `hidden_lr_multiplier` (1 for adjust_lr='original')
+        lr *= hidden_lr_multiplier(f"muon_{adjust_lr}", roles.mup_width_multiplier)
     hidden = torch.optim.Muon(
         roles.matrices,
         lr=lr,
@@ -127,6 +152,9 @@ def muon(
     return CombinedOptimizer(
         [hidden, torch.optim.AdamW(rest, lr=adamw_lr, betas=adamw_betas, eps=adamw_eps, fused=True)]
     )
+
+
+muon.applies_mup = True  # type: ignore[attr-defined]
 
 
 class CombinedOptimizer(torch.optim.Optimizer):
