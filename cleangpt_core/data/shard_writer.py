@@ -173,10 +173,10 @@ class _CutWarnings:
                 exact = True
             if not exact:
                 warnings.warn(
-                    f"{unit.origin} is one document longer than a work unit, and this tokenizer gives pieces of a text "
-                    "other ids than the whole text (it merges across spaces or marks the start of a text), so the "
-                    "ids at each cut differ from tokenizing the file whole; split such a file into documents "
-                    "(JSON Lines) to avoid it",
+                    f"{unit.origin} holds a document longer than a work unit, and this tokenizer gives pieces of a "
+                    "text other ids than the whole text (it merges across spaces or marks the start of a text), so the "
+                    "ids at each cut differ from tokenizing the document whole; split such a document into shorter "
+                    "ones (JSON Lines records of less than a megabyte) to avoid it",
                     RuntimeWarning,
                     stacklevel=3,
                 )
