@@ -112,18 +112,8 @@ def test_an_out_folder_inside_the_source_folder_is_refused_before_anything_is_wr
     write_jsonl(source / "a.jsonl", 20)
     result = CliRunner().invoke(
         cli,
-        [
-            "prepare-data",
-            str(source),
-            "--tokenizer",
-            "gpt2",
-            "-o",
-            f"pretrained_model_name_or_path={FIXTURE}",
-            "--out",
-            str(source / "prepared"),
-            "--num-proc",
-            "1",
-        ],
+        ["prepare-data", str(source), "--tokenizer", "gpt2", "-o", f"pretrained_model_name_or_path={FIXTURE}",
+         "--out", str(source / "prepared"), "--num-proc", "1"],
     )
     assert result.exit_code != 0
     assert "lies inside the source folder" in result.output
@@ -156,22 +146,11 @@ KILLED_WORKER = textwrap.dedent(
 
 def test_a_worker_killed_midway_fails_the_prepare_in_one_line_and_a_rerun_completes(tmp_path, monkeypatch):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", 300)
-    args = [
-        str(corpus),
-        "--tokenizer",
-        "gpt2",
-        "-o",
-        f"pretrained_model_name_or_path={FIXTURE}",
-        "--num-proc",
-        "2",
-        "--shard-tokens",
-        "3000",
-    ]
+    args = [str(corpus), "--tokenizer", "gpt2", "-o", f"pretrained_model_name_or_path={FIXTURE}", "--num-proc", "2",
+            "--shard-tokens", "3000"]
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_WORKER, *args, "--out", str(tmp_path / "prepared")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        capture_output=True, text=True, timeout=120,
     )
     assert killed.returncode == 1
     assert killed.stderr.count("\n") == 1 and "a tokenizer worker process died" in killed.stderr
@@ -353,21 +332,9 @@ def test_a_full_disk_while_the_rust_tokenizer_writer_saves_is_one_line(tmp_path)
     assert (folder / "tokenizer.json").stat().st_size > 4096  # the file that meets the limit
     corpus = write_jsonl(tmp_path / "corpus.jsonl", 20)
     failed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            FULL_DISK_CLI,
-            str(corpus),
-            "--tokenizer",
-            str(folder),
-            "--out",
-            str(tmp_path / "out"),
-            "--num-proc",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", FULL_DISK_CLI, str(corpus), "--tokenizer", str(folder), "--out", str(tmp_path / "out"),
+         "--num-proc", "1"],
+        capture_output=True, text=True, timeout=120,
     )
     assert failed.returncode == 1
     # the Rust writer's bare `Exception: File too large (os error 27)` is the OSError it is, handled as one
