@@ -2,9 +2,10 @@
 
 Each round trains the same study (one contender, a grid of learning rates, then the final runs) into a fresh
 folder, once with one `cleangpt compare` process and once with that process plus `cleangpt compare --resume
-DIR --worker`; the rounds alternate (one, two, one, two, ...) so that load which comes and goes on a shared
-machine falls on both. Prints each round's wall time with the 1-minute load average before and after, the
-median of each, and their ratio. Run it under the benchmark lock:
+DIR --worker`, the machine's cores shared out between the processes (OMP_NUM_THREADS); the rounds alternate
+(one, two, one, two, ...) so that load which comes and goes on a shared machine falls on both. Prints each
+round's wall time with the 1-minute load average before and after, the median of each, and their ratio.
+Run it under the benchmark lock:
 
     flock /tmp/cleangpt-bench.lock nice python benchmarks/bench_tuning_workers.py --rounds 2 --max-steps 40
     (add --set model.n_layer=2 --set model.n_embd=64 ... for a smaller model on a busy machine)
@@ -61,7 +62,14 @@ def study(workers: int, folder: Path, max_steps: int, trials: int, overrides: li
     """Wall seconds of the whole study (tuning, final runs, report) with this many processes."""
     out = folder / f"workers-{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
+    # the cores shared out: one worker runs os.cpu_count() threads, two run half each. More threads than cores
+    # stalls PyTorch's OpenMP workers at every barrier (measured here: a recipe fell from 9,700 to 360 tokens/s)
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    quiet = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.STDOUT,
+        "env": {**os.environ, "OMP_NUM_THREADS": threads},
+    }
     start = time.perf_counter()
     first = subprocess.Popen(command(out, max_steps, trials, overrides), **quiet)
     others = []

@@ -9,26 +9,12 @@ import statistics
 import pytest
 from click.testing import CliRunner
 from scipy import stats
+from tiny_runs import TINY
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.experiments.ablation import ablation_rows, lever_verdict
 from cleangpt_core.experiments.report import write_report
 from cleangpt_core.utils import tinyshakespeare_text
-
-TINY = [
-    "model.n_layer=1",
-    "model.n_head=2",
-    "model.n_embd=16",
-    "model.block_size=16",
-    "data.batch_size=4",
-    "schedule.warmup_steps=1",
-    "trainer.eval_interval=2",
-    "trainer.checkpoint_interval=2",
-    "trainer.log_interval=2",
-    "trainer.progress_bar=false",
-    "output.sample_tokens=0",
-    "device=cpu",
-]
 
 
 def welch(a: list[float], b: list[float]) -> tuple[float, float]:

@@ -478,7 +478,7 @@ def test_a_plan_written_before_seeds_loads_as_one_seed_and_resumes_with_the_same
     (tmp_path / PLAN_FILE).write_text(json.dumps(version_1), encoding="utf-8")
     assert load_plan(tmp_path) == plan
     assert prepare_directory(tmp_path, plan) is True  # the same comparison: resumed, not refused
-    assert json.loads((tmp_path / PLAN_FILE).read_text())["version"] == 3
+    assert json.loads((tmp_path / PLAN_FILE).read_text())["version"] == 4
 
 
 def test_a_plan_of_an_unknown_version_is_refused_in_one_line(tmp_path):
@@ -486,7 +486,7 @@ def test_a_plan_of_an_unknown_version_is_refused_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["compare", "--resume", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"Error: {tmp_path / PLAN_FILE} has format version 99; this cleanGPT reads versions 1, 2, 3: start the "
+        f"Error: {tmp_path / PLAN_FILE} has format version 99; this cleanGPT reads versions 1, 2, 3, 4: start the "
         "comparison again with another --out"
     ]
 
@@ -721,4 +721,4 @@ def test_the_nanogpt_and_default_recipes_compare_on_one_token_budget(corpus, tmp
         "shakespeare_char": [4, 8],  # every 1,536 tokens
         "default": [3, 6],
     }
-    assert "| shakespeare_char | Vanilla |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| shakespeare_char | Vanilla + bias=false |" in (tmp_path / "out" / "report.md").read_text()

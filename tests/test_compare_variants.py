@@ -12,8 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.config.experiment import ExperimentConfig
+from cleangpt_core.config.model import model_description
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.experiments.compare import RUNS_DIR, build_plan, comparison_options, parse_variant
+from cleangpt_core.experiments.report import contender_table
+from cleangpt_core.experiments.summary import summarize_contender
 
 TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16", "schedule.warmup_steps=1"]
 
@@ -104,3 +108,28 @@ def test_a_variant_builds_on_at_most_one_config(tmp_path):
     configs = [Path(__file__).parents[1] / "configs" / name for name in ("default.yaml", "shakespeare_char.yaml")]
     with pytest.raises(ConfigError, match="a --variant builds on the one --config"):
         build_plan(tmp_path, config_files=configs, variants=["a=model.n_layer=2"], max_steps=2)
+
+
+@pytest.mark.parametrize(
+    ("model", "description"),
+    [
+        ({"model_type": "Llama", "n_layer": 2, "n_head": 4, "n_embd": 64}, "Llama"),  # size is the parameter column's
+        ({"model_type": "Llama", "feedforward": "gelu", "qk_norm": True}, "Llama + qk_norm=true, feedforward=gelu"),
+        ({"model_type": "Vanilla", "tie_embeddings": False}, "Vanilla + tie_embeddings=false"),
+        ({"model_type": "Llama", "n_head": 4, "n_embd": 64, "attention": {"n_kv_head": 2}}, "Llama + n_kv_head=2"),
+    ],
+)
+def test_a_contender_s_model_is_its_architecture_and_what_it_changes(model, description):
+    assert model_description(ExperimentConfig.model_validate({"model": model}).model) == description
+
+
+def test_the_report_tells_apart_contenders_of_one_architecture_that_differ_in_a_part(tmp_path):
+    variants = ["llama=model.model_type=Llama", "gelu=model.model_type=Llama;model.feedforward=gelu"]
+    plan = build_plan(tmp_path / "cmp", variants=variants, overrides=TINY)
+    configs = {run.label: run.load().model for run in plan.runs}
+    results = [
+        {"label": label, "model_type": "Llama", "model": model_description(model), "tokens_per_step": 16, "wall_s": 1.0}
+        for label, model in configs.items()
+    ]
+    table = contender_table([summarize_contender([result], None) for result in results])
+    assert "| llama | Llama |" in table and "| gelu | Llama + feedforward=gelu |" in table

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,19 @@ def test_lm_eval_without_the_harness_installed_says_what_to_install(checkpoint, 
     assert result.output.strip().splitlines() == [
         'Error: cleangpt lm-eval needs the lm-evaluation-harness: pip install "cleangpt-core[eval]"'
     ]
+
+
+@pytest.mark.slow  # lm-eval indexes its thousands of task files first
+def test_lm_eval_outside_a_git_checkout_prints_no_git_error(checkpoint, tasks, tmp_path, monkeypatch, capfd):
+    # lm-eval records the git commit of the working folder with `git describe`, whose "fatal: not a git
+    # repository" went straight to the terminal's stderr (a child process's: capfd sees it, capsys would not)
+    assert shutil.which("git") is not None, "this test needs git on the PATH"
+    monkeypatch.chdir(tmp_path)
+    assert subprocess.run(["git", "rev-parse"], capture_output=True).returncode != 0  # not inside a checkout
+    capfd.readouterr()
+    result = CliRunner().invoke(
+        cli, ["lm-eval", str(checkpoint), "--tasks", "cleangpt_choice", "--include-path", str(tasks), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    stderr = capfd.readouterr().err
+    assert "not a git repository" not in stderr and "fatal:" not in stderr, stderr

@@ -20,26 +20,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_runs import TINY
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.experiments.tuning import yaml_number
 from cleangpt_core.experiments.tuning_spec import parse_tune, tuning_spec
 from cleangpt_core.utils import tinyshakespeare_text
 
-TINY = [
-    "model.n_layer=1",
-    "model.n_head=2",
-    "model.n_embd=16",
-    "model.block_size=16",
-    "data.batch_size=4",
-    "schedule.warmup_steps=1",
-    "trainer.eval_interval=2",
-    "trainer.checkpoint_interval=2",
-    "trainer.log_interval=2",
-    "trainer.progress_bar=false",
-    "output.sample_tokens=0",
-    "device=cpu",
-]
 GRID = ["--tune", "optimizer.lr=1e-3:1e-2:log", "--trials", "3", "--tune-sampler", "grid"]
 
 

@@ -13,7 +13,8 @@
       latest                         "checkpoints/step-00000500": the newest complete checkpoint
       best                           {"checkpoint": ..., "step": ..., "val_loss": ...}: the lowest validation loss
       metrics.jsonl, loss_curve.png  the history of the run
-      data.json                      the fingerprint of the prepared data the run trains on, checked on resume
+      data.json                      the fingerprint of the prepared data (or python-stdlib) the run trains on,
+                                     checked on resume
       sample.txt                     text generated from the final checkpoint
       averaged/                      a model directory: the mean of the last checkpoints, when asked for
       .lock, .lock.owner             held by the process training into the run, and who that is

@@ -23,7 +23,7 @@ from cleangpt_core.cli.tokenizer_option import tokenizer_from_argument, tokenize
     "--data",
     default="tinyshakespeare",
     show_default=True,
-    help="'tinyshakespeare', a .txt/.json/.jsonl file or folder, or a Hugging Face hub dataset name.",
+    help="'tinyshakespeare', 'python-stdlib', a .txt/.json/.jsonl file or folder, or a Hugging Face hub dataset name.",
 )
 @click.option("--dataset-config", default=None, help="The hub dataset's configuration name.")
 @click.option("--split", default="train", show_default=True, help="Which split to analyse.")

@@ -71,6 +71,19 @@ def tuning_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--max-tokens", type=click.IntRange(min=1), help="Tokens per run; each run's steps follow from its batch shape."
 )
+@click.option(
+    "--ladder",
+    multiple=True,
+    metavar="model.KEY=V1,V2,...",
+    help="Train every contender at each of these model sizes (3 or more rungs; repeatable, zipped: "
+    "--ladder model.n_embd=64,128,256 --ladder model.n_head=2,4,8), fit loss against compute per contender and "
+    "report compute multipliers.",
+)
+@click.option(
+    "--tokens-per-param",
+    type=float,
+    help="A ladder rung's tokens per non-embedding parameter (default 20); or give --max-tokens for every rung.",
+)
 @click.option("--seed", type=int, help="Seed of every run, or the first of --seeds (default: the config's).")
 @click.option(
     "--seeds",
@@ -118,6 +131,8 @@ def compare(
     variants: tuple[str, ...],
     max_steps: int | None,
     max_tokens: int | None,
+    ladder: tuple[str, ...],
+    tokens_per_param: float | None,
     seed: int | None,
     seeds: int,
     target_loss: float | None,
@@ -146,6 +161,12 @@ def compare(
     (each an ordinary run on tuning seeds), and the comparison's runs train each contender's best setting on
     fresh seeds. More processes join the work with `cleangpt compare --resume DIR --worker` (or the same
     command against the same --storage on another machine): every trial and run trains once.
+
+    With --ladder model.KEY=V1,V2,... every contender trains at every rung, each to --tokens-per-param tokens
+    per non-embedding parameter, and the report fits loss against training FLOPs per contender (forecast
+    check, compute multipliers with bootstrap intervals, ladder.png). With --tune as well, each contender is
+    tuned at the smallest rung and every rung trains at its best setting (tune small, then transfer: meant for
+    model.parametrization=mup).
     """
     from cleangpt_core.experiments.compare import (
         build_plan,
@@ -186,6 +207,8 @@ def compare(
             "variants": variants,
             "max_steps": max_steps,
             "max_tokens": max_tokens,
+            "ladder": ladder,
+            "tokens_per_param": tokens_per_param,
             "seed": seed,
             "seeds": seeds,
             "eval_tokens": eval_tokens,
@@ -209,9 +232,8 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
 
     seeded = f", {plan.seeds} seeds each" if plan.seeds > 1 else ""
     tuned = f", each tuned over {plan.tuning.trials} trials first" if plan.tuning is not None else ""
-    click.echo(
-        f"comparing {', '.join(plan.labels)} on {plan.tokens_per_run:,} tokens per run{seeded}{tuned}, into {out_dir}"
-    )
+    budget = "each rung's tokens" if plan.ladder is not None else f"{plan.tokens_per_run:,} tokens per run"
+    click.echo(f"comparing {', '.join(plan.labels)} on {budget}{seeded}{tuned}, into {out_dir}")
     sections: list[tuple[str, list[str], Any]] = []
     try:
         if plan.tuning is None:
@@ -235,15 +257,37 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
 
         lines, rows = ablation_section(results, plan.ablation_base)
         sections.insert(0, ("ablation", lines, {"base": plan.ablation_base, "levers": rows}))
+    if plan.ladder is not None:
+        from cleangpt_core.experiments.ladder_report import ladder_section, ladder_summary
+
+        summary = ladder_summary(plan, results)
+        sections.insert(0, ("ladder", ladder_section(summary, out_dir, plan.tuning is not None), summary))
     first = plan.runs[0].load()
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
-    paths = write_report(out_dir, results, setting, plan.target_loss, sections)
+    if plan.ladder is not None:
+        setting["budget"] = "each rung's own (see the ladder section)"
+    comparable = plan.ladder.same_rung if plan.ladder is not None else None
+    paths = write_report(out_dir, results, setting, plan.target_loss, sections, comparable)
     click.echo("")
     if is_seeded(results):
         click.echo(contender_table(summarize(results, plan.target_loss), plan.target_loss))
     else:
         click.echo(markdown_table(results, plan.target_loss))
     for key, lines, _ in sections:
-        if key == "ablation":
-            click.echo("\n" + "\n".join(line for line in lines if line.startswith("|")))
+        if key in ("ablation", "ladder"):
+            for table in _tables(lines):
+                click.echo("\n" + "\n".join(table))
     click.echo(f"\nreport: {paths['markdown']} ({paths['json'].name}, {paths['plot'].name})")
+
+
+def _tables(lines: list[str]) -> list[list[str]]:
+    """The Markdown tables among a report section's lines, each as its rows."""
+    tables: list[list[str]] = []
+    previous = ""
+    for line in lines:
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        previous = line
+    return tables

@@ -53,8 +53,8 @@ def prepare_data_command(
     split: str,
     progress: bool | None,
 ) -> None:
-    """Stream SOURCE (a .txt/.jsonl/.json/.parquet file, a folder of them, or a Hugging Face dataset name),
-    tokenize it in parallel and write token shards with an index into --out.
+    """Stream SOURCE (a .txt/.jsonl/.json/.parquet file, a folder of them, 'tinyshakespeare', 'python-stdlib',
+    or a Hugging Face dataset name), tokenize it in parallel and write token shards with an index into --out.
 
     Interrupted, the same command continues from the finished shards. Train on the result with
     --set data.dataset=OUT and the same tokenizer.

@@ -109,7 +109,8 @@ class EvalTokens(click.ParamType):
     "--data",
     "dataset",
     default=None,
-    help="'tinyshakespeare', a local .txt/.json/.jsonl file or folder, or a hub dataset (default: the run's own).",
+    help="'tinyshakespeare', 'python-stdlib', a local .txt/.json/.jsonl file or folder, or a hub dataset (default: "
+    "the run's own).",
 )
 @click.option("--split", default="validation", show_default=True, help="Which split of the data to score.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per batch.")

@@ -124,8 +124,8 @@ class DataConfig(StrictModel):
 
     dataset: str = Field(
         "tinyshakespeare",
-        description="'tinyshakespeare' (embedded), a local .txt/.json/.jsonl file or folder, a hub dataset name, "
-        "or a folder written by `cleangpt prepare-data`",
+        description="'tinyshakespeare' (embedded), 'python-stdlib' (this Python's standard-library sources), a "
+        "local .txt/.json/.jsonl file or folder, a hub dataset name, or a folder written by `cleangpt prepare-data`",
     )
     dataset_config: str | None = Field(None, description="the hub dataset's configuration name, if it has several")
     text_field: str = Field("text", description="column holding the text in JSON or hub datasets")

@@ -254,6 +254,45 @@ class GPTConfig(ModelConfig):
         return schema.model_validate(self.model_dump())
 
 
+# The fields that size a model: a report gives the parameter count instead of repeating them
+SIZE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size")
+
+
+def model_description(config: ModelConfig) -> str:
+    """The architecture and what this config changes in it beyond its size: ``Llama + feedforward=gelu``.
+
+    Two contenders of one architecture that differ in a part or an option then read differently in a report
+    (a bare ``Llama`` for both hid the difference). A part chosen by another name shows as ``kind=name``, an
+    option of a part or of the architecture as ``option=value``, each against the architecture's defaults.
+    """
+    schema, model_type = architecture_schema(config.model_type)
+    mine = config.for_architecture() if isinstance(config, GPTConfig) else config
+    default = schema.model_validate({"model_type": model_type})
+    changes = []
+    for name in type(mine).model_fields:
+        if name in ("model_type", *SIZE_FIELDS):
+            continue
+        value, base = getattr(mine, name), getattr(default, name)
+        if isinstance(value, PartChoice) and isinstance(base, PartChoice):
+            options, base_options = value.model_extra or {}, base.model_extra or {}
+            same_part = value.name == base.name
+            if not same_part:
+                changes.append(f"{name}={value.name}")
+            changes.extend(
+                f"{option}={_shown(setting)}"
+                for option, setting in options.items()
+                if setting is not None and (not same_part or base_options.get(option) != setting)
+            )
+        elif value != base:
+            changes.append(f"{name}={_shown(value)}")
+    return model_type if not changes else f"{model_type} + {', '.join(changes)}"
+
+
+def _shown(value: Any) -> str:
+    """A setting as a user writes it in ``--set`` (booleans in lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def architecture_schema(model_type: str) -> tuple[type[ModelConfig], str]:
     """The config schema and canonical name of a registered architecture.
 

@@ -2,6 +2,7 @@
 streams and the windows a model trains on.
 
 - `document_sources`: reading documents from files and folders, cut into work units for `prepare-data`
+- `python_stdlib`: the running Python's standard-library sources, the built-in corpus ``python-stdlib``
 - `token_cache`: token streams cached on disk, keyed by corpus and tokenizer; `progress`: its progress bar
 - `shard_writer`: ``cleangpt prepare-data``, a corpus tokenized into shards by worker processes
 - `prepared_data`: reading a prepared corpus back from its shards

@@ -16,6 +16,7 @@ never goes through the main process or a pipe. Parquet and the hub give batches 
   text (the JSON string between two quotes) and to check the rest of the record; the text is then cut as a
   .txt document is, into "record" units that each hold a piece of the JSON string, cut where no escape
   sequence or character is split.
+- python-stdlib (`python_stdlib`, the running Python's standard library): each of its .py files is read as a .txt.
 - Documents that are empty or only whitespace are dropped, as the in-memory loader drops them.
 
 The unit decomposition is a pure function of the source, so a resumed prepare sees the same units again.
@@ -36,6 +37,7 @@ from typing import Any, BinaryIO, Literal
 
 import orjson
 
+from cleangpt_core.data import python_stdlib
 from cleangpt_core.errors import DataError
 
 UNIT_BYTES = 1 << 20  # about 1 MB of text per unit: large enough to amortise IPC, small enough to stay in memory
@@ -241,12 +243,19 @@ class DocumentSource:
     text_field: str = "text"
     dataset_config: str | None = None
     split: str = "train"
+    # python-stdlib's fingerprint when the source is that corpus: `name` is then the standard-library folder,
+    # read by python_stdlib's rule (its .py files, less tests), and the index records the fingerprint
+    builtin: str | None = None
 
     @classmethod
     def from_argument(
         cls, source: str | Path, text_field: str = "text", dataset_config: str | None = None, split: str = "train"
     ) -> DocumentSource:
-        """A source from a command-line argument: "tinyshakespeare" (embedded), a path, else a hub dataset name."""
+        """A source from a command-line argument: "tinyshakespeare" (embedded), "python-stdlib", a path, else a hub
+        dataset name."""
+        if python_stdlib.is_python_stdlib(source):
+            root, fingerprint = python_stdlib.stdlib_root().resolve(), python_stdlib.stdlib_fingerprint()
+            return cls(str(root), text_field, dataset_config, split, builtin=fingerprint)
         if str(source).lower() == "tinyshakespeare":
             source = str(resources.files("cleangpt_core").joinpath("data", "tinyshakespeare.txt"))
         path = Path(source).expanduser()
@@ -264,7 +273,7 @@ class DocumentSource:
     def describe(self) -> dict[str, Any]:
         """What the source is, as the index records it."""
         return {
-            "source": self.name,
+            "source": self.builtin or self.name,
             "text_field": self.text_field,
             "dataset_config": self.dataset_config,
             "split": None if self.is_local else self.split,
@@ -273,6 +282,8 @@ class DocumentSource:
     def files(self) -> list[Path]:
         """The local files, in the order their documents are read."""
         path = Path(self.name)
+        if self.builtin is not None:
+            return python_stdlib.corpus_files(path)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in FILE_SUFFIXES)
             if not files:
@@ -292,10 +303,10 @@ class DocumentSource:
             yield from _hub_units(self)
             return
         for file in self.files():
-            if file.suffix == ".txt":
-                yield from _text_units(file)
-            elif file.suffix == ".jsonl":
+            if file.suffix == ".jsonl":
                 yield from _jsonl_units(file, self.text_field)
+            elif file.suffix == ".txt" or self.builtin is not None:
+                yield from _text_units(file)
             elif file.suffix == ".json":
                 yield from _json_units(file, self.text_field)
             else:

@@ -1,11 +1,12 @@
 """From text to batches for causal language modelling.
 
-Text comes from the embedded Tiny Shakespeare, a local .txt / .json / .jsonl file or folder, an
-already-loaded Hugging Face `datasets.Dataset`, or a hub dataset name. It becomes one token stream (documents
-separated by the tokenizer's eos token, cached on disk by `token_cache`) cut into overlapping windows by
-`TokenBlockDataset`. A corpus too large for memory is prepared first (`cleangpt prepare-data`, see
-`shard_writer`); its directory is then read from its shards (`prepared_data`) wherever a dataset is named.
-A character tokenizer that has no vocabulary yet is fitted on the training text first.
+Text comes from the embedded Tiny Shakespeare, the running Python's standard library (`python_stdlib`), a
+local .txt / .json / .jsonl file or folder, an already-loaded Hugging Face `datasets.Dataset`, or a hub dataset
+name. It becomes one token stream (documents separated by the tokenizer's eos token, cached on disk by
+`token_cache`) cut into overlapping windows by `TokenBlockDataset`. A corpus too large for memory is prepared
+first (`cleangpt prepare-data`, see `shard_writer`); its directory is then read from its shards
+(`prepared_data`) wherever a dataset is named. A character tokenizer that has no vocabulary yet is fitted on
+the training text first (on all of python-stdlib's).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from cleangpt_core.data.document_sources import decode_utf8
 from cleangpt_core.data.prepared_data import PreparedCorpus, ShardedTokens, held_out_documents, is_prepared_dir
+from cleangpt_core.data.python_stdlib import corpus_files, is_python_stdlib
 from cleangpt_core.data.token_cache import cached_token_array, default_cache_dir, tokenize_documents
 from cleangpt_core.data.windows import TokenBlockDataset
 from cleangpt_core.errors import DataError
@@ -73,6 +75,12 @@ def _split_documents(documents: list[str], split: str, val_fraction: float) -> l
 
 def _read_text_file(path: Path) -> str:
     return decode_utf8(path.read_bytes(), repr(str(path)))
+
+
+def _python_stdlib_documents() -> list[str]:
+    # blank files (many an __init__.py) go before the split, as for a local folder and in prepare-data
+    documents = (_read_text_file(path) for path in corpus_files())
+    return [document for document in documents if document.strip()]
 
 
 def _json_documents(path: Path, text_field: str, cache_dir: Path) -> list[str]:
@@ -142,9 +150,10 @@ def load_text_documents(
 ) -> list[str]:
     """The documents of one split of a corpus, blank ones dropped.
 
-    dataset_name: "tinyshakespeare", a local file or folder, a `datasets.Dataset` / `DatasetDict`, or a hub
-    name. Sources without the asked-for validation split (the embedded corpus, local files) give their
-    deterministic tail: the last `val_fraction` of the documents, or of the characters of a single document.
+    dataset_name: "tinyshakespeare", "python-stdlib", a local file or folder, a `datasets.Dataset` /
+    `DatasetDict`, or a hub name. Sources without the asked-for validation split (the built-in corpora, local
+    files) give their deterministic tail: the last `val_fraction` of the documents, or of the characters of a
+    single document.
     max_samples keeps the first N documents.
     """
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -152,6 +161,8 @@ def load_text_documents(
         documents = _dataset_documents(dataset_name, split, text_field)
     elif str(dataset_name).lower() == TINYSHAKESPEARE:
         documents = [tinyshakespeare_split(split, val_fraction)]
+    elif is_python_stdlib(dataset_name):
+        documents = _split_documents(_python_stdlib_documents(), split, val_fraction)
     elif _looks_like_path(str(dataset_name)):
         path = Path(dataset_name).expanduser()
         if not path.exists():
@@ -268,12 +279,21 @@ def load_corpus_tokens(
     }
     documents = load_text_documents(dataset_name, split=split, **source)
     if getattr(tokenizer, "is_fitted", True) is False:
-        # The vocabulary comes from the training text even when asked for validation: both must share ids.
-        train = documents if _is_train(split) else load_text_documents(dataset_name, split=TRAIN_SPLIT, **source)
-        tokenizer.fit(train)
+        tokenizer.fit(_vocabulary_text(dataset_name, split, documents, source))
     if use_cache:
         return cached_token_array(documents, tokenizer, cache_dir)
     return tokenize_documents(documents, tokenizer)
+
+
+def _vocabulary_text(dataset_name: Any, split: str, documents: list[str], source: dict[str, Any]) -> list[str]:
+    """The text a learned vocabulary (the character tokenizer's) is fitted on, the same whichever split is asked
+    for, since both splits must share ids: the training split; but all of python-stdlib, whose validation
+    files hold characters that no training file has (box-drawing characters), as nanoGPT's shakespeare_char
+    fits on all of its text, and as `cleangpt prepare-data` fits on the whole source (so both give one
+    vocabulary)."""
+    if is_python_stdlib(dataset_name):
+        return _python_stdlib_documents()
+    return documents if _is_train(split) else load_text_documents(dataset_name, split=TRAIN_SPLIT, **source)
 
 
 def _is_train(split: str) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cleangpt_core.data.python_stdlib import is_python_stdlib, stdlib_fingerprint
 from cleangpt_core.errors import DataError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 
@@ -48,7 +49,10 @@ def is_prepared_dir(path: str | Path) -> bool:
 
 
 def data_fingerprint(dataset: Any) -> str | None:
-    """The fingerprint of a prepared-data directory's corpus and tokenizer (None for any other dataset)."""
+    """What a run records of its data and checks on resume: the fingerprint of a prepared-data directory's
+    corpus and tokenizer, or python-stdlib's (which names the Python version); None for any other dataset."""
+    if is_python_stdlib(dataset):
+        return stdlib_fingerprint()
     if not isinstance(dataset, str | Path) or not is_prepared_dir(dataset):
         return None
     return str(read_index(Path(dataset).expanduser())["fingerprint"]["combined"])

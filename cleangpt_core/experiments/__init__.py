@@ -5,6 +5,8 @@
 - `ablation`: ``cleangpt ablate``'s verdicts (each lever's effect and its interval over seeds)
 - `tuning_spec`, `tuning`, `tuning_report`: ``--tune`` (the ranges; the Optuna studies and their workers; the
   report's section)
+- `ladder`, `flops`, `scaling_fit`, `ladder_report`: ``--ladder`` (the rungs and their budgets; a run's training
+  FLOPs; the power-law fits, forecast and compute multipliers; the report's section and plot)
 - `trackers`: TensorBoard, MLflow and W&B on the training events
 - `lm_eval_harness`: a checkpoint as an lm-evaluation-harness model (``cleangpt lm-eval``)
 """

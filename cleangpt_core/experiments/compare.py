@@ -33,7 +33,9 @@ from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config, read_config_file
+from cleangpt_core.config.model import model_description
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.experiments.ladder import LadderSpec, expand_contenders, parse_ladder, rung_tokens
 from cleangpt_core.experiments.plan_limits import MAX_RUNS, MAX_SEEDS, SPLIT
 from cleangpt_core.experiments.tuning_spec import TuningSpec
 
@@ -44,9 +46,9 @@ CLOCK_FILE = "compare_clock.json"
 
 # 2: runs per contender and seed, and the target loss the report measures; a version-1 plan (one run per
 # contender, no target) still loads, as a comparison with one seed. 3: the tuning and the ablation's base
-# (a version-2 plan is a comparison with neither)
-PLAN_VERSION = 3
-READABLE_PLAN_VERSIONS = (1, 2, 3)
+# (a version-2 plan is a comparison with neither). 4: the ladder (a version-3 plan has none)
+PLAN_VERSION = 4
+READABLE_PLAN_VERSIONS = (1, 2, 3, 4)
 # How a run is fed may differ between contenders (the token budget evens out the batch shape); the text and
 # its split, every other field of the data section, may not: the validation losses would not be comparable.
 FEEDING_FIELDS = ("batch_size", "eval_batch_size", "windows", "num_workers")
@@ -87,7 +89,8 @@ class ComparisonPlan:
     `max_steps` is per contender label (every seed of a contender trains as long), `configs` per run
     directory. `target_loss` only changes the report, so two plans differing in it are the same comparison.
     With `tuning`, the runs are each contender's final runs, trained at its best tuned settings;
-    `ablation_base` names the contender an ablation's levers are measured against.
+    `ablation_base` names the contender an ablation's levers are measured against. With `ladder`, every
+    contender trains at every rung (`cleangpt_core.experiments.ladder`), each rung a label of its own.
     """
 
     runs: tuple[PlannedRun, ...]
@@ -98,6 +101,7 @@ class ComparisonPlan:
     target_loss: float | None = field(default=None, compare=False)
     tuning: TuningSpec | None = None
     ablation_base: str | None = None
+    ladder: LadderSpec | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -113,6 +117,7 @@ class ComparisonPlan:
             "target_loss": self.target_loss,
             "tuning": self.tuning.to_json() if self.tuning is not None else None,
             "ablation_base": self.ablation_base,
+            "ladder": self.ladder.to_json() if self.ladder is not None else None,
             "runs": [
                 {
                     "label": run.label,
@@ -157,6 +162,7 @@ class ComparisonPlan:
                 data.get("target_loss"),
                 TuningSpec.from_json(data["tuning"]) if data.get("tuning") else None,
                 data.get("ablation_base"),
+                LadderSpec.from_json(data["ladder"]) if data.get("ladder") else None,
             )
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{where} is damaged: its runs lack {error}; start the comparison again") from None
@@ -258,6 +264,8 @@ class ComparisonFile(StrictModel):
     seeds: int = Field(1, description="runs per contender")
     target_loss: float | None = Field(None, description="the validation loss whose tokens-to-reach is reported")
     eval_tokens: int | None = Field(None, description="tokens between two evaluations of every run")
+    ladder: list[str] = Field(default_factory=list, description="model sizes, as --ladder model.KEY=V1,V2,...")
+    tokens_per_param: float | None = Field(None, description="a ladder rung's tokens per parameter (default 20)")
 
 
 def comparison_options(path: Path, command_line: dict[str, Any], given: Sequence[str] = ()) -> dict[str, Any]:
@@ -309,6 +317,8 @@ def build_plan(
     target_loss: float | None = None,
     tuning: TuningSpec | None = None,
     ablation_base: str | None = None,
+    ladder: Sequence[str] = (),
+    tokens_per_param: float | None = None,
 ) -> ComparisonPlan:
     """The runs of ``--model``/``--config``/``--variant`` options, checked to share data, seed and token budget.
 
@@ -320,7 +330,9 @@ def build_plan(
     every that many tokens (rounded up to whole steps of its batch shape), so that runs with different batch
     shapes measure their curves, and the tokens they need to reach `target_loss`, at the same resolution.
     Every run's overrides end with its run directory and step budget. With `tuning`, each contender's settings
-    are tuned first (`cleangpt_core.experiments.tuning`) and these runs train the best of them.
+    are tuned first (`cleangpt_core.experiments.tuning`) and these runs train the best of them. With `ladder`
+    (``--ladder`` options) every contender trains at every rung, to `tokens_per_param` tokens per parameter or
+    `max_tokens` (`cleangpt_core.experiments.ladder`).
     """
     if models and len(config_files) > 1:
         raise ConfigError("give several --model with at most one --config, or several --config without --model")
@@ -340,7 +352,10 @@ def build_plan(
     if eval_tokens is not None and any(o.startswith("trainer.eval_interval=") for o in overrides):
         raise ConfigError("give --eval-tokens or --set trainer.eval_interval=..., not both")
     check_target_loss(target_loss)
+    rungs = parse_ladder(ladder, tokens_per_param=tokens_per_param, max_tokens=max_tokens, max_steps=max_steps)
     labels, specs = _contenders(models, config_files, overrides, variants, contenders)
+    if rungs is not None:
+        rungs, labels, specs = expand_contenders(rungs, labels, specs)
     per_contender = seeds + (tuning.trials * tuning.tune_seeds if tuning is not None else 0)
     if len(specs) * per_contender > MAX_RUNS:  # before any contender's config is read
         tuned = f" + {tuning.trials:,} trials x {tuning.tune_seeds:,} tuning seeds" if tuning is not None else ""
@@ -373,11 +388,9 @@ def build_plan(
     for label, (config_file, contender_overrides) in zip(firsts, specs, strict=True):
         first = firsts[label]
         per_step = tokens_per_step(first)
-        steps[label] = (
-            math.ceil(max_tokens / per_step)
-            if max_tokens is not None
-            else (max_steps or first.trainer.options.get("max_steps"))
-        )
+        tokens = (rung_tokens(rungs, first) if rungs is not None else None) or max_tokens
+        fixed = max_steps or first.trainer.options.get("max_steps")
+        steps[label] = math.ceil(tokens / per_step) if tokens is not None else fixed
         if steps[label] is None:
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
         budgets[label] = steps[label] * per_step
@@ -403,7 +416,7 @@ def build_plan(
             configs[directory] = config_record(run.load())  # validates each final config before anything trains
             runs.append(run)
     # With --max-tokens each run trains on max_tokens rounded up to whole steps: the same budget.
-    if max_tokens is None and len(set(budgets.values())) > 1:
+    if max_tokens is None and rungs is None and len(set(budgets.values())) > 1:
         listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
         raise ConfigError(
             f"the runs would train on different numbers of tokens ({listed}) because their batch_size x block_size "
@@ -418,6 +431,7 @@ def build_plan(
         target_loss,
         tuning,
         ablation_base,
+        rungs,
     )
     if tuning is not None:
         from cleangpt_core.experiments.tuning import check_tuning  # optuna's ranges: checked before anything trains
@@ -618,6 +632,7 @@ def train_run(
         "label": run.label,
         "seed": run.seed,
         "model_type": config.model.model_type,
+        "model": model_description(config.model),
         "config_file": run.config_file,
         "parameters": recorder.parameters,
         "all_parameters": recorder.all_parameters,

@@ -11,15 +11,20 @@ with it. Needs ``pip install "cleangpt-core[eval]"``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import os
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lm_eval import evaluator
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.evaluator import simple_evaluate
+from lm_eval.loggers.utils import get_commit_from_path
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, make_table
 
@@ -210,12 +215,35 @@ def evaluate_tasks(
         )
         raise ConfigError(f"lm-eval knows no task {described}; define your own with --include-path DIR")
     model = CleanGPTLM(pretrained=str(checkpoint), device=device, batch_size=batch_size)
-    results = simple_evaluate(
-        model=model,
-        tasks=tasks,
-        num_fewshot=num_fewshot,
-        limit=limit,
-        task_manager=task_manager,
-        log_samples=False,
-    )
+    with _git_errors_kept_quiet():
+        results = simple_evaluate(
+            model=model,
+            tasks=tasks,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=task_manager,
+            log_samples=False,
+        )
     return results, make_table(results)
+
+
+def _git_commit_hash() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` (the commit of the working folder, recorded with the results) with git's
+    stderr kept from the terminal: lm-eval lets ``git describe`` write to it, so outside a checkout every
+    evaluation printed "fatal: not a git repository" (EleutherAI/lm-evaluation-harness#1691)."""
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError):  # not a checkout, or no git: as lm-eval falls back
+        return get_commit_from_path(os.getcwd())
+
+
+@contextmanager
+def _git_errors_kept_quiet() -> Iterator[None]:
+    """`_git_commit_hash` in place of lm-eval's for the length of one evaluation (`simple_evaluate` calls the
+    name its module imported), so nothing outside cleanGPT's own evaluations changes."""
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = _git_commit_hash
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original

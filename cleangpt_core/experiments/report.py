@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def markdown_table(results: list[dict[str, Any]], target: float | None = None) -
         seed = f" {result.get('seed')} |" if seeded else ""
         reached = f" {_target_cell(tokens_to_target(result, target))} |" if target is not None else ""
         lines.append(
-            f"| {result['label']} |{seed} {result['model_type']} | {parameters} "
+            f"| {result['label']} |{seed} {result.get('model', result['model_type'])} | {parameters} "
             f"| {_number(result.get('tokens_per_s'), 0)} | {_number(result.get('train_loss'), 4)} | {val} |{reached} "
             f"{format_duration(result['wall_s'])} |"
         )
@@ -122,7 +122,7 @@ def contender_table(summaries: list[dict[str, Any]], target: float | None = None
                 f"| {hit['reached']}/{hit['runs']} |"
             )
         lines.append(
-            f"| {summary['label']} | {summary['model_type']} | {parameters} | {_number(summary['tokens'], 0)} "
+            f"| {summary['label']} | {summary['model']} | {parameters} | {_number(summary['tokens'], 0)} "
             f"| {len(summary['seeds'])} | {val} | {_number(summary['val_loss_min'], 4)} – "
             f"{_number(summary['val_loss_max'], 4)} |{reached} {_number(summary['train_loss_mean'], 4)} "
             f"| {_number(summary['tokens_per_s_mean'], 0)} | {format_duration(summary['wall_s_total'])} |"
@@ -239,18 +239,22 @@ def write_report(
     setting: dict[str, Any],
     target: float | None = None,
     sections: Sequence[tuple[str, list[str], Any]] = (),
+    comparable: Callable[[str, str], bool] | None = None,
 ) -> dict[str, Path]:
     """Write report.json, report.md and val_loss.png into `out_dir`; returns their paths.
 
-    `setting` describes what the runs share: ``dataset``, ``seed`` (the first seed) and ``tokens_per_run``.
+    `setting` describes what the runs share: ``dataset``, ``seed`` (the first seed) and ``tokens_per_run``, or
+    ``budget``, words for a budget that is not one number (a ladder's rungs each have their own).
     `target` is the validation loss whose tokens-to-reach the report gives. `sections` are further parts
     (an ablation's verdicts, the tuning), each its report.json key, its Markdown lines and its JSON value;
-    they come after the verdicts on the seed spread.
+    they come after the verdicts on the seed spread, which are given for every pair of contenders or, with
+    `comparable`, for the pairs it accepts (a ladder's contenders at the same rung).
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
     summaries = summarize(results, target)
-    verdicts = spread_verdicts(summaries)
+    verdicts = [v for v in spread_verdicts(summaries) if comparable is None or comparable(v["better"], v["worse"])]
     seeded = is_seeded(results)
+    budget = setting.get("budget") or f"{setting['tokens_per_run']:,} tokens"
     plot_validation_curves(results, paths["plot"], target)
     report = {**setting, "target_loss": target, "contenders": summaries, "spread": verdicts, "runs": results}
     report.update({key: value for key, _, value in sections})
@@ -262,14 +266,14 @@ def write_report(
         same = (
             f"Every contender trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}; a run's seed sets its "
             f"initialisation and its data order) on the same data (`{setting['dataset']}`) and token budget "
-            f"({setting['tokens_per_run']:,} tokens, in whole steps of each contender's batch). A contender's val "
+            f"({budget}, in whole steps of each contender's batch). A contender's val "
             "loss is the mean ± the standard deviation (n − 1) of its seeds' final validation losses, each over "
             "every validation token."
         )
     else:
         same = (
             f"Every run trained on the same data (`{setting['dataset']}`), seed ({setting['seed']}) and token "
-            f"budget ({setting['tokens_per_run']:,} tokens)."
+            f"budget ({budget})."
         )
     counted = " (all parameters include them, a tied embedding once)" if seeded else ""
     lines = [

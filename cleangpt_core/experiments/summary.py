@@ -57,6 +57,7 @@ def summarize_contender(results: Sequence[dict[str, Any]], target: float | None)
     summary: dict[str, Any] = {
         "label": first["label"],
         "model_type": first["model_type"],
+        "model": first.get("model", first["model_type"]),  # results from before 2026-12 have no description
         "seeds": [r.get("seed") for r in results],
         "parameters": first.get("parameters"),
         "all_parameters": first.get("all_parameters"),

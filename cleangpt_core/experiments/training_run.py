@@ -44,6 +44,7 @@ from cleangpt_core.config.experiment import (
     resolve_experiment,
 )
 from cleangpt_core.data.prepared_data import PreparedCorpus, data_fingerprint, is_prepared_dir
+from cleangpt_core.data.python_stdlib import PYTHON_STDLIB
 from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
@@ -383,18 +384,25 @@ def run_experiment(
 
 
 def _check_same_data(run_dir: RunDirectory, dataset: Any, fingerprint: str | None) -> None:
-    """Refuse to resume on prepared data other than the run started on (prepared again from another corpus or
-    with another tokenizer): the run would go on silently on different tokens."""
+    """Refuse to resume on data other than the run started on (a folder prepared again from another corpus or
+    with another tokenizer, python-stdlib of another Python): the run would go on silently on different tokens."""
     if not run_dir.data_record.is_file():
         return  # a run on in-memory data, or one from before the record existed
     record = read_json(run_dir.data_record, CheckpointError, "delete it to resume without the check")
     recorded = record.get("fingerprint") if isinstance(record, dict) else None
     if recorded != fingerprint:
         raise DataError(
-            f"the prepared data in {dataset} is not the data this run started on (fingerprint {str(recorded)[:12]}, "
-            f"now {str(fingerprint)[:12]}, recorded in {run_dir.data_record}): it was prepared again; resume with "
-            "the data the run trained on, or start a new run"
+            f"data.dataset={dataset} is not the data this run started on (fingerprint {_shown(recorded)}, now "
+            f"{_shown(fingerprint)}, recorded in {run_dir.data_record}): a folder prepared again, or python-stdlib of "
+            "another Python; resume with the data the run trained on, or start a new run"
         )
+
+
+def _shown(fingerprint: object) -> str:
+    """A fingerprint as an error shows it: a prepared folder's hash cut to 12 digits; python-stdlib's whole, since
+    it names the Python version."""
+    text = str(fingerprint)
+    return text if text.startswith(PYTHON_STDLIB) else text[:12]
 
 
 def _claim(run_dir: RunDirectory, *, fresh: bool, overwrite: bool) -> None:

@@ -3,7 +3,9 @@
 Each contender gets two Optuna studies in one storage: ``<id>:<label>:tune`` holds its trials (each a setting of
 the ``--tune`` keys, trained as ordinary run directories under ``tuning/<label>/<slot>/seed-<s>`` on the tuning
 seeds, scored by the mean of their final validation losses), and ``<id>:<label>:final`` its final runs (the best
-setting, trained once per ``--seeds`` seed into ``runs/``, as an untuned comparison's). ``<id>`` is a
+setting, trained once per ``--seeds`` seed into ``runs/``, as an untuned comparison's). On a ladder every rung has
+its final study but only the smallest rung a study of trials, whose best setting every rung of the contender
+trains (tune at the smallest rung, then transfer: `cleangpt_core.experiments.ladder`). ``<id>`` is a
 fingerprint of what the comparison trains, so the same command started on another machine finds the same
 studies, and another comparison in the same database never does.
 
@@ -218,7 +220,7 @@ class Tuner:
         first_seed = plan.runs[0].seed
         self.studies: dict[tuple[str, str], optuna.Study] = {}
         for label in plan.labels:
-            for kind in ("tune", "final"):
+            for kind in ("tune", "final") if label in self.tuned_labels else ("final",):
                 sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=first_seed)
                 if kind == "tune" and self.spec.sampler == "tpe":
                     sampler = optuna.samplers.TPESampler(
@@ -231,6 +233,16 @@ class Tuner:
                     direction="minimize",
                     load_if_exists=True,
                 )
+
+    def tuned_at(self, label: str) -> str:
+        """The label whose study tunes `label`'s runs: itself, or on a ladder its contender's smallest rung (tune at
+        the smallest rung, then transfer the best setting to every rung)."""
+        return self.plan.ladder.smallest(label) if self.plan.ladder is not None else label
+
+    @property
+    def tuned_labels(self) -> list[str]:
+        """The labels that have a study of trials, in plan order."""
+        return [label for label in self.plan.labels if self.tuned_at(label) == label]
 
     # -- the work ---------------------------------------------------------------------------------------------
 
@@ -260,16 +272,16 @@ class Tuner:
             time.sleep(poll_s)  # what is left is running elsewhere (or a stale trial's grace is not over yet)
 
     def _claim_and_train(self) -> bool:
-        for label in self.plan.labels:
+        for label in self.tuned_labels:
             study = self.studies[label, "tune"]
             self._enqueue_missing(study, self.tune_slots())
             if (trial := self._claim(study)) is not None:
                 self._train_trial(label, study, trial)
                 return True
         for label in self.plan.labels:
-            if not self._slots_done(self.studies[label, "tune"], self.tune_slots()):
+            if not self._slots_done(self.studies[self.tuned_at(label), "tune"], self.tune_slots()):
                 continue
-            best = self.best(label)
+            best = self.best(self.tuned_at(label))
             if best is None:  # every trial failed: nothing to train the final runs at
                 continue
             study = self.studies[label, "final"]
@@ -282,9 +294,9 @@ class Tuner:
     def finished(self) -> bool:
         """Whether every contender's trials, and the final runs of those with a best setting, have finished."""
         for label in self.plan.labels:
-            if not self._slots_done(self.studies[label, "tune"], self.tune_slots()):
+            if not self._slots_done(self.studies[self.tuned_at(label), "tune"], self.tune_slots()):
                 return False
-            if self.best(label) is not None and not self._slots_done(
+            if self.best(self.tuned_at(label)) is not None and not self._slots_done(
                 self.studies[label, "final"], self.final_slots(label)
             ):
                 return False
@@ -478,14 +490,14 @@ class Tuner:
             "sampler": self.spec.sampler,
             "trials": self.spec.trials,
             "keys": [vars(key) for key in self.spec.keys],
-            "tune_seeds": {label: tuning_seeds(self.plan, label) for label in self.plan.labels},
+            "tune_seeds": {label: tuning_seeds(self.plan, label) for label in self.tuned_labels},
             "contenders": {
                 label: {
                     "best": self.best(label),
                     "basin": basin(self.trials(label), self.spec.keys),
                     "trials": self.trials(label),
                 }
-                for label in self.plan.labels
+                for label in self.tuned_labels
             },
         }
 

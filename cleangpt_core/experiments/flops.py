@@ -1,0 +1,66 @@
+"""A run's training compute: C = 6·N·D plus the attention term, in Kaplan et al.'s (2020) convention.
+
+Per training token, the forward pass costs 2 FLOPs (a multiply and an add) per parameter that multiplies the
+token's activations, plus the attention scores: QK^T and the weighted sum AV each take ``2·n_ctx·d_attn`` FLOPs
+per layer for a query that sees all ``n_ctx`` keys, and a causal query sees ``n_ctx/2`` on average, so the two
+together take ``2·n_layer·n_ctx·d_attn`` (Kaplan et al., Table 1). The backward pass costs twice the forward,
+so training costs three times the forward:
+
+    C = 6·N·D + 6·n_layer·n_ctx·d_attn·D
+
+with D the training tokens, ``n_ctx`` = ``model.block_size`` (every training window is a full block) and
+``d_attn`` = ``model.n_embd`` (the heads' widths sum to it; grouped-query attention shares keys and values but
+still scores every query head). PaLM's and nanoGPT's ``6N + 12·n_layer·n_ctx·d_attn`` count the causal half
+too; ours is Kaplan's, half that term.
+
+N counts the *non-embedding* parameters, as Kaplan's does: every trainable parameter except the token and
+position embedding tables and the output head (tied or not), i.e. the hidden matrices and the gains (norm
+gains, biases, scalar gates) by the roles the optimizers use (`cleangpt_core.trainers.optimizers`). A lookup
+costs no multiply-adds; the head does cost ``2·n_embd·vocab_size`` per token, but leaving it out (as Kaplan
+does) keeps N and C independent of the tokenizer, so a ladder's budgets are known before any data is read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from cleangpt_core.config.model import ModelConfig
+
+FLOPS_FORMULA = "C = 6·N·D + 6·n_layer·n_ctx·d_attn·D (n_ctx = block_size, d_attn = n_embd; causal half counted once)"
+N_COUNTS = (
+    "N = non-embedding parameters (Kaplan et al. 2020): hidden matrices, norm gains and biases; the token and "
+    "position embeddings and the output head (tied or not) are left out"
+)
+COUNTED_ROLES = ("matrix", "gain")  # of `cleangpt_core.trainers.optimizers.ROLES`
+
+
+def non_embedding_parameters(model: nn.Module) -> int:
+    """N of a built model: the parameters of the roles in `COUNTED_ROLES` (each tensor once, tied ones too)."""
+    from cleangpt_core.trainers.optimizers import parameter_roles
+
+    roles = parameter_roles(model)
+    return sum(parameter.numel() for parameter in (*roles.matrices, *roles.gains))
+
+
+def model_parameters(config: ModelConfig) -> int:
+    """N of the model `config` describes, counted on the meta device: no memory, no initialisation."""
+    import torch
+
+    from cleangpt_core.model.factory import get_model
+
+    with torch.device("meta"):
+        model = get_model(config.model_type, config=config)
+    return non_embedding_parameters(model)
+
+
+def attention_flops_per_token(n_layer: int, block_size: int, n_embd: int) -> int:
+    """The attention term per training token: ``6·n_layer·n_ctx·d_attn`` (forward and backward, causal)."""
+    return 6 * n_layer * block_size * n_embd
+
+
+def training_flops(parameters: int, tokens: int, n_layer: int, block_size: int, n_embd: int) -> int:
+    """C of a run that trains a model with `parameters` non-embedding parameters on `tokens` tokens."""
+    return (6 * parameters + attention_flops_per_token(n_layer, block_size, n_embd)) * tokens
