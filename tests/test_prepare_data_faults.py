@@ -179,6 +179,21 @@ def test_text_without_spaces_is_cut_into_bounded_units_on_character_boundaries(t
     assert index["documents"] == 1
 
 
+def test_a_document_that_opens_with_a_long_blank_stretch_stays_a_document_of_its_own(tmp_path, monkeypatch):
+    """Its first piece is cut short and blank: dropped as a blank document, its next pieces (which continue it)
+    were glued to the previous file's document."""
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("the first document")
+    (tmp_path / "corpus" / "b.txt").write_text(" " * 20_000 + "the second")
+    tokenizer = gpt2()
+    with pytest.warns(RuntimeWarning, match="no space for over"):
+        index = prepare_data(DocumentSource.from_argument(tmp_path / "corpus"), tokenizer, tmp_path / "out", num_proc=1)
+    assert index["documents"] == 2
+    expected = tokenize_documents(["the first document", " " * 20_000 + "the second"], tokenizer)
+    assert len(PreparedCorpus(tmp_path / "out").tokens()) == len(expected)
+
+
 def _long_record_corpus(path: Path, text: str) -> list[str]:
     """A short record, one record with `text` between other fields, a short record; returns the three texts."""
     texts = ["a short one", text, "and a last one"]
