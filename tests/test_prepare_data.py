@@ -545,7 +545,8 @@ def test_jsonl_records_the_fast_parser_refuses_read_as_the_standard_library_read
 
 def _expected_cuts(data: bytes, unit_bytes: int, safe: bool) -> list[int] | None:
     """Where units end, by the rule read off the whole file: the first safe place at least unit_bytes on, and
-    at most MAX_UNIT_SCALE units on (a .txt piece is cut there; a JSON Lines record that long is refused: None)."""
+    at most MAX_UNIT_SCALE units on (a .txt piece is cut there; a JSON Lines line that long must be one record
+    with a long text, which these bytes are not: None)."""
     cuts, offset = [], 0
     while len(data) - offset > unit_bytes:
         rest = range(offset + unit_bytes, len(data))
@@ -576,7 +577,7 @@ def test_units_end_at_the_first_safe_place_whatever_the_reads(tmp_path, monkeypa
         path.write_bytes(data)
         expected = _expected_cuts(data, unit, safe)
         if expected is None:
-            with pytest.raises(DataError, match="too long for one JSON Lines record"):
+            with pytest.raises(DataError, match="outside its 'text' field"):
                 list(DocumentSource.from_argument(path).units())
             continue
         units = list(DocumentSource.from_argument(path).units())

@@ -4,22 +4,27 @@ paths, damaged indexes. Each test is the regression test of one fault of issue 2
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.data import document_sources
+from cleangpt_core.data import document_sources, shard_writer
 from cleangpt_core.data.document_sources import DocumentSource
+from cleangpt_core.data.prepared_data import PreparedCorpus
 from cleangpt_core.data.shard_writer import STATE_FILE, prepare_data
 from cleangpt_core.errors import DataError, RunLockedError
 from cleangpt_core.tokenizers import create_tokenizer
-from cleangpt_core.utils import tinyshakespeare_text
+from cleangpt_core.utils import tinyshakespeare_text, tokenize_documents
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gpt2"
 LINES = tinyshakespeare_text().splitlines()
@@ -174,13 +179,124 @@ def test_text_without_spaces_is_cut_into_bounded_units_on_character_boundaries(t
     assert index["documents"] == 1
 
 
-def test_a_jsonl_record_longer_than_the_unit_limit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+def test_a_document_that_opens_with_a_long_blank_stretch_stays_a_document_of_its_own(tmp_path, monkeypatch):
+    """Its first piece is cut short and blank: dropped as a blank document, its next pieces (which continue it)
+    were glued to the previous file's document."""
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("the first document")
+    (tmp_path / "corpus" / "b.txt").write_text(" " * 20_000 + "the second")
+    tokenizer = gpt2()
+    with pytest.warns(RuntimeWarning, match="no space for over"):
+        index = prepare_data(DocumentSource.from_argument(tmp_path / "corpus"), tokenizer, tmp_path / "out", num_proc=1)
+    assert index["documents"] == 2
+    expected = tokenize_documents(["the first document", " " * 20_000 + "the second"], tokenizer)
+    assert len(PreparedCorpus(tmp_path / "out").tokens()) == len(expected)
+
+
+def _long_record_corpus(path: Path, text: str) -> list[str]:
+    """A short record, one record with `text` between other fields, a short record; returns the three texts."""
+    texts = ["a short one", text, "and a last one"]
+    records = [
+        {"text": texts[0]},
+        {"id": 1, "text": text, "meta": {"source": "play", "tags": ["x"]}},
+        {"text": texts[2]},
+    ]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return texts
+
+
+def test_a_jsonl_record_longer_than_the_unit_limit_is_cut_into_bounded_units_that_tokenize_as_its_text(
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
     path = tmp_path / "corpus.jsonl"
-    path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "word " * 5000}) + "\n")
-    with pytest.raises(DataError, match=r"corpus.jsonl: the line running through bytes 4,096 to 16,384 is longer"):
+    texts = _long_record_corpus(path, tinyshakespeare_text()[:60_000])  # escapes ("\n") all along
+    units = list(DocumentSource.from_argument(path).units())
+    assert sum(unit.size for unit in units) == path.stat().st_size
+    assert len(units) > 10 and max(unit.size for unit in units) <= 5 * 4096
+    assert not any(unit.forced for unit in units)
+    tokenizer = gpt2()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cut only where GPT-2 gives the pieces the ids of the whole: no warning
+        index = prepare_data(DocumentSource.from_argument(path), tokenizer, tmp_path / "prepared", num_proc=2)
+    assert index["documents"] == 3
+    assert np.array_equal(
+        np.asarray(PreparedCorpus(tmp_path / "prepared").tokens()), tokenize_documents(texts, tokenizer)
+    )
+
+
+_RECORD_ALPHABET = ["a", "z", "é", "€", "😀", " ", "  ", "\n", "\t", "\\", '"', "/", "u", "d83d", "\u2028"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.lists(st.sampled_from(_RECORD_ALPHABET), max_size=400).map("".join), min_size=1, max_size=4),
+    ascii_only=st.booleans(),
+    unit=st.integers(16, 64),  # more than the record without its text
+)
+def test_long_records_are_cut_only_between_characters_and_escapes(tmp_path, monkeypatch, texts, ascii_only, unit):
+    """Whatever the escapes (surrogate pairs from ensure_ascii included) and wherever the reads end, the pieces of
+    a long record parse, each as a JSON string of its own, to pieces of its text."""
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", unit)
+    monkeypatch.setattr(document_sources, "_SCAN_BYTES", 7)
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=ascii_only) + "\n" for t in texts), encoding="utf-8")
+    units = list(DocumentSource.from_argument(path).units())
+    assert sum(u.size for u in units) == path.stat().st_size
+    documents: list[str] = []
+    for u in units:
+        found = document_sources.read_unit(u, "text")[1]
+        if u.continues:
+            documents[-1] += found.pop(0)
+        documents += found
+    assert documents == [t for t in texts if t.strip()]
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ('{{"text": "short", "blob": "{long}"}}', "a string of the record longer than 4,096 bytes is not its 'text'"),
+        ('{{"text": "{long}", "blob": "{long}"}}', "holds more than one string longer than 4,096 bytes"),
+        ('{{"text": "{long}", "n": [{many}]}}', "longer than 4,096 bytes outside its 'text' field"),
+        ('{{"text": "{long}", "n": tru}}', "line 2: not valid JSON"),
+        ('{{"body": "{long}"}}', "line 2: the record has no field 'text'"),
+        ('{{"text": "{long}', "line 2: not valid JSON (a string is not closed before the line ends)"),
+        ('{{"text": "{long}\u0001 more words"}}', "line 2: not valid JSON"),
+    ],
+)
+def test_a_long_record_that_is_not_one_long_text_is_one_line(tmp_path, monkeypatch, record, message):
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    path = tmp_path / "corpus.jsonl"
+    long = "words and more " * 2000  # 30 KB: no newline within four units
+    path.write_text('{"text": "fine"}\n' + record.format(long=long, many="1, " * 3000 + "1") + "\n")
+    with pytest.raises(DataError, match=re.escape(message)):
         prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "prepared", num_proc=1)
     assert not (tmp_path / "prepared").exists()
+
+
+def test_a_prepare_of_a_long_record_interrupted_midway_resumes_byte_identical(tmp_path, monkeypatch):
+    monkeypatch.setattr(document_sources, "UNIT_BYTES", 4096)
+    path = tmp_path / "corpus.jsonl"
+    _long_record_corpus(path, tinyshakespeare_text()[:100_000])
+    add = shard_writer._ShardWriter.add
+    calls = []
+
+    def interrupted(self, unit, result):
+        calls.append(unit)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return add(self, unit, result)
+
+    monkeypatch.setattr(shard_writer._ShardWriter, "add", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "resumed", shard_tokens=2000, num_proc=1)
+    assert calls[-1].kind == "record" and calls[-1].continues
+    assert (tmp_path / "resumed" / STATE_FILE).is_file()
+    monkeypatch.setattr(shard_writer._ShardWriter, "add", add)
+    prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "resumed", shard_tokens=2000, num_proc=1)
+    prepare_data(DocumentSource.from_argument(path), gpt2(), tmp_path / "straight", shard_tokens=2000, num_proc=1)
+    assert all_files(tmp_path / "resumed") == all_files(tmp_path / "straight")
 
 
 # --- 12: a cut that changes the ids is said --------------------------------------------------------------------

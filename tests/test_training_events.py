@@ -193,3 +193,41 @@ def test_a_resumed_run_continues_the_metrics_file_without_repeating_steps(tmp_pa
     build_tiny_trainer("simple", **options).train(resume_from=tmp_path)
     steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(2, 21, 2))
+
+
+def _killed_and_resumed(run_dir, trainer_type, options, drop_record: bool = False):
+    """A run stopped at step 4 as a kill would leave it (its latest checkpoint is step 3; its metrics lines after
+    that are dropped on resume), then resumed to the end."""
+    from cleangpt_core.testing.trainer import StopAtStep
+
+    build_tiny_trainer(trainer_type, output_dir=run_dir, callbacks=[StopAtStep(4)], **options).train()
+    (run_dir / "latest").write_text("checkpoints/step-00000003\n")
+    if drop_record:  # a checkpoint written before the unlogged losses were recorded
+        state = run_dir / "checkpoints" / "step-00000003" / "trainer_state.json"
+        payload = json.loads(state.read_text())
+        del payload["state"]["unlogged_losses"]
+        state.write_text(json.dumps(payload))
+    build_tiny_trainer(trainer_type, output_dir=run_dir, **options).train(resume_from=run_dir)
+    return [(r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+
+
+@pytest.mark.slow  # three tiny runs: 7-13 s on the 2-core machine
+@pytest.mark.parametrize("trainer_type", ["simple", "advanced"])
+def test_a_run_resumed_mid_logging_interval_logs_the_train_losses_of_one_that_never_stopped(tmp_path, trainer_type):
+    """The steps between the last metrics line and the checkpoint are in the checkpoint, so the first line after
+    the resume averages all of its interval's steps (compare's train loss column is that line)."""
+    options = {"max_steps": 12, "log_interval": 5, "checkpoint_interval": 3}
+    build_tiny_trainer(trainer_type, output_dir=tmp_path / "straight", **options).train()
+    straight = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if "loss" in r]
+    assert [step for step, _ in straight] == [5, 10, 12]
+    assert _killed_and_resumed(tmp_path / "resumed", trainer_type, options) == straight  # bitwise
+
+
+@pytest.mark.slow
+def test_a_checkpoint_without_unlogged_losses_resumes_and_its_first_line_averages_the_new_steps(tmp_path):
+    options = {"max_steps": 12, "log_interval": 5, "checkpoint_interval": 3}
+    build_tiny_trainer("simple", output_dir=tmp_path / "straight", **options).train()
+    straight = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if "loss" in r]
+    resumed = _killed_and_resumed(tmp_path / "old", "simple", options, drop_record=True)
+    assert [step for step, _ in resumed] == [5, 10, 12] and resumed[1:] == straight[1:]
+    assert resumed[0][1] != straight[0][1]  # steps 4 and 5 only, as every run resumed before did

@@ -18,7 +18,6 @@ last; the state file is removed then. Nothing that is finished is ever deleted, 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import json
@@ -26,8 +25,6 @@ import mmap
 import multiprocessing
 import os
 import shutil
-import signal
-import sys
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -56,6 +53,7 @@ from cleangpt_core.data.prepared_data import (
     shard_name,
 )
 from cleangpt_core.data.progress import TokenizationProgress
+from cleangpt_core.distributed.parent_death import die_with_parent
 from cleangpt_core.errors import DataError, TokenizerError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 
@@ -173,10 +171,10 @@ class _CutWarnings:
                 exact = True
             if not exact:
                 warnings.warn(
-                    f"{unit.origin} is one document longer than a work unit, and this tokenizer gives pieces of a text "
-                    "other ids than the whole text (it merges across spaces or marks the start of a text), so the "
-                    "ids at each cut differ from tokenizing the file whole; split such a file into documents "
-                    "(JSON Lines) to avoid it",
+                    f"{unit.origin} holds a document longer than a work unit, and this tokenizer gives pieces of a "
+                    "text other ids than the whole text (it merges across spaces or marks the start of a text), so the "
+                    "ids at each cut differ from tokenizing the document whole; split such a document into shorter "
+                    "ones (JSON Lines records of less than a megabyte) to avoid it",
                     RuntimeWarning,
                     stacklevel=3,
                 )
@@ -274,15 +272,16 @@ class _Slots:
         return digest, starts, tokens
 
 
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that forked it dies
+def _init_worker(
+    tokenizer: BaseTokenizer | str, text_field: str, slots: mmap.mmap | None = None, parent: int | None = None
+) -> None:
+    """Set up a tokenizer worker, or this process when it tokenizes alone (no `parent`).
 
-
-def _init_worker(tokenizer: BaseTokenizer | str, text_field: str, slots: mmap.mmap | None = None) -> None:
+    parent: the pid of the prepare that started this worker process, which then dies with it.
+    """
     global _worker_tokenizer, _worker_text_field, _worker_slots
-    if sys.platform.startswith("linux"):
-        # a prepare killed with SIGKILL (the OOM killer's way) would leave its workers waiting forever on a
-        # queue nobody feeds: Linux kills them with it
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None:
+        die_with_parent(parent)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one Rust thread per worker: the workers are the parallelism
     if isinstance(tokenizer, str):
         from cleangpt_core.tokenizers.factory import from_pretrained
@@ -357,7 +356,8 @@ def _tokenized_units(
     forked = context.get_start_method() == "fork"
     slots = _Slots(2 * num_proc)  # at most two units per worker in flight
     # forked workers inherit the tokenizer and the shared slots (fork passes them without pickling)
-    initargs = (tokenizer, source.text_field, slots.memory) if forked else (str(saved), source.text_field)
+    initargs = (tokenizer, source.text_field, slots.memory) if forked else (str(saved), source.text_field, None)
+    initargs += (os.getpid(),)
     # An executor, not multiprocessing.Pool: a worker that dies (the OOM killer, a kill -9) breaks it, and every
     # waiting result raises, where Pool would replace the worker and wait forever for the unit it lost.
     pool = ProcessPoolExecutor(num_proc, mp_context=context, initializer=_init_worker, initargs=initargs)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from cleangpt_core.distributed.parent_death import die_with_parent
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -46,9 +48,15 @@ def backend_for(device: torch.device) -> str:
 
 
 def init_distributed(device: torch.device) -> DistributedContext:
-    """Join the process group torchrun describes (once per process) and say where this process stands."""
+    """Join the process group torchrun describes (once per process) and say where this process stands.
+
+    A worker torchrun started dies with it: torchrun puts each worker in a session of its own, so a launcher
+    killed alone (``kill -9``, the out-of-memory killer) would leave its workers running.
+    """
     if dist.is_available() and dist.is_initialized():
         return current_context()
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # set by torchrun's agent for each worker it starts
+        die_with_parent()
     if not launched_by_torchrun():
         return DistributedContext()
     if device.type == "cuda":

@@ -36,13 +36,13 @@ from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_co
 from cleangpt_core.config.model import model_description
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.experiments.ladder import LadderSpec, expand_contenders, parse_ladder, rung_tokens
+from cleangpt_core.experiments.plan_limits import MAX_RUNS, MAX_SEEDS, SPLIT
 from cleangpt_core.experiments.tuning_spec import TuningSpec
 
 PLAN_FILE = "compare.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 CLOCK_FILE = "compare_clock.json"
-MAX_SEEDS = 1000  # runs per contender: the plan lists every run, so its size must stay bounded
 
 # 2: runs per contender and seed, and the target loss the report measures; a version-1 plan (one run per
 # contender, no target) still loads, as a comparison with one seed. 3: the tuning and the ablation's base
@@ -345,7 +345,7 @@ def build_plan(
     if seeds > MAX_SEEDS:
         raise ConfigError(
             f"--seeds must be at most {MAX_SEEDS:,} (runs per contender), got {seeds:,}; a plan is built and saved "
-            "whole before the first run, so split a larger study into several comparisons"
+            f"whole before the first run, so {SPLIT}"
         )
     if eval_tokens is not None and eval_tokens < 1:
         raise ConfigError(f"--eval-tokens must be at least 1, got {eval_tokens}")
@@ -356,6 +356,14 @@ def build_plan(
     labels, specs = _contenders(models, config_files, overrides, variants, contenders)
     if rungs is not None:
         rungs, labels, specs = expand_contenders(rungs, labels, specs)
+    per_contender = seeds + (tuning.trials * tuning.tune_seeds if tuning is not None else 0)
+    if len(specs) * per_contender > MAX_RUNS:  # before any contender's config is read
+        tuned = f" + {tuning.trials:,} trials x {tuning.tune_seeds:,} tuning seeds" if tuning is not None else ""
+        raise ConfigError(
+            f"the comparison would train {len(specs) * per_contender:,} runs ({len(specs):,} contenders x ({seeds:,} "
+            f"seeds{tuned})), more than the {MAX_RUNS:,} a plan may hold; it is built and saved whole before the "
+            f"first run, so {SPLIT}"
+        )
     if len(specs) * seeds < 2:  # one contender over several seeds measures its own spread
         raise ConfigError(
             "a comparison needs at least two runs: give two or more --model or --config, or --seeds 2 or more, or "

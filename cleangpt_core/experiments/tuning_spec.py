@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.experiments.plan_limits import MAX_RUNS, MAX_SEEDS, SPLIT
 
 SAMPLERS = ("grid", "tpe")
 STUDY_FILE = "study.db"  # the default Optuna storage, inside the comparison folder (SQLite: see tuning.py)
@@ -165,6 +166,8 @@ def tuning_spec(
         raise ConfigError("--tune needs --trials N (trials per contender)")
     if trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
+    if trials > MAX_RUNS:  # before a grid of them is built
+        raise ConfigError(f"--trials must be at most {MAX_RUNS:,} (trials per contender), got {trials:,}; {SPLIT}")
     if sampler == "grid":
         points = round(trials ** (1 / len(keys)))
         if points < 2 or points ** len(keys) != trials:
@@ -172,8 +175,8 @@ def tuning_spec(
                 f"--tune-sampler grid over {len(keys)} key(s) tries the same number of points on each: --trials "
                 f"must be {' or '.join(str(n ** len(keys)) for n in (2, 3, 4))}..., got {trials}"
             )
-    if tune_seeds is not None and tune_seeds < 1:
-        raise ConfigError(f"--tune-seeds must be at least 1, got {tune_seeds}")
+    if tune_seeds is not None and not 1 <= tune_seeds <= MAX_SEEDS:
+        raise ConfigError(f"--tune-seeds must be between 1 and {MAX_SEEDS:,} (runs per trial), got {tune_seeds:,}")
     if heartbeat_s is not None and not (math.isfinite(heartbeat_s) and heartbeat_s >= 1):
         raise ConfigError(f"--heartbeat must be at least 1 second, got {heartbeat_s}")
     if storage is not None and "://" not in storage:

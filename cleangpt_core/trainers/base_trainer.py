@@ -41,6 +41,7 @@ from cleangpt_core.distributed.strategies import (
     load_full_optimizer_state,
     prepare_model,
 )
+from cleangpt_core.errors import CheckpointError
 from cleangpt_core.trainers.batches import Batch, EpochBatches
 from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
 from cleangpt_core.trainers.events import TrainingEvents
@@ -129,6 +130,9 @@ class BaseTrainer(ABC):
         self._events: TrainingEvents | None = None
         self._rng_to_restore: dict[str, Any] | None = None
         self._resumed_from: Path | None = None
+        # the losses of the steps after the last metrics line, as the checkpoint this run resumed from recorded
+        # them: the metrics logger averages them into its first line, as a run that never stopped would
+        self.losses_before_resume: list[float] = []
         if lr_scheduler is not None and not isinstance(lr_scheduler, LRScheduler):
             lr_scheduler = lr_scheduler(self.optimizer, self.total_steps())
         self.lr_scheduler = lr_scheduler
@@ -238,6 +242,8 @@ class BaseTrainer(ABC):
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.progress = TrainingProgress(**state["progress"])
         self._rng_to_restore = state["rng"]
+        # a checkpoint written before they were recorded has none: its first line averages the new steps only
+        self.losses_before_resume = _loss_list(state.get("unlogged_losses", []))
 
     def save_checkpoint(self, val_loss: float | None = None) -> Path | None:
         """Write a checkpoint of the current step (main process only) and tell the observers."""
@@ -300,3 +306,8 @@ class BaseTrainer(ABC):
             restore_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 
+
+def _loss_list(value: Any) -> list[float]:
+    if not isinstance(value, list) or not all(isinstance(loss, int | float) for loss in value):
+        raise CheckpointError(f"the trainer state's unlogged_losses must be a list of numbers, not {value!r:.80}")
+    return [float(loss) for loss in value]

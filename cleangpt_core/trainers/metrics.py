@@ -5,8 +5,9 @@ so it shows the pattern any logging plugin would follow. Only the main process w
 ``metrics.jsonl`` is one JSON object: training lines carry ``step``, ``epoch``, ``loss`` (mean over the steps
 since the previous line), ``lr``, ``tokens_per_s`` and ``tokens``; evaluation lines carry ``step``,
 ``val_loss`` and ``val_perplexity``. A resumed run first drops the lines a killed run wrote after its last
-checkpoint, so the file reads as one uninterrupted run. The file is only ever appended to, or replaced whole
-by an atomic rename, so a kill at any moment leaves the history as it was or as it was meant to become.
+checkpoint, and its first line averages the losses that checkpoint kept of the steps before it since the last
+line, so the file reads as one uninterrupted run, bit for bit. The file is only ever appended to, or replaced
+whole by an atomic rename, so a kill at any moment leaves the history as it was or as it was meant to become.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -28,14 +30,15 @@ if TYPE_CHECKING:
 class MetricsLogger:
     """Appends metrics lines for one run and draws its loss curve at the end."""
 
-    def __init__(self, run_dir: Path, log_interval: int, start_step: int) -> None:
+    def __init__(self, run_dir: Path, log_interval: int, start_step: int, losses_before: Sequence[float] = ()) -> None:
         self.run = RunDirectory(run_dir)
         self.path = self.run.metrics
         self.log_interval = log_interval
         self.run.root.mkdir(parents=True, exist_ok=True)
         _keep_lines_up_to(self.path, start_step)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
-        self._steps: list[dict[str, Any]] = []  # the metrics of the steps since the last line
+        # the metrics of the steps since the last line, starting with the losses a resumed run's checkpoint kept
+        self._steps: list[dict[str, Any]] = [{"loss": loss} for loss in losses_before]
         self._started = time.perf_counter()
 
     def step(self, step: int, metrics: dict[str, Any]) -> None:
@@ -143,7 +146,9 @@ def _wants_log(trainer: BaseTrainer) -> bool:
 def on_train_begin(trainer: BaseTrainer) -> None:
     """Open the run's metrics file (keeping the lines up to the step a resumed run starts from)."""
     if _wants_log(trainer):
-        _loggers[trainer] = MetricsLogger(trainer.output_dir, trainer.options.log_interval, trainer.progress.step)
+        _loggers[trainer] = MetricsLogger(
+            trainer.output_dir, trainer.options.log_interval, trainer.progress.step, trainer.losses_before_resume
+        )
 
 
 def on_step_end(trainer: BaseTrainer, step: int, metrics: dict[str, Any]) -> None:

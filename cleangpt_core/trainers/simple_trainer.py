@@ -176,6 +176,21 @@ class SimpleTrainer(BaseTrainer):
             self.losses.extend(self._pending_losses.read())
         return self.losses[index]
 
+    def trainer_state(self) -> dict[str, Any]:
+        """The base state, and the losses of the steps since the last metrics line (`losses_before_resume` of
+        the run that resumes it)."""
+        return {**super().trainer_state(), "unlogged_losses": self._unlogged_losses()}
+
+    def _unlogged_losses(self) -> list[float]:
+        step = self.progress.step
+        since = 0 if is_logging_step(self, step) else step % self.options.log_interval
+        if since == 0:
+            return []
+        pending = getattr(self, "_pending_losses", None)  # None before `train`
+        if pending is not None and len(pending):  # a checkpoint step has read them already; any other reads now
+            self.losses.extend(pending.read())
+        return (self.losses_before_resume + getattr(self, "losses", []))[-since:]
+
     def _periodic_work(self, step: int) -> None:
         options = self.options
         if step == self.total_steps():  # the last step: `_finish` evaluates on all the data and checkpoints
