@@ -58,13 +58,16 @@ def command(out: Path, max_steps: int, trials: int, overrides: list[str]) -> lis
     ]
 
 
-def study(workers: int, folder: Path, max_steps: int, trials: int, overrides: list[str]) -> float:
+def study(
+    workers: int, folder: Path, max_steps: int, trials: int, overrides: list[str], threads: int | None = None
+) -> float:
     """Wall seconds of the whole study (tuning, final runs, report) with this many processes."""
     out = folder / f"workers-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     # the cores shared out: one worker runs os.cpu_count() threads, two run half each. More threads than cores
     # stalls PyTorch's OpenMP workers at every barrier (measured here: a recipe fell from 9,700 to 360 tokens/s)
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    # (--threads fixes it for both, to separate what the second process buys from what fewer threads buy)
+    threads = str(threads or max(1, (os.cpu_count() or 1) // workers))
     quiet = {
         "stdout": subprocess.DEVNULL,
         "stderr": subprocess.STDOUT,
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None, help="threads per process (default: cores / workers)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every run")
     options = parser.parse_args()
     times: dict[int, list[float]] = {1: [], 2: []}
@@ -97,7 +101,9 @@ def main() -> None:
         for round_number in range(1, options.rounds + 1):
             for workers in (1, 2):
                 before = os.getloadavg()[0]
-                seconds = study(workers, Path(folder), options.max_steps, options.trials, options.overrides)
+                seconds = study(
+                    workers, Path(folder), options.max_steps, options.trials, options.overrides, options.threads
+                )
                 times[workers].append(seconds)
                 print(
                     f"round {round_number}, {workers} worker(s): {seconds:.1f} s "

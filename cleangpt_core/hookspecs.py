@@ -5,7 +5,7 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.4"`` (the version it was written for; plugins stating ``"1.0"``, which
+that states ``CLEANGPT_PLUGIN_API = "1.5"`` (the version it was written for; plugins stating ``"1.0"``, which
 has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, ``"1.2"``, which predates the
 exported ``cleangpt_core.model.Linear``, or ``"1.3"``, whose part options were bare fields of the model config,
 keep working) and implements any of

@@ -1,6 +1,6 @@
 """What a plugin author imports: the hook marker, the component description and the API version.
 
-A plugin module states `CLEANGPT_PLUGIN_API = "1.4"` (the version it was written for) and implements
+A plugin module states `CLEANGPT_PLUGIN_API = "1.5"` (the version it was written for) and implements
 hooks from `cleangpt_core.hookspecs` with `@hookimpl`. This module imports neither torch nor pydantic,
 so that discovering plugins stays cheap.
 """
@@ -23,9 +23,10 @@ ENTRY_POINT_GROUP: Final = "cleangpt"
 # core of the same MAJOR whose MINOR is at least m: minors only add hooks or opt-in hook arguments.
 # 1.1 added the five part kinds and their registration hooks; 1.2 the optimizer and schedule kinds and theirs;
 # 1.3 exports `cleangpt_core.model.Linear`; 1.4 gives each decoder part its own config section (its options
-# reach it alone, in the `PartConfig` it is built from) and the decoder the part classes `resolve_parts` found.
-# Plugins written for 1.0 to 1.3 work unchanged.
-PLUGIN_API_VERSION: Final = "1.4"
+# reach it alone, in the `PartConfig` it is built from) and the decoder the part classes `resolve_parts` found;
+# 1.5 adds muP: `ParameterRoles.mup_width_multiplier` and `applies_mup` for optimizers, and
+# `AttentionLayout.score_scale` for attention parts. Plugins written for 1.0 to 1.4 work unchanged.
+PLUGIN_API_VERSION: Final = "1.5"
 
 # The parts a decoder is composed of (see `cleangpt_core.model.decoder`), each a kind of component too.
 PART_KINDS: Final = ("attention", "feedforward", "norm", "position", "residual")
