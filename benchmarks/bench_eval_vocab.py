@@ -2,8 +2,9 @@
 
 1. Evaluation throughput of a 1-layer, 32-wide Vanilla model (context 64, 16 windows a batch) through the
    real path (`evaluate_model` over a `TokenBlockDataset`), with the head and loss computed chunk by chunk
-   (the default, `cleangpt_core.model.chunked_loss`) and as before, whole (B, T, 50,257) logits then
-   cross-entropy. Rounds interleaved; tokens/s and the process's user and system CPU seconds for each.
+   (`cleangpt_core.model.chunked_loss`, the default on a CPU that runs float32 products on MKL) and as
+   before, whole (B, T, 50,257) logits then cross-entropy. Rounds interleaved; tokens/s and the process's
+   user and system CPU seconds for each.
 2. The training step (forward, backward, fused AdamW) at nanoGPT's character shape with the GPT-2
    vocabulary (4 layers x 128, 4 heads, context 64, batch 12): cleanGPT's Vanilla chunked and whole,
    nanoGPT's own model (its model.py, from a checkout given by --nanogpt) and transformers' GPT-2,
@@ -32,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from cleangpt_core.data.windows import TokenBlockDataset
 from cleangpt_core.model import get_model
-from cleangpt_core.model.chunked_loss import CHUNK_ELEMENTS, chunked_head
+from cleangpt_core.model.chunked_loss import EVAL_CHUNK_ELEMENTS, TRAIN_CHUNK_ELEMENTS, chunked_head
 from cleangpt_core.trainers.evaluation import evaluate_model
 
 VOCAB = 50_257
@@ -55,7 +56,7 @@ def evaluation(eval_tokens: int, rounds: int) -> None:
     totals = {name: [0.0, 0.0, 0.0] for name in ("chunked", "whole")}
     losses = {}
     for _ in range(rounds):
-        for name, elements in (("chunked", CHUNK_ELEMENTS), ("whole", WHOLE)):
+        for name, elements in (("chunked", EVAL_CHUNK_ELEMENTS), ("whole", WHOLE)):
             wall, (user, system) = time.perf_counter(), cpu_seconds()
             with chunked_head(elements):
                 result = evaluate_model(model, loader, torch.device("cpu"))
@@ -119,7 +120,7 @@ def _step(
     model.train()
 
     def step() -> None:
-        with chunked_head(WHOLE if whole_logits else CHUNK_ELEMENTS):
+        with chunked_head(WHOLE if whole_logits else TRAIN_CHUNK_ELEMENTS):
             loss = model(inputs, labels=labels)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -6,9 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from cleangpt_core.model import get_model
-from cleangpt_core.model.chunked_loss import LazyLogits, chunked_head, chunked_head_loss
+from cleangpt_core.model import chunked_loss, get_model
+from cleangpt_core.model.chunked_loss import (
+    EVAL_CHUNK_ELEMENTS,
+    TRAIN_CHUNK_ELEMENTS,
+    LazyLogits,
+    chunked_head,
+    chunked_head_loss,
+    wants_chunks,
+)
 from cleangpt_core.registry import get_registry
 
 SHAPE = {"vocab_size": 97, "n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 16}
@@ -46,12 +54,42 @@ def test_loss_and_gradients_equal_the_plain_computation(softcap, chunk_rows):
     torch.testing.assert_close(w2.grad, w1.grad, **TOLERANCE)
 
 
+class CountedProducts(TorchDispatchMode):
+    """Counts the matrix products run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.products = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm_, torch.ops.aten.addmm):
+            self.products += 1
+        return func(*args, **(kwargs or {}))
+
+
 def test_without_gradients_only_the_loss_is_computed():
-    hidden, weight, targets = torch.randn(8, 4), torch.randn(11, 4), torch.randint(0, 11, (8,))
-    with torch.no_grad(), chunked_head(11 * 3):
+    """Under no_grad (evaluation) a chunk costs one product, even when the parameters require gradients."""
+    hidden, weight = torch.randn(9, 4, requires_grad=True), torch.randn(11, 4, requires_grad=True)
+    targets = torch.randint(0, 11, (9,))
+    with torch.no_grad(), chunked_head(11 * 3), CountedProducts() as counted:
         loss = chunked_head_loss(hidden, weight, targets)
     torch.testing.assert_close(loss, plain_loss(hidden, weight, targets), **TOLERANCE)
     assert loss.grad_fn is None
+    assert counted.products == 4  # 9 rows by four slices of 3 of the 11 ids, no gradient products
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+@pytest.mark.parametrize("elements", [1, 5, 97 * 3, 97 * 64])
+def test_the_loss_without_gradients_equals_the_plain_computation(softcap, elements):
+    """Evaluation's tiles of rows by vocabulary slices, of every shape: one element, several rows of a few ids,
+    whole rows, everything at once."""
+    generator = torch.Generator().manual_seed(2)
+    hidden, weight = torch.randn(50, 16, generator=generator) * 3, torch.randn(97, 16, generator=generator)
+    targets = torch.randint(0, 97, (50,), generator=generator)
+    targets[[0, 21, 49]] = -100
+    with torch.no_grad(), chunked_head(elements):
+        loss = chunked_head_loss(hidden, weight, targets, softcap)
+    torch.testing.assert_close(loss, plain_loss(hidden, weight, targets, softcap), **TOLERANCE)
 
 
 def test_bf16_autocast_matches_the_plain_computation_under_autocast():
@@ -137,9 +175,24 @@ def test_the_lazy_output_is_a_dict_whose_logits_appear_when_read():
         assert all(value is not None for value in output.values())
 
 
-def test_the_plain_computation_is_the_default_and_small_logits_keep_it_when_chunking():
+def test_small_logits_keep_the_plain_computation_when_chunking():
     model = get_model("Vanilla", **SHAPE)
     tokens = torch.randint(0, SHAPE["vocab_size"], (2, 8))
     assert type(model(tokens, labels=tokens)) is dict
     with chunked_head():  # 2 x 8 x 97 logits fit one chunk
         assert type(model(tokens, labels=tokens)) is dict
+
+
+@pytest.mark.parametrize("onednn_faster", [False, True])
+def test_a_cpu_chunks_large_logits_by_default_unless_onednn_is_the_faster_library(monkeypatch, onednn_faster):
+    """The default follows the measured choice: chunks on a CPU, whole logits where oneDNN's AVX-512 runs the
+    whole product (the CPU's identity is the one thing stood in for: this machine has one CPU)."""
+    monkeypatch.setattr(chunked_loss, "onednn_is_faster", lambda: onednn_faster)
+    large = torch.Size([EVAL_CHUNK_ELEMENTS // 97 + 1])
+    with torch.no_grad():
+        assert wants_chunks(large.numel(), 97, torch.device("cpu")) is not onednn_faster
+    assert wants_chunks(large.numel(), 97, torch.device("cpu")) is False  # with gradients the chunk is larger
+    assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("cpu")) is not onednn_faster
+    assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("meta")) is False  # not on other devices
+    with chunked_head(PLAIN):
+        assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("cpu")) is False

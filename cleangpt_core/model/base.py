@@ -75,7 +75,11 @@ class CausalLanguageModel(nn.Module):
         head = self.lm_head
         if self.output_multiplier is not None:  # muP: logits x 1/m, applied before the head so chunks get it too
             hidden = hidden * self.output_multiplier
-        if labels is None or head.bias is not None or not wants_chunks(hidden.shape[:-1].numel(), head.out_features):
+        if (
+            labels is None
+            or head.bias is not None
+            or not wants_chunks(hidden.shape[:-1].numel(), head.out_features, hidden.device)
+        ):
             logits = self._logits(hidden)
             output = {"logits": logits}
             if labels is not None:

@@ -6,13 +6,15 @@ and freed every step. On a CPU those buffers are fresh pages from the kernel eac
 more system time than arithmetic. Here the head's product, the log-sum-exp, the loss and (when gradients are
 wanted) the gradient of the loss with respect to the hidden states and the head's weight are computed for a
 chunk of rows, into one logits buffer reused for every chunk, as Liger-Kernel's fused linear cross-entropy
-does on GPUs. The gradients are computed in the forward pass and kept, (N, C) and (V, C), which is far less
-than the (N, V) logits autograd would otherwise keep.
+does on GPUs; without gradients, for a tile of rows by a slice of the vocabulary. The gradients are computed
+in the forward pass and kept, (N, C) and (V, C), which is far less than the (N, V) logits autograd would
+otherwise keep.
 
 Same numbers as the plain computation (`F.cross_entropy` of `hidden @ weight.T`, softcapped where the model
-says): the loss and gradients agree to float32 rounding. Within `chunked_head()` the model takes this path
-when the logits would be larger than one chunk (`CHUNK_ELEMENTS`), outside `torch.compile` (which fuses the
-plain computation itself); a forward with labels then computes its logits only when they are read.
+says): the loss and gradients agree to float32 rounding. The model takes this path when the logits would be
+larger than one chunk (`chunk_elements`: by default on a CPU, except where oneDNN is the faster library;
+`chunked_head()` sets it anywhere), outside `torch.compile` (which fuses the plain computation itself); a
+forward with labels then computes its logits only when they are read.
 """
 
 from __future__ import annotations
@@ -25,27 +27,47 @@ import torch
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
 
+from cleangpt_core.model.cpu_gemm import onednn_is_faster
+
 IGNORE_INDEX = -100
 
-# Logits are computed in chunks of this many elements when chunking is on (4 MB of float32, a few rows of a
-# GPT-2-sized vocabulary: small enough to stay in cache between the product and the log-softmax).
-CHUNK_ELEMENTS = 1 << 20
-# Off by default: measured on the 2-core AMD EPYC of this project (benchmarks/bench_eval_vocab.py), chunked
-# evaluation of a 1 x 32 model with the GPT-2 vocabulary ran at 0.26x the whole-logits speed, since the whole
-# product runs on oneDNN's AVX-512 and these skinny chunks on MKL. `chunked_head` turns it on (for memory).
+# Chunk sizes in logits elements, measured with the GPT-2 vocabulary on the 2-core AVX2-only AMD EPYC of this
+# project (benchmarks/bench_eval_vocab.py). With gradients, chunks of rows of 2^22 elements (about 80 rows):
+# every chunk's weight-gradient product reads and writes the whole (V, C) gradient, so 20-row chunks made a
+# training step slower than whole logits (569 against 547 ms) and 80-row ones 1.4x faster (381 ms). Without
+# gradients, tiles of 2^20 (4 MB: they stay in cache from the product to the exponentials) of up to 2048 rows
+# by a slice of the vocabulary (`_loss_by_vocabulary_tiles`).
+TRAIN_CHUNK_ELEMENTS = 1 << 22
+EVAL_CHUNK_ELEMENTS = 1 << 20
+EVAL_BLOCK_ROWS = 2048
+# None: the default policy (`chunk_elements`); otherwise the size `chunked_head` set.
 _chunk_elements: int | None = None
 
 
 @contextmanager
-def chunked_head(elements: int = CHUNK_ELEMENTS) -> Iterator[None]:
-    """Within the block, compute logits larger than `elements` in chunks of at most `elements` (1: one row at a
-    time, whatever the vocabulary; a huge number: the plain computation)."""
+def chunked_head(elements: int = TRAIN_CHUNK_ELEMENTS) -> Iterator[None]:
+    """Within the block, compute logits larger than `elements` in chunks of at most `elements`, on any device
+    (1: one row at a time, whatever the vocabulary; a huge number: the plain computation, whole logits)."""
     global _chunk_elements
     before, _chunk_elements = _chunk_elements, max(1, elements)
     try:
         yield
     finally:
         _chunk_elements = before
+
+
+def chunk_elements(device: torch.device) -> int | None:
+    """The chunk size for a head on `device` in the current grad mode; None: compute whole logits.
+
+    By default a CPU chunks, except where oneDNN is the faster float32 library (an AMD CPU with AVX-512):
+    there the whole product ran on oneDNN's AVX-512 and measured faster than chunks. A GPU computes whole
+    logits, as PyTorch does (unmeasured there; `torch.compile` fuses the plain computation itself).
+    """
+    if _chunk_elements is not None:
+        return _chunk_elements
+    if device.type != "cpu" or onednn_is_faster():
+        return None
+    return TRAIN_CHUNK_ELEMENTS if torch.is_grad_enabled() else EVAL_CHUNK_ELEMENTS
 
 
 def next_token_targets(labels: torch.Tensor, length: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -65,11 +87,13 @@ def next_token_targets(labels: torch.Tensor, length: int, attention_mask: torch.
     return labels[:, 1:] if extra else F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
 
 
-def wants_chunks(rows: int, vocab_size: int) -> bool:
-    """Whether the head of `rows` positions should be chunked: logits larger than a chunk, and not inside
-    torch.compile."""
-    chunk = _chunk_elements
-    return chunk is not None and rows * vocab_size > chunk and not torch.compiler.is_compiling()
+def wants_chunks(rows: int, vocab_size: int, device: torch.device) -> bool:
+    """Whether the head of `rows` positions on `device` should be chunked: logits larger than a chunk, and not
+    inside torch.compile."""
+    if torch.compiler.is_compiling():
+        return False
+    chunk = chunk_elements(device)
+    return chunk is not None and rows * vocab_size > chunk
 
 
 def chunked_head_loss(
@@ -83,11 +107,59 @@ def chunked_head_loss(
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     with torch.autocast(device, enabled=False):
-        return _ChunkedHeadLoss.apply(hidden, weight, targets, softcap, dtype)
+        if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+            return _ChunkedHeadLoss.apply(hidden, weight, targets, softcap, dtype)
+        return _loss_by_vocabulary_tiles(hidden, weight, targets, softcap, dtype)
+
+
+def _loss_by_vocabulary_tiles(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """The loss alone (evaluation): each row's log-sum-exp accumulated over slices of the vocabulary.
+
+    The online softmax (Milakov & Gimelshein, 2018; as FlashAttention computes it) keeps a running maximum
+    and sum per row, so a tile of up to `EVAL_BLOCK_ROWS` rows by a slice of the vocabulary is the only large
+    buffer, and each slice of the head's weight stays in cache for all the rows of a block, where chunks of
+    rows read the whole weight once per chunk: 1.3x their speed, measured as above. The target's score is
+    read from the tile that holds it, so it is the very number the plain computation's product gives.
+    """
+    rows, vocab = hidden.size(0), weight.size(0)
+    elements = _chunk_elements or EVAL_CHUNK_ELEMENTS
+    block = max(1, min(rows, EVAL_BLOCK_ROWS, elements))
+    width = max(1, min(vocab, elements // block))
+    logits_buffer = torch.empty(block, width, dtype=dtype, device=hidden.device)
+    scores_buffer = logits_buffer if dtype == torch.float32 else torch.empty_like(logits_buffer, dtype=torch.float32)
+    valid = targets != IGNORE_INDEX
+    loss_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    for start in range(0, rows, block):
+        h = hidden[start : start + block].to(dtype)
+        chunk_targets = targets[start : start + block]
+        row_max = torch.full((h.size(0),), -torch.inf, dtype=torch.float32, device=hidden.device)
+        exp_sum = torch.zeros_like(row_max)
+        target_score = torch.zeros_like(row_max)
+        for first in range(0, vocab, width):
+            w = weight[first : first + width].to(dtype)
+            logits = torch.mm(h, w.t(), out=logits_buffer[: h.size(0), : w.size(0)])
+            scores = scores_buffer[: h.size(0), : w.size(0)]
+            if scores is not logits:
+                scores.copy_(logits)
+            if softcap is not None:
+                scores.div_(softcap).tanh_().mul_(softcap)
+            offsets = chunk_targets - first
+            here = (offsets >= 0) & (offsets < w.size(0))
+            picked = scores.gather(1, offsets.clamp(0, w.size(0) - 1)[:, None]).squeeze(1)
+            target_score += torch.where(here, picked, 0.0)
+            new_max = torch.maximum(row_max, scores.amax(1))
+            exp_sum.mul_((row_max - new_max).exp_()).add_(scores.sub_(new_max[:, None]).exp_().sum(1))
+            row_max = new_max
+        log_sum_exp = exp_sum.log_().add_(row_max)
+        loss_sum += torch.where(valid[start : start + block], log_sum_exp - target_score, 0.0).sum()
+    # no target at all: F.cross_entropy's mean is NaN (0 / 0), and so is this
+    return loss_sum / valid.sum()
 
 
 class _ChunkedHeadLoss(torch.autograd.Function):
-    """The loss, and its gradients computed alongside it (backward only scales them)."""
+    """The loss by chunks of rows, and its gradients computed alongside it (backward only scales them)."""
 
     @staticmethod
     def forward(
@@ -99,7 +171,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         dtype: torch.dtype,
     ) -> torch.Tensor:
         rows, vocab = hidden.size(0), weight.size(0)
-        step = max(1, min(rows, (_chunk_elements or CHUNK_ELEMENTS) // vocab))
+        step = max(1, min(rows, (_chunk_elements or TRAIN_CHUNK_ELEMENTS) // vocab))
         valid = targets != IGNORE_INDEX
         safe_targets = targets.clamp(min=0)[:, None]
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -128,8 +200,6 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             log_probs = torch.log_softmax(scores, dim=-1, out=log_probs_buffer[: end - start])
             chunk_targets, chunk_valid = safe_targets[start:end], valid[start:end]
             loss_sum -= torch.where(chunk_valid, log_probs.gather(1, chunk_targets).squeeze(1), 0.0).sum()
-            if not (want_hidden or want_weight):
-                continue
             # d loss / d scores = softmax - one-hot, on the rows that have a target
             grad = log_probs.exp_()
             grad.scatter_add_(1, chunk_targets, -chunk_valid[:, None].to(grad.dtype))
@@ -145,11 +215,10 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             elif grad_weight is not None:
                 grad_weight += torch.mm(grad_in.t(), h)
         count = valid.sum().clamp(min=1)
-        if want_hidden or want_weight:
-            ctx.save_for_backward(
-                grad_hidden.div_(count) if grad_hidden is not None else None,
-                grad_weight.div_(count).to(weight.dtype) if grad_weight is not None else None,
-            )
+        ctx.save_for_backward(
+            grad_hidden.div_(count) if grad_hidden is not None else None,
+            grad_weight.div_(count).to(weight.dtype) if grad_weight is not None else None,
+        )
         # no target at all: F.cross_entropy's mean is NaN (0 / 0), and so is this
         return loss_sum / valid.sum()
 
