@@ -92,6 +92,20 @@ def test_adamw_under_mup_gives_hidden_matrices_lr_over_m_and_the_rest_the_lr():
             assert group["lr"] == (1e-2 / 4 if id(parameter) in matrices else 1e-2)
 
 
+def test_the_models_own_optimizer_groups_follow_mup_and_ask_for_the_lr_it_needs():
+    """`model.optimizer_groups`, nanoGPT's way to build an optimizer by hand, gives the trainers' groups: under
+    muP the hidden matrices at lr/m. Without the lr it cannot set that rate, and says so in one line."""
+    model = mup_model(width=128, base=32)
+    with pytest.raises(ConfigError, match="pass lr="):
+        model.optimizer_groups(0.1)
+    by_hand = torch.optim.AdamW(model.optimizer_groups(0.1, lr=1e-2), lr=1e-2)
+    trainer = get_optimizer("adamw", model, lr=1e-2, weight_decay=0.1)
+    assert [(group["lr"], group["weight_decay"], group["params"]) for group in by_hand.param_groups] == [
+        (group["lr"], group["weight_decay"], group["params"]) for group in trainer.param_groups
+    ]
+    assert sorted({group["lr"] for group in by_hand.param_groups}) == [1e-2 / 4, 1e-2]
+
+
 @pytest.mark.parametrize(("adjust_lr", "factor"), [("original", 1.0), ("match_rms_adamw", 0.5)])
 def test_muon_under_mup_scales_hidden_lr_by_its_spectral_rule_and_keeps_adamw_rates(adjust_lr, factor):
     optimizer = get_optimizer("muon", mup_model(width=128, base=32), lr=0.02, adjust_lr=adjust_lr, adamw_lr=3e-3)

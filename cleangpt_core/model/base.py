@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.errors import SequenceTooLongError
+from cleangpt_core.errors import ConfigError, SequenceTooLongError
 from cleangpt_core.inference.decoding import generate_tokens
 from cleangpt_core.model.chunked_loss import LazyLogits, chunked_head_loss, next_token_targets, wants_chunks
 from cleangpt_core.model.kv_cache import KVCache
+from cleangpt_core.model.parametrization import is_mup
 
 
 class CausalLanguageModel(nn.Module):
@@ -108,21 +109,23 @@ class CausalLanguageModel(nn.Module):
             count -= sum(p.numel() for name, p in self.named_parameters() if name.split(".")[-2:-1] == ["wpe"])
         return count
 
-    def optimizer_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """AdamW parameter groups: decay on the weights of linear and embedding layers only.
+    def optimizer_groups(self, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
+        """AdamW parameter groups: decay on matrices, embeddings and the head only, as the trainers' AdamW
+        (`cleangpt_core.trainers.optimizers.adamw_groups`).
 
         Gains, norms, biases and scalar gates get no weight decay: pulling them towards zero fights the
-        scale they exist to learn (nanoGPT, and the SAS paper for its alpha/beta/gamma gains).
+        scale they exist to learn (nanoGPT, and the SAS paper for its alpha/beta/gamma gains). Under muP the
+        hidden matrices train at lr/m, a group of its own, so `lr` must be given there.
         """
-        matrices = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear | nn.Embedding)}
-        decay, no_decay = [], []
-        for parameter in self.parameters():  # tied weights are yielded once
-            if parameter.requires_grad:
-                (decay if id(parameter) in matrices else no_decay).append(parameter)
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        # imported here: the optimizers module reads the model's parametrization
+        from cleangpt_core.trainers.optimizers import adamw_groups, parameter_roles
+
+        if lr is None and is_mup(self.config):
+            raise ConfigError(
+                "model.parametrization is 'mup': its hidden matrices train at a learning rate of their own; "
+                "pass lr= to optimizer_groups (and the same lr to the optimizer)"
+            )
+        return adamw_groups(parameter_roles(self), lr=lr or 0.0, weight_decay=weight_decay)
 
     def allocate_kv_cache(self, batch_size: int, capacity: int) -> KVCache:
         """An empty cache for `batch_size` rows of up to `capacity` positions (at most block_size).

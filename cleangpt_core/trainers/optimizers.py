@@ -90,14 +90,21 @@ def _mup_matrix_group(roles: ParameterRoles, lr: float, weight_decay: float) -> 
     return [{"params": list(roles.matrices), "weight_decay": weight_decay, "lr": lr * factor}]
 
 
-def adamw(
-    roles: ParameterRoles, *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """AdamW over everything; matrices, embeddings and head decayed, gains not; under muP the matrices at lr/m."""
+def adamw_groups(roles: ParameterRoles, *, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups: matrices, embeddings and head decayed, gains not; under muP the hidden
+    matrices a group of their own at lr/m (second, so the first group's rate is the one the trainer logs)."""
     mup_matrices = _mup_matrix_group(roles, lr, weight_decay)
     decayed = (roles.matrices if not mup_matrices else []) + roles.embeddings + roles.head
     groups = _groups(decayed, weight_decay, roles.gains)
     groups[1:1] = mup_matrices
+    return groups
+
+
+def adamw(
+    roles: ParameterRoles, *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW over `adamw_groups`."""
+    groups = adamw_groups(roles, lr=lr, weight_decay=weight_decay)
     # the fused kernel updates every tensor in one pass: a few percent faster per step on CPU and CUDA
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
 
