@@ -591,6 +591,8 @@ def test_compare_with_two_seeds_reports_mean_spread_and_tokens_to_target(seeded_
     [verdict] = report["spread"]
     markdown = (out / "report.md").read_text()
     assert f"{contenders['Vanilla']['val_loss_mean']:.4f} ± {contenders['Vanilla']['val_loss_std']:.4f}" in markdown
+    scored = sorted({run["val_tokens"] for run in runs})
+    assert f"final validation losses (the final evaluation scored {scored[0]:,}" in markdown  # not "every token"
     assert "| tokens to ≤ 100 (mean) | steps to ≤ 100 (mean) | seeds reaching it |" in markdown
     statement = "smaller than the seed spread" if verdict["within_spread"] else "more than the seed spread"
     assert f"- {verdict['better']} vs {verdict['worse']}: the mean validation loss differs by" in markdown

@@ -267,8 +267,8 @@ def write_report(
             f"Every contender trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}; a run's seed sets its "
             f"initialisation and its data order) on the same data (`{setting['dataset']}`) and token budget "
             f"({budget}, in whole steps of each contender's batch). A contender's val "
-            "loss is the mean ± the standard deviation (n − 1) of its seeds' final validation losses, each over "
-            "every validation token."
+            "loss is the mean ± the standard deviation (n − 1) of its seeds' final validation losses ("
+            f"{_final_evaluation(results)})."
         )
     else:
         same = (

@@ -1,10 +1,11 @@
 """What a comparison's runs say per contender: the mean and spread over seeds, and the tokens to a target loss.
 
 A contender's runs differ only in their seed, so their spread is the noise a difference between contenders has
-to beat. The final validation loss of each run is measured on every validation token at the end of its token
-budget; a contender's figure is the mean over its seeds, its spread the sample standard deviation (n - 1 in
-the denominator; none with one seed). Two contenders' difference counts as *smaller than the seed spread* when
-the gap between their means is below the larger of their two standard deviations.
+to beat. The final validation loss of each run is measured at the end of its token budget (on up to
+``data.eval_tokens`` validation tokens); a contender's figure is the mean over its seeds, its spread the
+sample standard deviation (n - 1 in the denominator; none with one seed). Two contenders' difference counts
+as *smaller than the seed spread* when the gap between their means is below the larger of their two standard
+deviations.
 
 The tokens a run needed to reach a target loss are read from its validation curve without interpolation: the
 tokens seen at its first evaluation whose loss was at or below the target. The true crossing lies between that
