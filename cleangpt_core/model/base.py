@@ -117,7 +117,7 @@ class CausalLanguageModel(nn.Module):
         scale they exist to learn (nanoGPT, and the SAS paper for its alpha/beta/gamma gains). Under muP the
         hidden matrices train at lr/m, a group of its own, so `lr` must be given there.
         """
-        # imported here: the optimizers module reads the model's parametrization
+        # imported here: the trainers import the model package, not the other way round at load time
         from cleangpt_core.trainers.optimizers import adamw_groups, parameter_roles
 
         if lr is None and is_mup(self.config):
