@@ -364,7 +364,13 @@ def _tokenized_units(
     try:
         pending: deque[tuple[int, WorkUnit, Future[WorkerResult]]] = deque()
         for number, unit in enumerate(units):
-            pending.append((number, unit, pool.submit(_tokenize_in_slot, unit, slots.slot(number))))
+            try:
+                future = pool.submit(_tokenize_in_slot, unit, slots.slot(number))
+            except BrokenProcessPool:  # a worker died before this unit was queued: the units in flight go first
+                while pending:
+                    yield _finished(pending.popleft(), slots, tokenizer.corpus_dtype)
+                raise _worker_died(unit) from None
+            pending.append((number, unit, future))
             if len(pending) >= slots.count:
                 yield _finished(pending.popleft(), slots, tokenizer.corpus_dtype)
         while pending:
@@ -381,11 +387,15 @@ def _finished(
     try:
         return unit, slots.take(future.result(), number, dtype)
     except BrokenProcessPool:
-        raise DataError(
-            f"a tokenizer worker process died while preparing {unit.origin} (killed, perhaps by the out-of-memory "
-            "killer); the finished shards are kept: run the same command again (with fewer --num-proc if memory "
-            "is short) to continue"
-        ) from None
+        raise _worker_died(unit) from None
+
+
+def _worker_died(unit: WorkUnit) -> DataError:
+    return DataError(
+        f"a tokenizer worker process died while preparing {unit.origin} (killed, perhaps by the out-of-memory "
+        "killer); the finished shards are kept: run the same command again (with fewer --num-proc if memory "
+        "is short) to continue"
+    )
 
 
 def _usable_cores() -> int:
