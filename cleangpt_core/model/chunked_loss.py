@@ -112,6 +112,21 @@ def chunked_head_loss(
         return _loss_by_vocabulary_tiles(hidden, weight, targets, softcap, dtype)
 
 
+def _product_buffers(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A buffer for the head's product in `dtype`, and the float32 one the loss is computed in: the loss is
+    float32 whatever the product's dtype, and a float32 product is its own float32 buffer."""
+    logits = torch.empty(rows, cols, dtype=dtype, device=device)
+    return logits, logits if dtype == torch.float32 else torch.empty_like(logits, dtype=torch.float32)
+
+
+def _product(
+    h: torch.Tensor, w: torch.Tensor, logits_out: torch.Tensor, scores_out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``h @ w.T`` into `logits_out`, and the same numbers in float32 (`scores_out`, or the product itself)."""
+    logits = torch.mm(h, w.t(), out=logits_out)
+    return logits, logits if scores_out.dtype == logits.dtype else scores_out.copy_(logits)
+
+
 def _loss_by_vocabulary_tiles(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None, dtype: torch.dtype
 ) -> torch.Tensor:
@@ -120,15 +135,15 @@ def _loss_by_vocabulary_tiles(
     The online softmax (Milakov & Gimelshein, 2018; as FlashAttention computes it) keeps a running maximum
     and sum per row, so a tile of up to `EVAL_BLOCK_ROWS` rows by a slice of the vocabulary is the only large
     buffer, and each slice of the head's weight stays in cache for all the rows of a block, where chunks of
-    rows read the whole weight once per chunk: 1.3x their speed, measured as above. The target's score is
-    read from the tile that holds it, so it is the very number the plain computation's product gives.
+    rows read the whole weight once per chunk (1.3x their speed for the head alone, 1024 rows of width 32, on
+    the AVX2 EPYC). The target's score is read from the tile that holds it, so it is the very number the plain
+    computation's product gives.
     """
     rows, vocab = hidden.size(0), weight.size(0)
     elements = _chunk_elements or EVAL_CHUNK_ELEMENTS
     block = max(1, min(rows, EVAL_BLOCK_ROWS, elements))
     width = max(1, min(vocab, elements // block))
-    logits_buffer = torch.empty(block, width, dtype=dtype, device=hidden.device)
-    scores_buffer = logits_buffer if dtype == torch.float32 else torch.empty_like(logits_buffer, dtype=torch.float32)
+    logits_buffer, scores_buffer = _product_buffers(block, width, dtype, hidden.device)
     valid = targets != IGNORE_INDEX
     loss_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
     for start in range(0, rows, block):
@@ -139,10 +154,8 @@ def _loss_by_vocabulary_tiles(
         target_score = torch.zeros_like(row_max)
         for first in range(0, vocab, width):
             w = weight[first : first + width].to(dtype)
-            logits = torch.mm(h, w.t(), out=logits_buffer[: h.size(0), : w.size(0)])
-            scores = scores_buffer[: h.size(0), : w.size(0)]
-            if scores is not logits:
-                scores.copy_(logits)
+            tile = (slice(h.size(0)), slice(w.size(0)))
+            _, scores = _product(h, w, logits_buffer[tile], scores_buffer[tile])
             if softcap is not None:
                 scores.div_(softcap).tanh_().mul_(softcap)
             offsets = chunk_targets - first
@@ -176,11 +189,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         safe_targets = targets.clamp(min=0)[:, None]
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         w = weight.to(dtype)
-        logits_buffer = torch.empty(step, vocab, dtype=dtype, device=hidden.device)
-        # the loss is float32 whatever the product's dtype; a float32 product is its own float32 buffer
-        scores_buffer = (
-            logits_buffer if dtype == torch.float32 else torch.empty_like(logits_buffer, dtype=torch.float32)
-        )
+        logits_buffer, scores_buffer = _product_buffers(step, vocab, dtype, hidden.device)
         log_probs_buffer = torch.empty_like(scores_buffer)
         capped_buffer = torch.empty_like(scores_buffer) if softcap is not None else None
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
@@ -189,10 +198,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         for start in range(0, rows, step):
             end = min(start + step, rows)
             h = hidden[start:end].to(dtype)
-            logits = torch.mm(h, w.t(), out=logits_buffer[: end - start])
-            scores = scores_buffer[: end - start]
-            if scores is not logits:
-                scores.copy_(logits)
+            logits, scores = _product(h, w, logits_buffer[: end - start], scores_buffer[: end - start])
             if capped_buffer is not None:  # Gemma 2's softcap: scores = cap * tanh(logits / cap)
                 tanh = torch.tanh(scores.div_(softcap), out=capped_buffer[: end - start])
                 scores = torch.mul(tanh, softcap, out=scores)
