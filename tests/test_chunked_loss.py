@@ -188,10 +188,10 @@ def test_a_cpu_chunks_large_logits_by_default_unless_onednn_is_the_faster_librar
     """The default follows the measured choice: chunks on a CPU, whole logits where oneDNN's AVX-512 runs the
     whole product (the CPU's identity is the one thing stood in for: this machine has one CPU)."""
     monkeypatch.setattr(chunked_loss, "onednn_is_faster", lambda: onednn_faster)
-    large = torch.Size([EVAL_CHUNK_ELEMENTS // 97 + 1])
+    rows = EVAL_CHUNK_ELEMENTS // 97 + 1
     with torch.no_grad():
-        assert wants_chunks(large.numel(), 97, torch.device("cpu")) is not onednn_faster
-    assert wants_chunks(large.numel(), 97, torch.device("cpu")) is False  # with gradients the chunk is larger
+        assert wants_chunks(rows, 97, torch.device("cpu")) is not onednn_faster
+    assert wants_chunks(rows, 97, torch.device("cpu")) is False  # with gradients the chunk is larger
     assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("cpu")) is not onednn_faster
     assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("meta")) is False  # not on other devices
     with chunked_head(PLAIN):
