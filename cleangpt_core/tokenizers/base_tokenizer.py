@@ -24,6 +24,7 @@ import torch
 
 from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.errors import TokenizerError, TokenizerLoadError
+from cleangpt_core.registry import get_component
 
 # The file naming the tokenizer type; HF's own tokenizer_config.json may sit beside it (the gpt2 tokenizer).
 TOKENIZER_FILE = "cleangpt_tokenizer.json"
@@ -382,11 +383,9 @@ class BaseTokenizer(ABC):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> BaseTokenizer:
         """Rebuild a tokenizer saved with `save_pretrained`; on `BaseTokenizer` the saved type picks the class."""
-        if cls is BaseTokenizer:
-            from cleangpt_core.tokenizers.factory import from_pretrained
-
-            return from_pretrained(directory)
         saved = read_tokenizer_config(directory)
+        if cls is BaseTokenizer:
+            return get_component("tokenizer", saved["tokenizer_type"]).load().from_pretrained(directory)
         if cls.tokenizer_type is None or saved["tokenizer_type"].lower() != cls.tokenizer_type.lower():
             raise TokenizerLoadError(
                 f"{str(directory)!r} holds a {saved['tokenizer_type']!r} tokenizer, not {cls.tokenizer_type!r}; "

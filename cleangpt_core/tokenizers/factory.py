@@ -8,7 +8,7 @@ from typing import Any
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.errors import TokenizerError
 from cleangpt_core.registry import get_component, get_registry
-from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, read_tokenizer_config
+from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer
 
 
 class TokenizerFactory:
@@ -38,9 +38,7 @@ class TokenizerFactory:
     @staticmethod
     def from_pretrained(directory: str | Path) -> BaseTokenizer:
         """Rebuild the tokenizer saved in `directory`, whatever its type (read from the saved files)."""
-        saved = read_tokenizer_config(directory)
-        cls = get_component("tokenizer", saved["tokenizer_type"]).load()
-        return cls.from_pretrained(directory)
+        return BaseTokenizer.from_pretrained(directory)
 
 
 def create_tokenizer(name: str, **options: Any) -> BaseTokenizer:
