@@ -39,7 +39,7 @@ COUNTED_ROLES = ("matrix", "gain")  # of `cleangpt_core.trainers.optimizers.ROLE
 
 def non_embedding_parameters(model: nn.Module) -> int:
     """N of a built model: the parameters of the roles in `COUNTED_ROLES` (each tensor once, tied ones too)."""
-    from cleangpt_core.trainers.optimizers import parameter_roles
+    from cleangpt_core.model.parameter_roles import parameter_roles
 
     roles = parameter_roles(model)
     return sum(parameter.numel() for parameter in (*roles.matrices, *roles.gains))

@@ -21,6 +21,7 @@ from cleangpt_core.errors import ConfigError, SequenceTooLongError
 from cleangpt_core.inference.decoding import generate_tokens
 from cleangpt_core.model.chunked_loss import LazyLogits, chunked_head_loss, next_token_targets, wants_chunks
 from cleangpt_core.model.kv_cache import KVCache
+from cleangpt_core.model.parameter_roles import adamw_groups, parameter_roles
 from cleangpt_core.model.parametrization import is_mup
 
 
@@ -111,15 +112,12 @@ class CausalLanguageModel(nn.Module):
 
     def optimizer_groups(self, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
         """AdamW parameter groups: decay on matrices, embeddings and the head only, as the trainers' AdamW
-        (`cleangpt_core.trainers.optimizers.adamw_groups`).
+        (`cleangpt_core.model.parameter_roles.adamw_groups`).
 
         Gains, norms, biases and scalar gates get no weight decay: pulling them towards zero fights the
         scale they exist to learn (nanoGPT, and the SAS paper for its alpha/beta/gamma gains). Under muP the
         hidden matrices train at lr/m, a group of its own, so `lr` must be given there.
         """
-        # imported here: the trainers import the model package, not the other way round at load time
-        from cleangpt_core.trainers.optimizers import adamw_groups, parameter_roles
-
         if lr is None and is_mup(self.config):
             raise ConfigError(
                 "model.parametrization is 'mup': its hidden matrices train at a learning rate of their own; "

@@ -25,6 +25,7 @@ from cleangpt_core.model.base import CausalLanguageModel
 from cleangpt_core.model.factory import PartClasses, resolve_parts
 from cleangpt_core.model.kv_cache import KVCache, begin_forward
 from cleangpt_core.model.linear import Linear
+from cleangpt_core.model.parameter_roles import parameter_roles
 from cleangpt_core.model.parametrization import base_head_dim, is_mup, scale_hidden_init, width_multiplier
 
 __all__ = ["Decoder", "LearnedPositionDecoder", "PartClasses"]
@@ -91,7 +92,7 @@ class Decoder(CausalLanguageModel):
             for module in self.modules():
                 if module is not self and hasattr(module, "init_weights"):
                     module.init_weights()
-        scale_hidden_init(self, width_multiplier(self.config))
+        scale_hidden_init(parameter_roles(self).matrices, width_multiplier(self.config))
 
     def forward(
         self,

@@ -3,7 +3,8 @@
 With m = n_embd / mup_base_width, muP keeps every part's activations and their per-step change the same size
 at any width, so a learning rate tuned at the base width holds at the others. At m = 1 it is the standard
 parametrization exactly. Everything width-dependent is here, read by the decoder and the optimizers; the parts
-state nothing, since the rules follow the parameter roles the optimizers already use (`parameter_roles`):
+state nothing, since the rules follow the parameter roles the optimizers already use
+(`cleangpt_core.model.parameter_roles`):
 
 - initialisation: hidden matrices' std x 1/sqrt(m) (variance ~ 1/fan_in); embeddings, gains, biases and the
   output head unchanged;
@@ -19,6 +20,7 @@ The derivations are in docs/mup.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
@@ -74,14 +76,11 @@ def hidden_lr_multiplier(update: HiddenUpdate, multiplier: float) -> float:
     return {"adam": 1.0 / multiplier, "muon_original": 1.0, "muon_match_rms_adamw": multiplier**-0.5}[update]
 
 
-def scale_hidden_init(model: nn.Module, multiplier: float) -> None:
+def scale_hidden_init(matrices: Iterable[nn.Parameter], multiplier: float) -> None:
     """Scale the initial hidden matrices (`parameter_roles`' "matrix") by 1/sqrt(m), after the standard init
     and every part's own `init_weights`, so parts initialise in standard terms and zeros stay zeros."""
-    # imported here: the optimizers import this module for its learning-rate rule
-    from cleangpt_core.trainers.optimizers import parameter_roles
-
     if multiplier == 1.0:
         return
     with torch.no_grad():
-        for matrix in parameter_roles(model).matrices:
+        for matrix in matrices:
             matrix.mul_(multiplier**-0.5)

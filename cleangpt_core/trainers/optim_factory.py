@@ -14,10 +14,10 @@ from torch import nn
 
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.model.parameter_roles import parameter_roles
 from cleangpt_core.plugin_api import Component
 from cleangpt_core.registry import get_component
 from cleangpt_core.trainers.base_trainer import ScheduleBuilder
-from cleangpt_core.trainers.optimizers import parameter_roles
 
 
 def _validated(component: Component, options: dict[str, Any]) -> dict[str, Any]:

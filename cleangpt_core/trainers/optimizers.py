@@ -1,9 +1,9 @@
 """The built-in optimizers, each built from the roles a model gives its parameters.
 
 Which tensor gets which optimizer and whether it is decayed is the model's to state, not a list of names in
-the trainer: `parameter_roles` sorts a model's parameters into hidden matrices, embeddings, an untied output
-head and gains (norm gains, biases, scalar gates), and a module that knows better states the roles of its own
-parameters with a ``parameter_roles`` mapping. An optimizer component is a function
+the trainer: `cleangpt_core.model.parameter_roles` sorts a model's parameters into hidden matrices, embeddings,
+an untied output head and gains (this module re-exports `ParameterRoles` and `parameter_roles`, where optimizer
+plugins have always imported them). An optimizer component is a function
 ``build(roles, **options) -> torch.optim.Optimizer``; Muon is two torch optimizers driven as one.
 
 Under muP (`model.parametrization=mup`) the roles carry the width multiplier m, and AdamW and Muon give the
@@ -13,92 +13,16 @@ hidden matrices the learning-rate factor `cleangpt_core.model.parametrization.hi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.model.parametrization import hidden_lr_multiplier, is_mup, width_multiplier
+from cleangpt_core.model.parameter_roles import ParameterRoles, adamw_groups, decay_groups, parameter_roles
+from cleangpt_core.model.parametrization import hidden_lr_multiplier
 
-ROLES = ("matrix", "embedding", "head", "gain")
-
-
-@dataclass
-class ParameterRoles:
-    """A model's trainable parameters by role; each parameter appears once (tied weights included)."""
-
-    matrices: list[nn.Parameter] = field(default_factory=list)  # linear maps between hidden states
-    embeddings: list[nn.Parameter] = field(default_factory=list)  # lookup tables (a tied head is one of them)
-    head: list[nn.Parameter] = field(default_factory=list)  # an untied output projection
-    gains: list[nn.Parameter] = field(default_factory=list)  # norm gains, biases, scalars: never decayed
-    # muP's m = n_embd / mup_base_width (1 at the base width); None under the standard parametrization
-    mup_width_multiplier: float | None = None
-
-    def add(self, role: str, parameter: nn.Parameter) -> None:
-        """File `parameter` under `role` (one of `ROLES`)."""
-        buckets = {"matrix": self.matrices, "embedding": self.embeddings, "head": self.head, "gain": self.gains}
-        if role not in buckets:
-            raise ValueError(f"unknown parameter role {role!r}; use one of {ROLES}")
-        buckets[role].append(parameter)
-
-
-def parameter_roles(model: nn.Module) -> ParameterRoles:
-    """Sort `model`'s trainable parameters by role.
-
-    A module with a ``parameter_roles`` attribute ({parameter name: role}) decides for its own parameters.
-    Otherwise: an `nn.Embedding`'s weight is an embedding, the weight of the module named ``lm_head`` the
-    head (when it is not tied to an embedding, which is seen first), any other 2-D weight of an `nn.Linear`
-    a matrix, and everything else a gain. The model config's parametrization sets `mup_width_multiplier`.
-    """
-    config = getattr(model, "config", None)
-    roles = ParameterRoles(mup_width_multiplier=width_multiplier(config) if is_mup(config) else None)
-    seen: set[int] = set()
-    for module_name, module in model.named_modules():
-        stated: dict[str, str] = dict(getattr(module, "parameter_roles", None) or {})
-        for name, parameter in module.named_parameters(recurse=False):
-            if id(parameter) in seen or not parameter.requires_grad:
-                continue
-            seen.add(id(parameter))
-            roles.add(stated.get(name) or _default_role(module_name, module, name, parameter), parameter)
-    return roles
-
-
-def _default_role(module_name: str, module: nn.Module, name: str, parameter: nn.Parameter) -> str:
-    if name != "weight":
-        return "gain"
-    if isinstance(module, nn.Embedding):
-        return "embedding"
-    if isinstance(module, nn.Linear) and parameter.ndim == 2:
-        return "head" if module_name.rsplit(".", 1)[-1] == "lm_head" else "matrix"
-    return "gain"
-
-
-def _groups(decayed: Iterable[nn.Parameter], weight_decay: float, gains: Iterable[nn.Parameter]) -> list[dict]:
-    groups = [{"params": list(decayed), "weight_decay": weight_decay}, {"params": list(gains), "weight_decay": 0.0}]
-    return [group for group in groups if group["params"]]
-
-
-def _mup_matrix_group(roles: ParameterRoles, lr: float, weight_decay: float) -> list[dict]:
-    """Under muP, the hidden matrices as a group of their own at Adam's muP learning rate (after the first
-    group, whose learning rate is the one the trainer logs); under standard, none."""
-    if roles.mup_width_multiplier is None or not roles.matrices:
-        return []
-    factor = hidden_lr_multiplier("adam", roles.mup_width_multiplier)
-    return [{"params": list(roles.matrices), "weight_decay": weight_decay, "lr": lr * factor}]
-
-
-def adamw_groups(roles: ParameterRoles, *, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW's parameter groups: matrices, embeddings and head decayed, gains not; under muP the hidden
-    matrices a group of their own at lr/m (second, so the first group's rate is the one the trainer logs)."""
-    mup_matrices = _mup_matrix_group(roles, lr, weight_decay)
-    decayed = (roles.matrices if not mup_matrices else []) + roles.embeddings + roles.head
-    groups = _groups(decayed, weight_decay, roles.gains)
-    groups[1:1] = mup_matrices
-    return groups
-
+__all__ = ["CombinedOptimizer", "ParameterRoles", "adamw", "adamw_groups", "muon", "parameter_roles", "sgd"]
 
 def adamw(
     roles: ParameterRoles, *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
@@ -116,7 +40,7 @@ def sgd(
     roles: ParameterRoles, *, lr: float, momentum: float, nesterov: bool, weight_decay: float
 ) -> torch.optim.Optimizer:
     """SGD with momentum over everything; matrices, embeddings and head decayed, gains not."""
-    groups = _groups(roles.matrices + roles.embeddings + roles.head, weight_decay, roles.gains)
+    groups = decay_groups(roles.matrices + roles.embeddings + roles.head, weight_decay, roles.gains)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
@@ -153,7 +77,7 @@ def muon(
         ns_steps=ns_steps,
         adjust_lr_fn=adjust_lr,
     )
-    rest = _groups(roles.embeddings + roles.head, adamw_weight_decay, roles.gains)
+    rest = decay_groups(roles.embeddings + roles.head, adamw_weight_decay, roles.gains)
     if not rest:
         return hidden
     return CombinedOptimizer(
