@@ -19,16 +19,10 @@ from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.errors import CleanGPTError, ConfigError
-from cleangpt_core.experiments.compare import (
-    PLAN_FILE,
-    RESULT_FILE,
-    RUNS_DIR,
-    build_plan,
-    comparison_options,
-    load_plan,
-    prepare_directory,
-    run_comparison,
-)
+from cleangpt_core.experiments.comparison_file import comparison_options
+from cleangpt_core.experiments.execution import RESULT_FILE, run_comparison
+from cleangpt_core.experiments.plan import PLAN_FILE, RUNS_DIR, load_plan, prepare_directory
+from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.report import write_report
 from cleangpt_core.experiments.summary import curve_band, spread_verdicts, summarize, tokens_to_target
 from cleangpt_core.experiments.training_run import run_level_trainer_options

@@ -15,7 +15,9 @@ from cleangpt_core.cli.main import cli
 from cleangpt_core.config.experiment import ExperimentConfig
 from cleangpt_core.config.model import model_description
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.compare import RUNS_DIR, build_plan, comparison_options, parse_variant
+from cleangpt_core.experiments.comparison_file import comparison_options
+from cleangpt_core.experiments.plan import RUNS_DIR
+from cleangpt_core.experiments.planning import build_plan, parse_variant
 from cleangpt_core.experiments.report import contender_table
 from cleangpt_core.experiments.summary import summarize_contender
 

@@ -12,18 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.experiments.compare import (
-    PLAN_FILE,
-    RESULT_FILE,
-    RUNS_DIR,
-    build_plan,
-    load_plan,
-    prepare_directory,
-    run_comparison,
-    tokens_per_step,
-)
+from cleangpt_core.experiments.execution import RESULT_FILE, run_comparison
 from cleangpt_core.experiments.flops import model_parameters
 from cleangpt_core.experiments.ladder_report import LADDER_PNG, ladder_section, ladder_summary, rung_rows
+from cleangpt_core.experiments.plan import PLAN_FILE, RUNS_DIR, load_plan, prepare_directory, tokens_per_step
+from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.scaling_fit import PowerLaw
 from cleangpt_core.utils import tinyshakespeare_text
 
@@ -290,7 +283,7 @@ def test_a_comparison_file_writes_a_ladder_down(corpus, tmp_path):
         "models: [Vanilla]\nladder:\n  - model.n_embd=8,16,24\n  - model.n_head=2,2,4\ntokens_per_param: 2\n"
         f"set: {json.dumps(tiny(corpus))}\n"
     )
-    from cleangpt_core.experiments.compare import comparison_options
+    from cleangpt_core.experiments.comparison_file import comparison_options
 
     from_file = build_plan(tmp_path, **comparison_options(written, {}))
     options = dict(models=["Vanilla"], overrides=tiny(corpus), tokens_per_param=2)

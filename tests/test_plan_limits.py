@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.compare import build_plan
+from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.tuning_spec import tuning_spec
 
 LR = "optimizer.lr=1e-4:1e-2:log"

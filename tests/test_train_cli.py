@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from cleangpt_core.checkpoints.run_dir import RunDirectory
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
-from cleangpt_core.experiments.compare import build_plan
+from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.training_run import run_experiment
 from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
 from cleangpt_core.trainers.metrics import read_metrics

@@ -272,7 +272,7 @@ def test_a_diverging_trial_is_a_failed_trial_with_its_reason_and_the_comparison_
 
 
 def test_each_lever_of_an_ablation_gets_its_own_trials_at_its_own_setting(tmp_path):
-    from cleangpt_core.experiments.compare import build_plan
+    from cleangpt_core.experiments.planning import build_plan
     from cleangpt_core.experiments.tuning import trial_runs
 
     config = tmp_path / "recipe.yaml"

@@ -60,7 +60,8 @@ def ablate(
     a learning rate chosen for the base.
     """
     from cleangpt_core.errors import ConfigError
-    from cleangpt_core.experiments.compare import build_plan, prepare_directory
+    from cleangpt_core.experiments.plan import prepare_directory
+    from cleangpt_core.experiments.planning import build_plan
     from cleangpt_core.experiments.tuning_spec import tuning_spec
 
     if seeds < 2:

@@ -168,13 +168,9 @@ def compare(
     tuned at the smallest rung and every rung trains at its best setting (tune small, then transfer: meant for
     model.parametrization=mup).
     """
-    from cleangpt_core.experiments.compare import (
-        build_plan,
-        check_target_loss,
-        comparison_options,
-        load_plan,
-        prepare_directory,
-    )
+    from cleangpt_core.experiments.comparison_file import comparison_options
+    from cleangpt_core.experiments.plan import load_plan, prepare_directory
+    from cleangpt_core.experiments.planning import build_plan, check_target_loss
     from cleangpt_core.experiments.tuning_spec import tuning_spec
 
     context = click.get_current_context()
@@ -226,7 +222,7 @@ def compare(
 def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
     """Train what is left of `plan` (tuning first, where it has some) and write its report; Ctrl-C says how to
     continue. A worker trains its share and leaves the report to the process started without --worker."""
-    from cleangpt_core.experiments.compare import run_comparison
+    from cleangpt_core.experiments.execution import run_comparison
     from cleangpt_core.experiments.report import contender_table, is_seeded, markdown_table, write_report
     from cleangpt_core.experiments.summary import summarize
 

@@ -1,10 +1,14 @@
 """Experiments: training one run, comparing several, following them with trackers and scoring them with lm-eval.
 
-- `training_run`: the experiment runner behind ``cleangpt train`` and ``evaluate``
-- `compare`, `report`, `summary`: ``cleangpt compare`` (the plan, its runs, the report and its tables)
+- `training_run`, `progress_lines`: the experiment runner behind ``cleangpt train`` and ``evaluate``, and its
+  progress lines in a log
+- ``cleangpt compare``, by concern: `plan` (what runs: the plan, its JSON and fingerprint), `planning` (building a
+  plan from contenders, seeds and budgets, checked before anything trains), `comparison_file` (the
+  ``--comparison`` file's schema), `plan_limits` (how large a plan may be), `execution` (training the runs,
+  resuming, their results), `report` and `summary` (the report's tables and numbers)
 - `ablation`: ``cleangpt ablate``'s verdicts (each lever's effect and its interval over seeds)
-- `tuning_spec`, `tuning`, `tuning_report`: ``--tune`` (the ranges; the Optuna studies and their workers; the
-  report's section)
+- `tuning_spec`, `tuning`, `tuning_storage`, `tuning_report`: ``--tune`` (the ranges; the Optuna studies and
+  the workers claiming their trials; where the studies are stored and the workers' heartbeat; the report's section)
 - `ladder`, `flops`, `scaling_fit`, `ladder_report`: ``--ladder`` (the rungs and their budgets; a run's training
   FLOPs; the power-law fits, forecast and compute multipliers; the report's section and plot)
 - `trackers`: TensorBoard, MLflow and W&B on the training events

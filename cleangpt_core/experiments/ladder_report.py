@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.compare import tokens_per_step
 from cleangpt_core.experiments.flops import FLOPS_FORMULA, N_COUNTS, model_parameters, training_flops
+from cleangpt_core.experiments.plan import tokens_per_step
 from cleangpt_core.experiments.report import save_figure
 from cleangpt_core.experiments.scaling_fit import (
     CONFIDENCE,
@@ -26,7 +26,7 @@ from cleangpt_core.experiments.scaling_fit import (
 )
 
 if TYPE_CHECKING:
-    from cleangpt_core.experiments.compare import ComparisonPlan
+    from cleangpt_core.experiments.plan import ComparisonPlan
 
 LADDER_PNG = "ladder.png"
 INFINITE = "inf"  # how report.json writes an unreachable multiplier (JSON has no infinity)

@@ -24,46 +24,33 @@ same slot at once (both found it missing), the one claimed second sees the first
 
 A trial whose training diverges (`TrainingDivergedError`) is a FAIL with its reason in the study, not a crash.
 
-The default storage is SQLite in the comparison folder: Optuna's heartbeats (what finds a killed worker's
-trial) need a relational storage, which its journal file has not, and SQLite serves every process of one
-machine. For several machines give ``--storage`` a PostgreSQL or MySQL URL (SQLite's locks are not safe on a
-network file system).
+Where the studies are stored, and the heartbeat: `cleangpt_core.experiments.tuning_storage`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cleangpt_core.errors import ConfigError, TrainingDivergedError
-from cleangpt_core.experiments.compare import (
-    ComparisonPlan,
-    PlannedRun,
-    read_result,
-    run_is_finished,
-    train_run,
-)
-from cleangpt_core.experiments.tuning_spec import TunedKey, TuningSpec
+from cleangpt_core.experiments.execution import Echo, read_result, run_is_finished, train_run
+from cleangpt_core.experiments.plan import ComparisonPlan, PlannedRun
+from cleangpt_core.experiments.tuning_spec import TunedKey
+from cleangpt_core.experiments.tuning_storage import Heartbeat, open_storage
 
 if TYPE_CHECKING:
     import optuna
 
 TUNING_DIR = "tuning"
 TUNING_PNG = "tuning.png"
-OPEN_ATTEMPTS = 3  # tries at opening the storage: two workers starting together may both create its tables
 BASIN = 0.01  # a setting is in the basin when its loss is within this of the best (nats per token)
 # keys a contender's tuning may not change: what every run of a comparison shares, or where it trains
 SHARED_KEYS = ("data.", "seed", "output.", "trainer.max_steps", "device")
-
-Echo = Callable[[str], None]
 
 
 def yaml_number(value: float | int) -> str:
@@ -138,66 +125,6 @@ def _typed(key: TunedKey, value: float) -> float | int:
     return round(value) if key.integer else value
 
 
-def plan_fingerprint(plan: ComparisonPlan) -> str:
-    """What the comparison trains, as 12 hex digits: the same on every machine (run folders left out)."""
-    configs = {}
-    for directory, config in plan.configs.items():
-        config = json.loads(json.dumps(config))
-        config.get("output", {}).pop("dir", None)
-        configs[directory] = config
-    assert plan.tuning is not None
-    tuning = {k: v for k, v in plan.tuning.to_json().items() if k not in ("storage", "heartbeat_s")}
-    what = {"tuning": tuning, "max_steps": plan.max_steps, "configs": configs}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def open_storage(spec: TuningSpec, out_dir: Path) -> optuna.storages.RDBStorage:
-    """The comparison's Optuna storage, with heartbeats and the retry of a killed worker's trial."""
-    url = spec.storage_url(out_dir)
-    for _ in range(OPEN_ATTEMPTS - 1):
-        try:
-            return _rdb_storage(url, max(1, round(spec.heartbeat_s)))
-        except Exception:
-            time.sleep(1.0)  # another worker may be creating the tables this very moment
-    try:
-        return _rdb_storage(url, max(1, round(spec.heartbeat_s)))
-    except Exception as error:  # a bad URL, a missing driver, a database that refuses: one line
-        raise ConfigError(f"--storage {url!r} cannot be opened: {' '.join(str(error).split())}") from None
-
-
-def _rdb_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
-    import optuna
-
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out another's write
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=heartbeat,
-            grace_period=3 * heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-        )
-
-
-class _Heartbeat:
-    """Tells the storage, every interval, that the worker training this trial is alive."""
-
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> None:
-        self._stop = threading.Event()
-        storage.record_heartbeat(trial_id)
-        self._thread = threading.Thread(target=self._beat, args=(storage, trial_id, interval), daemon=True)
-        self._thread.start()
-
-    def _beat(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> None:
-        while not self._stop.wait(interval):
-            storage.record_heartbeat(trial_id)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 class Tuner:
     """One worker's share of a tuned comparison: claims trials and final runs until none is left."""
 
@@ -216,7 +143,7 @@ class Tuner:
         self.plan, self.spec, self.out_dir, self.echo, self.callbacks = plan, plan.tuning, out_dir, echo, callbacks
         out_dir.mkdir(parents=True, exist_ok=True)
         self.storage = open_storage(self.spec, out_dir)
-        prefix = plan_fingerprint(plan)
+        prefix = plan.fingerprint()
         first_seed = plan.runs[0].seed
         self.studies: dict[tuple[str, str], optuna.Study] = {}
         for label in plan.labels:
@@ -345,7 +272,7 @@ class Tuner:
             if not self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 continue  # another worker took it first
             trial = optuna.Trial(study, trial_id)
-            self._heartbeat = _Heartbeat(self.storage, trial_id, self.spec.heartbeat_s)
+            self._heartbeat = Heartbeat(self.storage, trial_id, self.spec.heartbeat_s)
             slot = waiting.user_attrs["slot"]
             twins = [
                 t
