@@ -9,7 +9,7 @@ from importlib.metadata import metadata, requires
 import pytest
 from packaging.requirements import Requirement
 
-from cleangpt_core.experiments.trackers.catalog import TRACKERS
+from cleangpt_core.config.tracking import TRACKERS
 
 OPTIONAL = ("tensorboard", "mlflow", "wandb", "lm_eval")
 

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
+from cleangpt_core.config import tracking as catalog
 from cleangpt_core.config.experiment import load_experiment_config
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.trackers import catalog
 from cleangpt_core.trainers.metrics import read_metrics
 
 STEPS, CHECKPOINT_EVERY, KILL_AT = 14, 5, 12  # killed two steps after the checkpoint of step 10

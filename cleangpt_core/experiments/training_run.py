@@ -43,6 +43,7 @@ from cleangpt_core.config.experiment import (
     load_experiment_config,
     resolve_experiment,
 )
+from cleangpt_core.config.tracking import check_trackers_installed
 from cleangpt_core.data.prepared_data import PreparedCorpus, data_fingerprint, is_prepared_dir
 from cleangpt_core.data.python_stdlib import PYTHON_STDLIB
 from cleangpt_core.data.windows import RandomWindowDataset
@@ -50,7 +51,6 @@ from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
 from cleangpt_core.errors import CheckpointError, ConfigError, DataError
 from cleangpt_core.experiments.progress_lines import ProgressLines
-from cleangpt_core.experiments.trackers.catalog import check_trackers_installed
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import build_config, get_model

@@ -2,7 +2,8 @@
 
 Chosen per run by ``logging.report_to`` in the experiment config; each needs its optional extra
 (``pip install "cleangpt-core[tensorboard]"``, ``[mlflow]``, ``[wandb]``). This package's ``__init__`` and
-``catalog`` are light: the config loads without torch or any tracker package.
+the catalog of trackers (`cleangpt_core.config.tracking`) are light: the config loads without torch or any
+tracker package.
 """
 
 from cleangpt_core.lazy_exports import lazy_exports
@@ -10,10 +11,10 @@ from cleangpt_core.lazy_exports import lazy_exports
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "TRACKERS": ".catalog",
+        "TRACKERS": "cleangpt_core.config.tracking",
         "LoggingConfig": "cleangpt_core.config.tracking",
-        "TrackerSpec": ".catalog",
-        "check_trackers_installed": ".catalog",
+        "TrackerSpec": "cleangpt_core.config.tracking",
+        "check_trackers_installed": "cleangpt_core.config.tracking",
         "Tracker": ".base",
         "TrackedRun": ".base",
         "TrackingSession": ".base",

@@ -1,7 +1,7 @@
 """What every experiment tracker implements, and the session that feeds a run's trackers.
 
 A `TrackingSession` receives one run's training events (from the built-in plugin
-``cleangpt_core.builtins.trackers``) and hands each tracker named in ``logging.report_to`` the run's metrics.
+``cleangpt_core.core_plugins.trackers``) and hands each tracker named in ``logging.report_to`` the run's metrics.
 It owns the two promises every tracker keeps:
 
 - A tracker that raises is reported once and dropped for the rest of the run; training, checkpoints and the
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.checkpoints.run_dir import RunDirectory
-from cleangpt_core.experiments.trackers.catalog import TRACKERS
+from cleangpt_core.config.tracking import TRACKERS
 from cleangpt_core.plugin_api import load_object
 
 if TYPE_CHECKING:
