@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from cleangpt_core.checkpoints.run_dir import BEST_FILE, LATEST_FILE
-from cleangpt_core.checkpoints.training_checkpoint import (
+from cleangpt_core.distributed.strategies import load_checkpoint_weights
+from cleangpt_core.model import get_model, load_model
+from cleangpt_core.trainers.training_checkpoint import (
     CheckpointManager,
     CheckpointWriteError,
     average_weights,
@@ -22,8 +24,6 @@ from cleangpt_core.checkpoints.training_checkpoint import (
     restore_rng_state,
     unflatten_state,
 )
-from cleangpt_core.distributed.strategies import load_checkpoint_weights
-from cleangpt_core.model import get_model, load_model
 
 
 def _trained_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:

@@ -18,9 +18,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from cleangpt_core.checkpoints.training_checkpoint import read_state
 from cleangpt_core.model.serialization import load_model
 from cleangpt_core.testing.trainer import run_tiny_training
+from cleangpt_core.trainers.training_checkpoint import read_state
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from cleangpt_core.checkpoints.training_checkpoint import flatten_state, unflatten_state
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.model import get_model
 from cleangpt_core.trainers.optimizers import CombinedOptimizer, adamw, muon, parameter_roles, sgd
 from cleangpt_core.trainers.schedules import wsd_schedule
+from cleangpt_core.trainers.training_checkpoint import flatten_state, unflatten_state
 
 MUON = {
     "lr": 0.02,

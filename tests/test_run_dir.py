@@ -20,10 +20,10 @@ from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import PARTIAL_PREFIX, atomic_target, write_text_atomic
 from cleangpt_core.checkpoints.run_dir import RunDirectory, find_model_directory, find_training_checkpoint
-from cleangpt_core.checkpoints.training_checkpoint import CheckpointManager
 from cleangpt_core.errors import CheckpointError, CheckpointWriteError, RunLockedError
 from cleangpt_core.model import get_model
 from cleangpt_core.trainers.metrics import read_metrics
+from cleangpt_core.trainers.training_checkpoint import CheckpointManager
 
 PACKAGE = Path(__file__).parents[1] / "cleangpt_core"
 

@@ -2,7 +2,9 @@
 
 - `atomic_write`: every file written aside and renamed into place, through one helper
 - `run_dir`: the layout of a run directory (checkpoints, ``latest``/``best`` pointers, metrics, the lock)
-- `training_checkpoint`: a checkpoint that resumes exactly (model, optimizer, schedule, RNG, data position)
+- `json_files`: reading a JSON file written by cleanGPT, a damaged one named in the error
 
-A model directory on its own (``config.json`` + ``model.safetensors``) is `cleangpt_core.model.serialization`.
+What goes into those files is their owners': a model directory (``config.json`` + ``model.safetensors``) is
+`cleangpt_core.model.serialization`, a checkpoint that resumes exactly (optimizer, schedule, RNG, data
+position) `cleangpt_core.trainers.training_checkpoint`.
 """

@@ -37,9 +37,9 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import FSDPModule, fully_shard
 
-from cleangpt_core.checkpoints.training_checkpoint import read_checkpoint_weights
 from cleangpt_core.distributed.process_group import DistributedContext
 from cleangpt_core.errors import CheckpointError, ConfigError
+from cleangpt_core.model.serialization import read_checkpoint_weights
 
 logger = logging.getLogger(__name__)
 

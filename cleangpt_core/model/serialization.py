@@ -16,6 +16,7 @@ from typing import Any
 
 import safetensors
 import torch
+from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
@@ -112,3 +113,14 @@ def check_tokenizer_fits(tokenizer_ids: int, model_vocab_size: int, tokenizer_di
             f"the tokenizer in {str(tokenizer_dir)!r} has {tokenizer_ids} ids but the model's vocabulary has "
             f"{model_vocab_size}: they do not belong together; restore the checkpoint's own tokenizer"
         )
+
+
+def read_checkpoint_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's ``model.safetensors``, with a missing or damaged file named."""
+    path = directory / MODEL_WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no {MODEL_WEIGHTS_FILE}; is it a checkpoint directory?")
+    try:
+        return load_safetensors_file(str(path))
+    except (safetensors.SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is damaged or truncated ({' '.join(str(error).split())})") from None

@@ -13,17 +13,17 @@ from cleangpt_core.errors import CheckpointWriteError, TrainingDivergedError
 from cleangpt_core.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from cleangpt_core.checkpoints.training_checkpoint import CheckpointManager
     from cleangpt_core.trainers.advanced_trainer import AdvancedTrainer
     from cleangpt_core.trainers.base_trainer import BaseTrainer
     from cleangpt_core.trainers.factory import get_trainer
     from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
     from cleangpt_core.trainers.simple_trainer import SimpleTrainer
+    from cleangpt_core.trainers.training_checkpoint import CheckpointManager
 
 _EXPORTS = {
     "AdvancedTrainer": "cleangpt_core.trainers.advanced_trainer",
     "BaseTrainer": "cleangpt_core.trainers.base_trainer",
-    "CheckpointManager": "cleangpt_core.checkpoints.training_checkpoint",
+    "CheckpointManager": "cleangpt_core.trainers.training_checkpoint",
     "SimpleTrainer": "cleangpt_core.trainers.simple_trainer",
     "get_trainer": "cleangpt_core.trainers.factory",
     "get_optimizer": "cleangpt_core.trainers.optim_factory",

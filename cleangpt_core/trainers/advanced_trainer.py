@@ -14,11 +14,6 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target
 from cleangpt_core.checkpoints.run_dir import MODEL_WEIGHTS_FILE
-from cleangpt_core.checkpoints.training_checkpoint import (
-    CheckpointManager,
-    average_weights,
-    write_model,
-)
 from cleangpt_core.distributed.process_group import barrier
 from cleangpt_core.distributed.strategies import (
     GatheredModel,
@@ -31,6 +26,11 @@ from cleangpt_core.trainers.base_trainer import ScheduleBuilder
 from cleangpt_core.trainers.precision import PRECISION_NAMES, describe_precision, precision_name, resolve_precision
 from cleangpt_core.trainers.schemas import AdvancedTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.simple_trainer import SimpleTrainer
+from cleangpt_core.trainers.training_checkpoint import (
+    CheckpointManager,
+    average_weights,
+    write_model,
+)
 
 logger = logging.getLogger(__name__)
 

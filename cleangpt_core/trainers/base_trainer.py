@@ -22,13 +22,6 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.checkpoints.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
-from cleangpt_core.checkpoints.training_checkpoint import (
-    CheckpointManager,
-    capture_rng_state,
-    read_state,
-    restore_rng_state,
-    unwrap_model,
-)
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier, init_distributed
@@ -47,6 +40,13 @@ from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
 from cleangpt_core.trainers.events import TrainingEvents
 from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import TrainerConfig
+from cleangpt_core.trainers.training_checkpoint import (
+    CheckpointManager,
+    capture_rng_state,
+    read_state,
+    restore_rng_state,
+    unwrap_model,
+)
 
 logger = logging.getLogger(__name__)
 

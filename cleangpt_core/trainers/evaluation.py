@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cleangpt_core.checkpoints.training_checkpoint import capture_rng_state, restore_rng_state
 from cleangpt_core.data.progress import EvaluationProgress
 from cleangpt_core.data.windows import IGNORE_INDEX
 from cleangpt_core.distributed.process_group import DistributedContext, all_reduce_sum
 from cleangpt_core.trainers.batches import Batch, shard_for_evaluation
+from cleangpt_core.trainers.training_checkpoint import capture_rng_state, restore_rng_state
 
 
 def labels_of(batch: Batch) -> torch.Tensor:

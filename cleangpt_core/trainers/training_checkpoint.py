@@ -134,17 +134,6 @@ def write_model(model: nn.Module, directory: Path) -> None:
             safetensors.torch.save_model(model, str(aside), metadata={"format": "pt"})
 
 
-def read_checkpoint_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint's ``model.safetensors``, with a missing or damaged file named."""
-    path = directory / MODEL_WEIGHTS_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{directory} has no {MODEL_WEIGHTS_FILE}; is it a checkpoint directory?")
-    try:
-        return safetensors.torch.load_file(str(path))
-    except (safetensors.SafetensorError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path} is damaged or truncated ({' '.join(str(error).split())})") from None
-
-
 def write_state(directory: Path, state: dict[str, Any]) -> None:
     """Write trainer state: its tensors to safetensors, the rest (with references to them) to JSON."""
     structure, tensors = flatten_state(state, "state")
