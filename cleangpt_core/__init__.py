@@ -4,3 +4,7 @@ This package imports nothing heavy on purpose: the CLI and plugin discovery must
 """
 
 __version__ = "0.1.0"
+
+from cleangpt_core import compat
+
+compat.install()  # earlier releases' module paths and names keep importing (see compat)

@@ -10,7 +10,7 @@ has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, ``"1.2"
 exported ``cleangpt_core.model.Linear``, or ``"1.3"``, whose part options were bare fields of the model config,
 keep working) and implements any of
 the hooks below with ``@cleangpt_core.plugin_api.hookimpl``. The core's own components are registered by the
-very same hooks (``cleangpt_core.builtins``), so a built-in has no privilege but one: on a name clash it wins.
+very same hooks (``cleangpt_core.core_plugins``), so a built-in has no privilege but one: on a name clash it wins.
 
 Registration hooks are called once per process, the first time the registry is needed, and must be cheap:
 return descriptions (`Component`), import nothing heavy (no torch), and let each ``target`` point at the

@@ -46,16 +46,16 @@ from cleangpt_core.plugin_api import (
 
 BUILTIN_DISTRIBUTION = "cleangpt-core"
 BUILTIN_PLUGINS = (
-    "cleangpt_core.builtins.samplers",
-    "cleangpt_core.builtins.tokenizers",
-    "cleangpt_core.builtins.parts",
-    "cleangpt_core.builtins.architectures",
-    "cleangpt_core.builtins.trainers",
-    "cleangpt_core.builtins.optim",
-    "cleangpt_core.builtins.commands",
-    "cleangpt_core.builtins.workflow",
-    "cleangpt_core.builtins.trackers",
-    "cleangpt_core.builtins.ecosystem",
+    "cleangpt_core.core_plugins.samplers",
+    "cleangpt_core.core_plugins.tokenizers",
+    "cleangpt_core.core_plugins.parts",
+    "cleangpt_core.core_plugins.architectures",
+    "cleangpt_core.core_plugins.trainers",
+    "cleangpt_core.core_plugins.optim",
+    "cleangpt_core.core_plugins.commands",
+    "cleangpt_core.core_plugins.workflow",
+    "cleangpt_core.core_plugins.trackers",
+    "cleangpt_core.core_plugins.ecosystem",
 )
 REGISTRATION_HOOKS = {
     "tokenizer": "cleangpt_register_tokenizers",

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from cleangpt_core.config import VanillaConfig
-from cleangpt_core.model.kv_cache import AttentionLayout
-from cleangpt_core.model.model_Vanilla import VanillaTransformerModel
+from cleangpt_core.model import AttentionLayout, Decoder
 from cleangpt_core.registry import get_registry
 from cleangpt_core.testing.architecture import (
     SMALL_MODEL,
@@ -31,14 +30,14 @@ def test_vanilla_without_bias_and_with_dropout_keeps_the_contract():
     check_architecture_contract(registered_model_factory("Vanilla", bias=False, dropout=0.1))
 
 
-class _PositionsIgnoreMask(VanillaTransformerModel):
+class _PositionsIgnoreMask(Decoder):
     """Counts padding into positions, a classic left-padding bug."""
 
     def forward(self, input_ids, attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0):
         return super().forward(input_ids, None if kv_cache is None else attention_mask, labels, kv_cache)
 
 
-class _CacheIgnored(VanillaTransformerModel):
+class _CacheIgnored(Decoder):
     """Offers a cache but attends only to the new tokens."""
 
     def forward(self, input_ids, attention_mask=None, labels=None, kv_cache=None, logits_to_keep=0):
@@ -54,7 +53,7 @@ class _CacheIgnored(VanillaTransformerModel):
         return {"logits": self.lm_head(self.transformer.ln_f(x))}
 
 
-class _NoLengthCheck(VanillaTransformerModel):
+class _NoLengthCheck(Decoder):
     def check_length(self, length, kv_cache=None):
         return None
 

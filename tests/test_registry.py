@@ -43,7 +43,7 @@ def failures_of(distribution: str) -> list:
 def test_builtins_are_registered_through_the_hooks(fresh_registry):
     registry = get_registry()
     builtin_modules = {plugin.entry_point for plugin in registry.plugins if plugin.distribution == BUILTIN_DISTRIBUTION}
-    assert "cleangpt_core.builtins.samplers" in builtin_modules
+    assert "cleangpt_core.core_plugins.samplers" in builtin_modules
     samplers = {c.name for c in registry.components("sampler") if c.distribution == BUILTIN_DISTRIBUTION}
     assert {"greedy", "temperature", "top_k", "top_p", "min_p", "combined"} <= samplers
 

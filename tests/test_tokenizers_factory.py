@@ -90,7 +90,7 @@ def test_saved_type_that_is_not_installed_names_what_is(tmp_path):
 
 def test_registration_imports_nothing_heavy():
     code = (
-        "import sys; from cleangpt_core.builtins import tokenizers; "
+        "import sys; from cleangpt_core.core_plugins import tokenizers; "
         "tokenizers.cleangpt_register_tokenizers(); tokenizers.cleangpt_register_commands(); "
         "heavy = [m for m in ('numpy', 'torch', 'transformers', 'tiktoken') if m in sys.modules]; "
         "assert not heavy, heavy"

@@ -11,10 +11,10 @@ from cleangpt_core.errors import CheckpointError, SequenceTooLongError
 from cleangpt_core.lazy_exports import lazy_exports
 from cleangpt_core.model.attention import CausalSelfAttention
 from cleangpt_core.model.base import CausalLanguageModel
-from cleangpt_core.model.decoder import Decoder, LearnedPositionDecoder
+from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import BoundPart, PartClasses, build_config, get_model, resolve_parts
 from cleangpt_core.model.feedforward import MLP, ReluSquared, SwiGLU
-from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward, positions_and_layout
+from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward
 from cleangpt_core.model.linear import Linear, onednn_linear
 from cleangpt_core.model.norm import LayerNorm, NoNorm, RMSNorm
 from cleangpt_core.model.position import ALiBi, LearnedPositions, NoPositions, Rotary
@@ -32,7 +32,6 @@ __all__ = [
     "Decoder",
     "KVCache",
     "LayerNorm",
-    "LearnedPositionDecoder",
     "LearnedPositions",
     "Linear",
     "NoNorm",
@@ -53,7 +52,6 @@ __all__ = [
     "load_model",
     "onednn_linear",
     "part_options",
-    "positions_and_layout",
     "resolve_checkpoint",
     "resolve_parts",
     "save_model",

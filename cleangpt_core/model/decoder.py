@@ -8,7 +8,7 @@ and `feedforward.MLP` inside), then the final `norm.LayerNorm` and the tied head
 `position.Rotary`, `norm.RMSNorm` and `feedforward.SwiGLU`. Parameter names follow Hugging Face's GPT-2
 (`transformer.wte`, `transformer.h.0.attn.c_attn`, `lm_head`), whatever the parts.
 
-An architecture that brings its own blocks (plugin API 1.0's `LearnedPositionDecoder` route) passes them
+An architecture that brings its own blocks passes them
 to the constructor and keeps the embeddings, learned positions, final LayerNorm and tied head.
 """
 
@@ -28,7 +28,7 @@ from cleangpt_core.model.linear import Linear
 from cleangpt_core.model.parameter_roles import parameter_roles
 from cleangpt_core.model.parametrization import base_head_dim, is_mup, scale_hidden_init, width_multiplier
 
-__all__ = ["Decoder", "LearnedPositionDecoder", "PartClasses"]
+__all__ = ["Decoder", "PartClasses"]
 
 
 class Decoder(CausalLanguageModel):
@@ -122,6 +122,3 @@ class Decoder(CausalLanguageModel):
             x = x[:, -logits_to_keep:, :]
         return self.head_output(self.transformer.ln_f(x), labels, attention_mask)  # lm_head, and the loss
 
-
-# Plugin API 1.0's name: an architecture passing its own blocks, with learned positions and a LayerNorm.
-LearnedPositionDecoder = Decoder

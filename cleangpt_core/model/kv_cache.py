@@ -262,10 +262,3 @@ def begin_forward(
     mask = (((offsets > 0) & key_valid[:, None, :]) | (offsets == 0)).unsqueeze(1)
     return AttentionLayout(mask=mask, is_causal=False, positions=positions, past=past)
 
-
-def positions_and_layout(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, kv_cache: KVCache | None
-) -> tuple[torch.Tensor, AttentionLayout]:
-    """Plugin API 1.0's name for `begin_forward`, returning the positions beside the layout."""
-    layout = begin_forward(input_ids, attention_mask, kv_cache)
-    return layout.positions, layout

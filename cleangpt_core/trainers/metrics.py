@@ -1,6 +1,6 @@
 """The built-in metrics logger: ``metrics.jsonl`` and ``loss_curve.png`` in the run directory.
 
-It is an ordinary observer of training events (registered as a plugin by ``cleangpt_core.builtins.trainers``),
+It is an ordinary observer of training events (registered as a plugin by ``cleangpt_core.core_plugins.trainers``),
 so it shows the pattern any logging plugin would follow. Only the main process writes. Each line of
 ``metrics.jsonl`` is one JSON object: training lines carry ``step``, ``epoch``, ``loss`` (mean over the steps
 since the previous line), ``lr``, ``tokens_per_s`` and ``tokens``; evaluation lines carry ``step``,

@@ -1,6 +1,6 @@
 """The training events, turned into tracker calls: which scalars and texts a run reports, and when.
 
-Called by the built-in plugin ``cleangpt_core.builtins.trackers`` (which imports this module only once a run
+Called by the built-in plugin ``cleangpt_core.core_plugins.trackers`` (which imports this module only once a run
 has started). A run reports to trackers when it has a run directory and an experiment config naming some in
 ``logging.report_to``; only the main process of a torchrun job reports.
 """

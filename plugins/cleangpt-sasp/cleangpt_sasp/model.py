@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
-from cleangpt_core.model import AttentionLayout, KVCache, LearnedPositionDecoder, Linear, PartClasses, part_options
+from cleangpt_core.model import AttentionLayout, Decoder, KVCache, Linear, PartClasses, part_options
 from cleangpt_sasp.config import SASPConfig, ShapedAttentionOptions, SkiplessOptions
 
 
@@ -147,7 +147,7 @@ class SkiplessParallelBlock(nn.Module):
         return self.beta_sa * self.attn(h, layout, kv_cache) + self.beta_ff * self.mlp(h)
 
 
-class SASPTransformerModel(LearnedPositionDecoder):
+class SASPTransformerModel(Decoder):
     """A decoder of SASP blocks between Vanilla's embeddings and tied output head.
 
     Parameters stay float32 (train under autocast): an AdamW step on a gain near 1.0 is below half a

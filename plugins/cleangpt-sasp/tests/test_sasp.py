@@ -12,7 +12,7 @@ from cleangpt_sasp import SASPConfig, SASPTransformerModel
 from cleangpt_core.config import GPTConfig
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.model import get_model
-from cleangpt_core.model.kv_cache import positions_and_layout
+from cleangpt_core.model.kv_cache import begin_forward
 from cleangpt_core.registry import get_component
 from cleangpt_core.testing.architecture import check_architecture_contract, registered_model_factory
 
@@ -90,7 +90,7 @@ def test_each_attention_sub_block_is_the_identity_at_initialisation(options, pad
     mask = torch.ones(2, 12, dtype=torch.long)
     if padded:
         mask[1, :5] = 0
-    _, layout = positions_and_layout(input_ids, mask, None)
+    layout = begin_forward(input_ids, mask, None)
     for block in model.transformer.h:
         assert torch.allclose(block.attn(x, layout, None), x, atol=1e-6)
 
@@ -186,7 +186,7 @@ def test_shaped_attention_is_the_identity_at_initialisation_with_rotary_position
     torch.manual_seed(0)
     model = get_model("Llama", **SHAPE, attention="shaped", first_layer_value=False).eval()
     x = torch.randn(2, 12, SHAPE["n_embd"], generator=torch.Generator().manual_seed(0))
-    _, layout = positions_and_layout(torch.zeros(2, 12, dtype=torch.long), None, None)
+    layout = begin_forward(torch.zeros(2, 12, dtype=torch.long), None, None)
     _, layout = model.transformer.wpe(x, layout)  # the rotary angles of these positions
     for block in model.transformer.h:
         assert torch.allclose(block.attn(x, layout, None), x, atol=1e-6)
