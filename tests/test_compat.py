@@ -59,6 +59,7 @@ def test_old_names_left_their_modules_but_still_answer():
         _ = decoder.nothing_such
 
 
+@pytest.mark.slow  # imports every module of the package in a fresh interpreter
 def test_the_core_itself_imports_no_old_name():
     # every module of the package, imported with old names' warnings as errors
     code = (
