@@ -1,8 +1,9 @@
 """muP's two checks (Yang et al. 2022, "Tensor Programs V"), written to benchmarks/results/.
 
-1. `coord`: the coordinate check. Vanilla, 2 layers, 4 heads, widths 64 to 512, trained a few AdamW (and Muon)
-   steps on one batch; the RMS of the embedding, attention, MLP and logits outputs after each step, under
-   `standard` and `mup` (base width 64). Writes mup_coord_check.{md,png}.
+1. `coord`: the coordinate check. Vanilla and Llama, 2 layers, 4 heads, widths 64 to 1024, trained 20 AdamW (and
+   Muon) steps on character-level Tiny Shakespeare, 3 seeds; the RMS of every part's output after each step,
+   under `standard` and `mup` (base width 64), and the gradients' scale per role at initialisation. Writes
+   mup_coord_check.{md,png,json}.
 2. `transfer`: learning-rate transfer on character-level Tiny Shakespeare. Vanilla, 2 layers, 4 heads, context
    64, widths 64 and 256 (muP base width 64), a log2 grid of learning rates; the validation loss of each run,
    the best rate per width, and how far it moved from width 64 to 256, under `mup` and `standard`, for AdamW
@@ -10,7 +11,7 @@
    Writes mup_transfer.{md,png}. At width 64 = the base width the two parametrizations are the same model
    (tests/test_mup.py checks the losses are identical), so width 64 is trained once per rate.
 
-Losses are deterministic (fixed seeds, fixed batches), so no lock is needed:
+Losses are deterministic (fixed seeds, fixed batches); the runs are long, so run them under the shared lock:
 
     python benchmarks/bench_mup.py coord
     python benchmarks/bench_mup.py transfer
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 
 from cleangpt_core.data.loading import tinyshakespeare_split
-from cleangpt_core.inspection.coordinate_check import COORDINATE_PARTS, coordinate_check
+from cleangpt_core.inspection.coordinate_check import coordinate_check
 from cleangpt_core.model import get_model
 from cleangpt_core.tokenizers import create_tokenizer
 from cleangpt_core.trainers import get_optimizer, get_schedule
@@ -46,13 +48,13 @@ def optimizer_options(optimizer: str, scale: float) -> dict[str, float]:
     return {"lr": 0.02 * scale, "adamw_lr": 3e-3 * scale}
 
 
-def plot(path: Path, draw: Callable[..., None], panels: int, title: str) -> None:
+def plot(path: Path, draw: Callable[..., None], panels: int, title: str, rows: int = 2) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, panels, figsize=(3.2 * panels, 6), squeeze=False)
+    figure, axes = plt.subplots(rows, panels, figsize=(3.2 * panels, 3 * rows), squeeze=False)
     draw(axes)
     figure.suptitle(title)
     figure.tight_layout()
@@ -62,70 +64,187 @@ def plot(path: Path, draw: Callable[..., None], panels: int, title: str) -> None
 
 # --- the coordinate check -------------------------------------------------------------------------------------
 
+COORD_WIDTHS = [64, 128, 256, 512, 1024]
+COORD_PRESETS = ("Vanilla", "Llama")
+COORD_ADAMW_K = 1  # the best AdamW rate at width 64 in mup_transfer.md (8e-3); Muon's was k = 0 (0.02, 3e-3)
+
+
+class TextBatches:
+    """Character-level Tiny Shakespeare: per seed and step, `batch` windows of `length` + 1 tokens."""
+
+    def __init__(self, batch: int, length: int) -> None:
+        text = tinyshakespeare_split("train")
+        tokenizer = create_tokenizer("character").fit(text + tinyshakespeare_split("val"))
+        self.vocab_size = tokenizer.vocab_size
+        self.ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+        self.batch, self.length = batch, length
+
+    def __call__(self, seed: int, step: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed * 100_003 + step)
+        starts = torch.randint(0, self.ids.numel() - self.length - 1, (self.batch,), generator=generator)
+        return torch.stack([self.ids[s : s + self.length + 1] for s in starts.tolist()])
+
+
+def coord_options(optimizer: str) -> dict[str, float]:
+    return optimizer_options(optimizer, 2.0**COORD_ADAMW_K if optimizer == "adamw" else 1.0)
+
+
+def _coord_job(job: tuple[str, str, str, argparse.Namespace]):
+    preset, optimizer, parametrization, args = job
+    torch.set_num_threads(1)
+    text = TextBatches(args.batch, args.length)
+
+    def build(width: int) -> torch.nn.Module:
+        return get_model(
+            preset, vocab_size=text.vocab_size, **SHAPE, n_embd=width, block_size=args.length,
+            parametrization=parametrization, mup_base_width=BASE_WIDTH,
+        )  # fmt: skip
+
+    started = time.time()
+    check = coordinate_check(
+        build, lambda model: get_optimizer(optimizer, model, **coord_options(optimizer)), args.widths,
+        steps=args.steps, seeds=args.seeds, batches=text,
+    )  # fmt: skip
+    print(f"{preset} {optimizer} {parametrization}: {time.time() - started:.0f} s", flush=True)
+    return check
+
+
+def gradient_scales(widths: list[int], args: argparse.Namespace) -> dict[str, dict[int, float]]:
+    """The RMS of each parameter role's gradient (and of the query and key rows of c_attn) at initialisation,
+    under mup, Vanilla, averaged over the seeds: how the gradients Adam's epsilon competes with scale."""
+    from cleangpt_core.model.parameter_roles import parameter_roles
+
+    text = TextBatches(args.batch, args.length)
+    scales: dict[str, dict[int, list[float]]] = {}
+    for width in widths:
+        for seed in range(args.seeds):
+            torch.manual_seed(seed)
+            model = get_model(
+                "Vanilla", vocab_size=text.vocab_size, **SHAPE, n_embd=width, block_size=args.length,
+                parametrization="mup", mup_base_width=BASE_WIDTH,
+            )  # fmt: skip
+            tokens = text(seed, 0)
+            model(tokens[:, :-1], labels=tokens)["loss"].backward()
+            roles = parameter_roles(model)
+            groups = {"embeddings": roles.embeddings, "gains": roles.gains, "hidden matrices": roles.matrices}
+            qk = [block.attn.c_attn.weight.grad[: 2 * width] for block in model.transformer.h]
+            for name, grads in [*((n, [p.grad for p in ps]) for n, ps in groups.items()), ("query and key rows", qk)]:
+                rms = (sum(g.pow(2).sum() for g in grads) / sum(g.numel() for g in grads)).sqrt().item()
+                scales.setdefault(name, {}).setdefault(width, []).append(rms)
+    return {name: {w: statistics.fmean(v) for w, v in per.items()} for name, per in scales.items()}
+
 
 def run_coord(args: argparse.Namespace) -> None:
-    widths = [64, 128, 256, 512]
-    results = {}
-    for optimizer in OPTIMIZERS:
-        for parametrization in ("standard", "mup"):
+    started = time.time()
+    widths = args.widths
+    jobs = [
+        (preset, optimizer, parametrization, args)
+        for preset in COORD_PRESETS
+        for optimizer in OPTIMIZERS
+        for parametrization in ("standard", "mup")
+    ]
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][1] != "muon")  # Muon's slow steps first
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        done = dict(zip(order, pool.map(_coord_job, [jobs[i] for i in order], chunksize=1), strict=True))
+    results = {jobs[i][:3]: done[i] for i in range(len(jobs))}
+    scales = gradient_scales(widths, args)
+    minutes = (time.time() - started) / 60
+    load = Path("/proc/loadavg").read_text().split()[:3]
 
-            def build(width: int, parametrization: str = parametrization) -> torch.nn.Module:
-                return get_model(
-                    "Vanilla", vocab_size=64, **SHAPE, n_embd=width, block_size=args.length,
-                    parametrization=parametrization, mup_base_width=BASE_WIDTH,
-                )  # fmt: skip
-
-            options = optimizer_options(optimizer, 2.5 if optimizer == "adamw" else 1.0)
-            results[optimizer, parametrization] = coordinate_check(
-                build, lambda model, o=optimizer, opts=options: get_optimizer(o, model, **opts), widths,
-                steps=args.steps, batch_size=args.batch, length=args.length,
-            )  # fmt: skip
-            print(f"{optimizer} {parametrization}: done", flush=True)
-
+    command = (
+        f"python benchmarks/bench_mup.py coord --steps {args.steps} --seeds {args.seeds} --batch {args.batch} "
+        f"--length {args.length} --widths {','.join(map(str, widths))} --workers {args.workers}"
+    )
+    adamw, muon = coord_options("adamw"), coord_options("muon")
+    width_heads = " | ".join(f"width {w}" for w in widths)
     lines = [
         "# muP coordinate check",
         "",
-        f"Command: `python benchmarks/bench_mup.py coord --steps {args.steps} --batch {args.batch} "
-        f"--length {args.length}`",
+        f"Command: `{command}` ({minutes:.1f} min on this 2-core machine; load average at the end: {load}).",
         "",
-        f"Vanilla, {SHAPE['n_layer']} layers, {SHAPE['n_head']} heads (so the head width grows with the width), "
-        f"vocabulary 64, one batch of {args.batch} x {args.length} random tokens, seed 0; muP base width "
-        f"{BASE_WIDTH}. AdamW at lr {optimizer_options('adamw', 2.5)['lr']:g}; Muon at lr "
-        f"{optimizer_options('muon', 1.0)['lr']:g} (AdamW {optimizer_options('muon', 1.0)['adamw_lr']:g} for "
-        f"embeddings, head and gains). RMS of each part's output after {args.steps} steps "
-        "(attention and MLP: mean over the blocks); `spread` is the largest over the smallest across widths. "
-        "Made by `cleangpt_core.inspection.coordinate_check`, which tests/test_mup.py runs too (it asserts spread "
-        "<= 2 under mup, growth > 2 under standard for attention, MLP and logits).",
+        f"Vanilla and Llama, {SHAPE['n_layer']} layers, {SHAPE['n_head']} heads (so the head width grows with the "
+        f"width), trained {args.steps} steps on character-level Tiny Shakespeare (a fresh batch of {args.batch} x "
+        f"{args.length} characters each step, the same batches at every width), seeds 0 to {args.seeds - 1}; muP "
+        f"base width {BASE_WIDTH}. AdamW at lr {adamw['lr']:g} (the best rate at width 64 in mup_transfer.md), "
+        f"betas (0.9, 0.99), eps 1e-8, weight decay 0.1; Muon at lr {muon['lr']:g} (AdamW {muon['adamw_lr']:g} "
+        "for embeddings, head and gains); constant rate, no clipping. Each cell is the RMS of the part's output "
+        f"after {args.steps} steps, the mean over the seeds (a part matched in every block: the mean over the "
+        "blocks). `spread` is the largest over the smallest across widths at that step; `worst spread` the "
+        f"largest spread over steps 1 to {args.steps}; `seeds` the largest over the smallest across the seeds at "
+        f"width {widths[-1]}, the noise a spread stands beside. Made by `cleangpt_core.inspection.coordinate_check` "
+        "(tests/test_mup.py runs a shorter one).",
         "",
-        "| optimizer | parametrization | part | " + " | ".join(f"width {w}" for w in widths) + " | spread |",
-        "|---|---|---|" + "---|" * len(widths) + "---|",
+        "Parts: embedding `wte`; position `wpe`'s output, the stream entering the blocks (learned positions added "
+        "in Vanilla, unchanged by Llama's rotary); norm `h.*.ln_1`; qkv `h.*.attn.c_attn`; attention `h.*.attn`; "
+        "mlp hidden `h.*.mlp.c_fc`; mlp `h.*.mlp`; block `h.*` (the residual stream after each block); final norm "
+        "`ln_f`; logits `lm_head` (after muP's output multiplier).",
+        "",
     ]
-    for (optimizer, parametrization), check in results.items():
-        for part in COORDINATE_PARTS:
-            values = " | ".join(f"{check.rms[part][w][-1]:.4g}" for w in widths)
-            lines.append(f"| {optimizer} | {parametrization} | {part} | {values} | {check.spread(part):.2f} |")
+    for preset in COORD_PRESETS:
+        for optimizer in OPTIMIZERS:
+            lines += [
+                f"## {preset}, {optimizer}",
+                "",
+                f"| parametrization | part | {width_heads} | spread | worst spread | seeds |",
+                "|---|---|" + "---|" * len(widths) + "---|---|---|",
+            ]
+            for parametrization in ("standard", "mup"):
+                check = results[preset, optimizer, parametrization]
+                for part in check.rms:
+                    values = " | ".join(f"{check.rms[part][w][-1]:.4g}" for w in widths)
+                    worst = max(check.spread(part, step) for step in range(1, args.steps + 1))
+                    spread = check.spread(part)
+                    flag = "**" if parametrization == "mup" and spread > 2 else ""
+                    lines.append(
+                        f"| {parametrization} | {part} | {values} | {flag}{spread:.2f}{flag} | {worst:.2f} "
+                        f"| {check.seed_spread(part, widths[-1]):.2f} |"
+                    )
+            lines.append("")
+    lines += [
+        "## Gradient scales at initialisation (Vanilla, mup)",
+        "",
+        "The RMS of each role's gradient on the first batch, mean over the seeds: what Adam's epsilon (1e-8) is "
+        "added to. Under muP every role's gradient shrinks as 1/m (the output multiplier scales the backward "
+        "pass), the query and key rows faster while attention is near uniform (docs/mup.md).",
+        "",
+        f"| role | {width_heads} | width {widths[0]} / width {widths[-1]} |",
+        "|---|" + "---|" * len(widths) + "---|",
+    ]
+    for name, per in scales.items():
+        values = " | ".join(f"{per[w]:.3g}" for w in widths)
+        lines.append(f"| {name} | {values} | {per[widths[0]] / per[widths[-1]]:.1f} |")
     (RESULTS / "mup_coord_check.md").write_text("\n".join(lines) + "\n")
+    rms = {" ".join(key): check.rms for key, check in results.items()}  # part -> width -> RMS per step
+    record = {"command": command, "rms": rms, "gradient_scales": scales}
+    (RESULTS / "mup_coord_check.json").write_text(json.dumps(record, indent=1) + "\n")
 
     import matplotlib.ticker
 
+    parts = list(results["Vanilla", "adamw", "mup"].rms)
+    rows = [(preset, optimizer) for preset in COORD_PRESETS for optimizer in OPTIMIZERS]
+    marked = sorted({0, args.steps // 4, args.steps // 2, args.steps})
+
     def draw(axes) -> None:
-        for row, optimizer in enumerate(OPTIMIZERS):
-            for column, part in enumerate(COORDINATE_PARTS):
+        for row, (preset, optimizer) in enumerate(rows):
+            for column, part in enumerate(parts):
                 axis = axes[row][column]
                 for parametrization, style in (("standard", "--"), ("mup", "-")):
-                    check = results[optimizer, parametrization]
-                    for step in range(args.steps + 1):
+                    check = results[preset, optimizer, parametrization]
+                    if part not in check.rms:
+                        continue
+                    for shade, step in enumerate(marked):
                         values = [check.rms[part][w][step] for w in widths]
-                        label = f"{parametrization} t={step}" if column == 0 else None
-                        axis.plot(widths, values, style, marker="o", color=f"C{step}", label=label)
-                axis.set(xscale="log", yscale="log", title=f"{optimizer}: {part}", xlabel="width")
-                axis.set_xticks(widths, [str(w) for w in widths])
-                axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # the widths alone, no 2x10^2
-        axes[0][0].set_ylabel("RMS of output")
-        axes[1][0].set_ylabel("RMS of output")
-        axes[0][0].legend(fontsize=6)
+                        label = f"{parametrization} t={step}" if (row, column) == (0, 0) else None
+                        axis.plot(widths, values, style, marker="o", markersize=3, color=f"C{shade}", label=label)
+                axis.set(xscale="log", yscale="log", title=f"{preset} {optimizer}: {part}")
+                axis.title.set_fontsize(8)
+                axis.set_xticks(widths, [str(w) for w in widths], fontsize=6)
+                axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+                axis.tick_params(axis="y", labelsize=6)
+        axes[0][0].legend(fontsize=5)
 
-    plot(RESULTS / "mup_coord_check.png", draw, len(COORDINATE_PARTS), "coordinate check: dashed standard, solid muP")
+    plot(RESULTS / "mup_coord_check.png", draw, len(parts), "coordinate check: RMS of each part's output against "
+         "width, dashed standard, solid muP", rows=len(rows))  # fmt: skip
 
 
 # --- learning-rate transfer -----------------------------------------------------------------------------------
@@ -289,9 +408,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     coord = commands.add_parser("coord", help="the coordinate check")
-    coord.add_argument("--steps", type=int, default=4)
-    coord.add_argument("--batch", type=int, default=4)
-    coord.add_argument("--length", type=int, default=16)
+    coord.add_argument("--steps", type=int, default=20)
+    coord.add_argument("--seeds", type=int, default=3)
+    coord.add_argument("--batch", type=int, default=8)
+    coord.add_argument("--length", type=int, default=32)
+    coord.add_argument("--widths", type=lambda text: [int(w) for w in text.split(",")], default=COORD_WIDTHS)
+    coord.add_argument("--workers", type=int, default=2, help="checks in parallel, one thread each")
     transfer = commands.add_parser("transfer", help="learning-rate transfer from width 64")
     transfer.add_argument("--steps", type=int, default=200)
     transfer.add_argument("--batch", type=int, default=8)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.ladder import expand_contenders, parse_ladder, rung_tokens
+from cleangpt_core.experiments.ladder import check_mup_head_widths, expand_contenders, parse_ladder, rung_tokens
 from cleangpt_core.experiments.plan import RUNS_DIR, ComparisonPlan, PlannedRun, config_record, tokens_per_step
 from cleangpt_core.experiments.plan_limits import MAX_RUNS, MAX_SEEDS, SPLIT
 from cleangpt_core.experiments.tuning_spec import TuningSpec
@@ -170,6 +170,8 @@ def build_plan(
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
         firsts[label] = config
     _check_same_setting(firsts)
+    if rungs is not None:
+        check_mup_head_widths(rungs, firsts)
 
     from cleangpt_core.trainers.optim_factory import check_schedule  # torch: only once a plan is built
 
