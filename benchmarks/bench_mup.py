@@ -251,46 +251,74 @@ def run_coord(args: argparse.Namespace) -> None:
 
 
 class Corpus:
-    """Tiny Shakespeare as character ids, with fixed training batches and a fixed validation set."""
+    """Tiny Shakespeare as character ids: training batches drawn per seed, and a fixed validation set."""
 
-    def __init__(self, block: int, batch: int, steps: int, eval_batches: int) -> None:
+    def __init__(self, block: int, batch: int, eval_batches: int) -> None:
         train_text, val_text = tinyshakespeare_split("train"), tinyshakespeare_split("val")
         tokenizer = create_tokenizer("character").fit(train_text + val_text)
         self.vocab_size = tokenizer.vocab_size
-        train = torch.tensor(tokenizer.encode(train_text), dtype=torch.long)
+        self.train = torch.tensor(tokenizer.encode(train_text), dtype=torch.long)
         val = torch.tensor(tokenizer.encode(val_text), dtype=torch.long)
-        generator = torch.Generator().manual_seed(1234)
-        starts = torch.randint(0, train.numel() - block - 1, (steps, batch), generator=generator)
-        self.batches = [torch.stack([train[s : s + block + 1] for s in row.tolist()]) for row in starts]
+        self.block, self.batch = block, batch
         # the validation split in consecutive windows, the first eval_batches x batch of them
         windows = (val.numel() - 1) // block
         count = min(windows, eval_batches * batch)
         self.val = torch.stack([val[i * block : i * block + block + 1] for i in range(count)]).split(batch)
 
+    def batches(self, steps: int, seed: int) -> list[torch.Tensor]:
+        """`steps` training batches in the order seed `seed` draws them (seed 0: the order of the first record)."""
+        generator = torch.Generator().manual_seed(1234 + seed)
+        starts = torch.randint(0, self.train.numel() - self.block - 1, (steps, self.batch), generator=generator)
+        return [torch.stack([self.train[s : s + self.block + 1] for s in row.tolist()]) for row in starts]
 
-def train_once(corpus: Corpus, width: int, parametrization: str, optimizer: str, scale: float, args) -> float:
-    """The final validation loss of one run (nan if it diverged)."""
-    torch.manual_seed(0)
+
+def unscaled_weight_decay_and_eps(optimizer: torch.optim.Optimizer, weight_decay: float, eps: float) -> None:
+    """Undo muP round 2 on an AdamW: every decayed group back at `weight_decay`, every group at `eps` (the
+    rules before it, to measure what the scaling changes)."""
+    for group in optimizer.param_groups:
+        group["eps"] = eps
+        if group["weight_decay"]:
+            group["weight_decay"] = weight_decay
+
+
+def validation_loss(model: torch.nn.Module, corpus: Corpus) -> float:
+    model.eval()
+    with torch.no_grad():
+        losses = [model(tokens[:, :-1], labels=tokens)["loss"].item() for tokens in corpus.val]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def train_once(
+    corpus: Corpus, width: int, parametrization: str, optimizer: str, scale: float, steps: int, *,
+    seed: int = 0, eval_every: int = 0, unscaled: bool = False,
+) -> tuple[float, list[tuple[int, float]]]:  # fmt: skip
+    """The final validation loss of one run (nan if it diverged) and its validation curve every `eval_every`
+    steps (none with 0). `unscaled`: muP's weight decay and epsilon as before round 2 (AdamW only)."""
+    torch.manual_seed(seed)
     model = get_model(
-        "Vanilla", vocab_size=corpus.vocab_size, **SHAPE, n_embd=width, block_size=args.block,
+        "Vanilla", vocab_size=corpus.vocab_size, **SHAPE, n_embd=width, block_size=corpus.block,
         parametrization=parametrization, mup_base_width=BASE_WIDTH,
     )  # fmt: skip
     optim = get_optimizer(optimizer, model, **optimizer_options(optimizer, scale))
-    schedule = get_schedule("cosine", warmup_steps=args.steps // 10)(optim, args.steps)
+    if unscaled:
+        unscaled_weight_decay_and_eps(optim, weight_decay=0.1, eps=1e-8)  # AdamWConfig's defaults
+    schedule = get_schedule("cosine", warmup_steps=steps // 10)(optim, steps)
     model.train()
-    for tokens in corpus.batches:
+    curve = []
+    for step, tokens in enumerate(corpus.batches(steps, seed), start=1):
         loss = model(tokens[:, :-1], labels=tokens)["loss"]
         if not torch.isfinite(loss):
-            return float("nan")
+            return float("nan"), curve
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         optim.zero_grad(set_to_none=True)
         schedule.step()
-    model.eval()
-    with torch.no_grad():
-        losses = [model(tokens[:, :-1], labels=tokens)["loss"].item() for tokens in corpus.val]
-    return sum(losses) / len(losses)
+        if eval_every and step % eval_every == 0 and step < steps:
+            curve.append((step, validation_loss(model, corpus)))
+    final = validation_loss(model, corpus)
+    return final, [*curve, (steps, final)]
 
 
 def best_exponent(losses: dict[int, float]) -> int:
@@ -304,19 +332,19 @@ _CORPUS: Corpus | None = None
 def _start_worker(args: argparse.Namespace) -> None:
     global _CORPUS
     torch.set_num_threads(1)  # one thread per worker: on a shared 2-core machine more threads only contend
-    _CORPUS = Corpus(args.block, args.batch, args.steps, args.eval_batches)
+    _CORPUS = Corpus(args.block, args.batch, args.eval_batches)
 
 
 def _train_job(job: tuple[int, str, str, int, argparse.Namespace]) -> float:
     width, parametrization, optimizer, exponent, args = job
-    loss = train_once(_CORPUS, width, parametrization, optimizer, 2.0**exponent, args)
+    loss, _ = train_once(_CORPUS, width, parametrization, optimizer, 2.0**exponent, args.steps)
     print(f"{optimizer} width {width} {parametrization} 2^{exponent}: {loss:.4f}", flush=True)
     return loss
 
 
 def run_transfer(args: argparse.Namespace) -> None:
     started = time.time()
-    corpus = Corpus(args.block, args.batch, args.steps, args.eval_batches)
+    corpus = Corpus(args.block, args.batch, args.eval_batches)
     exponents = list(range(args.low, args.high + 1))
     wide = args.wide
     # width 64 is the base width, where the parametrizations are one model: one run serves both ("both")
@@ -404,6 +432,131 @@ def run_transfer(args: argparse.Namespace) -> None:
     plot(RESULTS / "mup_transfer.png", draw, len(OPTIMIZERS), "learning-rate transfer, width 64 -> " + str(wide))
 
 
+# --- the width question -----------------------------------------------------------------------------------------
+
+
+def _width_job(job: tuple[int, str, int, int, int, bool, argparse.Namespace]) -> tuple[float, list]:
+    width, parametrization, exponent, steps, seed, unscaled, args = job
+    loss, curve = train_once(_CORPUS, width, parametrization, "adamw", 2.0**exponent, steps, seed=seed,
+                             eval_every=args.eval_every, unscaled=unscaled)  # fmt: skip
+    rules = " (round-1 wd/eps)" if unscaled else ""
+    print(f"width {width} {parametrization}{rules} 2^{exponent} {steps} steps seed {seed}: {loss:.4f}", flush=True)
+    return loss, curve
+
+
+def run_width(args: argparse.Namespace) -> None:
+    """Does width 256 under muP train better than width 64 (AdamW), over seeds, at 200 steps and longer?"""
+    from cleangpt_core.experiments.ablation import lever_verdict
+
+    started = time.time()
+    seeds = range(args.seeds)
+    # (width, parametrization, k, steps, unscaled): muP at the base and wide widths over the rates near the
+    # best, each budget; standard at the wide width at its own best rates; muP's round-1 rules at the wide width
+    settings = [(w, "mup", k, n, False) for n in args.budgets for w in (BASE_WIDTH, args.wide) for k in args.ks]
+    settings += [(args.wide, "standard", k, n, False) for n in args.budgets for k in args.standard_ks]
+    settings += [(args.wide, "mup", k, args.budgets[0], True) for k in args.ks]
+    jobs = [(*setting[:4], seed, setting[4], args) for setting in settings for seed in seeds]
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0] * jobs[i][3])  # the longest runs first
+    with multiprocessing.get_context("spawn").Pool(args.workers, _start_worker, (args,)) as pool:
+        done = dict(zip(order, pool.map(_width_job, [jobs[i] for i in order], chunksize=1), strict=True))
+    runs: dict[tuple, list[tuple[float, list]]] = {}
+    for index, job in enumerate(jobs):
+        runs.setdefault((job[0], job[1], job[2], job[3], job[5]), []).append(done[index])
+    minutes = (time.time() - started) / 60
+    load = Path("/proc/loadavg").read_text().split()[:3]
+
+    def name(key: tuple) -> str:
+        width, parametrization, exponent, steps, unscaled = key
+        rules = ", round-1 wd/eps" if unscaled else ""
+        return f"width {width} {parametrization}{rules}, lr {4e-3 * 2**exponent:g}, {steps} steps"
+
+    def losses(key: tuple) -> list[float]:
+        return [loss for loss, _ in runs[key]]
+
+    command = (
+        f"python benchmarks/bench_mup.py width --wide {args.wide} --ks {','.join(map(str, args.ks))} "
+        f"--standard-ks {','.join(map(str, args.standard_ks))} --budgets {','.join(map(str, args.budgets))} "
+        f"--seeds {args.seeds} --eval-every {args.eval_every} --workers {args.workers}"
+    )
+    lines = [
+        f"# muP: does the wider model train better? (AdamW, {args.seeds} seeds)",
+        "",
+        f"Command: `{command}` ({minutes:.1f} min on this 2-core machine; load average at the end: {load}).",
+        "",
+        f"Character-level Tiny Shakespeare, Vanilla with {SHAPE['n_layer']} layers and {SHAPE['n_head']} heads, "
+        f"context {args.block}, batch {args.batch}, AdamW (betas 0.9/0.99, eps 1e-8, weight decay 0.1), cosine "
+        f"schedule with warmup a tenth of the run, clip 1.0, as in mup_transfer.md; seeds {', '.join(map(str, seeds))}"
+        " (a seed sets the initialisation and the batches). Validation loss over "
+        f"{sum(len(b) for b in _validation_windows(args))} windows of the validation split. muP base width "
+        f"{BASE_WIDTH}; muP with this release's rules unless the row says round-1 (weight decay and epsilon "
+        "unscaled, as before).",
+        "",
+        "| run | val loss (mean ± std over seeds) | per seed |",
+        "|---|---|---|",
+    ]
+    for key in runs:
+        values = losses(key)
+        std = statistics.stdev(values) if len(values) > 1 else float("nan")
+        lines.append(f"| {name(key)} | {statistics.fmean(values):.4f} ± {std:.4f} | "
+                     + ", ".join(f"{v:.4f}" for v in values) + " |")  # fmt: skip
+    lines += [
+        "",
+        f"## Width {args.wide} against width {BASE_WIDTH}, each at its best rate",
+        "",
+        f"Δ = mean loss at width {args.wide} minus at width {BASE_WIDTH} (negative: the wider model is better), "
+        "with Welch's 95 % interval over the seeds (`cleangpt_core.experiments.ablation.lever_verdict`).",
+        "",
+        "| budget | comparison | Δ | 95 % interval | reading |",
+        "|---|---|---|---|---|",
+    ]
+    record: dict[str, object] = {"command": command, "runs": {name(key): runs[key] for key in runs}}
+    for steps in args.budgets:
+        def best(width: int, parametrization: str, unscaled: bool = False, steps: int = steps) -> tuple:
+            keys = [key for key in runs if key[0] == width and key[1] == parametrization and key[3] == steps
+                    and key[4] == unscaled]  # fmt: skip
+            return min(keys, key=lambda key: statistics.fmean(losses(key)))
+
+        base = best(BASE_WIDTH, "mup")
+        pairs = [(best(args.wide, "mup"), base), (best(args.wide, "standard"), base)]
+        if steps == args.budgets[0]:
+            pairs.append((best(args.wide, "mup", True), base))
+        for wide_key, base_key in pairs:
+            verdict = lever_verdict(losses(wide_key), losses(base_key))
+            reading = {"helps": "wider better", "hurts": "wider worse", "within noise": "not told apart"}
+            lines.append(
+                f"| {steps} | {name(wide_key)} vs {name(base_key)} | {verdict['delta']:+.4f} | "
+                f"[{verdict['low']:+.4f}, {verdict['high']:+.4f}] | {reading[verdict['verdict']]} |"
+            )
+    lines.append("")
+    (RESULTS / "mup_width.md").write_text("\n".join(lines))
+    (RESULTS / "mup_width.json").write_text(json.dumps(record, indent=1) + "\n")
+
+    def draw(axes) -> None:
+        for column, steps in enumerate(args.budgets):
+            axis = axes[0][column]
+            for color, (width, parametrization) in enumerate(((BASE_WIDTH, "mup"), (args.wide, "mup"),
+                                                              (args.wide, "standard"))):  # fmt: skip
+                keys = [k for k in runs if k[0] == width and k[1] == parametrization and k[3] == steps and not k[4]]
+                key = min(keys, key=lambda k: statistics.fmean(losses(k)))
+                curves = [curve for _, curve in runs[key]]
+                xs = [step for step, _ in curves[0]]
+                mean = [statistics.fmean(c[i][1] for c in curves) for i in range(len(xs))]
+                axis.plot(xs, mean, marker="o", markersize=3, color=f"C{color}", label=name(key))
+                axis.fill_between(xs, [min(c[i][1] for c in curves) for i in range(len(xs))],
+                                  [max(c[i][1] for c in curves) for i in range(len(xs))], color=f"C{color}",
+                                  alpha=0.2)  # fmt: skip
+            axis.set(title=f"{steps} steps: mean of {args.seeds} seeds, min-max band", xlabel="step",
+                     ylabel="validation loss")  # fmt: skip
+            axis.legend(fontsize=6)
+
+    title = f"width {BASE_WIDTH} vs {args.wide}, each at its best rate"
+    plot(RESULTS / "mup_width.png", draw, len(args.budgets), title, rows=1)
+
+
+def _validation_windows(args: argparse.Namespace) -> tuple:
+    return _CORPUS.val if _CORPUS is not None else Corpus(args.block, args.batch, args.eval_batches).val
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -423,10 +576,22 @@ def main() -> None:
     transfer.add_argument("--high", type=int, default=4, help="highest k")
     transfer.add_argument("--eval-batches", type=int, default=20)
     transfer.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each")
+    width = commands.add_parser("width", help="width 64 against a wider model under muP, over seeds and budgets")
+    integers = lambda text: [int(value) for value in text.split(",")]  # noqa: E731
+    width.add_argument("--wide", type=int, default=256)
+    width.add_argument("--ks", type=integers, default=[0, 1], help="muP's rates, AdamW 4e-3 x 2^k")
+    width.add_argument("--standard-ks", type=integers, default=[-1, 0], help="standard's rates at the wide width")
+    width.add_argument("--budgets", type=integers, default=[200, 1000], help="steps per run, one set per budget")
+    width.add_argument("--seeds", type=int, default=3)
+    width.add_argument("--batch", type=int, default=8)
+    width.add_argument("--block", type=int, default=64)
+    width.add_argument("--eval-batches", type=int, default=20)
+    width.add_argument("--eval-every", type=int, default=100, help="steps between validation points of a curve")
+    width.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     torch.set_num_threads(1)  # on a shared 2-core machine more threads only contend
-    {"coord": run_coord, "transfer": run_transfer}[args.command](args)
+    {"coord": run_coord, "transfer": run_transfer, "width": run_width}[args.command](args)
 
 
 if __name__ == "__main__":
