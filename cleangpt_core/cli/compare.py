@@ -56,8 +56,9 @@ def tuning_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--comparison",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A YAML or TOML file of these options (configs, models, set, max_tokens, seeds, target_loss, ...); "
-    "options given here as well come after (--model, --config, --set) or replace (the others) the file's.",
+    help="A YAML or TOML file of these options (configs, models, set, max_tokens, seeds, target_loss, tune, ..., "
+    "and base: a contender the others are judged against, as ablate); options given here as well come after "
+    "(--model, --config, --set) or replace (the others) the file's.",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field in every run.")
 @click.option(
@@ -168,10 +169,9 @@ def compare(
     tuned at the smallest rung and every rung trains at its best setting (tune small, then transfer: meant for
     model.parametrization=mup).
     """
-    from cleangpt_core.experiments.comparison_file import comparison_options
+    from cleangpt_core.experiments.comparison_file import comparison_options, with_tuning
     from cleangpt_core.experiments.plan import load_plan, prepare_directory
     from cleangpt_core.experiments.planning import build_plan, check_target_loss
-    from cleangpt_core.experiments.tuning_spec import tuning_spec
 
     context = click.get_current_context()
     given = {  # the options set on the command line, not left at their defaults
@@ -209,10 +209,17 @@ def compare(
             "seeds": seeds,
             "eval_tokens": eval_tokens,
             "target_loss": target_loss,
-            "tuning": tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat),
+            "tune": tune,
+            "trials": trials,
+            "tune_sampler": tune_sampler,
+            "tune_seeds": tune_seeds,
+            "storage": storage,
+            "heartbeat": heartbeat,
         }
         if comparison is not None:
             options = comparison_options(comparison, options, list(given))
+        else:
+            options = with_tuning(options)
         plan = build_plan(out_dir, **options)
         if prepare_directory(out_dir, plan):
             click.echo(f"continuing the comparison in {out_dir}")
