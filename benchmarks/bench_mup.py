@@ -1,20 +1,26 @@
-"""muP's two checks (Yang et al. 2022, "Tensor Programs V"), written to benchmarks/results/.
+"""muP's checks (Yang et al. 2022, "Tensor Programs V"), written to benchmarks/results/.
 
 1. `coord`: the coordinate check. Vanilla and Llama, 2 layers, 4 heads, widths 64 to 1024, trained 20 AdamW (and
    Muon) steps on character-level Tiny Shakespeare, 3 seeds; the RMS of every part's output after each step,
    under `standard` and `mup` (base width 64), and the gradients' scale per role at initialisation. Writes
-   mup_coord_check.{md,png,json}.
+   mup_coord_check.{md,png,json}. `rules`: the same check of AdamW under muP with the weight decay and epsilon
+   unscaled (round 1) and scaled (round 2). Writes mup_rules.md.
 2. `transfer`: learning-rate transfer on character-level Tiny Shakespeare. Vanilla, 2 layers, 4 heads, context
    64, widths 64 and 256 (muP base width 64), a log2 grid of learning rates; the validation loss of each run,
    the best rate per width, and how far it moved from width 64 to 256, under `mup` and `standard`, for AdamW
    and Muon (Muon's rate and its AdamW rate for embeddings, head and gains move together on the grid).
    Writes mup_transfer.{md,png}. At width 64 = the base width the two parametrizations are the same model
    (tests/test_mup.py checks the losses are identical), so width 64 is trained once per rate.
+3. `width`: does the wider model train better under muP? Width 64 against 256 with AdamW, each at its best
+   rate, over 3 seeds, at 200 steps and 1000; standard at width 256 and muP with round 1's rules beside.
+   Writes mup_width.{md,png,json}.
 
 Losses are deterministic (fixed seeds, fixed batches); the runs are long, so run them under the shared lock:
 
-    python benchmarks/bench_mup.py coord
-    python benchmarks/bench_mup.py transfer
+    flock -s /tmp/cleangpt-bench.lock python benchmarks/bench_mup.py coord
+    flock -s /tmp/cleangpt-bench.lock python benchmarks/bench_mup.py rules
+    flock -s /tmp/cleangpt-bench.lock python benchmarks/bench_mup.py width
+    flock -s /tmp/cleangpt-bench.lock python benchmarks/bench_mup.py transfer
 """
 
 from __future__ import annotations
@@ -245,6 +251,72 @@ def run_coord(args: argparse.Namespace) -> None:
 
     plot(RESULTS / "mup_coord_check.png", draw, len(parts), "coordinate check: RMS of each part's output against "
          "width, dashed standard, solid muP", rows=len(rows))  # fmt: skip
+
+
+def _rules_job(job: tuple[str, str, argparse.Namespace]):
+    preset, rules, args = job
+    torch.set_num_threads(1)
+    text = TextBatches(args.batch, args.length)
+
+    def build(width: int) -> torch.nn.Module:
+        return get_model(
+            preset, vocab_size=text.vocab_size, **SHAPE, n_embd=width, block_size=args.length,
+            parametrization="mup", mup_base_width=BASE_WIDTH,
+        )  # fmt: skip
+
+    def optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+        built = get_optimizer("adamw", model, **coord_options("adamw"))
+        if rules == "round 1":
+            unscaled_weight_decay_and_eps(built, weight_decay=0.1, eps=1e-8)
+        return built
+
+    started = time.time()
+    check = coordinate_check(build, optimizer, args.widths, steps=args.steps, seeds=args.seeds, batches=text)
+    print(f"{preset} {rules}: {time.time() - started:.0f} s", flush=True)
+    return check
+
+
+def run_rules(args: argparse.Namespace) -> None:
+    """The coordinate check of AdamW under muP with round 1's rules (weight decay and epsilon unscaled) and
+    round 2's (weight decay x m on the hidden matrices, epsilon / m everywhere)."""
+    started = time.time()
+    jobs = [(preset, rules, args) for preset in COORD_PRESETS for rules in ("round 1", "round 2")]
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        results = dict(zip([job[:2] for job in jobs], pool.map(_rules_job, jobs, chunksize=1), strict=True))
+    minutes = (time.time() - started) / 60
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    widths = args.widths
+    command = (
+        f"python benchmarks/bench_mup.py rules --steps {args.steps} --seeds {args.seeds} --batch {args.batch} "
+        f"--length {args.length} --widths {','.join(map(str, widths))} --workers {args.workers}"
+    )
+    middle = args.steps // 2
+    lines = [
+        "# muP's weight decay and epsilon: the coordinate check before and after",
+        "",
+        f"Command: `{command}` ({minutes:.1f} min on this 2-core machine; load average at the end: {load}).",
+        "",
+        f"As mup_coord_check.md (AdamW at lr {coord_options('adamw')['lr']:g}, eps 1e-8, weight decay 0.1, "
+        f"{args.steps} steps of {args.batch} x {args.length} characters, seeds 0 to {args.seeds - 1}), muP only, "
+        "under round 1's rules (the hidden matrices' weight decay and every group's epsilon as given) and round "
+        "2's (weight decay x m on the hidden matrices, epsilon / m on every group). Each cell is the RMS at the "
+        f"widest width ({widths[-1]}) over that at the base width ({widths[0]}), after {middle} and after "
+        f"{args.steps} steps (1: the same size); `worst spread` is the largest over the smallest across all "
+        f"widths at any step from 1 to {args.steps}.",
+        "",
+        f"| preset | part | round 1: step {middle} | round 2: step {middle} | round 1: step {args.steps} "
+        f"| round 2: step {args.steps} | round 1: worst spread | round 2: worst spread |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for preset in COORD_PRESETS:
+        old, new = results[preset, "round 1"], results[preset, "round 2"]
+        for part in new.rms:
+            ratios = [check.rms[part][widths[-1]][step] / check.rms[part][widths[0]][step]
+                      for step in (middle, args.steps) for check in (old, new)]  # fmt: skip
+            worst = [max(check.spread(part, step) for step in range(1, args.steps + 1)) for check in (old, new)]
+            cells = " | ".join(f"{value:.2f}" for value in [*ratios, *worst])
+            lines.append(f"| {preset} | {part} | {cells} |")
+    (RESULTS / "mup_rules.md").write_text("\n".join(lines) + "\n")
 
 
 # --- learning-rate transfer -----------------------------------------------------------------------------------
@@ -567,6 +639,10 @@ def main() -> None:
     coord.add_argument("--length", type=int, default=32)
     coord.add_argument("--widths", type=lambda text: [int(w) for w in text.split(",")], default=COORD_WIDTHS)
     coord.add_argument("--workers", type=int, default=2, help="checks in parallel, one thread each")
+    rules = commands.add_parser("rules", help="the coordinate check under muP's round-1 and round-2 AdamW rules")
+    for option, default in (("--steps", 20), ("--seeds", 3), ("--batch", 8), ("--length", 32), ("--workers", 2)):
+        rules.add_argument(option, type=int, default=default)
+    rules.add_argument("--widths", type=lambda text: [int(w) for w in text.split(",")], default=COORD_WIDTHS)
     transfer = commands.add_parser("transfer", help="learning-rate transfer from width 64")
     transfer.add_argument("--steps", type=int, default=200)
     transfer.add_argument("--batch", type=int, default=8)
@@ -591,7 +667,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     torch.set_num_threads(1)  # on a shared 2-core machine more threads only contend
-    {"coord": run_coord, "transfer": run_transfer, "width": run_width}[args.command](args)
+    {"coord": run_coord, "rules": run_rules, "transfer": run_transfer, "width": run_width}[args.command](args)
 
 
 if __name__ == "__main__":
