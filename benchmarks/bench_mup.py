@@ -546,8 +546,8 @@ def run_width(args: argparse.Namespace) -> None:
         return [loss for loss, _ in runs[key]]
 
     command = (
-        f"python benchmarks/bench_mup.py width --wide {args.wide} --ks {','.join(map(str, args.ks))} "
-        f"--standard-ks {','.join(map(str, args.standard_ks))} --budgets {','.join(map(str, args.budgets))} "
+        f"python benchmarks/bench_mup.py width --wide {args.wide} --ks={','.join(map(str, args.ks))} "
+        f"--standard-ks={','.join(map(str, args.standard_ks))} --budgets={','.join(map(str, args.budgets))} "
         f"--seeds {args.seeds} --eval-every {args.eval_every} --workers {args.workers}"
     )
     lines = [

@@ -279,9 +279,10 @@ def _vocab_size(report: dict[str, Any]) -> int:
 
 
 def _loss_grid(tuning: dict[str, Any], label: str, cap: float) -> tuple[list[float], list[list[float]]]:
-    """The swept log2 learning rates of `label`'s trials, ascending, and per tuning seed the final loss at each,
-    capped at `cap` (a failed trial, a diverged one among them, counts as `cap` for every seed)."""
-    key = next(key["key"] for key in tuning["keys"] if key["key"].endswith("lr"))
+    """The swept setting of `label`'s trials (the first tuned key: the learning rate) as log2, ascending, and per
+    tuning seed the final loss at each, capped at `cap` (a failed trial, a diverged one among them, counts as
+    `cap` for every seed)."""
+    key = tuning["keys"][0]["key"]
     seeds = tuning["tune_seeds"][label]
     trials = sorted(tuning["contenders"][label]["trials"], key=lambda trial: trial["params"][key])
     rates = [math.log2(trial["params"][key]) for trial in trials]
