@@ -4,7 +4,7 @@
    Muon) steps on character-level Tiny Shakespeare, 3 seeds; the RMS of every part's output after each step,
    under `standard` and `mup` (base width 64), and the gradients' scale per role at initialisation. Writes
    mup_coord_check.{md,png,json}. `rules`: the same check of AdamW under muP with the weight decay and epsilon
-   unscaled (round 1) and scaled (round 2). Writes mup_rules.md.
+   unscaled (round 1), scaled (round 2), and scaled with zero-initialised queries. Writes mup_rules.md.
 2. `transfer`: learning-rate transfer on character-level Tiny Shakespeare. Vanilla, 2 layers, 4 heads, context
    64, widths 64 and 256 (muP base width 64), a log2 grid of learning rates; the validation loss of each run,
    the best rate per width, and how far it moved from width 64 to 256, under `mup` and `standard`, for AdamW
@@ -54,7 +54,7 @@ def optimizer_options(optimizer: str, scale: float) -> dict[str, float]:
     return {"lr": 0.02 * scale, "adamw_lr": 3e-3 * scale}
 
 
-def plot(path: Path, draw: Callable[..., None], panels: int, title: str, rows: int = 2) -> None:
+def plot(path: Path, draw: Callable[..., None], panels: int, title: str, rows: int = 2, dpi: int = 110) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,7 +64,7 @@ def plot(path: Path, draw: Callable[..., None], panels: int, title: str, rows: i
     draw(axes)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
 
 
@@ -138,6 +138,17 @@ def gradient_scales(widths: list[int], args: argparse.Namespace) -> dict[str, di
                 rms = (sum(g.pow(2).sum() for g in grads) / sum(g.numel() for g in grads)).sqrt().item()
                 scales.setdefault(name, {}).setdefault(width, []).append(rms)
     return {name: {w: statistics.fmean(v) for w, v in per.items()} for name, per in scales.items()}
+
+
+def _rounded(value: object) -> object:
+    """`value` with every float to 4 significant digits (a record to read, not to compute with)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
 
 
 def run_coord(args: argparse.Namespace) -> None:
@@ -220,15 +231,22 @@ def run_coord(args: argparse.Namespace) -> None:
         values = " | ".join(f"{per[w]:.3g}" for w in widths)
         lines.append(f"| {name} | {values} | {per[widths[0]] / per[widths[-1]]:.1f} |")
     (RESULTS / "mup_coord_check.md").write_text("\n".join(lines) + "\n")
-    rms = {" ".join(key): check.rms for key, check in results.items()}  # part -> width -> RMS per step
-    record = {"command": command, "rms": rms, "gradient_scales": scales}
-    (RESULTS / "mup_coord_check.json").write_text(json.dumps(record, indent=1) + "\n")
+    # per preset, optimizer and parametrization: part -> width -> per seed, the RMS at every step (4 digits)
+    rms = {" ".join(key): _rounded(check.rms_per_seed) for key, check in results.items()}
+    record = {"command": command, "rms_per_seed": rms, "gradient_scales": scales}
+    (RESULTS / "mup_coord_check.json").write_text(json.dumps(record) + "\n")
 
+    plot_coord(results, widths, args.steps)
+
+
+def plot_coord(results: dict, widths: list[int], steps: int) -> None:
+    """mup_coord_check.png: per preset and optimizer (rows) and part (columns), the RMS against width at a few
+    steps, standard dashed and muP solid."""
     import matplotlib.ticker
 
     parts = list(results["Vanilla", "adamw", "mup"].rms)
     rows = [(preset, optimizer) for preset in COORD_PRESETS for optimizer in OPTIMIZERS]
-    marked = sorted({0, args.steps // 4, args.steps // 2, args.steps})
+    marked = sorted({0, steps // 4, steps // 2, steps})
 
     def draw(axes) -> None:
         for row, (preset, optimizer) in enumerate(rows):
@@ -246,11 +264,28 @@ def run_coord(args: argparse.Namespace) -> None:
                 axis.title.set_fontsize(8)
                 axis.set_xticks(widths, [str(w) for w in widths], fontsize=6)
                 axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-                axis.tick_params(axis="y", labelsize=6)
+                axis.tick_params(axis="y", which="both", labelsize=5)
         axes[0][0].legend(fontsize=5)
 
-    plot(RESULTS / "mup_coord_check.png", draw, len(parts), "coordinate check: RMS of each part's output against "
-         "width, dashed standard, solid muP", rows=len(rows))  # fmt: skip
+    title = "coordinate check: RMS of each part's output against width, dashed standard, solid muP"
+    plot(RESULTS / "mup_coord_check.png", draw, len(parts), title, rows=len(rows), dpi=70)
+
+
+RULES = {
+    "round 1": "weight decay and epsilon as given (the rules before round 2)",
+    "round 2": "weight decay x m on the hidden matrices, epsilon / m on every group (this release)",
+    "zero query": "round 2, and the query projection (its rows of c_attn, and their biases) initialised to zero",
+}
+
+
+def zero_queries(model: torch.nn.Module) -> None:
+    """Zero the query rows of every block's c_attn (TP5's zero-initialised query: uniform attention at init)."""
+    width = model.config.n_embd
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.c_attn.weight[:width].zero_()
+            if block.attn.c_attn.bias is not None:
+                block.attn.c_attn.bias[:width].zero_()
 
 
 def _rules_job(job: tuple[str, str, argparse.Namespace]):
@@ -259,10 +294,13 @@ def _rules_job(job: tuple[str, str, argparse.Namespace]):
     text = TextBatches(args.batch, args.length)
 
     def build(width: int) -> torch.nn.Module:
-        return get_model(
+        model = get_model(
             preset, vocab_size=text.vocab_size, **SHAPE, n_embd=width, block_size=args.length,
             parametrization="mup", mup_base_width=BASE_WIDTH,
         )  # fmt: skip
+        if rules == "zero query":
+            zero_queries(model)
+        return model
 
     def optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
         built = get_optimizer("adamw", model, **coord_options("adamw"))
@@ -277,10 +315,10 @@ def _rules_job(job: tuple[str, str, argparse.Namespace]):
 
 
 def run_rules(args: argparse.Namespace) -> None:
-    """The coordinate check of AdamW under muP with round 1's rules (weight decay and epsilon unscaled) and
-    round 2's (weight decay x m on the hidden matrices, epsilon / m everywhere)."""
+    """The coordinate check of AdamW under muP with round 1's rules (weight decay and epsilon unscaled), round
+    2's (weight decay x m on the hidden matrices, epsilon / m everywhere), and round 2's with zero queries."""
     started = time.time()
-    jobs = [(preset, rules, args) for preset in COORD_PRESETS for rules in ("round 1", "round 2")]
+    jobs = [(preset, rules, args) for preset in COORD_PRESETS for rules in RULES]
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         results = dict(zip([job[:2] for job in jobs], pool.map(_rules_job, jobs, chunksize=1), strict=True))
     minutes = (time.time() - started) / 60
@@ -292,31 +330,34 @@ def run_rules(args: argparse.Namespace) -> None:
     )
     middle = args.steps // 2
     lines = [
-        "# muP's weight decay and epsilon: the coordinate check before and after",
+        "# muP's weight decay, epsilon and query initialisation: the coordinate check of each",
         "",
         f"Command: `{command}` ({minutes:.1f} min on this 2-core machine; load average at the end: {load}).",
         "",
         f"As mup_coord_check.md (AdamW at lr {coord_options('adamw')['lr']:g}, eps 1e-8, weight decay 0.1, "
         f"{args.steps} steps of {args.batch} x {args.length} characters, seeds 0 to {args.seeds - 1}), muP only, "
-        "under round 1's rules (the hidden matrices' weight decay and every group's epsilon as given) and round "
-        "2's (weight decay x m on the hidden matrices, epsilon / m on every group). Each cell is the RMS at the "
-        f"widest width ({widths[-1]}) over that at the base width ({widths[0]}), after {middle} and after "
-        f"{args.steps} steps (1: the same size); `worst spread` is the largest over the smallest across all "
-        f"widths at any step from 1 to {args.steps}.",
+        "under three variants: "
+        + "; ".join(f"*{name}*: {what}" for name, what in RULES.items())
+        + f". `w{widths[-1]}/w{widths[0]}` is the RMS at the widest width over that at the base width after "
+        f"{middle} and {args.steps} steps (1: the same size); `worst` is the largest spread (largest over "
+        f"smallest across all widths) at any step from 1 to {args.steps}; `seeds` the largest over the smallest "
+        f"across the seeds at width {widths[-1]} after {args.steps} steps.",
         "",
-        f"| preset | part | round 1: step {middle} | round 2: step {middle} | round 1: step {args.steps} "
-        f"| round 2: step {args.steps} | round 1: worst spread | round 2: worst spread |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    heads = [f"{name}: {what}" for name in RULES for what in (f"step {middle}", f"step {args.steps}", "worst", "seeds")]
     for preset in COORD_PRESETS:
-        old, new = results[preset, "round 1"], results[preset, "round 2"]
-        for part in new.rms:
-            ratios = [check.rms[part][widths[-1]][step] / check.rms[part][widths[0]][step]
-                      for step in (middle, args.steps) for check in (old, new)]  # fmt: skip
-            worst = [max(check.spread(part, step) for step in range(1, args.steps + 1)) for check in (old, new)]
-            cells = " | ".join(f"{value:.2f}" for value in [*ratios, *worst])
-            lines.append(f"| {preset} | {part} | {cells} |")
-    (RESULTS / "mup_rules.md").write_text("\n".join(lines) + "\n")
+        lines += [f"## {preset}", "", "| part | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+        for part in results[preset, "round 2"].rms:
+            cells = []
+            for name in RULES:
+                check = results[preset, name]
+                cells += [check.rms[part][widths[-1]][step] / check.rms[part][widths[0]][step]
+                          for step in (middle, args.steps)]  # fmt: skip
+                cells += [max(check.spread(part, step) for step in range(1, args.steps + 1))]
+                cells += [check.seed_spread(part, widths[-1])]
+            lines.append(f"| {part} | " + " | ".join(f"{value:.2f}" for value in cells) + " |")
+        lines.append("")
+    (RESULTS / "mup_rules.md").write_text("\n".join(lines))
 
 
 # --- learning-rate transfer -----------------------------------------------------------------------------------
@@ -639,7 +680,7 @@ def main() -> None:
     coord.add_argument("--length", type=int, default=32)
     coord.add_argument("--widths", type=lambda text: [int(w) for w in text.split(",")], default=COORD_WIDTHS)
     coord.add_argument("--workers", type=int, default=2, help="checks in parallel, one thread each")
-    rules = commands.add_parser("rules", help="the coordinate check under muP's round-1 and round-2 AdamW rules")
+    rules = commands.add_parser("rules", help="the coordinate check under muP's AdamW rules, before and after")
     for option, default in (("--steps", 20), ("--seeds", 3), ("--batch", 8), ("--length", 32), ("--workers", 2)):
         rules.add_argument(option, type=int, default=default)
     rules.add_argument("--widths", type=lambda text: [int(w) for w in text.split(",")], default=COORD_WIDTHS)
