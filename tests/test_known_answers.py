@@ -264,9 +264,14 @@ def test_known_answers_runs_a_finding_end_to_end_and_prints_its_table(tmp_path):
     text += "tune: [optimizer.lr=1e-3:1e-2:log]\ntrials: 2\ntune_sampler: grid\n"
     (tmp_path / "known").mkdir()
     write(tmp_path / "known" / "tiny.yaml", text)
+    # a finding that cannot run is a row of its own, and the others still run
+    write(tmp_path / "known" / "broken.yaml", text.replace("finding: f,", "finding: g,").replace("n_layer", "n_layr"))
     arguments = ["known-answers", "--folder", str(tmp_path / "known"), "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(cli, arguments)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == "Error: 1 finding(s) did not run: broken (the reasons are above)"
+    broken = next(line for line in result.output.splitlines() if line.startswith("| g | p |"))
+    assert "did not run: " in broken and "n_layr" in broken and "| not run |" in broken
     row = next(line for line in result.output.splitlines() if line.startswith("| f | p |"))
     command = f"cleangpt compare --comparison {tmp_path / 'known' / 'tiny.yaml'} --out {tmp_path / 'out' / 'tiny'}"
     assert f"`{command}`" in row and "2 seeds" in row
@@ -274,7 +279,7 @@ def test_known_answers_runs_a_finding_end_to_end_and_prints_its_table(tmp_path):
     assert (tmp_path / "out" / "known_answers.md").read_text().count("| f | p |") == 1
     record = json.loads((tmp_path / "out" / "tiny" / "known_answer.json").read_text())
     # started again, the finished comparison is judged again without training, and its wall time kept
-    again = CliRunner().invoke(cli, arguments)
+    again = CliRunner().invoke(cli, [*arguments[:1], "tiny", *arguments[1:]])
     assert again.exit_code == 0 and "] tuning " in result.output and "] tuning " not in again.output
     assert json.loads((tmp_path / "out" / "tiny" / "known_answer.json").read_text())["wall_s"] >= record["wall_s"]
 

@@ -64,6 +64,9 @@ def known_answers(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / TABLE_FILE, "# Known answers\n\n" + text + "\n")
     click.echo("\n" + text + f"\n\ntable: {out_dir / TABLE_FILE}")
+    failed = [row.finding.name for row in rows if row.judgement.outcome == "not run"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} finding(s) did not run: {', '.join(failed)} (the reasons are above)")
 
 
 def _run(finding: Finding, out_dir: Path, overrides: tuple[str, ...], extra: str) -> Row:
@@ -73,8 +76,8 @@ def _run(finding: Finding, out_dir: Path, overrides: tuple[str, ...], extra: str
     from cleangpt_core.checkpoints.atomic_write import write_text_atomic
     from cleangpt_core.checkpoints.json_files import read_json
     from cleangpt_core.cli.compare import compare
-    from cleangpt_core.errors import ConfigError
-    from cleangpt_core.experiments.known_answers import Row, judge
+    from cleangpt_core.errors import CleanGPTError, ConfigError
+    from cleangpt_core.experiments.known_answers import Judgement, Row, judge
     from cleangpt_core.experiments.report import REPORT_JSON
 
     target = out_dir / finding.name
@@ -85,9 +88,15 @@ def _run(finding: Finding, out_dir: Path, overrides: tuple[str, ...], extra: str
     arguments = ["--comparison", str(finding.path), "--out", str(target)]
     arguments += [part for override in overrides for part in ("--set", override)]
     started = time.monotonic()
-    compare.main(arguments, prog_name="cleangpt compare", standalone_mode=False)
+    try:  # one finding that cannot run (its tokenizer offline, a bad override) leaves the others to run
+        compare.main(arguments, prog_name="cleangpt compare", standalone_mode=False)
+        judgement = judge(finding, read_json(target / REPORT_JSON, ConfigError, advice))
+    except (CleanGPTError, click.ClickException) as error:
+        reason = " ".join((error.message if isinstance(error, click.ClickException) else str(error)).split())
+        click.echo(f"Error: {finding.name}: {reason}", err=True)
+        judgement = Judgement(f"did not run: {reason}", "not run")
     wall_s = earlier + time.monotonic() - started
-    judgement = judge(finding, read_json(target / REPORT_JSON, ConfigError, advice))
     command = finding.command(target) + extra
+    target.mkdir(parents=True, exist_ok=True)
     write_text_atomic(record, json.dumps({"command": command, "wall_s": wall_s, **vars(judgement)}, indent=2) + "\n")
     return Row(finding, command, judgement, wall_s)

@@ -41,7 +41,7 @@ KNOWN_FOLDER = Path("configs/known")
 FINDING_SUFFIXES = (".yaml", ".yml", ".toml")
 MAX_SEEDS_SHOWN = 1000  # beyond this many seeds per side a difference is reported as too small to decide
 
-Outcome = Literal["agrees", "disagrees", "undecided"]
+Outcome = Literal["agrees", "disagrees", "undecided", "not run"]
 
 
 class KnownAnswer(StrictModel):
