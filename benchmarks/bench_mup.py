@@ -54,13 +54,15 @@ def optimizer_options(optimizer: str, scale: float) -> dict[str, float]:
     return {"lr": 0.02 * scale, "adamw_lr": 3e-3 * scale}
 
 
-def plot(path: Path, draw: Callable[..., None], panels: int, title: str, rows: int = 2, dpi: int = 110) -> None:
+def plot(
+    path: Path, draw: Callable[..., None], panels: int, title: str, rows: int = 2, dpi: int = 110, width: float = 3.2
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(rows, panels, figsize=(3.2 * panels, 3 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, panels, figsize=(width * panels, 3 * rows + 0.4), squeeze=False)
     draw(axes)
     figure.suptitle(title)
     figure.tight_layout()
@@ -404,14 +406,17 @@ def validation_loss(model: torch.nn.Module, corpus: Corpus) -> float:
 
 def train_once(
     corpus: Corpus, width: int, parametrization: str, optimizer: str, scale: float, steps: int, *,
-    seed: int = 0, eval_every: int = 0, unscaled: bool = False,
+    seed: int = 0, eval_every: int = 0, unscaled: bool = False, standard_attention: bool = False,
 ) -> tuple[float, list[tuple[int, float]]]:  # fmt: skip
     """The final validation loss of one run (nan if it diverged) and its validation curve every `eval_every`
-    steps (none with 0). `unscaled`: muP's weight decay and epsilon as before round 2 (AdamW only)."""
+    steps (none with 0). `unscaled`: muP's weight decay and epsilon as before round 2 (AdamW only);
+    `standard_attention`: muP with the attention scale 1/sqrt(d_head) at every width (its base head width set
+    to the model's own)."""
     torch.manual_seed(seed)
+    head_dim = width // SHAPE["n_head"] if standard_attention and parametrization == "mup" else None
     model = get_model(
         "Vanilla", vocab_size=corpus.vocab_size, **SHAPE, n_embd=width, block_size=corpus.block,
-        parametrization=parametrization, mup_base_width=BASE_WIDTH,
+        parametrization=parametrization, mup_base_width=BASE_WIDTH, mup_base_head_dim=head_dim,
     )  # fmt: skip
     optim = get_optimizer(optimizer, model, **optimizer_options(optimizer, scale))
     if unscaled:
@@ -551,7 +556,8 @@ def run_transfer(args: argparse.Namespace) -> None:
 def _width_job(job: tuple[int, str, int, int, int, bool, argparse.Namespace]) -> tuple[float, list]:
     width, parametrization, exponent, steps, seed, unscaled, args = job
     loss, curve = train_once(_CORPUS, width, parametrization, "adamw", 2.0**exponent, steps, seed=seed,
-                             eval_every=args.eval_every, unscaled=unscaled)  # fmt: skip
+                             eval_every=args.eval_every, unscaled=unscaled,
+                             standard_attention=args.standard_attention)  # fmt: skip
     rules = " (round-1 wd/eps)" if unscaled else ""
     print(f"width {width} {parametrization}{rules} 2^{exponent} {steps} steps seed {seed}: {loss:.4f}", flush=True)
     return loss, curve
@@ -567,7 +573,8 @@ def run_width(args: argparse.Namespace) -> None:
     # best, each budget; standard at the wide width at its own best rates; muP's round-1 rules at the wide width
     settings = [(w, "mup", k, n, False) for n in args.budgets for w in (BASE_WIDTH, args.wide) for k in args.ks]
     settings += [(args.wide, "standard", k, n, False) for n in args.budgets for k in args.standard_ks]
-    settings += [(args.wide, "mup", k, args.budgets[0], True) for k in args.ks]
+    if args.round1:
+        settings += [(args.wide, "mup", k, args.budgets[0], True) for k in args.ks]
     jobs = [(*setting[:4], seed, setting[4], args) for setting in settings for seed in seeds]
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0] * jobs[i][3])  # the longest runs first
     with multiprocessing.get_context("spawn").Pool(args.workers, _start_worker, (args,)) as pool:
@@ -590,6 +597,14 @@ def run_width(args: argparse.Namespace) -> None:
         f"python benchmarks/bench_mup.py width --wide {args.wide} --ks={','.join(map(str, args.ks))} "
         f"--standard-ks={','.join(map(str, args.standard_ks))} --budgets={','.join(map(str, args.budgets))} "
         f"--seeds {args.seeds} --eval-every {args.eval_every} --workers {args.workers}"
+        + ("" if args.round1 else " --no-round1")
+        + (" --standard-attention" if args.standard_attention else "")
+        + (f" --out {args.out}" if args.out != "mup_width" else "")
+    )
+    attention = (
+        " muP's attention scale here is standard's, 1/sqrt(d_head), at every width (mup_base_head_dim = the "
+        "model's own head width), not sqrt(d0)/d_head."
+        if args.standard_attention else ""
     )
     lines = [
         f"# muP: does the wider model train better? (AdamW, {args.seeds} seeds)",
@@ -602,7 +617,7 @@ def run_width(args: argparse.Namespace) -> None:
         " (a seed sets the initialisation and the batches). Validation loss over "
         f"{sum(len(b) for b in _validation_windows(args))} windows of the validation split. muP base width "
         f"{BASE_WIDTH}; muP with this release's rules unless the row says round-1 (weight decay and epsilon "
-        "unscaled, as before).",
+        f"unscaled, as before).{attention}",
         "",
         "| run | val loss (mean ± std over seeds) | per seed |",
         "|---|---|---|",
@@ -622,7 +637,11 @@ def run_width(args: argparse.Namespace) -> None:
         "| budget | comparison | Δ | 95 % interval | reading |",
         "|---|---|---|---|---|",
     ]
-    record: dict[str, object] = {"command": command, "runs": {name(key): runs[key] for key in runs}}
+    record: dict[str, object] = {"command": command, "runs": [
+        {"width": key[0], "parametrization": key[1], "lr": 4e-3 * 2 ** key[2], "steps": key[3], "round_1_rules": key[4],
+         "per_seed": [{"val_loss": loss, "curve": curve} for loss, curve in runs[key]]}
+        for key in runs
+    ]}  # fmt: skip
     for steps in args.budgets:
         def best(width: int, parametrization: str, unscaled: bool = False, steps: int = steps) -> tuple:
             keys = [key for key in runs if key[0] == width and key[1] == parametrization and key[3] == steps
@@ -631,7 +650,7 @@ def run_width(args: argparse.Namespace) -> None:
 
         base = best(BASE_WIDTH, "mup")
         pairs = [(best(args.wide, "mup"), base), (best(args.wide, "standard"), base)]
-        if steps == args.budgets[0]:
+        if steps == args.budgets[0] and args.round1:
             pairs.append((best(args.wide, "mup", True), base))
         for wide_key, base_key in pairs:
             verdict = lever_verdict(losses(wide_key), losses(base_key))
@@ -641,29 +660,39 @@ def run_width(args: argparse.Namespace) -> None:
                 f"[{verdict['low']:+.4f}, {verdict['high']:+.4f}] | {reading[verdict['verdict']]} |"
             )
     lines.append("")
-    (RESULTS / "mup_width.md").write_text("\n".join(lines))
-    (RESULTS / "mup_width.json").write_text(json.dumps(record, indent=1) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(record, indent=1) + "\n")
+    plot_width(runs, args.budgets, args.wide, args.seeds, RESULTS / f"{args.out}.png")
+
+
+def plot_width(
+    runs: dict[tuple, list[tuple[float, list]]], budgets: list[int], wide: int, seeds: int, path: Path
+) -> None:
+    """mup_width.png: per budget, the validation curves (mean and min-max over seeds) of width 64 under muP and
+    the wide width under muP and standard, each at its best rate."""
+
+    def mean_loss(key: tuple) -> float:
+        return statistics.fmean(loss for loss, _ in runs[key])
 
     def draw(axes) -> None:
-        for column, steps in enumerate(args.budgets):
+        for column, steps in enumerate(budgets):
             axis = axes[0][column]
-            for color, (width, parametrization) in enumerate(((BASE_WIDTH, "mup"), (args.wide, "mup"),
-                                                              (args.wide, "standard"))):  # fmt: skip
+            for color, (width, parametrization) in enumerate(((BASE_WIDTH, "mup"), (wide, "mup"), (wide, "standard"))):
                 keys = [k for k in runs if k[0] == width and k[1] == parametrization and k[3] == steps and not k[4]]
-                key = min(keys, key=lambda k: statistics.fmean(losses(k)))
+                key = min(keys, key=mean_loss)
                 curves = [curve for _, curve in runs[key]]
                 xs = [step for step, _ in curves[0]]
                 mean = [statistics.fmean(c[i][1] for c in curves) for i in range(len(xs))]
-                axis.plot(xs, mean, marker="o", markersize=3, color=f"C{color}", label=name(key))
+                label = f"width {width} {parametrization}, lr {4e-3 * 2 ** key[2]:g}"
+                axis.plot(xs, mean, marker="o", markersize=3, color=f"C{color}", label=label)
                 axis.fill_between(xs, [min(c[i][1] for c in curves) for i in range(len(xs))],
                                   [max(c[i][1] for c in curves) for i in range(len(xs))], color=f"C{color}",
                                   alpha=0.2)  # fmt: skip
-            axis.set(title=f"{steps} steps: mean of {args.seeds} seeds, min-max band", xlabel="step",
-                     ylabel="validation loss")  # fmt: skip
-            axis.legend(fontsize=6)
+            axis.set(title=f"{steps} steps", xlabel="step", ylabel="validation loss")
+            axis.legend(fontsize=7)
 
-    title = f"width {BASE_WIDTH} vs {args.wide}, each at its best rate"
-    plot(RESULTS / "mup_width.png", draw, len(args.budgets), title, rows=1)
+    title = f"width {BASE_WIDTH} vs {wide}, each at its best rate: mean of {seeds} seeds, min-max band"
+    plot(path, draw, len(budgets), title, rows=1, width=5)
 
 
 def _validation_windows(args: argparse.Namespace) -> tuple:
@@ -705,6 +734,9 @@ def main() -> None:
     width.add_argument("--eval-batches", type=int, default=20)
     width.add_argument("--eval-every", type=int, default=100, help="steps between validation points of a curve")
     width.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each")
+    width.add_argument("--no-round1", dest="round1", action="store_false", help="leave out round 1's rules")
+    width.add_argument("--standard-attention", action="store_true", help="muP with 1/sqrt(d_head) attention")
+    width.add_argument("--out", default="mup_width", help="the results' file name, without extension")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     torch.set_num_threads(1)  # on a shared 2-core machine more threads only contend
