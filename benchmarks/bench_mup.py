@@ -191,7 +191,8 @@ def run_coord(args: argparse.Namespace) -> None:
         "blocks). `spread` is the largest over the smallest across widths at that step; `worst spread` the "
         f"largest spread over steps 1 to {args.steps}; `seeds` the largest over the smallest across the seeds at "
         f"width {widths[-1]}, the noise a spread stands beside. Made by `cleangpt_core.inspection.coordinate_check` "
-        "(tests/test_mup.py runs a shorter one).",
+        "(tests/test_mup.py runs a shorter one). `mup_coord_check.json` holds every step's RMS for every seed, "
+        "and the gradient scales.",
         "",
         "Parts: embedding `wte`; position `wpe`'s output, the stream entering the blocks (learned positions added "
         "in Vanilla, unchanged by Llama's rotary); norm `h.*.ln_1`; qkv `h.*.attn.c_attn`; attention `h.*.attn`; "
