@@ -123,18 +123,8 @@ def _check_saved_config(family: HFFamily, config: GPTConfig, hf_config: dict[str
 
 # The fields that fix the shape of the model; a saved cleanGPT config must agree with the folder on each.
 _STRUCTURE = (
-    "vocab_size",
-    "n_positions",
-    "n_embd",
-    "n_layer",
-    "n_head",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "max_position_embeddings",
+    "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "hidden_size", "intermediate_size",
+    "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
     "tie_word_embeddings",
 )
 

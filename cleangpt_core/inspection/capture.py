@@ -229,11 +229,17 @@ class _Hooks:
     """The PyTorch hooks of one `capture` block: what each name records or patches, and the hooks doing it."""
 
     def __init__(
-        self, model: nn.Module, record: Capture, recorded: list[str], patches: dict[str, PatchValue], detach: bool
+        self,
+        model: nn.Module,
+        record: Capture,
+        recorded: list[str],
+        patches: dict[str, PatchValue],
+        attended: list[str],
+        detach: bool,
     ) -> None:
         self.modules, self.points = _modules(model), _hook_points(model)
         self.record, self.recorded, self.patches, self.detach = record, set(recorded), patches, detach
-        self.weights_for: set[str] = set()  # the attention parts whose weights go into `Capture.attention`
+        self.weights_for = list(attended)  # the attention parts whose weights go into `Capture.attention`
         self.handles: list[Any] = []
 
     def see(self, name: str, value: Any) -> Any:
@@ -244,12 +250,11 @@ class _Hooks:
             self.record.outputs[name] = _detached(value) if self.detach else value
         return value
 
-    def install(self, names: Iterable[str], attended: list[str]) -> None:
-        """Hook what `names` name, and the attention parts `attended` for their weights."""
-        self.weights_for = set(attended)
+    def install(self, names: Iterable[str]) -> None:
+        """Hook what `names` name, and the attention parts whose weights are asked for."""
         outputs: dict[str, list[str]] = {}  # module -> the names its output goes by (`h.0`, `h.0.hook_resid_post`)
         inputs: dict[str, str] = {}  # block -> its `hook_resid_pre`
-        inside: dict[str, set[str]] = {part: set() for part in attended}  # attention part -> hook points in it
+        inside: dict[str, set[str]] = {part: set() for part in self.weights_for}  # attention part -> hooks in it
         for name in names:
             owner, hook = self.points.get(name, (name, None))
             if hook is None or hook == RESID_POST:
@@ -345,9 +350,9 @@ def capture(
     not_parts = [name for name in attended if name not in _modules(model)]
     if not_parts:
         raise InspectionError(f"attention= takes attention parts (h.0.attn), not hook points: {', '.join(not_parts)}")
-    hooks = _Hooks(model, record, recorded, patches, detach)
+    hooks = _Hooks(model, record, recorded, patches, attended, detach)
     try:
-        hooks.install(dict.fromkeys([*recorded, *patches]), attended)
+        hooks.install(dict.fromkeys([*recorded, *patches]))
         yield record
     finally:
         hooks.remove()
