@@ -5,7 +5,7 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.5"`` (the version it was written for; plugins stating ``"1.0"``, which
+that states ``CLEANGPT_PLUGIN_API = "1.6"`` (the version it was written for; plugins stating ``"1.0"``, which
 has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, ``"1.2"``, which predates the
 exported ``cleangpt_core.model.Linear``, or ``"1.3"``, whose part options were bare fields of the model config,
 keep working) and implements any of
@@ -87,7 +87,10 @@ def cleangpt_register_samplers() -> list[Component]:
 # still works, as a shorthand for every chosen part declaring it. A schema's validators see the model config
 # as ``info.context["model"]``. The ``target`` is an ``nn.Module`` class; its interface per
 # kind is stated below and in ``docs/writing-plugins.md``. A part may define ``init_weights()``, called after
-# the decoder's GPT-2 initialisation, for the initialisation it needs (zeros, gains).
+# the decoder's GPT-2 initialisation, for the initialisation it needs (zeros, gains), and states the layers
+# whose output is added to the residual stream as ``residual_projections = ("c_proj",)`` (plugin API 1.6): they
+# start at GPT-2's N(0, 0.02 / sqrt(2 * n_layer)), or zero under ``zero_init_projections``. A part that states
+# nothing has its layers named ``c_proj`` taken for them.
 
 
 @hookspec

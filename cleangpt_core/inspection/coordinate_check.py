@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 import torch
 from torch import nn
 
-from cleangpt_core.inspection.capture import capture
+from cleangpt_core.inspection.capture import capture, name_matches
 
 # The parts whose outputs are measured, by `capture` name; a glob's matches (one per block) are averaged.
 COORDINATE_PARTS: dict[str, str] = {
@@ -88,7 +87,7 @@ def coordinate_check(
 
 
 def _matching(outputs: Mapping[str, Any], pattern: str) -> Iterable[tuple[str, torch.Tensor]]:
-    return ((name, value) for name, value in outputs.items() if fnmatchcase(name, pattern))
+    return ((name, value) for name, value in outputs.items() if name_matches(pattern, name))
 
 
 def _mean(values: Iterable[float]) -> float:

@@ -26,7 +26,7 @@ from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
 from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
 from cleangpt_core.config.model import architecture_schema
-from cleangpt_core.errors import CheckpointError
+from cleangpt_core.errors import CheckpointError, CleanGPTError
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.model.weights_header import check_block_count, check_shapes, meta_state_dict, read_header
 
@@ -72,7 +72,7 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     # the header against the config first: a tampered config.json must not build a model of any size
     header = read_header(weights, CheckpointError)
     check_block_count(header, config.n_layer, str(weights), CheckpointError)
-    expected = meta_state_dict(config.model_type, config)
+    expected = meta_state_dict(config.model_type, config, str(directory / MODEL_CONFIG_FILE), CheckpointError)
     check_shapes(expected, header, str(weights), CheckpointError, tied_may_be_missing=True)
     model = get_model(config.model_type, config=config)
     try:
@@ -112,6 +112,26 @@ def check_tokenizer_fits(tokenizer_ids: int, model_vocab_size: int, tokenizer_di
         raise CheckpointError(
             f"the tokenizer in {str(tokenizer_dir)!r} has {tokenizer_ids} ids but the model's vocabulary has "
             f"{model_vocab_size}: they do not belong together; restore the checkpoint's own tokenizer"
+        )
+
+
+# A model's embedding may hold more rows than its tokenizer has ids: vocabularies are padded for fast matrix
+# multiplication (nanoGPT gives GPT-2's 50257 ids 50304 rows, a multiple of 64) and some models keep rows in
+# reserve (Qwen2: 151936 for 151665 ids, Phi-2: 51200 for 50295). Past that padding, the two are not a pair.
+VOCABULARY_PADDING_MULTIPLE = 128
+VOCABULARY_PADDING_FRACTION = 0.02
+
+
+def check_tokenizer_matches(tokenizer_ids: int, model_vocab_size: int, where: str, error: type[CleanGPTError]) -> None:
+    """Refuse a tokenizer that is not the model's: one with ids the model has no embedding for, or far fewer ids
+    than the model's vocabulary, beyond padding it up to a multiple of 128 or by 2 % more rows."""
+    padded = -(-tokenizer_ids // VOCABULARY_PADDING_MULTIPLE) * VOCABULARY_PADDING_MULTIPLE
+    reserve = tokenizer_ids + VOCABULARY_PADDING_FRACTION * model_vocab_size
+    if tokenizer_ids > model_vocab_size or model_vocab_size > max(padded, reserve):
+        raise error(
+            f"{where}: the tokenizer has {tokenizer_ids} ids but the model's vocabulary has {model_vocab_size}; they "
+            "do not belong together (a vocabulary may be padded to a multiple of 128 or by 2 %, not more): put the "
+            "model's own tokenizer beside it"
         )
 
 
