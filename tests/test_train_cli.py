@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from cleangpt_core.checkpoints.run_dir import RunDirectory
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
+from cleangpt_core.config.experiment import AUTO_EVAL_FLOOR
 from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.training_run import run_experiment
 from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
@@ -114,9 +115,12 @@ def test_evaluate_reports_the_runs_validation_loss(tmp_path):
     report = json.loads(result.output)
     final_val = [r for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r][-1]
     assert report["loss"] == pytest.approx(final_val["val_loss"], rel=1e-6)
-    assert report["tokens"] == 111_540 - 1  # every validation character but the first is predicted once
+    assert report["tokens"] == AUTO_EVAL_FLOOR  # what the final evaluation scored: a 6-step run's is the floor
+    assert report["stderr"] > 0
+    every = json.loads(invoke("evaluate", str(run_dir), "--json", "--max-tokens", "all").output)
+    assert every["tokens"] == 111_540 - 1  # every validation character but the first is predicted once
     text = invoke("evaluate", str(run_dir), "--batch-size", "512").output
-    assert "perplexity" in text and "validation" in text
+    assert "perplexity" in text and "validation" in text and "(standard error)" in text
 
 
 def test_resume_continues_a_run_from_its_latest_checkpoint(run_copy):

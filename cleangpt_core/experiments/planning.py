@@ -171,7 +171,8 @@ def build_plan(
         firsts[label] = config
     _check_same_setting(firsts)
 
-    from cleangpt_core.trainers.optim_factory import check_schedule  # torch: only once a plan is built
+    from cleangpt_core.experiments.training_run import sets_warmup  # torch: only once a plan is built
+    from cleangpt_core.trainers.optim_factory import check_schedule
 
     runs, steps, budgets, configs = [], {}, {}, {}
     for label, (config_file, contender_overrides) in zip(firsts, specs, strict=True):
@@ -184,7 +185,8 @@ def build_plan(
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
         budgets[label] = steps[label] * per_step
         # the schedule fits the budget only once the budget is known: checked here, before any run trains
-        check_schedule(first.schedule.name, first.schedule.options, steps[label])
+        shorten = not sets_warmup(contender_overrides)
+        check_schedule(first.schedule.name, first.schedule.options, steps[label], shorten_warmup=shorten)
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
             seeding = [f"seed={run_seed}"] if seed is not None or seeds > 1 else []
