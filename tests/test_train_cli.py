@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny_runs import set_options
 
 from cleangpt_core.checkpoints.run_dir import RunDirectory
 from cleangpt_core.cli.main import cli
@@ -104,6 +105,17 @@ def test_train_writes_checkpoints_metrics_a_loss_curve_and_a_sample(trained_run)
     assert "6 steps" in output and "validation loss" in output
     assert f"on cpu in {describe_precision(resolve_precision('auto', torch.device('cpu')))}," in output
     assert experiment["trainer"]["mixed_precision"] == "auto"
+
+
+def test_a_40_step_fine_tune_runs_on_the_default_recipe_with_no_other_setting(trained_run, tmp_path):
+    run_dir = tmp_path / "tuned"
+    result = invoke("train", "--init-from", trained_run[0], *set_options("trainer.max_steps=40", f"output.dir={run_dir}"))
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # the recipe's warm-up is 5% of the run: 2 of its 40 steps
+    saved = json.loads((RunDirectory(run_dir).latest() / "experiment.json").read_text())
+    assert saved["schedule"] == ExperimentConfig().model_dump(mode="json")["schedule"]
+    final = [line for line in result.output.splitlines() if line.startswith("step 40/40: validation loss")]
+    assert len(final) == 1 and "over 32,768 tokens" in final[0]  # sized to the run: 40 x 16 x 32 = 20,480 trained
 
 
 def test_evaluate_reports_the_runs_validation_loss(tmp_path):
