@@ -109,7 +109,8 @@ def test_train_writes_checkpoints_metrics_a_loss_curve_and_a_sample(trained_run)
 
 def test_a_40_step_fine_tune_runs_on_the_default_recipe_with_no_other_setting(trained_run, tmp_path):
     run_dir = tmp_path / "tuned"
-    result = invoke("train", "--init-from", trained_run[0], *set_options("trainer.max_steps=40", f"output.dir={run_dir}"))
+    source = trained_run[0]
+    result = invoke("train", "--init-from", source, *set_options("trainer.max_steps=40", f"output.dir={run_dir}"))
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output  # the recipe's warm-up is 5% of the run: 2 of its 40 steps
     saved = json.loads((RunDirectory(run_dir).latest() / "experiment.json").read_text())
