@@ -12,6 +12,7 @@ from tiny_runs import TINY
 
 from cleangpt_core.config import load_experiment_config
 from cleangpt_core.config.experiment import AUTO_EVAL_CAP, AUTO_EVAL_FLOOR
+from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.training_run import evaluation_tokens, run_experiment
 from cleangpt_core.trainers.evaluation import evaluate_model
 
@@ -62,3 +63,14 @@ def test_a_tiny_runs_final_evaluation_scores_the_floor_and_states_its_standard_e
     assert stats["val_tokens"] == AUTO_EVAL_FLOOR  # 4 steps of 64 tokens: far fewer, and far below the split's
     assert 0 < stats["val_stderr"] < 0.05
     assert f"step 4/4: validation loss {stats['val_loss']:.4f} ± {stats['val_stderr']:.4f} over 32,768 tokens" in lines
+
+
+def test_the_runs_of_a_comparison_are_scored_on_the_same_tokens_as_the_largest_would_alone(tmp_path):
+    rungs = ["model.n_embd=16,32,48", "model.n_head=2,2,2"]
+    plan = build_plan(tmp_path, models=["Vanilla"], ladder=rungs, tokens_per_param=2)
+    trained = [plan.max_steps[label] * 16 * 64 for label in plan.labels]
+    assert min(trained) < AUTO_EVAL_FLOOR and max(trained) < AUTO_EVAL_CAP  # alone, each would score its own
+    assert {run.load().data.eval_tokens for run in plan.runs} == {max(trained)}
+    explicit = build_plan(tmp_path / "explicit", models=["Vanilla"], ladder=rungs, tokens_per_param=2,
+                          overrides=["data.eval_tokens=all"])  # fmt: skip
+    assert {run.load().data.eval_tokens for run in explicit.runs} == {"all"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
@@ -206,6 +206,8 @@ def build_plan(
             )
             configs[directory] = config_record(run.load())  # validates each final config before anything trains
             runs.append(run)
+    runs = _one_evaluation_size(runs)
+    configs = {run.directory: config_record(run.load()) for run in runs}
     # With --max-tokens each run trains on max_tokens rounded up to whole steps: the same budget.
     if max_tokens is None and rungs is None and len(set(budgets.values())) > 1:
         listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
@@ -229,6 +231,18 @@ def build_plan(
 
         check_tuning(plan)
     return plan
+
+
+def _one_evaluation_size(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Runs compared are scored on the same validation tokens (the head of the split): where every run leaves
+    data.eval_tokens to 'auto', which sizes it to the run, each scores the most any of them would alone."""
+    from cleangpt_core.experiments.training_run import evaluation_tokens
+
+    loaded = [run.load() for run in runs]
+    if any(config.data.eval_tokens != "auto" for config in loaded):
+        return runs
+    shared = max(evaluation_tokens(config) for config in loaded)
+    return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={shared}")) for run in runs]
 
 
 def _contenders(
