@@ -72,15 +72,20 @@ def fit_schedule(
     try:
         get_schedule(name, **options)(stand_in, total_steps)
         return options, None
-    except ConfigError:
+    except ConfigError as error:
         warmup = options.get("warmup_steps")
         if not (shorten_warmup and isinstance(warmup, int) and warmup > 0):
             raise
+        refusal = error
     fitted = {**options, "warmup_steps": DEFAULT_WARMUP_FRACTION}
-    get_schedule(name, **fitted)(stand_in, total_steps)  # still no fit: the schedule's own error
+    try:
+        get_schedule(name, **fitted)(stand_in, total_steps)
+    except ConfigError:  # the warm-up was not what did not fit (or the schedule takes no fraction): its own error
+        raise refusal from None
     warning = (
         f"schedule {name!r}: the warm-up of {warmup} steps leaves this {total_steps}-step run no room to decay; it is "
-        f"shortened to {DEFAULT_WARMUP_FRACTION:g} of the run (set schedule.warmup_steps to choose another)"
+        f"shortened to {DEFAULT_WARMUP_FRACTION:.0%} of the run, {round(DEFAULT_WARMUP_FRACTION * (total_steps or 0))} "
+        "steps (set schedule.warmup_steps to choose another)"
     )
     return fitted, warning
 
