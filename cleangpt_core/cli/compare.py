@@ -161,7 +161,8 @@ def compare(
     deviation, its curve's spread, and which differences are smaller than that spread; one --model or
     --config with --seeds N measures how far apart one recipe's runs land. Started again with
     the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
-    the unfinished one from its latest checkpoint.
+    the unfinished one from its latest checkpoint (Ctrl-C, SIGTERM or SIGUSR1 write one at the step they arrive
+    in, and print the command that continues).
 
     With --tune KEY=LOW:HIGH[:log] --trials N every contender first gets its own Optuna study of N trials
     (each an ordinary run on tuning seeds), and the comparison's runs train each contender's best setting on
