@@ -235,14 +235,15 @@ def build_plan(
 
 def _one_evaluation_size(runs: list[PlannedRun]) -> list[PlannedRun]:
     """Runs compared are scored on the same validation tokens (the head of the split): where every run leaves
-    data.eval_tokens to 'auto', which sizes it to the run, each scores the most any of them would alone."""
+    data.eval_tokens to 'auto', which sizes it to the run, and the sizes differ (a ladder's rungs), each scores
+    the most any of them would alone."""
     from cleangpt_core.experiments.training_run import evaluation_tokens
 
     loaded = [run.load() for run in runs]
-    if any(config.data.eval_tokens != "auto" for config in loaded):
+    sizes = {evaluation_tokens(config) for config in loaded}
+    if any(config.data.eval_tokens != "auto" for config in loaded) or len(sizes) == 1:
         return runs
-    shared = max(evaluation_tokens(config) for config in loaded)
-    return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={shared}")) for run in runs]
+    return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={max(sizes)}")) for run in runs]
 
 
 def _contenders(
