@@ -314,8 +314,8 @@ def cleangpt_on_evaluation_end(trainer: object, step: int, metrics: dict) -> Non
     Called: at the end of every ``trainer.evaluate()``.
 
     ``trainer``: the running ``BaseTrainer``. ``step``: the optimizer steps taken so far. ``metrics``:
-    ``loss`` (mean cross-entropy per predicted token), ``perplexity`` (``exp(loss)``) and ``tokens`` (how
-    many tokens were predicted).
+    ``loss`` (mean cross-entropy per predicted token), ``perplexity`` (``exp(loss)``), ``tokens`` (how
+    many tokens were predicted) and ``stderr`` (the loss's standard error over the batches; None from one).
 
     Returns: nothing (ignored).
     """

@@ -198,7 +198,7 @@ def test_compare_reports_every_run_in_json_markdown_and_one_plot(straight_compar
         assert f"{run['label']} {run['load_average'][0]:,.2f} -> " in markdown
     assert (out / "val_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # progress while it ran, and the table at the end
-    assert "[1/2] Vanilla: step 3/6" in output and "[2/2] SASP: step 6, validation loss" in output
+    assert "[1/2] Vanilla: step 3/6: validation loss" in output and "[2/2] SASP: step 6/6: validation loss" in output
     assert "| SASP | SASP |" in output
 
 
@@ -229,7 +229,8 @@ def test_an_interrupted_comparison_keeps_finished_runs_and_resumes_the_unfinishe
     result = CliRunner().invoke(cli, ["compare", "--resume", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "[1/2] Vanilla: finished earlier, kept" in result.output
-    assert "resuming from" in result.output and "step-00000003" in result.output  # SASP's last checkpoint
+    # the step Ctrl-C arrived in wrote a checkpoint of its own, between the every-3-steps ones
+    assert "resuming from" in result.output and "SASP/checkpoints/step-00000005" in result.output
     assert vanilla_result.stat().st_mtime_ns == finished_at  # not trained again
 
     resumed = json.loads((tmp_path / "report.json").read_text())["runs"]
@@ -635,7 +636,7 @@ def test_an_interrupted_seeded_comparison_keeps_finished_runs_and_resumes_the_un
     result = CliRunner().invoke(cli, ["compare", "--resume", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "[1/4] Vanilla seed 1337: finished earlier, kept" in result.output
-    assert "resuming from" in result.output and "seed-1338/checkpoints/step-00000003" in result.output
+    assert "resuming from" in result.output and "seed-1338/checkpoints/step-00000005" in result.output
     assert first.stat().st_mtime_ns == finished_at  # not trained again
 
     resumed = json.loads((tmp_path / "report.json").read_text())

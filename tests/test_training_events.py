@@ -62,7 +62,7 @@ def cleangpt_on_checkpoint_saved(step, path):
 """
 
 METRIC_KEYS = ["epoch", "loss", "lr", "tokens", "tokens_per_s"]
-EVAL_KEYS = ["loss", "perplexity", "tokens"]
+EVAL_KEYS = ["loss", "perplexity", "stderr", "tokens"]
 
 
 def test_a_plugin_observes_every_training_event_in_order(install_plugin, tmp_path):

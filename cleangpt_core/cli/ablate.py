@@ -81,4 +81,4 @@ def ablate(
     )
     if prepare_directory(out_dir, plan):
         click.echo(f"continuing the ablation in {out_dir}")
-    run_and_report(plan, out_dir)
+    run_and_report(plan, out_dir, base=plan.ablation_base)

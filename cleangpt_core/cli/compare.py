@@ -65,7 +65,9 @@ def tuning_options(command: Callable[..., None]) -> Callable[..., None]:
     "variants",
     multiple=True,
     metavar="NAME=KEY=VALUE[;KEY=VALUE...]",
-    help="A contender named NAME: the one --config (or the default recipe) with these overrides (repeatable).",
+    help="A contender named NAME: the one --config (or the default recipe) with these overrides (repeatable). "
+    "A --config given with variants is a contender too, the base they are measured against (named after its "
+    "file); without --config the default recipe is not one.",
 )
 @click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps per run.")
 @click.option(
@@ -151,11 +153,16 @@ def compare(
     variants (--variant wide=model.n_embd=256;model.n_head=8) on the same data, seed and token budget, and
     write report.md, report.json and val_loss.png.
 
+    A --config given with --variant options is itself a contender, the base the variants are measured
+    against: `--config tiny.yaml --variant a=... --variant b=...` trains tiny, a and b (the first line names
+    the base).
+
     With --seeds N every contender trains N times, and the report gives each one's mean and standard
     deviation, its curve's spread, and which differences are smaller than that spread; one --model or
     --config with --seeds N measures how far apart one recipe's runs land. Started again with
     the same options (or with --resume DIR), an interrupted comparison keeps its finished runs and continues
-    the unfinished one from its latest checkpoint.
+    the unfinished one from its latest checkpoint (Ctrl-C, SIGTERM or SIGUSR1 write one at the step they arrive
+    in, and print the command that continues).
 
     With --tune KEY=LOW:HIGH[:log] --trials N every contender first gets its own Optuna study of N trials
     (each an ordinary run on tuning seeds), and the comparison's runs train each contender's best setting on
@@ -181,6 +188,7 @@ def compare(
     }
     if worker and resume is None:
         raise click.UsageError("--worker joins a comparison already started: give --resume DIR with it")
+    base: str | None = None
     if resume is not None:
         others = [param.opts[0] for name, param in given.items() if name not in ("resume", "target_loss", "worker")]
         if others:
@@ -216,38 +224,48 @@ def compare(
         plan = build_plan(out_dir, **options)
         if prepare_directory(out_dir, plan):
             click.echo(f"continuing the comparison in {out_dir}")
-    run_and_report(plan, out_dir, worker=worker)
+        if options["variants"] and options["config_files"] and not options["models"] and plan.ladder is None:
+            base = plan.labels[0]  # the --config the variants build on trains as a contender of its own
+    run_and_report(plan, out_dir, worker=worker, base=base)
 
 
-def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False) -> None:
-    """Train what is left of `plan` (tuning first, where it has some) and write its report; Ctrl-C says how to
-    continue. A worker trains its share and leaves the report to the process started without --worker."""
+def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str | None = None) -> None:
+    """Train what is left of `plan` (tuning first, where it has some) and write its report. A stop signal
+    (Ctrl-C, SIGTERM, SIGUSR1) ends the run in training at a step boundary with a checkpoint and prints the
+    command that continues; a second one stops at once. A worker trains its share and leaves the report to the
+    process started without --worker. `base` names the contender that is the --config every --variant builds
+    on, so the first line says it is one."""
     from cleangpt_core.experiments.execution import run_comparison
     from cleangpt_core.experiments.report import contender_table, is_seeded, markdown_table, write_report
     from cleangpt_core.experiments.summary import summarize
+    from cleangpt_core.trainers.interrupts import StopRequested, stop_on_signals
 
     seeded = f", {plan.seeds} seeds each" if plan.seeds > 1 else ""
     tuned = f", each tuned over {plan.tuning.trials} trials first" if plan.tuning is not None else ""
     budget = "each rung's tokens" if plan.ladder is not None else f"{plan.tokens_per_run:,} tokens per run"
-    click.echo(f"comparing {', '.join(plan.labels)} on {budget}{seeded}{tuned}, into {out_dir}")
+    labels = [f"{label} (the base)" if label == base else label for label in plan.labels]
+    click.echo(f"comparing {', '.join(labels)} on {budget}{seeded}{tuned}, into {out_dir}")
     sections: list[tuple[str, list[str], Any]] = []
     try:
-        if plan.tuning is None:
-            results = run_comparison(plan, out_dir, echo=click.echo)
-        else:
-            from cleangpt_core.experiments.tuning import Tuner
-            from cleangpt_core.experiments.tuning_report import tuning_section
+        with stop_on_signals():
+            if plan.tuning is None:
+                results = run_comparison(plan, out_dir, echo=click.echo)
+            else:
+                from cleangpt_core.experiments.tuning import Tuner
+                from cleangpt_core.experiments.tuning_report import tuning_section
 
-            tuner = Tuner(plan, out_dir, echo=click.echo)
-            tuner.work()
-            if worker:
-                click.echo(f"every trial and run of {out_dir} has finished; the report is the other process's")
-                return
-            results, summary = tuner.results(), tuner.summary()
-            sections.append(("tuning", tuning_section(summary, out_dir), summary))
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; run `cleangpt compare --resume {out_dir}` to continue", err=True)
-        sys.exit(130)
+                tuner = Tuner(plan, out_dir, echo=click.echo)
+                tuner.work()
+                if worker:
+                    click.echo(f"every trial and run of {out_dir} has finished; the report is the other process's")
+                    return
+                results, summary = tuner.results(), tuner.summary()
+                sections.append(("tuning", tuning_section(summary, out_dir), summary))
+    except KeyboardInterrupt as stop:  # a StopRequested, or a Ctrl-C the handler was not installed for
+        again = f"cleangpt compare --resume {out_dir}" + (" --worker" if worker else "")
+        where = str(stop) if isinstance(stop, StopRequested) else "interrupted"
+        click.echo(f"\n{where}; continue with: {again}", err=True)
+        sys.exit(stop.exit_status if isinstance(stop, StopRequested) else 130)
     if plan.ablation_base is not None:
         from cleangpt_core.experiments.ablation import ablation_section
 

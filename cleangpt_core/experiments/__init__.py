@@ -13,4 +13,5 @@
   FLOPs; the power-law fits, forecast and compute multipliers; the report's section and plot)
 - `trackers`: TensorBoard, MLflow and W&B on the training events
 - `lm_eval_harness`: a checkpoint as an lm-evaluation-harness model (``cleangpt lm-eval``)
+- `runs_overview`: every run and comparison under a folder, their state and what differs (``cleangpt runs``)
 """

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
@@ -171,7 +171,8 @@ def build_plan(
         firsts[label] = config
     _check_same_setting(firsts)
 
-    from cleangpt_core.trainers.optim_factory import check_schedule  # torch: only once a plan is built
+    from cleangpt_core.experiments.training_run import sets_warmup  # torch: only once a plan is built
+    from cleangpt_core.trainers.optim_factory import check_schedule
 
     runs, steps, budgets, configs = [], {}, {}, {}
     for label, (config_file, contender_overrides) in zip(firsts, specs, strict=True):
@@ -184,7 +185,8 @@ def build_plan(
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
         budgets[label] = steps[label] * per_step
         # the schedule fits the budget only once the budget is known: checked here, before any run trains
-        check_schedule(first.schedule.name, first.schedule.options, steps[label])
+        shorten = not sets_warmup(contender_overrides)
+        check_schedule(first.schedule.name, first.schedule.options, steps[label], shorten_warmup=shorten)
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
             seeding = [f"seed={run_seed}"] if seed is not None or seeds > 1 else []
@@ -204,6 +206,8 @@ def build_plan(
             )
             configs[directory] = config_record(run.load())  # validates each final config before anything trains
             runs.append(run)
+    runs = _one_evaluation_size(runs)
+    configs = {run.directory: config_record(run.load()) for run in runs}
     # With --max-tokens each run trains on max_tokens rounded up to whole steps: the same budget.
     if max_tokens is None and rungs is None and len(set(budgets.values())) > 1:
         listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
@@ -227,6 +231,19 @@ def build_plan(
 
         check_tuning(plan)
     return plan
+
+
+def _one_evaluation_size(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Runs compared are scored on the same validation tokens (the head of the split): where every run leaves
+    data.eval_tokens to 'auto', which sizes it to the run, and the sizes differ (a ladder's rungs), each scores
+    the most any of them would alone."""
+    from cleangpt_core.experiments.training_run import evaluation_tokens
+
+    loaded = [run.load() for run in runs]
+    sizes = {evaluation_tokens(config) for config in loaded}
+    if any(config.data.eval_tokens != "auto" for config in loaded) or len(sizes) == 1:
+        return runs
+    return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={max(sizes)}")) for run in runs]
 
 
 def _contenders(
