@@ -303,9 +303,11 @@ def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer
 def sharded_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every weight as this rank holds it (its shard under FSDP2, a DTensor), for a sharded checkpoint.
 
-    No gathering: each rank hands over its own shards. A shared parameter appears under its first name only.
+    No gathering: each rank hands over its own shards. A shared parameter appears once, under the name
+    safetensors' ``save_model`` keeps for it (the first in sorted order), so the single-file model made from the
+    shards names it as an unsharded run's checkpoint does.
     """
-    aliases = {name for group in tied_names(model) for name in group[1:]}
+    aliases = {name for group in tied_names(model) for name in sorted(group)[1:]}
     return {name: tensor for name, tensor in get_model_state_dict(model).items() if name not in aliases}
 
 
