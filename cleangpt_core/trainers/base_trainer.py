@@ -359,7 +359,7 @@ class BaseTrainer(ABC):
             state = read_state(checkpoint)
             load_checkpoint_weights(self.raw_model, checkpoint)
         self.load_trainer_state(state)
-        self._continue_rng(checkpoint, state)
+        self._continue_rng(checkpoint)
         self._continue_data_order(checkpoint, state)
         if self.strategy == "fsdp" and self._fsdp_policy().param_dtype != self._gather_dtype and self.context.is_main:
             logger.warning(
@@ -397,7 +397,7 @@ class BaseTrainer(ABC):
         load_sharded_model_state(self.raw_model, weights)
         return unflatten_state(structure, targets)
 
-    def _continue_rng(self, checkpoint: Path, state: dict[str, Any]) -> None:
+    def _continue_rng(self, checkpoint: Path) -> None:
         """Choose the random generators this process continues with: its own as checkpointed; on a process the
         writing run did not have, rank 0's, with torch's reseeded from (seed, rank, step)."""
         own = read_rng_state(checkpoint, self.context.rank)
