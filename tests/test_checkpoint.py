@@ -14,9 +14,15 @@ import torch
 from torch import nn
 
 from cleangpt_core.checkpoints.run_dir import BEST_FILE, LATEST_FILE
-from cleangpt_core.checkpoints.sharded import consolidate_model_weights, read_full, shard_shapes, write_shards
+from cleangpt_core.checkpoints.sharded import (
+    check_supported,
+    consolidate_model_weights,
+    read_full,
+    shard_shapes,
+    write_shards,
+)
 from cleangpt_core.distributed.strategies import load_checkpoint_weights
-from cleangpt_core.errors import CheckpointError
+from cleangpt_core.errors import CheckpointError, ConfigError
 from cleangpt_core.model import get_model, load_model
 from cleangpt_core.trainers.training_checkpoint import (
     CheckpointManager,
@@ -273,3 +279,14 @@ def test_a_shard_header_claiming_more_than_its_file_holds_is_refused_before_allo
     )
     with pytest.raises(CheckpointError, match=r"hold 4 elements of w.*damaged or incomplete"):
         read_full(tmp_path)
+
+
+def test_a_torch_without_safetensors_storage_for_shards_is_told_so_in_one_line(tmp_path, monkeypatch):
+    import torch.distributed.checkpoint as dcp
+
+    monkeypatch.delattr(dcp, "HuggingFaceStorageWriter")  # as in torch < 2.9, above the declared floor of 2.6
+    with pytest.raises(ConfigError, match=r"needs torch>=2.9 \(this is torch .*trainer.strategy='ddp'") as error:
+        check_supported()
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="needs torch>=2.9"):
+        write_shards({"w": torch.zeros(2)}, tmp_path)

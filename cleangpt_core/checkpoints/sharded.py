@@ -44,14 +44,14 @@ def _one_process_is_meant() -> Iterator[None]:
 
 
 def check_supported() -> None:
-    """Fail in one line, before anything is trained, where this torch cannot write sharded checkpoints."""
+    """Fail in one line, before anything is trained or read, where this torch has no sharded checkpoints."""
     import torch.distributed.checkpoint as dcp
 
     if not hasattr(dcp, "HuggingFaceStorageWriter"):
         raise ConfigError(
-            f"trainer.strategy='fsdp' checkpoints each process's shards through torch.distributed.checkpoint's "
-            f"safetensors storage, which needs torch>=2.9 (this is torch {torch.__version__}); upgrade torch, or "
-            "use trainer.strategy='ddp'"
+            f"sharded checkpoints (those of trainer.strategy='fsdp') are written and read through "
+            f"torch.distributed.checkpoint's safetensors storage, which needs torch>=2.9 (this is torch "
+            f"{torch.__version__}); upgrade torch, or train with trainer.strategy='ddp'"
         )
 
 
@@ -64,6 +64,7 @@ def write_shards(tensors: Mapping[str, torch.Tensor], checkpoint: Path) -> None:
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
 
+    check_supported()
     writer = dcp.HuggingFaceStorageWriter(str(checkpoint / SHARDS_DIR), save_distributed=True)
     with _one_process_is_meant():
         dcp.save(dict(tensors), storage_writer=writer, no_dist=not (dist.is_available() and dist.is_initialized()))
@@ -82,6 +83,7 @@ def shard_shapes(checkpoint: Path) -> dict[str, tuple[tuple[int, ...], torch.dty
     """
     import torch.distributed.checkpoint as dcp
 
+    check_supported()
     folder = checkpoint / SHARDS_DIR
     try:
         metadata = dcp.HuggingFaceStorageReader(str(folder)).read_metadata()
