@@ -85,13 +85,14 @@ def find_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def fsdp_precision(param_dtype: str, reduce_dtype: str, precision: torch.dtype | None) -> MixedPrecisionPolicy:
-    """FSDP2's mixed precision for the blocks, from the options ``fsdp_param_dtype`` and ``fsdp_reduce_dtype`` of
-    a run computing in `precision` (its autocast dtype, None for fp32).
+    """FSDP2's mixed precision (of the blocks and the whole model alike), from the options ``fsdp_param_dtype``
+    and ``fsdp_reduce_dtype`` of a run computing in `precision` (its autocast dtype, None for fp32).
 
     param_dtype ``auto``: bf16 when the run computes in bf16 autocast, so the weights are all-gathered (and the
     gradients computed) in bf16, half of fp32's traffic, while the sharded weights and the optimizer stay fp32.
     As in torchtitan's FSDP2 recipe, the forward then runs in bf16 from the embeddings on (the residual stream
-    too, where autocast alone would keep it fp32); autocast still computes norms, softmax and the loss in fp32.
+    too, where autocast alone would keep it fp32); what autocast runs in fp32 (on CUDA the norms, softmax and
+    the loss) it still runs in fp32.
     Inputs are not cast by FSDP (a block's attention layout is no plain tensor): the token ids need none, and
     the hidden states are bf16 already. Gradients are reduce-scattered in `reduce_dtype`: fp32 by default,
     since a sum over many ranks in bf16 loses the small ones.
