@@ -285,10 +285,11 @@ def cleangpt_on_step_end(trainer: object, step: int, metrics: dict) -> None:
 
     ``trainer``: the running ``BaseTrainer``. ``step``: the number of the step, from 1. ``metrics``:
     ``loss`` (mean over the step's tokens, all processes), ``lr`` (the rate the step used),
-    ``tokens_per_s``, ``tokens`` (seen so far), ``epoch`` and, when the trainer clips gradients, ``grad_norm``
-    (the global gradient norm before clipping). The built-in trainers keep ``loss`` and ``grad_norm`` on the
-    device and read them back on logging, evaluation and checkpoint steps; on other steps, reading one waits
-    for the device (harmless on a CPU, a stall per step on a GPU).
+    ``tokens_per_s`` and ``step_time_s`` (over the steps since the last logging step), ``tokens`` (seen so
+    far), ``epoch`` and, when the trainer clips gradients, ``grad_norm`` (the global gradient norm before
+    clipping). The built-in trainers keep ``loss`` and ``grad_norm`` on the device and read them back on
+    logging, evaluation and checkpoint steps, and time the steps on logging steps; on other steps, reading one
+    of these waits for the device (harmless on a CPU, a stall per step on a GPU).
 
     Returns: nothing (ignored).
     """

@@ -61,7 +61,7 @@ def cleangpt_on_checkpoint_saved(step, path):
     EVENTS.append(("checkpoint_saved", step, path.name, (path / "model.safetensors").is_file()))
 """
 
-METRIC_KEYS = ["epoch", "loss", "lr", "tokens", "tokens_per_s"]
+METRIC_KEYS = ["epoch", "loss", "lr", "step_time_s", "tokens", "tokens_per_s"]
 EVAL_KEYS = ["loss", "perplexity", "stderr", "tokens"]
 
 

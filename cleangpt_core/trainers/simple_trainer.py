@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cleangpt_core.checkpoints.run_dir import step_of
+from cleangpt_core.distributed.devices import synchronize
 from cleangpt_core.distributed.process_group import all_reduce_sum
 from cleangpt_core.distributed.strategies import gradient_sync
 from cleangpt_core.errors import TrainingDivergedError
@@ -30,6 +31,7 @@ from cleangpt_core.trainers.interrupts import STOP_SIGNALS, StopRequest, StopReq
 from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.step_values import PendingLosses, StepMetrics, is_logging_step
+from cleangpt_core.trainers.throughput import Throughput
 
 
 class SimpleTrainer(BaseTrainer):
@@ -69,6 +71,7 @@ class SimpleTrainer(BaseTrainer):
                 dynamic_ncols=True,
             )
             started, tokens_before = time.perf_counter(), self.progress.tokens
+            self._throughput = Throughput(self.device)
             try:
                 self._run_epochs()
             except StopRequested as stop:  # a second signal stops mid-step: the last checkpoint is where it stands
@@ -78,6 +81,7 @@ class SimpleTrainer(BaseTrainer):
                 raise
             finally:
                 self._bar.close()
+            synchronize(self.device)  # the last steps are done, not only queued
             elapsed = time.perf_counter() - started
             stats = self._finish(elapsed, self.progress.tokens - tokens_before)
             self.events.emit("train_end", trainer=self, stats=stats)
@@ -113,11 +117,11 @@ class SimpleTrainer(BaseTrainer):
         """One optimizer step over `group`, whose gradients sum to those of one batch made of all of it.
 
         Nothing here waits for the device (see `cleangpt_core.trainers.step_values`): the loss stays on it, and
-        the pending losses are read back only on the steps that log, evaluate or checkpoint.
+        the pending losses are read back only on the steps that log, evaluate or checkpoint; tokens/s and the
+        step time are measured on logging steps (`cleangpt_core.trainers.throughput`).
         """
         step = self.progress.step + 1
         self.events.emit("step_begin", trainer=self, step=step)
-        started = time.perf_counter()
         counts = [count_targets(batch) for batch in group]  # on the host, from the host's batches
         # every token weighs the same across micro-batches and ranks (DDP and FSDP average gradients over ranks);
         # under torchrun the total is summed on the device, where NCCL takes its tensors
@@ -144,19 +148,17 @@ class SimpleTrainer(BaseTrainer):
         self.progress.step = step
         self.progress.batch_in_epoch += len(group)
         self.progress.tokens += tokens
-        seconds = time.perf_counter() - started
+        self._throughput.add(tokens)
         index = len(self.losses) + len(self._pending_losses) - 1
         pending = {"loss": lambda: self._loss_of(index)}
         if self._grad_norm is not None:
             pending["grad_norm"] = lambda norm=self._grad_norm: float(norm)
+        timing = self._throughput.measure() if is_logging_step(self, step) else {}
+        for key in ("tokens_per_s", "step_time_s"):  # on a quiet step, measured only if someone asks
+            if key not in timing:
+                pending[key] = lambda key=key: self._throughput.measure()[key]
         metrics = StepMetrics(
-            {
-                "lr": lr,
-                "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
-                "tokens": self.progress.tokens,
-                "epoch": self.progress.epoch,
-            },
-            pending,
+            {"lr": lr, **timing, "tokens": self.progress.tokens, "epoch": self.progress.epoch}, pending
         )
         if reads:
             self._bar.set_postfix(
@@ -165,6 +167,8 @@ class SimpleTrainer(BaseTrainer):
         self.events.emit("step_end", trainer=self, step=step, metrics=metrics)
         self._bar.update(1)
         self._periodic_work(step)
+        if reads:  # the next span times training steps only, not this step's evaluation or checkpoint
+            self._throughput.restart()
         if step != self.total_steps() and (reads or not self.context.enabled):
             self._stop_if_signalled()
 
