@@ -99,7 +99,11 @@ def evaluate_model(
     if tokens == 0:
         raise ValueError("the evaluation data holds no tokens to predict")
     mean = loss_sum / tokens
-    return {"loss": mean, "perplexity": math.exp(mean), "tokens": int(tokens)}
+    try:
+        perplexity = math.exp(mean)
+    except OverflowError:  # a loss beyond ~709.8 nats (a far too high learning rate): past a float's range
+        perplexity = math.inf
+    return {"loss": mean, "perplexity": perplexity, "tokens": int(tokens)}
 
 
 def _batches_per_rank(batches: Iterable[Batch], context: DistributedContext, max_batches: int | None) -> int | None:
