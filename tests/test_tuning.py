@@ -26,8 +26,7 @@ from click.testing import CliRunner
 from tiny_runs import TINY
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.experiments.tuning import edges, transfer_check, yaml_number
-from cleangpt_core.experiments.tuning_report import transfer_sentence, tuning_figure, tuning_section
+from cleangpt_core.experiments.tuning import yaml_number
 from cleangpt_core.experiments.tuning_spec import parse_tune, tuning_spec
 from cleangpt_core.utils import tinyshakespeare_text
 
@@ -142,6 +141,8 @@ def trial(slot: str, lr: float, loss: float | None) -> dict:
 
 
 def test_a_best_on_the_end_of_what_was_tried_is_an_edge_and_a_failure_past_it_bounds_it():
+    from cleangpt_core.experiments.tuning import edges
+
     keys = [parse_tune("optimizer.lr=1e-3:1e-2:log")]
     assert edges([trial("trial-000", 1e-3, 4.0), trial("trial-001", 1e-2, 3.5)], keys) == {"optimizer.lr": [1]}
     assert edges([trial("trial-000", 1e-3, 3.4), trial("trial-001", 1e-2, 3.5)], keys) == {"optimizer.lr": [-1]}
@@ -165,6 +166,8 @@ def contender(trials: list[dict], edge: dict | None = None, extended: int = 0) -
 
 def test_a_best_on_the_grids_edge_is_a_warning_in_the_report_and_in_the_plot(tmp_path):
     """Issue 30, item 6: the tuner put SASP's best learning rate on the top edge of the grid and no report said."""
+    from cleangpt_core.experiments.tuning_report import tuning_figure, tuning_section
+
     on_edge = contender(
         [trial("trial-000", 1e-3, 4.0), trial("trial-001", 1e-2, 3.5)],
         {"optimizer.lr": {"side": "high", "blocked": None}},
@@ -190,6 +193,9 @@ def test_a_best_on_the_grids_edge_is_a_warning_in_the_report_and_in_the_plot(tmp
 
 
 def test_the_transfer_check_says_whether_the_optimum_moved_and_what_that_means_for_the_larger_rungs():
+    from cleangpt_core.experiments.tuning import transfer_check
+    from cleangpt_core.experiments.tuning_report import transfer_sentence
+
     rung_1 = [trial("trial-000", 1e-3, 4.0), trial("trial-001", 3e-3, 3.8), trial("trial-002", 1e-2, 3.9)]
     same = [trial("trial-000", 1e-3, 3.6), trial("trial-001", 3e-3, 3.5), trial("trial-002", 1e-2, 3.55)]
     moved = [trial("trial-000", 1e-3, 3.4), trial("trial-001", 3e-3, 3.5), trial("trial-002", 1e-2, 3.6)]

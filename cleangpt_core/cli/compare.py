@@ -179,8 +179,9 @@ def compare(
     With --ladder model.KEY=V1,V2,... every contender trains at every rung, each to --tokens-per-param tokens
     per non-embedding parameter, and the report fits loss against training FLOPs per contender (forecast
     check, compute multipliers with bootstrap intervals, ladder.png). With --tune as well, each contender is
-    tuned at the smallest rung and every rung trains at its best setting (tune small, then transfer: meant for
-    model.parametrization=mup).
+    tuned at its smallest rungs (--tune-rungs; two by default where the budget allows) and the rungs above train
+    the largest tuned rung's best setting (tune small, then transfer: meant for model.parametrization=mup); the
+    report says whether the best setting moved between the tuned rungs.
     """
     from cleangpt_core.experiments.comparison_file import comparison_options
     from cleangpt_core.experiments.plan import load_plan, prepare_directory
