@@ -450,9 +450,14 @@ class Tuner:
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 study.tell(trial, value)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
+            # an attribute set on a finished trial raises the first; telling one ("Cannot tell a FAIL trial") the second
+            now = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+            if isinstance(error, ValueError) and now.state == TrialState.RUNNING:
+                raise
+            label = study.study_name.split(":")[1]
             self.echo(
-                f"[{trial.user_attrs.get('slot')}] another worker took this trial over while this one sent no "
+                f"[{label} {now.user_attrs.get('slot')}] another worker took this trial over while this one sent no "
                 "heartbeat (stalled or paused); standing down: what it saved is kept by that worker"
             )
             return False
