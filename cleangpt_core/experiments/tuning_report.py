@@ -53,7 +53,7 @@ def tuning_figure(summary: dict[str, Any]) -> Any:
     FigureCanvasAgg(figure)
     for index, key in enumerate(keys, start=1):
         axes = figure.add_subplot(1, len(keys), index)
-        for label, contender in summary["contenders"].items():
+        for row, (label, contender) in enumerate(summary["contenders"].items()):
             points = sorted((t["params"][key["key"]], t["loss"]) for t in contender["trials"] if t["loss"] is not None)
             if not points:
                 continue
@@ -64,14 +64,16 @@ def tuning_figure(summary: dict[str, Any]) -> Any:
             edge = contender.get("edges", {}).get(key["key"])
             axes.plot([x], [y], "*", markersize=14 if edge else 12, color=EDGE_COLOR if edge else line.get_color())
             if edge:
+                high = edge["side"] == "high"
                 axes.annotate(
                     f"{label}: best on the edge ({EDGE_WORDS[edge['side']]})",
                     (x, y),
                     textcoords="offset points",
-                    xytext=(0, 10),
-                    ha="right" if edge["side"] == "high" else "left",
+                    xytext=(-12 if high else 12, 14 + 14 * row),  # one line per contender, clear of the star
+                    ha="right" if high else "left",
                     fontsize="small",
                     color=EDGE_COLOR,
+                    arrowprops={"arrowstyle": "-", "color": EDGE_COLOR, "linewidth": 0.5},
                 )
         if key["log"]:
             axes.set_xscale("log")
