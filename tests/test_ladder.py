@@ -135,6 +135,40 @@ def test_a_ladder_plan_is_saved_and_loaded_whole(corpus, tmp_path):
             ["--ladder", "model.n_embd=8,,24"],
             "Error: --ladder 'model.n_embd=8,,24' must look like model.KEY=V1,V2,... (e.g. model.n_embd=64,128,256)",
         ),
+        # issue 35, fault 6: rungs that repeat a model, or do not change its size
+        (
+            ["--ladder", "model.n_embd=8,8,8"],
+            "Error: --ladder: rungs 1 and 2 are the same model (n_embd=8); each rung needs a size of its own",
+        ),
+        (
+            ["--ladder", "model.dropout=0.0,0.1,0.2"],
+            "Error: --ladder: rungs 1 (dropout=0.0) and 2 (dropout=0.1) give Vanilla the same size (N = 198,528 "
+            "non-embedding parameters); a ladder varies the model's size: compare settings that keep it with --variant",
+        ),
+        (
+            ["--ladder", "model.n_embd=16,8,24", "--ladder", "model.n_head=2,2,2"],
+            "Error: --ladder: rungs 1 (n_embd=16, n_head=2) and 2 (n_embd=8, n_head=2) shrink Vanilla (N = 3,312, "
+            "then 888); list the rungs from the smallest model up (a tuned ladder tunes at the smallest)",
+        ),
+        # issue 35, fault 5: a size bound, and sizes torch cannot describe, in one line before anything is written
+        (
+            ["--ladder", "model.n_embd=8,16,1048576", "--ladder", "model.n_head=2,2,2"],
+            "Error: contender 'Vanilla/rung-3' (n_embd=1048576, n_head=2) would have 1.32e+13 non-embedding "
+            "parameters, more than the 1e+12 a ladder's rung may have; choose smaller rungs",
+        ),
+        (
+            ["--ladder", "model.n_embd=8,16,4294967296", "--ladder", "model.n_head=2,2,2"],
+            "Error: contender 'Vanilla/rung-3' (n_embd=4294967296, n_head=2): the model is too large to describe "
+            "(Storage size calculation overflowed with sizes=[12884901888, 4294967296])",
+        ),
+        (
+            ["--ladder", "model.n_embd=8,16,24", "--tune", "optimizer.lr=1e-3:1e-2", "--trials=2", "--tune-rungs=4"],
+            "Error: --tune-rungs 4: the ladder has 3 rungs",
+        ),
+        (
+            ["--tune", "optimizer.lr=1e-3:1e-2", "--trials", "2", "--tune-rungs", "2"],
+            "Error: --tune-rungs 2: it applies to a ladder (--ladder)",
+        ),
     ],
 )
 def test_a_bad_ladder_is_one_line_before_anything_is_written(options, message, corpus, tmp_path):
@@ -146,6 +180,38 @@ def test_a_bad_ladder_is_one_line_before_anything_is_written(options, message, c
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [message]
     assert not out.exists()
+
+
+def test_a_ladder_of_any_depth_is_planned_without_building_its_models(corpus, tmp_path, monkeypatch):
+    """Issue 35, fault 5: `--ladder model.n_layer=1,2,100000` built the 100,000-block model (on the meta device:
+    minutes, and 2 GB) to count its parameters before printing anything. N is counted by formula now."""
+    from cleangpt_core.model import factory
+
+    built = []
+    build = factory.get_model
+
+    def counting(name, *args, **kwargs):
+        built.append(kwargs["config"].n_layer)
+        assert kwargs["config"].n_layer <= 3, f"a model of {kwargs['config'].n_layer} blocks was built to plan"
+        return build(name, *args, **kwargs)
+
+    monkeypatch.setattr(factory, "get_model", counting)
+    deep = ["model.n_layer=1,2,100000", "model.n_embd=8,8,8", "model.n_head=2,2,2"]
+    plan = build_plan(tmp_path, models=["Vanilla"], overrides=tiny(corpus), ladder=deep)
+    assert built and max(built) <= 3
+    one, two = (model_parameters(run.load().model) for run in plan.runs[:2])
+    # every block adds the same parameters; R·N tokens in whole steps of 2 x 16 tokens
+    assert plan.max_steps["Vanilla/rung-3"] == math.ceil(20 * (one + 99_999 * (two - one)) / 32)
+
+
+def test_parameters_are_counted_by_formula_as_the_built_model_counts_them():
+    from cleangpt_core.config.experiment import load_experiment_config
+    from cleangpt_core.experiments.flops import model_parameters, non_embedding_parameters
+    from cleangpt_core.model.factory import get_model
+
+    for model_type in ("Vanilla", "Llama", "SASP"):
+        config = load_experiment_config(None, [f"model.model_type={model_type}", "model.n_layer=5", "model.n_embd=16"])
+        assert model_parameters(config.model) == non_embedding_parameters(get_model(model_type, config=config.model))
 
 
 # -- the report on results with a known answer ------------------------------------------------------------------
@@ -259,7 +325,7 @@ def test_a_killed_ladder_resumes_to_the_report_of_one_never_killed(straight_ladd
 
 
 @pytest.mark.slow
-def test_a_tuned_ladder_tunes_the_smallest_rung_and_trains_every_rung_at_its_best_setting(corpus, tmp_path):
+def test_a_tuned_ladder_tunes_its_two_smallest_rungs_and_says_whether_the_best_setting_moved(corpus, tmp_path):
     out = tmp_path / "tuned"
     arguments = ["compare", "--model", "Vanilla", "--ladder", "model.n_embd=8,16,24", "--tokens-per-param", "0.1"]
     arguments += ["--tune", "optimizer.lr=1e-3:1e-2:log", "--trials", "2", "--tune-sampler", "grid", "--out", str(out)]
@@ -267,14 +333,25 @@ def test_a_tuned_ladder_tunes_the_smallest_rung_and_trains_every_rung_at_its_bes
         arguments += ["--set", override]
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in (out / "tuning" / "Vanilla").iterdir()) == ["rung-1"]
+    assert load_plan(out).tuning.rungs == 2  # the check costs little beside the rest: made by default
+    assert sorted(path.name for path in (out / "tuning" / "Vanilla").iterdir()) == ["rung-1", "rung-2"]
     report = json.loads((out / "report.json").read_text())
-    best = report["tuning"]["contenders"]["Vanilla/rung-1"]["best"]["params"]["optimizer.lr"]
-    assert list(report["tuning"]["contenders"]) == ["Vanilla/rung-1"]
-    for rung in (1, 2, 3):
+    tuning = report["tuning"]
+    assert list(tuning["contenders"]) == ["Vanilla/rung-1", "Vanilla/rung-2"]
+    best = {label: c["best"]["params"]["optimizer.lr"] for label, c in tuning["contenders"].items()}
+    for rung, trained_at in ((1, "Vanilla/rung-1"), (2, "Vanilla/rung-2"), (3, "Vanilla/rung-2")):
         for saved in (out / RUNS_DIR / "Vanilla" / f"rung-{rung}" / "checkpoints").glob("*/experiment.json"):
-            assert json.loads(saved.read_text())["optimizer"]["lr"] == best
-    assert "Tuned at the smallest rung, then transferred" in (out / "report.md").read_text()
+            assert json.loads(saved.read_text())["optimizer"]["lr"] == best[trained_at]
+    transfer = tuning["transfer"]["Vanilla"]
+    assert transfer["tuned"] == ["Vanilla/rung-1", "Vanilla/rung-2"] and transfer["transferred"] == ["Vanilla/rung-3"]
+    [check] = transfer["checks"]
+    rung_2 = {t["params"]["optimizer.lr"]: t["loss"] for t in tuning["contenders"]["Vanilla/rung-2"]["trials"]}
+    assert check["loss_at_from_best"] == rung_2[best["Vanilla/rung-1"]]  # the grid scored rung 1's best at rung 2
+    assert check["gap"] == rung_2[best["Vanilla/rung-1"]] - min(rung_2.values())
+    assert check["moved"] == (check["gap"] > 0.01)
+    markdown = (out / "report.md").read_text()
+    assert "Transfer between the tuned rungs: Vanilla: " in markdown
+    assert "Vanilla's rung 3 trained rung 2's best" in markdown
 
 
 def test_a_comparison_file_writes_a_ladder_down(corpus, tmp_path):

@@ -38,6 +38,18 @@ def tuning_options(command: Callable[..., None]) -> Callable[..., None]:
             type=float,
             help="Seconds between a worker's heartbeats (default 10); a trial silent for 3 times this is retried.",
         ),
+        click.option(
+            "--tune-extend",
+            type=int,
+            help="Rounds a study may step past the end of a range while its best setting lies on that end "
+            "(default 0: the report warns instead).",
+        ),
+        click.option(
+            "--tune-rungs",
+            type=int,
+            help="With --ladder: tune at this many of the smallest rungs (default 2 where that adds at most half "
+            "the compute, else 1); the report says whether the best setting moved between them.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -147,6 +159,8 @@ def compare(
     tune_seeds: int | None,
     storage: str | None,
     heartbeat: float | None,
+    tune_extend: int | None,
+    tune_rungs: int | None,
     worker: bool,
 ) -> None:
     """Train several architectures (--model Vanilla --model SASP), configs (--config a.yaml --config b.yaml) or
@@ -172,8 +186,9 @@ def compare(
     With --ladder model.KEY=V1,V2,... every contender trains at every rung, each to --tokens-per-param tokens
     per non-embedding parameter, and the report fits loss against training FLOPs per contender (forecast
     check, compute multipliers with bootstrap intervals, ladder.png). With --tune as well, each contender is
-    tuned at the smallest rung and every rung trains at its best setting (tune small, then transfer: meant for
-    model.parametrization=mup).
+    tuned at its smallest rungs (--tune-rungs; two by default where the budget allows) and the rungs above train
+    the largest tuned rung's best setting (tune small, then transfer: meant for model.parametrization=mup); the
+    report says whether the best setting moved between the tuned rungs.
     """
     from cleangpt_core.experiments.comparison_file import comparison_options
     from cleangpt_core.experiments.plan import load_plan, prepare_directory
@@ -217,7 +232,7 @@ def compare(
             "seeds": seeds,
             "eval_tokens": eval_tokens,
             "target_loss": target_loss,
-            "tuning": tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat),
+            "tuning": tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat, tune_extend, tune_rungs),
         }
         if comparison is not None:
             options = comparison_options(comparison, options, list(given))
@@ -242,7 +257,7 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str 
 
     seeded = f", {plan.seeds} seeds each" if plan.seeds > 1 else ""
     tuned = f", each tuned over {plan.tuning.trials} trials first" if plan.tuning is not None else ""
-    budget = "each rung's tokens" if plan.ladder is not None else f"{plan.tokens_per_run:,} tokens per run"
+    budget = "each rung's tokens" if plan.ladder is not None else f"up to {plan.tokens_per_run:,} tokens per run"
     labels = [f"{label} (the base)" if label == base else label for label in plan.labels]
     click.echo(f"comparing {', '.join(labels)} on {budget}{seeded}{tuned}, into {out_dir}")
     sections: list[tuple[str, list[str], Any]] = []
@@ -280,6 +295,8 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str 
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
     if plan.ladder is not None:
         setting["budget"] = "each rung's own (see the ladder section)"
+    elif (stopped := stopped_short(plan, results)) is not None:
+        setting["budget"] = stopped
     comparable = plan.ladder.same_rung if plan.ladder is not None else None
     paths = write_report(out_dir, results, setting, plan.target_loss, sections, comparable)
     click.echo("")
@@ -292,6 +309,20 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str 
             for table in _tables(lines):
                 click.echo("\n" + "\n".join(table))
     click.echo(f"\nreport: {paths['markdown']} ({paths['json'].name}, {paths['plot'].name})")
+
+
+def stopped_short(plan: Any, results: list[dict[str, Any]]) -> str | None:
+    """The budget in words where runs stopped before it (None where every run trained its budget): the report
+    states what was trained, not the budget asked for (a budget beyond the data's trainer.num_epochs passes)."""
+    short = [r for r in results if r.get("steps") is not None and r["steps"] < plan.max_steps[r["label"]]]
+    if not short:
+        return None
+    tokens = sorted({r["tokens"] for r in results})
+    trained = f"{tokens[0]:,}" if len(tokens) == 1 else f"{tokens[0]:,} to {tokens[-1]:,}"
+    return (
+        f"{plan.tokens_per_run:,} tokens asked, but {len(short)} of {len(results)} runs stopped before it, ended by "
+        f"trainer.num_epochs passes over the data or by early stopping: the runs trained {trained} tokens"
+    )
 
 
 def _tables(lines: list[str]) -> list[list[str]]:

@@ -108,9 +108,13 @@ def evaluate_model(
     # the spread of the batches around the mean: a second, equally small collective, once the mean is known
     spread = math.fsum((total - mean * count) ** 2 for total, count in zip(batch_sums, batch_tokens, strict=True))
     spread = all_reduce_sum(torch.tensor([spread]).to(device), context).item() if context.enabled else spread
+    try:
+        perplexity = math.exp(mean)
+    except OverflowError:  # a loss beyond ~709.8 nats (a far too high learning rate): past a float's range
+        perplexity = math.inf
     return {
         "loss": mean,
-        "perplexity": math.exp(mean),
+        "perplexity": perplexity,
         "tokens": int(tokens),
         "stderr": batch_standard_error(spread, tokens, int(batches)),
     }
