@@ -1,0 +1,421 @@
+"""The calibration harness: simulated studies of known truth, fed through the functions that write the reports.
+
+A report's interval is only worth its "95 %" if it covers the truth in 95 % of studies like the reader's. This
+module simulates such studies and hands them to the same code a report is written by:
+
+- *Ladders* (`LadderDesign`): two contenders, the reference on ``L(C) = E + A·C^(−α)`` (E = 1.5, α = 0.15,
+  loss 3.2 at the smallest rung, rungs evenly spaced in log compute over 225×) and the other on the same law at
+  `multiplier` times the compute, so its true compute multiplier is that at every compute. The contender's rungs
+  sit within ±10 % of the reference's compute (another architecture has another N at the same width). Each
+  seed's loss is the law plus Gaussian noise of sd `noise` nats, or, heteroscedastic, sd 0.01 at the largest
+  rung growing to 0.04 at the smallest. Through `ladder_report.ladder_statistics`: the fits, forecast checks,
+  multiplier or its reason, and the gaps at every rung with their family's verdicts.
+- *Ablations* (`AblationDesign`): a base and levers of known effect (nats) over seeds; seed *s* shares a part of
+  its noise between the base and every lever (`correlation`, the pairing that the same initial weights and data
+  order make), and the levers keep the base's shapes or not. Through `ablation.ablation_rows`.
+- *Comparisons* (`ComparisonDesign`): contenders of known mean loss. Through `report.pair_verdicts`, and the
+  seed-spread rule the report used before (`summary.spread_verdicts`) for comparison.
+
+A study's outcomes are counts (intervals given and covering, verdicts right and wrong, figures withheld by
+rule); `run_cell` sums a design's studies, each drawn from a numpy Generator seeded by the cell, so a cell's
+figures are the same on every machine. `benchmarks/bench_calibration.py` runs the grid and writes
+`benchmarks/results/calibration.md` and `calibration.json` beside this module, whose headline figures the reports
+quote (`coverage_note`). `identification_outlook` uses the same simulation around a study's own fits to say how
+many more rungs or seeds would identify a withheld multiplier.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cleangpt_core.experiments.scaling_fit import Point, PowerLaw, identification
+
+CALIBRATION_JSON = Path(__file__).with_name("calibration.json")
+RESULTS = "benchmarks/results/calibration.md"
+# the simulated ladders' truth
+FLOOR, ALPHA, SMALLEST_LOSS, SPAN = 1.5, 0.15, 3.2, 225.0
+SMALLEST_COMPUTE = 1e10  # FLOPs of the smallest rung: only the ratios matter
+JITTER = 0.1  # the contender's rung computes, within ±10 % of the reference's
+HETEROSCEDASTIC = (0.01, 4.0)  # the sd at the largest rung, and how many times that at the smallest
+BASE_LOSS = 1.9
+OUTLOOK_STUDIES = 60
+OUTLOOK_RESAMPLES = 200
+OUTLOOK_TARGET = 0.8  # an option "identifies" the multiplier when it is given in this share of simulated ladders
+REFERENCE, CONTENDER = "reference", "contender"
+
+
+# -- ladders ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LadderDesign:
+    """A simulated ladder: its rungs, seeds a rung, seed noise (sd, nats; None: heteroscedastic), the contender's
+    true multiplier, and the share of the true compute a fit does not see at the smallest and largest rung
+    (`unseen`: e.g. an output head left out of C; none by default)."""
+
+    rungs: int
+    seeds: int
+    noise: float | None
+    multiplier: float
+    unseen: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def noise_words(self) -> str:
+        low, factor = HETEROSCEDASTIC
+        return f"{low:g} → {low * factor:g}" if self.noise is None else f"{self.noise:g}"
+
+
+def true_laws(multiplier: float) -> tuple[PowerLaw, PowerLaw]:
+    """The reference's law and the contender's (the same law at `multiplier` times the compute)."""
+    scale = (SMALLEST_LOSS - FLOOR) * SMALLEST_COMPUTE**ALPHA
+    return PowerLaw(FLOOR, scale, ALPHA), PowerLaw(FLOOR, scale * multiplier**-ALPHA, ALPHA)
+
+
+def _noise(design: LadderDesign, compute: np.ndarray) -> np.ndarray:
+    if design.noise is not None:
+        return np.full(compute.shape, design.noise)
+    low, factor = HETEROSCEDASTIC
+    position = np.log(compute.max() / compute) / math.log(compute.max() / compute.min())  # 0 largest, 1 smallest
+    return low * factor**position
+
+
+def simulate_ladder(
+    design: LadderDesign, generator: np.random.Generator
+) -> tuple[list[dict[str, Any]], dict[str, PowerLaw], dict[str, np.ndarray]]:
+    """A ladder's rung rows as the report's (``contender``, ``rung``, ``flops``, ``val_losses``), the true laws, and
+    each contender's true compute per rung (``flops`` is what a fit sees: the true compute less `unseen`)."""
+    laws = dict(zip((REFERENCE, CONTENDER), true_laws(design.multiplier), strict=True))
+    reference = SMALLEST_COMPUTE * SPAN ** np.linspace(0, 1, design.rungs)
+    computes = {REFERENCE: reference, CONTENDER: reference * np.exp(generator.uniform(-JITTER, JITTER, design.rungs))}
+    unseen = np.linspace(*design.unseen, design.rungs)
+    rows = []
+    for name, compute in computes.items():
+        losses = laws[name].loss(compute)[:, None] + _noise(design, compute)[:, None] * generator.normal(
+            size=(design.rungs, design.seeds)
+        )
+        for rung in range(design.rungs):
+            rows.append(
+                {
+                    "contender": name,
+                    "rung": rung + 1,
+                    "flops": float(compute[rung] * (1 - unseen[rung])),
+                    "val_losses": [float(v) for v in losses[rung]],
+                }
+            )
+    return rows, laws, computes
+
+
+def ladder_study(design: LadderDesign, generator: np.random.Generator) -> Counter:
+    """One simulated ladder through `ladder_statistics`: what it gave and whether that held."""
+    from cleangpt_core.experiments.ladder_report import GAP_WORDS, ladder_statistics
+    from cleangpt_core.experiments.verdicts import HELPS, HURTS
+
+    rows, laws, computes = simulate_ladder(design, generator)
+    found = ladder_statistics(rows, (REFERENCE, CONTENDER), outlook=False)
+    entry = found["contenders"][CONTENDER]
+    outcome: Counter = Counter(studies=1)
+    multiplier = entry["multiplier"]
+    if multiplier["withheld"] is None:
+        outcome["multiplier given"] += 1
+        high = math.inf if multiplier["high"] == "inf" else multiplier["high"]
+        outcome["multiplier covered"] += multiplier["low"] <= design.multiplier <= high
+        outcome["multiplier open"] += math.isinf(high)
+    else:
+        outcome[f"withheld: {multiplier['rule']}"] += 1
+    for name in (REFERENCE, CONTENDER):
+        forecast = found["contenders"][name]["forecast"]
+        if forecast is not None and forecast["within"] is not None:
+            outcome["forecasts"] += 1
+            outcome["forecasts within"] += forecast["within"]
+    # a gap's truth: the contender's true law at the true compute of the compute the fit saw, less the reference's
+    seen = {name: np.array([row["flops"] for row in rows if row["contender"] == name]) for name in laws}
+    wrong_here = 0
+    for gap in entry["gaps"]:
+        truth = _true_at(laws[CONTENDER], seen[CONTENDER], computes[CONTENDER], gap["compute"]) - _true_at(
+            laws[REFERENCE], seen[REFERENCE], computes[REFERENCE], gap["compute"]
+        )
+        outcome["gaps"] += 1
+        if gap["low"] is not None:
+            outcome["gaps with interval"] += 1
+            outcome["gaps covered"] += gap["low"] <= truth <= gap["high"]
+        said = {GAP_WORDS[HELPS]: -1, GAP_WORDS[HURTS]: 1}.get(gap["verdict"], 0)
+        sign = 0 if design.multiplier == 1 else (-1 if truth < 0 else 1)
+        outcome["gap verdicts"] += said != 0
+        outcome["gap verdicts right"] += said != 0 and said == sign
+        wrong_here += said != 0 and said != sign
+        outcome["gaps nonzero"] += sign != 0
+    outcome["gap verdicts wrong"] += wrong_here
+    outcome["studies with a wrong gap verdict"] += wrong_here > 0
+    outcome["reversal said"] += entry["reversal"] is not None
+    return outcome
+
+
+def _true_at(law: PowerLaw, seen: np.ndarray, true: np.ndarray, compute: float) -> float:
+    """The true loss at the compute a fit sees as `compute` (the unseen share interpolated in log compute)."""
+    if np.allclose(seen, true):
+        return float(law.loss(compute))
+    return float(law.loss(math.exp(np.interp(math.log(compute), np.log(seen), np.log(true)))))
+
+
+# -- ablations and comparisons ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AblationDesign:
+    """A simulated ablation: seeds, seed noise (sd, nats), each lever's true effect on the loss (nats), the
+    correlation of a seed's noise between the base and a lever, whether the levers keep the base's shapes, and an
+    `outlier` (nats) added to the last seed of the first lever (a run that went wrong; 0: none)."""
+
+    seeds: int
+    noise: float
+    effects: tuple[float, ...]
+    correlation: float
+    same_shapes: bool
+    outlier: float = 0.0
+
+
+def _seeded_losses(
+    generator: np.random.Generator, seeds: int, noise: float, means: Sequence[float], correlation: float
+) -> np.ndarray:
+    """Losses (contender × seed): each mean plus noise, a `correlation` share of its variance shared per seed."""
+    shared = generator.normal(size=seeds)
+    own = generator.normal(size=(len(means), seeds))
+    return np.asarray(means)[:, None] + noise * (math.sqrt(correlation) * shared + math.sqrt(1 - correlation) * own)
+
+
+def _results(labels: Sequence[str], losses: np.ndarray, parameters: Sequence[int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": label,
+            "seed": 1337 + seed,
+            "val_loss": float(losses[index, seed]),
+            "model_type": "Llama",
+            "parameters": parameters[index],
+            "all_parameters": parameters[index] + 64,
+            "wall_s": 0.0,
+            "tokens_per_step": 1,
+        }
+        for index, label in enumerate(labels)
+        for seed in range(losses.shape[1])
+    ]
+
+
+def simulate_ablation(design: AblationDesign, generator: np.random.Generator) -> list[dict[str, Any]]:
+    """The base's and every lever's results (label, seed, final validation loss, model type, parameter counts)."""
+    means = [BASE_LOSS, *(BASE_LOSS + effect for effect in design.effects)]
+    losses = _seeded_losses(generator, design.seeds, design.noise, means, design.correlation)
+    losses[1, -1] += design.outlier
+    levers = [f"lever-{index}" for index in range(1, len(design.effects) + 1)]
+    parameters = [1000 if design.same_shapes else 1000 + index for index in range(len(means))]
+    return _results(["base", *levers], losses, parameters)
+
+
+def ablation_study(design: AblationDesign, generator: np.random.Generator) -> Counter:
+    """One simulated ablation through `ablation_rows`: coverage, verdicts right and wrong, family-wise."""
+    from cleangpt_core.experiments.ablation import ablation_rows
+    from cleangpt_core.experiments.verdicts import HELPS, HURTS
+
+    rows = ablation_rows(simulate_ablation(design, generator), "base")
+    outcome: Counter = Counter(studies=1)
+    wrong_here = 0
+    for index, (row, effect) in enumerate(zip(rows, design.effects, strict=True)):
+        truth = effect + (design.outlier / design.seeds if index == 0 else 0.0)  # the mean the runs were drawn at
+        outcome["levers"] += 1
+        if row["low"] is not None:
+            outcome["intervals"] += 1
+            outcome["intervals covered"] += row["low"] <= truth <= row["high"]
+        said = {HELPS: -1, HURTS: 1}.get(row["verdict"], 0)
+        sign = 0 if effect == 0 else (1 if effect > 0 else -1)
+        outcome["null levers"] += sign == 0
+        outcome["levers with an effect"] += sign != 0
+        outcome["verdicts on null levers"] += said != 0 and sign == 0
+        outcome["verdicts right"] += said != 0 and said == sign
+        wrong_here += said != 0 and said != sign
+        outcome["verdicts"] += said != 0
+        outcome["verdicts resting on one seed"] += said != 0 and bool(row["resting_on"])
+        outcome["levers with an outlying seed named"] += bool(row["outlying_seeds"])
+        if index == 0 and design.outlier:
+            outcome["outlier named"] += str(1337 + design.seeds - 1) in row["without_outliers"]
+    outcome["verdicts wrong"] += wrong_here
+    outcome["studies with a wrong verdict"] += wrong_here > 0
+    return outcome
+
+
+@dataclass(frozen=True)
+class ComparisonDesign:
+    """A simulated comparison: seeds, seed noise (sd, nats) and each contender's true mean loss offset (nats)."""
+
+    seeds: int
+    noise: float
+    offsets: tuple[float, ...]
+
+
+def comparison_study(design: ComparisonDesign, generator: np.random.Generator) -> Counter:
+    """One simulated comparison through `pair_verdicts` (and the old seed-spread rule, for comparison)."""
+    from cleangpt_core.experiments.report import pair_verdicts
+    from cleangpt_core.experiments.summary import spread_verdicts, summarize
+
+    labels = [f"model-{index}" for index in range(len(design.offsets))]
+    losses = _seeded_losses(generator, design.seeds, design.noise, [BASE_LOSS + o for o in design.offsets], 0.0)
+    results = _results(labels, losses, [1000 + index for index in range(len(labels))])
+    truth = dict(zip(labels, design.offsets, strict=True))
+    outcome: Counter = Counter(studies=1)
+    wrong_here = old_wrong_here = 0
+    for verdict in pair_verdicts(results):
+        outcome["pairs"] += 1
+        real = truth[verdict["worse"]] - truth[verdict["better"]]  # > 0: the better one really is better
+        outcome["pairs with a difference"] += real != 0
+        if verdict["low"] is not None:
+            outcome["intervals"] += 1
+            outcome["intervals covered"] += verdict["low"] <= real <= verdict["high"]
+        claimed = verdict["verdict"] == "better"
+        outcome["claims"] += claimed
+        outcome["claims right"] += claimed and real > 0
+        wrong_here += claimed and real <= 0
+    for old in spread_verdicts(summarize(results)):
+        claimed = not old["within_spread"]
+        outcome["old rule claims"] += claimed
+        old_wrong_here += claimed and truth[old["worse"]] - truth[old["better"]] <= 0
+    outcome["claims wrong"] += wrong_here
+    outcome["studies with a wrong claim"] += wrong_here > 0
+    outcome["studies with a wrong old-rule claim"] += old_wrong_here > 0
+    return outcome
+
+
+# -- running a cell ----------------------------------------------------------------------------------------------
+
+STUDIES = {LadderDesign: ladder_study, AblationDesign: ablation_study, ComparisonDesign: comparison_study}
+
+
+def run_cell(design: LadderDesign | AblationDesign | ComparisonDesign, studies: int, seed: int) -> Counter:
+    """The summed outcomes of `studies` simulated studies of `design`, drawn from a Generator seeded by `seed`."""
+    generator = np.random.default_rng(seed)
+    study = STUDIES[type(design)]
+    total: Counter = Counter()
+    for _ in range(studies):
+        total.update(study(design, generator))
+    return Counter({key: int(value) for key, value in total.items()})  # numpy's bools counted: plain ints for JSON
+
+
+def design_json(design: LadderDesign | AblationDesign | ComparisonDesign) -> dict[str, Any]:
+    return {"kind": type(design).__name__, **asdict(design)}
+
+
+# -- a study's own outlook: what would identify its multiplier ------------------------------------------------
+
+
+def _extended(points: Sequence[Point], rungs: int) -> np.ndarray:
+    """The contender's rung computes continued at its mean spacing in log compute to `rungs` rungs."""
+    computes = np.array(sorted({p.compute for p in points}))
+    step = math.log(computes[-1] / computes[0]) / (computes.size - 1)
+    return np.concatenate([computes, computes[-1] * np.exp(step * np.arange(1, rungs - computes.size + 1))])
+
+
+def _outlook_noise(points: Sequence[Point], law: PowerLaw, rungs: int) -> np.ndarray | None:
+    """The seed sd at each of `rungs` rungs: the runs' noise model at theirs and its largest rung's beyond (or,
+    with one seed a rung, the fit's residual sd where it has spare points); None where neither is measured."""
+    from cleangpt_core.experiments.scaling_fit import Runs
+
+    runs = Runs.of(points, 0.0)
+    if runs.df > 0:
+        noise = runs.noise()[0]
+    elif len(points) > 3:
+        residual = math.fsum((p.loss - float(law.loss(p.compute))) ** 2 for p in points) / (len(points) - 3)
+        noise = np.full(runs.rungs, math.sqrt(residual))
+    else:
+        return None
+    return np.concatenate([noise, np.full(rungs - noise.size, noise[-1])])
+
+
+def identification_outlook(
+    reference: Sequence[Point], other: Sequence[Point], at: float, *, studies: int = OUTLOOK_STUDIES, seed: int = 0
+) -> dict[str, Any] | None:
+    """How often the multiplier would be identified with more rungs (continuing each contender's spacing) or
+    more seeds a rung, in ladders simulated from the two fits and seed noise (`studies` per option), and the
+    cheapest option (by training compute) that reaches `OUTLOOK_TARGET`; None where no noise is measured."""
+    from cleangpt_core.experiments.scaling_fit import fit_points
+
+    laws = [fit_points(reference), fit_points(other)]
+    rungs = len({p.compute for p in reference})
+    seeds = max(sum(p.rung == rung for p in reference) for rung in {p.rung for p in reference})
+    options = [(rungs + more, seeds) for more in (1, 2, 4)] + [(rungs, s) for s in (3, 5, 8) if s > seeds]
+    noises = [_outlook_noise(points, law, rungs + 4) for points, law in zip((reference, other), laws, strict=True)]
+    if noises[0] is None or noises[1] is None:
+        return None
+    generator = np.random.default_rng(seed)
+    current = sum(p.compute for p in (*reference, *other))
+    found = []
+    for option_rungs, option_seeds in options:
+        computes = [_extended(points, option_rungs) for points in (reference, other)]
+        cost = sum(float(c.sum()) * option_seeds for c in computes) / current
+        identified = 0
+        for _ in range(studies):
+            drawn = [
+                [
+                    Point(rung, float(c), float(law.loss(c)) + float(noise[rung]) * generator.normal())
+                    for rung, c in enumerate(compute)
+                    for _ in range(option_seeds)
+                ]
+                for compute, law, noise in zip(computes, laws, noises, strict=True)
+            ]
+            largest = float(computes[0][-1])
+            identified += identification(drawn[0], drawn[1], largest, resamples=OUTLOOK_RESAMPLES, seed=seed) is None
+        more = option_rungs - rungs
+        change = f"{more} more rung{'s' if more > 1 else ''}" if more else f"{option_seeds} seeds a rung"
+        found.append(
+            {
+                "change": change,
+                "rungs": option_rungs,
+                "seeds": option_seeds,
+                "compute": cost,
+                "identified": identified / studies,
+            }
+        )
+    enough = [option for option in found if option["identified"] >= OUTLOOK_TARGET]
+    cheapest = min(enough, key=lambda option: option["compute"]) if enough else None
+    return {
+        "studies": studies,
+        "target": OUTLOOK_TARGET,
+        "options": found,
+        "enough": None
+        if cheapest is None
+        else f"{cheapest['change']} ({cheapest['compute']:.1f}× this ladder's training compute) would reach "
+        f"{OUTLOOK_TARGET:.0%}",
+    }
+
+
+# -- what the reports quote ------------------------------------------------------------------------------------
+
+
+def headline() -> dict[str, Any] | None:
+    """The calibration's headline figures (`calibration.json`, written by the benchmark); None before it ran."""
+    if not CALIBRATION_JSON.is_file():
+        return None
+    return json.loads(CALIBRATION_JSON.read_text(encoding="utf-8"))["headline"]
+
+
+def coverage_note(statistic: str) -> str:
+    """The calibration harness's figure for `statistic` (``multiplier``, ``gap``, ``paired``, ``welch``,
+    ``family`` or ``pairs``), in the words the reports use."""
+    found = (headline() or {}).get(statistic)
+    if found is None:
+        return "not yet measured by the calibration harness"
+    rate, se = 100 * found["rate"], 100 * found["se"]
+    return f"{found['what']}: {rate:.1f} ± {se:.1f} % in the calibration harness ({found['where']}; {RESULTS})"
+
+
+def interval_notes(methods: Sequence[str]) -> str:
+    """`coverage_note` for each interval method among `methods` (`verdicts.PAIRED`, `verdicts.WELCH`), named."""
+    from cleangpt_core.experiments.verdicts import PAIRED, WELCH
+
+    named = {PAIRED: ("paired", "paired"), WELCH: ("welch", "Welch's")}
+    used = [named[method] for method in (PAIRED, WELCH) if method in set(methods)]
+    return "; ".join(f"{words} {coverage_note(key)}" for key, words in used)
