@@ -4,10 +4,12 @@
 over its seeds), ``report.md`` the tables a person reads (parameters, tokens/s, final training and validation
 loss, wall time, and with ``--target-loss`` the tokens to reach it) with the plot ``val_loss.png`` beneath
 them. With several seeds per contender the first table gives each contender's mean and standard deviation
-over seeds, a line per pair of contenders says whether their gap is smaller than the seed spread (the
-definitions are in `cleangpt_core.experiments.summary`), the plot draws each contender's mean curve in its
-min-max band, and a second table lists every run. Curves are drawn against tokens seen, the budget the runs
-share, so runs with different batch shapes still line up.
+over seeds (`cleangpt_core.experiments.summary`), a line per pair of contenders gives their gap with its 95 %
+interval and a verdict, the pairs one family (`pair_verdicts`, `cleangpt_core.experiments.verdicts`), the plot
+draws each contender's mean curve in its min-max band, and a second table lists every run. report.json keeps
+the previous seed-spread rule's lines under ``spread`` for old readers; the calibrated ones are ``verdicts``.
+Curves are drawn against tokens seen, the budget the runs share, so runs with different batch shapes still line
+up.
 """
 
 from __future__ import annotations
@@ -153,9 +155,9 @@ def pair_verdicts(
 ) -> list[dict[str, Any]]:
     """For each pair of contenders with two seeds or more each (or, with `comparable`, each pair it accepts), the
     gap between their mean final validation losses (the worse minus the better, so ≥ 0), its 95 % interval (paired
-    over shared seeds where the two keep the same shapes, else Welch's: `cleangpt_core.experiments.ablation`), and
+    over shared seeds where the two keep the same shapes, else Welch's: `cleangpt_core.experiments.verdicts`), and
     the verdict with the pairs as one family (Holm): *better* where the correction accepts the gap, else *within
-    noise*; and the seeds a verdict rests on."""
+    noise*; and any outlying seed, with the verdict without it."""
     losses, shape = losses_by_seed(results), shapes(results)
     means = {label: math.fsum(by_seed.values()) / len(by_seed) for label, by_seed in losses.items() if len(by_seed) > 1}
     ordered = sorted(means, key=means.__getitem__)

@@ -4,7 +4,7 @@ comparison's contenders) and `ladder_report` (the contenders' gaps at each rung)
 
 - *Welch's t-interval* (95 %, unequal variances) of a difference of means: the variance of each side's part and
   its degrees of freedom, combined by Welch-Satterthwaite. Two samples of losses are the plain case; a ladder's gap
-  at a compute between rungs is a weighted sum of rung means with a pooled seed variance, the same formula.
+  at a compute between rungs is a weighted sum of rung means with modelled seed variances, the same formula.
 - *Paired t-interval*: where both sides trained on the same seeds and keep the model's shapes, seed *s* gives both
   the same initial weights and the same data order, so the per-seed differences cancel what the seed does to both.
   It is a one-sample t-interval of those differences, valid whatever their correlation, and narrower than Welch's
@@ -22,7 +22,6 @@ comparison's contenders) and `ladder_report` (the contenders' gaps at each rung)
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,9 @@ CONFIDENCE = 0.95
 FAMILY_LEVEL = 0.05  # Holm's family-wise error rate
 CORRECTION = "Holm's step-down correction (family-wise 5 %)"
 # paired intervals from this many shared seeds on: with 2 seeds a paired interval has 1 degree of freedom
-# (t = 12.7) and gains only at a seed correlation above 0.89; the harness's power table shows the gain from 3
+# (t = 12.7) and gains only at a seed correlation above 0.89; from 3 seeds the harness's power columns
+# (calibration.md, "Ablations") show a gain where the correlation is 0.6 or more, about what the record's
+# levers that keep the shapes show (0.25 to 0.96 over 3 seeds), and a loss where it is 0
 PAIRED_MIN_SEEDS = 3
 WELCH = "Welch's t-interval (95 %, unequal variances)"
 PAIRED = "paired t-interval over shared seeds (95 %)"
@@ -178,9 +179,7 @@ class Judged:
 
 
 def _verdicts(contrasts: Sequence[Contrast]) -> tuple[list[Difference], list[float | None], list[str]]:
-    with warnings.catch_warnings():  # identical losses on a side: scipy warns, the interval is the point itself
-        warnings.simplefilter("ignore", RuntimeWarning)
-        found = [difference(c.first, c.second, c.same_shapes) for c in contrasts]
+    found = [difference(c.first, c.second, c.same_shapes) for c in contrasts]
     adjusted, verdicts = zip(*family(found), strict=True) if found else ((), ())
     return found, list(adjusted), list(verdicts)
 
