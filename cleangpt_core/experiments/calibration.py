@@ -403,13 +403,20 @@ def headline() -> dict[str, Any] | None:
 
 
 def coverage_note(statistic: str) -> str:
-    """The calibration harness's figure for `statistic` (``multiplier``, ``gap``, ``paired``, ``welch``,
-    ``family`` or ``pairs``), in the words the reports use."""
+    """The calibration harness's figure for `statistic` (``multiplier``, ``gap``, ``gap_family``, ``paired``,
+    ``welch``, ``family`` or ``pairs``), in the words the reports use."""
     found = (headline() or {}).get(statistic)
     if found is None:
         return "not yet measured by the calibration harness"
-    rate, se = 100 * found["rate"], 100 * found["se"]
-    return f"{found['what']}: {rate:.1f} ± {se:.1f} % in the calibration harness ({found['where']}; {RESULTS})"
+    return (
+        f"{found['what']}: {points(found['rate'], found['se'])} % in the calibration harness ({found['where']}; "
+        f"{RESULTS})"
+    )
+
+
+def points(share: float, se: float) -> str:
+    """``95.6 ± 0.1`` (percent, the standard error to two decimals below 0.1 point)."""
+    return f"{100 * share:.1f} ± {100 * se:.1f}" if 100 * se >= 0.1 else f"{100 * share:.1f} ± {100 * se:.2f}"
 
 
 def interval_notes(methods: Sequence[str]) -> str:

@@ -398,7 +398,7 @@ def _gap_lines(summary: dict[str, Any], reference: str) -> list[str]:
     lines = [
         f"Gap to {reference} at every rung: {summary['gap_method']}; 95 % interval, "
         f"{coverage_note('gap')}. Verdicts over the ladder's {len(rows)} gaps as one family, by "
-        f"{summary['family_correction']}.",
+        f"{summary['family_correction']} ({coverage_note('gap_family')}).",
         "",
         f"| contender | rung | at FLOPs | loss − {reference}'s | 95 % interval | p (Holm) | verdict |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -308,8 +308,8 @@ def write_report(
     ``budget``, words for a budget that is not one number (a ladder's rungs each have their own).
     `target` is the validation loss whose tokens-to-reach the report gives. `sections` are further parts
     (an ablation's verdicts, the tuning), each its report.json key, its Markdown lines and its JSON value;
-    they come after the verdicts on the seed spread, which are given for every pair of contenders or, with
-    `comparable`, for the pairs it accepts (a ladder's contenders at the same rung).
+    they come after the verdicts on the pairs of contenders, given for every pair or, with `comparable`, for
+    the pairs it accepts (a ladder's contenders at the same rung).
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
     summaries = summarize(results, target)

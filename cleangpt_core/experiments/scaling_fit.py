@@ -557,7 +557,7 @@ def bootstrap_multiplier(
 @dataclass(frozen=True)
 class Gap:
     """X's loss minus the reference's at `compute` FLOPs (each interpolated between its nearest rungs), with
-    Welch's interval from the pooled seed spreads (no interval with one seed a rung)."""
+    Welch's interval from the seed noise models (no interval with one seed a rung)."""
 
     rung: int
     compute: float
