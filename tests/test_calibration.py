@@ -170,7 +170,7 @@ def test_the_outlook_says_how_many_more_rungs_identify_a_three_rung_multiplier()
     assert by_change["3 seeds a rung"]["identified"] == 0  # three rungs stay exactly determined
     assert by_change["2 more rungs"]["identified"] >= 0.5
     assert by_change["2 more rungs"]["compute"] > by_change["1 more rung"]["compute"] > 1
-    assert outlook["enough"] is None or "would reach 80%" in outlook["enough"]
+    assert outlook["enough"] is None or "would reach 80 %" in outlook["enough"]
 
 
 def test_the_reports_quote_the_headline_figures_or_say_they_are_not_measured(tmp_path, monkeypatch):

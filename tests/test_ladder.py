@@ -225,7 +225,10 @@ def test_a_withheld_multiplier_says_why_and_gives_the_gap_and_a_reversal_with_si
     assert [gap["verdict"] for gap in gaps] == ["lower", "higher", "higher"]
     assert llama["reversal"].startswith("The order reverses with size: Llama's loss is below Vanilla's at rung 1 (")
     text = "\n".join(ladder_section(summary, tmp_path, tuned=False))
-    assert "- Llama's multiplier is withheld: Vanilla has 3 rungs of distinct compute for a law of 3 parameters" in text
+    assert (
+        "- Llama's multiplier is withheld. Why: Vanilla has 3 rungs of distinct compute for a law of 3 parameters"
+        in text
+    )
     assert (
         f"at {gaps[-1]['compute']:.3e} FLOPs, the largest compute both measured, the gap is {gaps[-1]['gap']:+.4f} ["
         in text
@@ -268,7 +271,7 @@ def test_a_ladder_reports_its_fits_in_json_markdown_and_a_plot(straight_ladder):
     assert multiplier["value"] is None and multiplier["low"] is None and multiplier["rule"] == "exact"
     markdown = (straight_ladder / "report.md").read_text()
     assert "## Ladder" in markdown and f"![Loss against compute, with the fits]({LADDER_PNG})" in markdown
-    assert "- SASP's multiplier is withheld: Vanilla has 3 rungs of distinct compute" in markdown
+    assert "- SASP's multiplier is withheld. Why: Vanilla has 3 rungs of distinct compute" in markdown
     assert (straight_ladder / LADDER_PNG).is_file()
 
 

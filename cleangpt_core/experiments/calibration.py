@@ -388,7 +388,7 @@ def identification_outlook(
         "enough": None
         if cheapest is None
         else f"{cheapest['change']} ({cheapest['compute']:.1f}× this ladder's training compute) would reach "
-        f"{OUTLOOK_TARGET:.0%}",
+        f"{100 * OUTLOOK_TARGET:.0f} %",
     }
 
 

@@ -18,6 +18,7 @@ from cleangpt_core.experiments.report import save_figure
 from cleangpt_core.experiments.scaling_fit import (
     CONFIDENCE,
     FIT_METHOD,
+    FLOOR_SHARE,
     GAP_METHOD,
     INTERVAL_METHOD,
     RANGE_FACTOR,
@@ -290,9 +291,10 @@ def _multiplier_cell(multiplier: dict[str, Any] | None) -> str:
 def _outlook_words(outlook: dict[str, Any]) -> str:
     """'In ladders simulated from the two fits ..., the multiplier would be identified with 1 more rung in 45 %,
     ...; 2 more rungs (3.1× this ladder's training compute) would reach 80 %.'"""
-    found = ", ".join(f"{option['change']} in {option['identified']:.0%}" for option in outlook["options"])
+    found = ", ".join(f"{option['change']} in {100 * option['identified']:.0f} %" for option in outlook["options"])
     verdict = outlook["enough"] or (
-        f"none reaches {outlook['target']:.0%}: simulated from these fits, more of this ladder does not identify it"
+        f"none reaches {100 * outlook['target']:.0f} %: simulated from these fits, more of this ladder does not "
+        "identify it"
     )
     return (
         f"In ladders simulated from the two fits and seed noise ({outlook['studies']} per option, the calibration "
@@ -347,13 +349,14 @@ def ladder_section(summary: dict[str, Any], out_dir: Path, tuned: bool) -> list[
         "",
         f"Per contender, L(C) = E + A·C^(−α) through every seed's final validation loss, by {FIT_METHOD}. "
         "Forecast: the fit on every rung but the largest, predicting the largest (predicted − measured mean, "
-        "nats; it needs four rungs), against the tolerance the seed spread allows (the 95th percentile of "
-        "forecast errors over ladders drawn around the fit with the measured spread). Compute multiplier of X: "
+        "nats; it needs four rungs), against the tolerance the seed noise allows (the 95th percentile of "
+        "forecast errors over ladders drawn around the fit with the measured noise). Compute multiplier of X: "
         f"the compute {reference} needs (by its fit) to reach X's fitted loss at C* = {at:.3e} FLOPs "
         f"({reference}'s largest rung), divided by C*; above 1, X is worth that many times the compute. It is "
-        "given only where the data identify it: four rungs or more and two seeds a rung, both forecasts within "
-        f"tolerance, neither fit's E at its bound 0, and the compute it implies within {RANGE_FACTOR:g}× of "
-        f"{reference}'s measured range; otherwise the reason is said below. Interval: 95 %, "
+        "given only where the data identify it: four rungs or more and two seeds at some rungs, both forecasts "
+        f"within tolerance, neither fit's E at its bound 0 (in the fit or in more than {100 * FLOOR_SHARE:.0f} % "
+        f"of the bootstrap's refits), and the compute it implies within {RANGE_FACTOR:g}× of {reference}'s "
+        "measured range; otherwise the reason is said below. Interval: 95 %, "
         f"{summary['bootstrap']['method']}; {coverage_note('multiplier')}.",
         "",
         f"| contender | E | A | α | forecast of its largest rung (predicted / measured / error) | compute "
@@ -377,8 +380,8 @@ def ladder_section(summary: dict[str, Any], out_dir: Path, tuned: bool) -> list[
     for contender, entry in withheld:
         gap = entry["gaps"][-1] if entry["gaps"] else None
         line = (
-            f"- {contender}'s multiplier is withheld: {entry['multiplier']['withheld']}. What the rungs support: "
-            f"{_gap_words(gap)} ({contender} − {reference})."
+            f"- {contender}'s multiplier is withheld. Why: {entry['multiplier']['withheld']}. What the rungs "
+            f"support: {_gap_words(gap)} ({contender} − {reference})."
         )
         if entry["multiplier"].get("outlook"):
             line += " " + _outlook_words(entry["multiplier"]["outlook"])

@@ -39,8 +39,8 @@ Every statistic here was chosen and is checked by the calibration harness (`clea
   the percentile interval of the same draws and with the ladder's method before (seeds resampled within rungs).
 - *Gaps at matched compute*: what the rungs support without the law. At each rung, the compute of the
   reference's rung (clipped to the range both contenders measured), each contender's loss there interpolated
-  linearly in log compute between its two nearest rungs' means (never extrapolated), and X's minus the
-  reference's, with Welch's interval from the seed noise models (`cleangpt_core.experiments.verdicts`).
+  by the quadratic in log compute through its three nearest rungs' means (never extrapolated), and X's minus
+  the reference's, with Welch's interval from the seed noise models (`cleangpt_core.experiments.verdicts`).
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ INTERVAL_METHOD = (
     "noise, both laws refitted; fixed generator seed)"
 )
 GAP_METHOD = (
-    "each contender's loss at the reference's rung compute (clipped to the range both measured), linear in log "
-    "compute between its two nearest rungs' means, never extrapolated; Welch's interval from each contender's "
-    "seed noise"
+    "each contender's loss at the reference's rung compute (clipped to the range both measured), interpolated "
+    "by the quadratic in log compute through its three nearest rungs' means, never extrapolated; Welch's "
+    "interval from each contender's seed noise"
 )
 
 
@@ -567,8 +567,8 @@ class Gap:
 def _interpolation(runs: Runs, x: float) -> tuple[np.ndarray, np.ndarray]:
     """The rungs and weights that interpolate the loss at log compute `x` inside the runs' range: the quadratic
     in x through the three nearest rungs' means (Lagrange; linear with two rungs). A loss curve bends in log
-    compute, and a straight line between rungs 15× apart misses its bend by more than the seed noise of a
-    quiet ladder; the quadratic does not."""
+    compute: a straight line between rungs misses the bend by up to α²·(L − E)·Δx²/8, about 0.03 nats for the
+    harness's law at rungs 15× apart, beside seed noise of 0.005; the quadratic's error is of the next order."""
     points = min(3, runs.rungs)
     nearest = np.sort(np.argsort(np.abs(runs.computes - x), kind="stable")[:points])
     at = runs.computes[nearest]
