@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from scipy import stats
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.errors import CleanGPTError, ConfigError
@@ -375,7 +376,13 @@ def test_the_report_gives_mean_spread_tokens_to_target_and_the_spread_statement(
     )
     assert "first evaluation whose validation loss was at or below the target, not interpolated" in markdown
     assert "base every 1,000 tokens; new every 1,000 tokens" in markdown
-    assert "- new vs base: the mean validation loss differs by 0.4900, more than the seed spread (0.1414)." in markdown
+    # two seeds a side: Welch's interval (scipy's ttest_ind, equal_var=False), within noise
+    welch = stats.ttest_ind([2.0, 2.2], [1.6, 1.62], equal_var=False)
+    low, high = welch.confidence_interval(0.95)
+    assert (
+        f"- new vs base: new's mean validation loss is lower by 0.4900 [{low:.4f}, {high:.4f}] (Welch, Holm's p "
+        f"{welch.pvalue:.3g}): within noise, these seeds do not tell the two apart." in markdown
+    )
     assert "| base | 2 | Vanilla | 1,000 | 500 | 2.3000 | 2.2000 | not reached | 2.0 s |" in markdown  # every run
     report = json.loads(paths["json"].read_text())
     assert report["target_loss"] == 2.1
@@ -589,9 +596,11 @@ def test_compare_with_two_seeds_reports_mean_spread_and_tokens_to_target(seeded_
     scored = sorted({run["val_tokens"] for run in runs})
     assert f"final validation losses (the final evaluation scored {scored[0]:,}" in markdown  # not "every token"
     assert "| tokens to ≤ 100 (mean) | steps to ≤ 100 (mean) | seeds reaching it |" in markdown
-    statement = "smaller than the seed spread" if verdict["within_spread"] else "more than the seed spread"
-    assert f"- {verdict['better']} vs {verdict['worse']}: the mean validation loss differs by" in markdown
-    assert statement in markdown
+    [judged] = report["verdicts"]  # the calibrated verdict the report prints; "spread" stays for old readers
+    assert (judged["better"], judged["worse"]) == (verdict["better"], verdict["worse"])
+    assert judged["gap"] == pytest.approx(verdict["gap"]) and judged["verdict"] in ("better", "within noise")
+    better, worse = judged["better"], judged["worse"]
+    assert f"- {better} vs {worse}: {better}'s mean validation loss is lower by" in markdown
     assert "[4/4] SASP seed 1338: step 6/6" in output and "2 seeds each" in output
 
 

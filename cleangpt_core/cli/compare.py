@@ -261,6 +261,7 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str 
     labels = [f"{label} (the base)" if label == base else label for label in plan.labels]
     click.echo(f"comparing {', '.join(labels)} on {budget}{seeded}{tuned}, into {out_dir}")
     sections: list[tuple[str, list[str], Any]] = []
+    tuning_summary: dict[str, Any] | None = None
     try:
         with stop_on_signals():
             if plan.tuning is None:
@@ -274,8 +275,8 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str 
                 if worker:
                     click.echo(f"every trial and run of {out_dir} has finished; the report is the other process's")
                     return
-                results, summary = tuner.results(), tuner.summary()
-                sections.append(("tuning", tuning_section(summary, out_dir), summary))
+                results, tuning_summary = tuner.results(), tuner.summary()
+                sections.append(("tuning", tuning_section(tuning_summary, out_dir), tuning_summary))
     except KeyboardInterrupt as stop:  # a StopRequested, or a Ctrl-C the handler was not installed for
         again = f"cleangpt compare --resume {out_dir}" + (" --worker" if worker else "")
         where = str(stop) if isinstance(stop, StopRequested) else "interrupted"
@@ -290,7 +291,7 @@ def run_and_report(plan: Any, out_dir: Path, *, worker: bool = False, base: str 
         from cleangpt_core.experiments.ladder_report import ladder_section, ladder_summary
 
         summary = ladder_summary(plan, results)
-        sections.insert(0, ("ladder", ladder_section(summary, out_dir, plan.tuning is not None), summary))
+        sections.insert(0, ("ladder", ladder_section(summary, out_dir, tuning_summary), summary))
     first = plan.runs[0].load()
     setting = {"dataset": first.data.dataset, "seed": first.seed, "tokens_per_run": plan.tokens_per_run}
     if plan.ladder is not None:

@@ -7,6 +7,9 @@
   ``--comparison`` file's schema), `plan_limits` (how large a plan may be), `execution` (training the runs,
   resuming, their results), `report` and `summary` (the report's tables and numbers)
 - `ablation`: ``cleangpt ablate``'s verdicts (each lever's effect and its interval over seeds)
+- `verdicts`: the intervals of differences over seeds (Welch's or paired), a family's correction (Holm) and
+  outlying seeds, for ablations, comparisons and ladders
+- `calibration`: the calibration harness (simulated studies of known truth through the report's functions)
 - `tuning_spec`, `tuning`, `tuning_storage`, `tuning_report`: ``--tune`` (the ranges; the Optuna studies and
   the workers claiming their trials; where the studies are stored and the workers' heartbeat; the report's section)
 - `ladder`, `flops`, `scaling_fit`, `ladder_report`: ``--ladder`` (the rungs and their budgets; a run's training

@@ -18,6 +18,15 @@ position embedding tables and the output head (tied or not), i.e. the hidden mat
 gains, biases, scalar gates) by the roles the optimizers use (`cleangpt_core.trainers.optimizers`). A lookup
 costs no multiply-adds; the head does cost ``2·n_embd·vocab_size`` per token, but leaving it out (as Kaplan
 does) keeps N and C independent of the tokenizer, so a ladder's budgets are known before any data is read.
+
+One N serves both the FLOPs and a ladder's budget (`ladder.rung_tokens`: R tokens per *non-embedding*
+parameter). Chinchilla's 20 tokens per parameter counted every parameter, embeddings included, so the
+ladder's default of 20 is that ratio only where the head is a small share of the model (at the python-stdlib
+record's widths the head is 35 % of the compute at the smallest rung and 14 % at the largest). The calibration
+harness (`benchmarks/results/calibration.md`, "Conventions") measured what leaving the head out costs a
+multiplier when the loss follows a law in the compute with the head: it chose this convention because that
+cost sits inside the multiplier's interval, and because counting the head would need the tokenizer's
+vocabulary before any data is read.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ A ladder is one or more ``--ladder model.KEY=V1,V2,...`` options, zipped: rung *
 value (``--ladder model.n_embd=64,128,192,256 --ladder model.n_head=2,4,6,8`` is four rungs). Every contender
 trains at every rung, so the plan's runs are ``<contender>/rung-<i>`` (1 the smallest, in the order written),
 each an ordinary run of the comparison (``runs/<contender>/rung-<i>/seed-<s>``), trained, resumed and reported
-like any other. A rung's token budget is ``--tokens-per-param R`` times its non-embedding parameters N
-(`cleangpt_core.experiments.flops`; R = 20 by default, Chinchilla's compute-optimal ratio), in whole optimizer
-steps: ``max_steps = ceil(R·N / tokens_per_step)``; or one ``--max-tokens`` for every rung.
+like any other. A rung's token budget is ``--tokens-per-param R`` times its non-embedding
+parameters N, the same N the FLOPs count (`cleangpt_core.experiments.flops`; R = 20 by default: Chinchilla's
+compute-optimal ratio, which counted every parameter, so counted over every parameter a small model whose
+embeddings and head are a large share of it sees fewer than 20), in whole optimizer steps:
+``max_steps = ceil(R·N / tokens_per_step)``; or one ``--max-tokens`` for every rung.
 
 Every rung's config is built and validated when the plan is, so a rung whose width does not divide by its heads
 fails before anything trains or any folder is written; so is every rung's N (counted by formula, no model
@@ -37,7 +39,7 @@ from cleangpt_core.experiments.scaling_fit import MIN_RUNGS
 if TYPE_CHECKING:
     from cleangpt_core.config.model import ModelConfig
 
-DEFAULT_TOKENS_PER_PARAM = 20.0  # Hoffmann et al. (2022): compute-optimal models see about 20 tokens per parameter
+DEFAULT_TOKENS_PER_PARAM = 20.0  # Hoffmann et al. (2022): about 20 tokens per parameter (theirs: all parameters)
 RUNG = "rung-"
 # A tuned ladder also tunes its second rung (the transfer check) by default where that adds at most this share
 # to the compute of everything else it trains (final runs and the smallest rung's trials)
