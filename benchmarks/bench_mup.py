@@ -566,7 +566,7 @@ def _width_job(job: tuple[int, str, int, int, int, bool, argparse.Namespace]) ->
 
 def run_width(args: argparse.Namespace) -> None:
     """Does width 256 under muP train better than width 64 (AdamW), over seeds, at 200 steps and longer?"""
-    from cleangpt_core.experiments.ablation import lever_verdict
+    from cleangpt_core.experiments.verdicts import family, welch
 
     started = time.time()
     seeds = range(args.seeds)
@@ -633,7 +633,7 @@ def run_width(args: argparse.Namespace) -> None:
         f"## Width {args.wide} against width {BASE_WIDTH}, each at its best rate",
         "",
         f"Δ = mean loss at width {args.wide} minus at width {BASE_WIDTH} (negative: the wider model is better), "
-        "with Welch's 95 % interval over the seeds (`cleangpt_core.experiments.ablation.lever_verdict`).",
+        "with Welch's 95 % interval over the seeds (`cleangpt_core.experiments.verdicts.welch`).",
         "",
         "| budget | comparison | Δ | 95 % interval | reading |",
         "|---|---|---|---|---|",
@@ -654,11 +654,12 @@ def run_width(args: argparse.Namespace) -> None:
         if steps == args.budgets[0] and args.round1:
             pairs.append((best(args.wide, "mup", True), base))
         for wide_key, base_key in pairs:
-            verdict = lever_verdict(losses(wide_key), losses(base_key))
+            found = welch(losses(wide_key), losses(base_key))
+            [(_, verdict)] = family([found])
             reading = {"helps": "wider better", "hurts": "wider worse", "within noise": "not told apart"}
             lines.append(
-                f"| {steps} | {name(wide_key)} vs {name(base_key)} | {verdict['delta']:+.4f} | "
-                f"[{verdict['low']:+.4f}, {verdict['high']:+.4f}] | {reading[verdict['verdict']]} |"
+                f"| {steps} | {name(wide_key)} vs {name(base_key)} | {found.delta:+.4f} | "
+                f"[{found.low:+.4f}, {found.high:+.4f}] | {reading[verdict]} |"
             )
     lines.append("")
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines))

@@ -5,7 +5,7 @@ A plugin is a module, named by an entry point in the group ``cleangpt``::
     [project.entry-points.cleangpt]
     sasp = "cleangpt_sasp.plugin"
 
-that states ``CLEANGPT_PLUGIN_API = "1.5"`` (the version it was written for; plugins stating ``"1.0"``, which
+that states ``CLEANGPT_PLUGIN_API = "1.6"`` (the version it was written for; plugins stating ``"1.0"``, which
 has no part hooks, ``"1.1"``, which has no optimizer and schedule hooks, ``"1.2"``, which predates the
 exported ``cleangpt_core.model.Linear``, or ``"1.3"``, whose part options were bare fields of the model config,
 keep working) and implements any of
@@ -87,7 +87,10 @@ def cleangpt_register_samplers() -> list[Component]:
 # still works, as a shorthand for every chosen part declaring it. A schema's validators see the model config
 # as ``info.context["model"]``. The ``target`` is an ``nn.Module`` class; its interface per
 # kind is stated below and in ``docs/writing-plugins.md``. A part may define ``init_weights()``, called after
-# the decoder's GPT-2 initialisation, for the initialisation it needs (zeros, gains).
+# the decoder's GPT-2 initialisation, for the initialisation it needs (zeros, gains), and states the layers
+# whose output is added to the residual stream as ``residual_projections = ("c_proj",)`` (plugin API 1.6): they
+# start at GPT-2's N(0, 0.02 / sqrt(2 * n_layer)), or zero under ``zero_init_projections``. A part that states
+# nothing has its layers named ``c_proj`` taken for them.
 
 
 @hookspec
@@ -282,10 +285,11 @@ def cleangpt_on_step_end(trainer: object, step: int, metrics: dict) -> None:
 
     ``trainer``: the running ``BaseTrainer``. ``step``: the number of the step, from 1. ``metrics``:
     ``loss`` (mean over the step's tokens, all processes), ``lr`` (the rate the step used),
-    ``tokens_per_s``, ``tokens`` (seen so far), ``epoch`` and, when the trainer clips gradients, ``grad_norm``
-    (the global gradient norm before clipping). The built-in trainers keep ``loss`` and ``grad_norm`` on the
-    device and read them back on logging, evaluation and checkpoint steps; on other steps, reading one waits
-    for the device (harmless on a CPU, a stall per step on a GPU).
+    ``tokens_per_s`` and ``step_time_s`` (over the steps since the last logging step), ``tokens`` (seen so
+    far), ``epoch`` and, when the trainer clips gradients, ``grad_norm`` (the global gradient norm before
+    clipping). The built-in trainers keep ``loss`` and ``grad_norm`` on the device and read them back on
+    logging, evaluation and checkpoint steps, and time the steps on logging steps; on other steps, reading one
+    of these waits for the device (harmless on a CPU, a stall per step on a GPU).
 
     Returns: nothing (ignored).
     """
@@ -311,8 +315,8 @@ def cleangpt_on_evaluation_end(trainer: object, step: int, metrics: dict) -> Non
     Called: at the end of every ``trainer.evaluate()``.
 
     ``trainer``: the running ``BaseTrainer``. ``step``: the optimizer steps taken so far. ``metrics``:
-    ``loss`` (mean cross-entropy per predicted token), ``perplexity`` (``exp(loss)``) and ``tokens`` (how
-    many tokens were predicted).
+    ``loss`` (mean cross-entropy per predicted token), ``perplexity`` (``exp(loss)``), ``tokens`` (how
+    many tokens were predicted) and ``stderr`` (the loss's standard error over the batches; None from one).
 
     Returns: nothing (ignored).
     """

@@ -4,7 +4,9 @@ A plugin can fail in ways `except Exception` does not see: `sys.exit()` at impor
 generator-based hook can leak `GeneratorExit`, and code may raise `KeyboardInterrupt` or its own
 `BaseException` subclass. `plugin_code()` catches all of them, so the caller can report the plugin and
 drop it. The one exception that is not the plugin's fault is a real Ctrl-C: a `KeyboardInterrupt` raised
-while a SIGINT arrived during the plugin's code is re-raised, so the user can still stop the program.
+while a SIGINT arrived during the plugin's code is re-raised, so the user can still stop the program; so is
+one a stop signal's handler raised (a `KeyboardInterrupt` carrying the signal's number as ``signum``, as
+`cleangpt_core.trainers.interrupts` raises for SIGTERM too).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def plugin_code() -> Iterator[Outcome]:
         try:
             yield outcome
         except BaseException as error:
-            if isinstance(error, KeyboardInterrupt) and sigint.received:
+            if isinstance(error, KeyboardInterrupt) and (sigint.received or hasattr(error, "signum")):
                 raise
             outcome.error = error
 

@@ -1,6 +1,6 @@
 """What a plugin author imports: the hook marker, the component description and the API version.
 
-A plugin module states `CLEANGPT_PLUGIN_API = "1.5"` (the version it was written for) and implements
+A plugin module states `CLEANGPT_PLUGIN_API = "1.6"` (the version it was written for) and implements
 hooks from `cleangpt_core.hookspecs` with `@hookimpl`. This module imports neither torch nor pydantic,
 so that discovering plugins stays cheap.
 """
@@ -25,8 +25,10 @@ ENTRY_POINT_GROUP: Final = "cleangpt"
 # 1.3 exports `cleangpt_core.model.Linear`; 1.4 gives each decoder part its own config section (its options
 # reach it alone, in the `PartConfig` it is built from) and the decoder the part classes `resolve_parts` found;
 # 1.5 adds muP: `ParameterRoles.mup_width_multiplier` and `applies_mup` for optimizers, and
-# `AttentionLayout.score_scale` for attention parts. Plugins written for 1.0 to 1.4 work unchanged.
-PLUGIN_API_VERSION: Final = "1.5"
+# `AttentionLayout.score_scale` for attention parts; 1.6 lets a part state the layers that write into the
+# residual stream (`residual_projections`, GPT-2's scaled initialisation), which were those named `c_proj`.
+# Plugins written for 1.0 to 1.5 work unchanged.
+PLUGIN_API_VERSION: Final = "1.6"
 
 # The parts a decoder is composed of (see `cleangpt_core.model.decoder`), each a kind of component too.
 PART_KINDS: Final = ("attention", "feedforward", "norm", "position", "residual")

@@ -1,4 +1,5 @@
-"""`cleangpt ablate`: the base and each lever over seeds, and each lever's verdict with Welch's 95 % interval."""
+"""`cleangpt ablate`: the base and each lever over seeds, each lever's interval (Welch's or paired) and its verdict
+with the levers one family (Holm), and outlying seeds named."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from scipy import stats
 from tiny_runs import TINY
 
 from cleangpt_core.cli.main import cli
-from cleangpt_core.experiments.ablation import ablation_rows, lever_verdict
+from cleangpt_core.experiments.ablation import ablation_rows, ablation_section
 from cleangpt_core.experiments.report import write_report
+from cleangpt_core.experiments.verdicts import PAIRED, WELCH, holm
 from cleangpt_core.utils import tinyshakespeare_text
 
 
@@ -26,25 +28,9 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
     return delta - half, delta + half
 
 
-@pytest.mark.parametrize(
-    ("lever", "verdict"),
-    [
-        ([1.80, 1.81, 1.79], "helps"),  # clearly lower than the base
-        ([2.00, 2.02, 2.01], "hurts"),
-        ([1.89, 1.93, 1.88], "within noise"),  # the gap is smaller than the spread
-    ],
-)
-def test_a_lever_helps_or_hurts_only_when_its_interval_excludes_zero(lever, verdict):
-    base = [1.90, 1.91, 1.89]
-    row = lever_verdict(lever, base)
-    low, high = welch(lever, base)
-    assert row["delta"] == pytest.approx(statistics.fmean(lever) - statistics.fmean(base))
-    assert (row["low"], row["high"]) == (pytest.approx(low), pytest.approx(high))
-    assert row["verdict"] == verdict
-
-
-def test_the_report_gives_the_ablation_table_after_the_seed_spread(tmp_path):
-    results = [
+def results_of(losses: dict[str, list[float]], parameters: dict[str, int] | None = None) -> list[dict]:
+    """Runs of each label over seeds 1, 2, ... (`parameters`: each label's count; the same shapes by default)."""
+    return [
         {
             "label": label,
             "seed": seed,
@@ -54,17 +40,80 @@ def test_the_report_gives_the_ablation_table_after_the_seed_spread(tmp_path):
             "wall_s": 1.0,
             "tokens_per_step": 64,
             "val_curve": [[4, loss]],
-            "parameters": 10,
+            "parameters": (parameters or {}).get(label, 10),
+            "all_parameters": (parameters or {}).get(label, 10),
             "steps": 4,
             "tokens": 256,
         }
-        for label, losses in (("base", [1.90, 1.91, 1.89]), ("gelu", [1.80, 1.81, 1.79]), ("tied", [1.9, 1.92, 1.88]))
-        for seed, loss in zip((1, 2, 3), losses, strict=True)
+        for label, values in losses.items()
+        for seed, loss in enumerate(values, start=1)
     ]
+
+
+@pytest.mark.parametrize(
+    ("lever", "verdict"),
+    [
+        ([1.80, 1.81, 1.79], "helps"),  # clearly lower than the base
+        ([2.00, 2.02, 2.01], "hurts"),
+        ([1.89, 1.93, 1.88], "within noise"),  # the gap is smaller than the spread
+    ],
+)
+def test_a_lever_that_changes_the_shapes_gets_welchs_interval_and_a_verdict_only_where_it_excludes_zero(lever, verdict):
+    base = [1.90, 1.91, 1.89]
+    [row] = ablation_rows(results_of({"base": base, "lever": lever}, {"lever": 12}), "base")
+    low, high = welch(lever, base)
+    assert row["delta"] == pytest.approx(statistics.fmean(lever) - statistics.fmean(base))
+    assert (row["low"], row["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert row["method"] == WELCH and row["p_holm"] == pytest.approx(row["p"])  # a family of one
+    assert row["verdict"] == verdict
+
+
+def test_a_lever_that_keeps_the_shapes_is_paired_over_its_seeds_from_three_seeds_on():
+    base, lever = [1.90, 1.95, 1.85], [1.910, 1.962, 1.861]  # each seed moves both: the pairs move together
+    [row] = ablation_rows(results_of({"base": base, "lever": lever}), "base")
+    differences = [a - b for a, b in zip(lever, base, strict=True)]
+    half = stats.t.ppf(0.975, 2) * statistics.stdev(differences) / math.sqrt(3)
+    assert row["method"] == PAIRED
+    assert (row["low"], row["high"]) == (
+        pytest.approx(statistics.fmean(differences) - half),
+        pytest.approx(statistics.fmean(differences) + half),
+    )
+    assert row["verdict"] == "hurts"  # Welch's interval, blind to the pairing, would straddle zero
+    assert welch(lever, base)[0] < 0
+    [two_seeds] = ablation_rows(results_of({"base": base[:2], "lever": lever[:2]}), "base")
+    assert two_seeds["method"] == WELCH  # one degree of freedom would make a paired interval useless
+
+
+def test_the_levers_are_one_family_under_holms_correction():
+    assert holm([0.01, 0.04, None, 0.03]) == [pytest.approx(0.03), pytest.approx(0.06), None, pytest.approx(0.06)]
+    assert holm([0.04, 0.001]) == [pytest.approx(0.04), pytest.approx(0.002)]
+    base = [1.90, 1.91, 1.89]
+    alone = ablation_rows(results_of({"base": base, "a": [1.93, 1.95, 1.92]}, {"a": 11}), "base")
+    crowd = ablation_rows(
+        results_of({"base": base, "a": [1.93, 1.95, 1.92], **{f"n{i}": base for i in range(6)}}, {"a": 11}), "base"
+    )
+    assert alone[0]["verdict"] == "hurts" and alone[0]["p_holm"] == pytest.approx(alone[0]["p"])
+    assert crowd[0]["p"] == pytest.approx(alone[0]["p"]) and crowd[0]["p_holm"] > 0.05  # 7 levers: Holm × 7
+    assert crowd[0]["verdict"] == "within noise"
+
+
+def test_an_outlying_seed_is_named_with_the_verdict_without_it():
+    base = [1.90, 1.91, 1.89, 1.905, 1.895]
+    lever = [1.93, 1.94, 1.92, 1.935, 2.30]  # +0.03 at four seeds, +0.4 at seed 5
+    [row] = ablation_rows(results_of({"base": base, "lever": lever}), "base")
+    assert row["outlying_seeds"] == [5]
+    without = row["without_outliers"]["5"]
+    assert without["delta"] == pytest.approx(0.03) and without["verdict"] == "hurts"
+    assert row["verdict"] == "within noise" and row["resting_on"] == [5]  # the outlier hides a clear effect
+    assert ablation_rows(results_of({"base": base[:3], "lever": lever[:3]}), "base")[0]["outlying_seeds"] is None
+
+
+def test_the_report_gives_the_ablation_table_after_the_seed_spread(tmp_path):
+    results = results_of(
+        {"base": [1.90, 1.91, 1.89], "gelu": [1.80, 1.81, 1.79], "tied": [1.9, 1.92, 1.88]}, {"gelu": 11, "tied": 12}
+    )
     rows = ablation_rows(results, "base")
     assert [(row["lever"], row["verdict"]) for row in rows] == [("gelu", "helps"), ("tied", "within noise")]
-    from cleangpt_core.experiments.ablation import ablation_section
-
     lines, rows = ablation_section(results, "base")
     paths = write_report(
         tmp_path,
@@ -74,11 +123,17 @@ def test_the_report_gives_the_ablation_table_after_the_seed_spread(tmp_path):
         [("ablation", lines, {"base": "base", "levers": rows})],
     )
     markdown = paths["markdown"].read_text()
-    assert "| lever | Δ mean val loss vs base | 95 % interval of the difference | verdict |" in markdown
+    assert (
+        "| lever | Δ mean val loss vs base | 95 % interval of the difference | method | p (Holm) | verdict |"
+        in markdown
+    )
     low, high = welch([1.80, 1.81, 1.79], [1.90, 1.91, 1.89])
-    assert f"| gelu | -0.1000 | [{low:+.4f}, {high:+.4f}] | helps |" in markdown
-    assert "Welch's t-interval" in markdown
-    assert json.loads(paths["json"].read_text())["ablation"]["levers"][0]["verdict"] == "helps"
+    assert f"| gelu | -0.1000 | [{low:+.4f}, {high:+.4f}] | Welch | {rows[0]['p_holm']:.3g} | helps |" in markdown
+    assert "Welch's t-interval" in markdown and "Holm's step-down correction" in markdown
+    assert "The 2 levers are one family" in markdown
+    report = json.loads(paths["json"].read_text())
+    assert report["ablation"]["levers"][0]["verdict"] == "helps"
+    assert report["verdicts"][0]["verdict"] in ("better", "within noise")
 
 
 def test_ablate_needs_two_seeds_and_well_formed_levers_before_anything_is_written(tmp_path):

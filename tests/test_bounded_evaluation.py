@@ -51,7 +51,7 @@ def test_a_piped_run_writes_a_line_every_log_interval_steps(piped_run):
     _, output = piped_run
     for step in (2, 4, 6):
         assert f"step {step}/6: loss " in output, output
-    assert "step 3: validation loss" in output and "tokens/s" in output
+    assert "step 3/6: validation loss" in output and "tokens/s" in output
 
 
 def test_the_final_evaluation_scores_data_eval_tokens_and_says_so(piped_run):

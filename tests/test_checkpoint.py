@@ -1,4 +1,5 @@
-"""Checkpoint I/O: safetensors + JSON only, exact round trips, atomic writes, rotation and averaging."""
+"""Checkpoint I/O: safetensors + JSON only, exact round trips, atomic writes, rotation and averaging, the random
+generators of the current GPU only, sharded tensors on disk."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ import random
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from torch import nn
 
 from cleangpt_core.checkpoints.run_dir import BEST_FILE, LATEST_FILE
+from cleangpt_core.checkpoints.sharded import (
+    check_supported,
+    consolidate_model_weights,
+    read_full,
+    shard_shapes,
+    write_shards,
+)
 from cleangpt_core.distributed.strategies import load_checkpoint_weights
+from cleangpt_core.errors import CheckpointError, ConfigError
 from cleangpt_core.model import get_model, load_model
 from cleangpt_core.trainers.training_checkpoint import (
     CheckpointManager,
@@ -186,3 +196,97 @@ def test_objects_that_would_need_pickle_are_refused(tmp_path):
         CheckpointManager(tmp_path).save(1, nn.Linear(2, 2), {"function": print})
     assert CheckpointManager(tmp_path).latest() is None
     assert list((tmp_path / "checkpoints").iterdir()) == []  # the half-written directory is gone
+
+
+class VisibleGPUs:
+    """The RNG functions of ``torch.cuda`` as a process sees them with `count` visible GPUs, `current` its own:
+    no GPU is lent to these tests, so each GPU's generator is a CPU generator here (torch indexes its CUDA
+    generators by device, and an index past the visible ones raises IndexError, as here)."""
+
+    def __init__(self, count: int, current: int = 0) -> None:
+        self.generators = [torch.Generator().manual_seed(100 + index) for index in range(count)]
+        self.current = current
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("is_available", "is_initialized"):
+            monkeypatch.setattr(torch.cuda, name, lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: self.current)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(self.generators))
+        monkeypatch.setattr(torch.cuda, "get_rng_state", self.get_rng_state)
+        monkeypatch.setattr(torch.cuda, "set_rng_state", self.set_rng_state)
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [g.get_state() for g in self.generators])
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all", self.set_rng_state_all)
+
+    def _index(self, device: object) -> int:
+        return self.current if device == "cuda" else int(device)
+
+    def get_rng_state(self, device: object = "cuda") -> torch.Tensor:
+        return self.generators[self._index(device)].get_state()
+
+    def set_rng_state(self, state: torch.Tensor, device: object = "cuda") -> None:
+        self.generators[self._index(device)].set_state(state)
+
+    def set_rng_state_all(self, states: list[torch.Tensor]) -> None:
+        for index, state in enumerate(states):
+            self.set_rng_state(state, index)
+
+
+def test_a_process_checkpoints_the_generator_of_its_own_gpu_and_resumes_with_fewer_visible(tmp_path, monkeypatch):
+    writer = VisibleGPUs(count=4, current=2)  # rank 2 of a machine with 4 GPUs
+    writer.install(monkeypatch)
+    state = capture_rng_state()
+    assert torch.equal(state["cuda"], writer.generators[2].get_state())
+    checkpoint = CheckpointManager(tmp_path).save(1, nn.Linear(2, 2), {"rng": state})
+    resumer = VisibleGPUs(count=1)  # resumed as the one process of a machine with one GPU
+    resumer.install(monkeypatch)
+    restore_rng_state(read_state(checkpoint)["rng"])
+    assert torch.equal(resumer.generators[0].get_state(), writer.generators[2].get_state())
+
+
+def test_an_earlier_release_s_state_of_every_gpu_restores_the_current_one(monkeypatch):
+    writer = VisibleGPUs(count=4)
+    saved = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    saved["cuda"] = [generator.get_state() for generator in writer.generators]  # torch.cuda.get_rng_state_all()
+    resumer = VisibleGPUs(count=1)
+    resumer.install(monkeypatch)
+    restore_rng_state(saved)
+    assert torch.equal(resumer.generators[0].get_state(), writer.generators[0].get_state())
+
+
+def test_shards_round_trip_as_safetensors_files_and_json_headers_only(tmp_path):
+    tensors = {"model.w": torch.randn(5, 3), "state.step": torch.tensor(7.0), "model.b": torch.arange(4.0)}
+    write_shards(tensors, tmp_path)  # one process: its shards are the whole tensors
+    files = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file())
+    assert files == ["shards/shard-00001-model-00001-of-00001.safetensors"]  # no pickled .metadata
+    assert shard_shapes(tmp_path) == {
+        "model.w": ((5, 3), torch.float32),
+        "state.step": ((), torch.float32),
+        "model.b": ((4,), torch.float32),
+    }
+    back = read_full(tmp_path)
+    assert all(torch.equal(back[name], tensor) for name, tensor in tensors.items())
+    target = consolidate_model_weights(tmp_path)
+    weights = safetensors.torch.load_file(str(target))
+    assert sorted(weights) == ["b", "w"] and torch.equal(weights["w"], tensors["model.w"])
+
+
+def test_a_shard_header_claiming_more_than_its_file_holds_is_refused_before_allocating(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    forged = json.dumps({"w": {"saved_offsets": [10**9, 0]}})  # a chunk of 2 rows "at row 10^9"
+    safetensors.torch.save_file(
+        {"w": torch.zeros(2, 2)}, str(folder / "shard-00001.safetensors"), metadata={"DCP_SHARDING_INFO": forged}
+    )
+    with pytest.raises(CheckpointError, match=r"hold 4 elements of w.*damaged or incomplete"):
+        read_full(tmp_path)
+
+
+def test_a_torch_without_safetensors_storage_for_shards_is_told_so_in_one_line(tmp_path, monkeypatch):
+    import torch.distributed.checkpoint as dcp
+
+    monkeypatch.delattr(dcp, "HuggingFaceStorageWriter")  # as in torch < 2.9, above the declared floor of 2.6
+    with pytest.raises(ConfigError, match=r"needs torch>=2.9 \(this is torch .*trainer.strategy='ddp'") as error:
+        check_supported()
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="needs torch>=2.9"):
+        write_shards({"w": torch.zeros(2)}, tmp_path)

@@ -1,11 +1,13 @@
 """`cleangpt compare` contenders as a base plus overrides: --variant and a comparison file's `contenders:`.
 
-Plans only (nothing trains): each variant is the base config with its keys, labelled by its name, and every bad
-key, value or name is one line before anything is written.
+Plans only (nothing trains, but for one slow test of the report's budget): each variant is the base config with
+its keys, labelled by its name, and every bad key, value or name is one line before anything is written; a
+contender's own keys may not set what the runs share or what the plan sets (its folder, seed, step budget).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,11 @@ def test_comparison_file_contenders_each_name_their_base_and_overrides(tmp_path)
         (["x=model.n_head=3"], "contender 'x': invalid experiment config"),
         (["a=model.n_layer=2", "a=model.n_layer=3"], "two contenders are named 'a'"),
         (["Vanilla=model.n_layer=2"], "two contenders are named 'Vanilla'"),
+        # issue 35: a contender's own output.dir was a silent no-op (the plan sets every run's folder)
+        (["a=output.dir=/tmp/elsewhere"], "contender 'a': 'output.dir=/tmp/elsewhere' sets 'output.dir', which every"),
+        (["a=seed=5"], "contender 'a': 'seed=5' sets 'seed', which every run of a comparison shares"),
+        (["a=trainer.max_steps=9"], "contender 'a': 'trainer.max_steps=9' sets 'trainer.max_steps'"),
+        (["a=data.val_fraction=0.2"], "contender 'a': 'data.val_fraction=0.2' sets 'data.val_fraction'"),
     ],
 )
 def test_a_bad_variant_is_one_line_and_nothing_is_written(variants, message, tmp_path):
@@ -104,6 +111,54 @@ def test_a_bad_variant_is_one_line_and_nothing_is_written(variants, message, tmp
     [line] = result.output.strip().splitlines()
     assert line.startswith("Error: ") and message in line
     assert not out.exists()
+
+
+def test_a_contender_may_feed_its_data_its_own_way_but_not_choose_its_folder(tmp_path):
+    variants = ["a=data.batch_size=2", "b=data.batch_size=4"]
+    plan = build_plan(tmp_path, overrides=TINY, variants=variants, max_tokens=256)
+    assert plan.max_steps == {"a": 8, "b": 4}  # the same tokens, in whole steps of each batch
+    with pytest.raises(ConfigError, match=r"^--set output.dir: a comparison's runs are folders of its --out; give"):
+        build_plan(tmp_path, overrides=[*TINY, "output.dir=/tmp/x"], variants=["a=optimizer.lr=1e-3"], max_steps=2)
+
+
+def test_an_ablation_lever_may_not_set_its_folder(tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_text("model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["ablate", str(config), "--lever", "a=output.dir=/tmp/x", "--out", str(out)])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: contender 'a': 'output.dir=/tmp/x' sets 'output.dir', which every run of a comparison shares or the "
+        "comparison sets itself (data, seed, device, output folder, step budget); set it for all runs with --set, "
+        "--out, --seed or --max-steps"
+    ]
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_report_states_what_was_trained_when_the_data_ends_a_run_before_its_budget(tmp_path):
+    """Issue 35: the report stated 5.1e17 "tokens per run" where trainer.num_epochs stopped every run far earlier."""
+    from cleangpt_core.utils import tinyshakespeare_text
+
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(tinyshakespeare_text()[:3000], encoding="utf-8")
+    out = tmp_path / "out"
+    arguments = ["compare", "--model", "Vanilla", "--seeds", "2", "--max-tokens", "510000000000000000"]
+    for option in [*TINY, f"data.dataset={corpus}", "data.batch_size=4", "trainer.num_epochs=1"]:
+        arguments += ["--set", option]
+    arguments += ["--set", "trainer.progress_bar=false", "--set", "output.sample_tokens=0", "--out", str(out)]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    assert "comparing Vanilla on up to 510,000,000,000,000,000 tokens per run" in result.output
+    report = json.loads((out / "report.json").read_text())
+    trained = {run["tokens"] for run in report["runs"]}
+    [tokens] = trained
+    assert tokens < 10**6  # one pass over 3,000 characters of text, not 5.1e17
+    stated = (
+        "510,000,000,000,000,000 tokens asked, but 2 of 2 runs stopped before it, ended by trainer.num_epochs passes "
+        f"over the data or by early stopping: the runs trained {tokens:,} tokens"
+    )
+    assert report["budget"] == stated
+    assert f"token budget ({stated}, in whole steps" in (out / "report.md").read_text()
 
 
 def test_a_variant_builds_on_at_most_one_config(tmp_path):

@@ -1,16 +1,19 @@
-"""The same trainer under torchrun: two CPU processes (gloo) follow the loss curve of one process."""
+"""The same trainer under torchrun: two CPU processes (gloo) follow the loss curve of one process, each with
+its own dropout masks over the data order one process would see."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from two_ranks import on_two_ranks
 
 from cleangpt_core.distributed.process_group import DistributedContext, backend_for
-from cleangpt_core.testing.trainer import run_tiny_training, tiny_loaders
+from cleangpt_core.testing.trainer import build_tiny_trainer, run_tiny_training, tiny_loaders
 from cleangpt_core.trainers.batches import EpochBatches
 from cleangpt_core.trainers.metrics import read_metrics
 
@@ -66,3 +69,27 @@ def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(t
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records if "loss" in r] == [10, 20, 24]
     assert [r["step"] for r in records if "val_loss" in r] == [24]
+
+
+def _first_step_seen(rank: int, seed: int, out: Path) -> None:
+    trainer = build_tiny_trainer("simple", batch_size=4, strategy="ddp", seed=seed, max_steps=1)
+    seen: dict[str, list] = {}
+
+    def record(key: str, tensor: torch.Tensor) -> None:  # a hook that returns nothing leaves the output alone
+        seen.setdefault(key, tensor.tolist())
+
+    model = trainer.raw_model
+    model.transformer.wte.register_forward_hook(lambda _, args, __: record("tokens", args[0]))
+    model.transformer.drop.register_forward_hook(lambda _, __, output: record("mask", output == 0))
+    trainer.train()
+    (out / f"rank-{rank}.json").write_text(json.dumps(seen))
+
+
+@pytest.mark.slow
+def test_each_process_draws_its_own_dropout_masks_over_the_same_data_order(tmp_path):
+    on_two_ranks(_first_step_seen, 5, tmp_path)
+    seen = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert seen[0]["mask"] != seen[1]["mask"]  # one seed for all would drop the same units on every rank
+    for rank, first in enumerate(seen):  # the data order is (seed, epoch)'s, however the ranks draw dropout
+        order = EpochBatches(tiny_loaders(batch_size=4)[0], seed=5, context=DistributedContext(rank, 2))
+        assert first["tokens"] == next(iter(order.epoch(0)))["input_ids"].tolist()

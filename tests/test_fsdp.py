@@ -1,7 +1,8 @@
 """FSDP2 under torchrun on CPU processes (gloo): the curve of one process, exact resume, kills and two nodes.
 
 Each test launches real torchrun processes of `cleangpt_core.testing.trainer` (the tiny counting problem),
-so they are slow. The reference is one process with the same global batch (2 ranks x 4 = 1 x 8).
+so they are slow. The reference is one process with the same global batch (2 ranks x 4 = 1 x 8). The runs
+checkpoint as shards (tests/test_sharded_checkpoints.py); their single-file model is made when first read.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import safetensors.torch
 import torch
 
-from cleangpt_core.model.serialization import load_model
+from cleangpt_core.model.serialization import load_model, read_checkpoint_weights
 from cleangpt_core.testing.trainer import run_tiny_training
 from cleangpt_core.trainers.training_checkpoint import read_state
 
@@ -38,7 +38,7 @@ def torchrun(*arguments: str, nproc: int = 2) -> list[str]:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return safetensors.torch.load_file(str(run_dir / "checkpoints" / f"step-{STEPS:08d}" / "model.safetensors"))
+    return read_checkpoint_weights(run_dir / "checkpoints" / f"step-{STEPS:08d}")  # consolidated from the shards
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_two_fsdp_processes_follow_the_loss_curve_of_one_process(straight, singl
     assert len(losses) == len(single) == STEPS
     assert losses == pytest.approx(single, rel=1e-5, abs=1e-6)
     assert losses[-1] < losses[0] - 0.5
-    # rank 0 wrote an ordinary model directory from the gathered full weights
+    # the shards make an ordinary model directory on its first load
     model = load_model(run_dir)
     assert model.lm_head.weight is model.transformer.wte.weight
     assert read_state(run_dir / "checkpoints" / f"step-{STEPS:08d}")["strategy"] == "fsdp"

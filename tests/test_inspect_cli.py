@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.inspection import inspect_text
+from cleangpt_core.inspection.plots import attention_figure, logit_lens_figure, token_label, token_losses_figure
 from cleangpt_core.model import get_model, load_model, save_model
 from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
 
@@ -19,7 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("inspect") / "run"
-    tokenizer = CharacterTokenizer(vocab=list("abcdefgh "))
+    tokenizer = CharacterTokenizer(vocab=list("abcdefgh \n\t"))
     torch.manual_seed(0)
     save_model(get_model("Llama", vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_embd=16, block_size=16), root)
     tokenizer.save_pretrained(root / "tokenizer")
@@ -59,3 +62,55 @@ def test_inspect_refuses_a_prompt_longer_than_the_context_and_a_full_folder(run_
     result = _inspect(run_dir, "--prompt", "abc", "--out", tmp_path)
     assert result.exit_code == 2 and "is not empty" in result.output
     assert [path.name for path in tmp_path.iterdir()] == ["kept.txt"]
+
+
+# -- the pictures: colour bars, visible whitespace -------------------------------------------------------------
+
+
+def _colour_bar_labels(figure) -> list[str]:
+    return [axes.get_ylabel() for axes in figure.axes if axes.get_label() == "<colorbar>"]
+
+
+def _tick_labels(axes) -> list[str]:
+    return [label.get_text() for label in axes.get_xticklabels()]
+
+
+@pytest.fixture(scope="module")
+def inspection(run_dir):
+    return inspect_text(load_model(run_dir), from_pretrained(run_dir / "tokenizer"), "ab cd\nef\tg")
+
+
+def test_whitespace_tokens_get_visible_labels():
+    assert [token_label(text) for text in (" ", "\n", "\t", "", "a b", "\x00")] == ["␣", "⏎", "⇥", "∅", "a␣b", "\\x00"]
+
+
+def test_every_picture_has_a_colour_bar_and_visible_labels_for_spaces(inspection):
+    expected = ["a", "b", "␣", "c", "d", "⏎", "e", "f", "⇥", "g"]
+    tokens = token_losses_figure(inspection)
+    assert _colour_bar_labels(tokens) == ["probability of the token"]
+    assert _tick_labels(tokens.axes[0]) == expected
+    lens = logit_lens_figure(inspection)
+    assert _colour_bar_labels(lens) == ["probability"]
+    attention = attention_figure(inspection, "h.0.attn")
+    assert _colour_bar_labels(attention) == ["attention weight"]  # one for all the heads
+    heads = [axes for axes in attention.axes if axes.get_label() != "<colorbar>"]
+    assert len(heads) == 2 and all(_tick_labels(axes) == expected for axes in heads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of a glyph its font lacks, drawing a box instead
+        for figure in (tokens, lens, attention):
+            figure.canvas.draw()
+
+
+def test_tokens_are_coloured_by_their_probability(inspection):
+    import matplotlib
+
+    bars = token_losses_figure(inspection).axes[0].patches
+    colours = matplotlib.colormaps["viridis"]
+    for bar, token in zip(bars[1:], inspection["tokens"][1:], strict=True):
+        assert bar.get_facecolor() == pytest.approx(colours(math.exp(token["logprob"])))
+
+
+def test_the_help_says_what_each_key_of_the_json_holds():
+    help_text = CliRunner().invoke(cli, ["inspect", "--help"]).output
+    assert all(key in help_text for key in ("mean_loss", "tokens", "next", "logit_lens", "attention"))
+    assert "without_attention  attention parts that report no weights" in help_text

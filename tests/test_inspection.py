@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from cleangpt_core.errors import InspectionError
-from cleangpt_core.inspection import attention_part_names, capture, inspect_ids, lens_logits, part_names
+from cleangpt_core.inspection import (
+    attention_part_names,
+    capture,
+    hook_point_names,
+    inspect_ids,
+    lens_logits,
+    part_names,
+)
 from cleangpt_core.model import get_model
 from cleangpt_core.model.kv_cache import begin_forward
 from cleangpt_core.registry import BUILTIN_DISTRIBUTION, get_registry
@@ -128,7 +135,7 @@ def test_hooks_are_gone_after_the_block_also_after_an_error():
 
 def test_an_unknown_name_or_a_misshapen_patch_is_one_clear_error():
     model = _model()
-    unknown = r"no part of the model is named 'h\.9\.attn'; names look like wte"
+    unknown = r"no part or hook point of the model is named 'h\.9\.attn'; names look like wte"
     with pytest.raises(InspectionError, match=unknown), capture(model, ["h.9.attn"]):
         pass
     misshapen = r"the patch for 'h\.0' has shape \(1, 2\), the output \(2, 9, 16\)"
@@ -185,3 +192,148 @@ def test_the_capture_api_is_reachable_from_the_package_part_authors_import():
 
     assert model.capture is inspection.capture and model.part_names is inspection.part_names
     assert {"capture", "part_names", "Capture"} <= set(dir(model))
+
+
+# -- names: a bare string, exact names, globs within one dotted part -----------------------------------------
+
+
+def test_a_bare_string_is_one_name_not_its_characters():
+    model = _model()
+    with capture(model, "ln_f", attention="h.0.attn") as seen:
+        model(_ids())
+    assert list(seen.outputs) == ["ln_f"]
+    assert list(seen.attention) == ["h.0.attn"]
+
+
+def test_a_name_is_exact_and_a_star_stays_within_one_dotted_part():
+    model = _model()
+    with capture(model, ["h.*"]) as blocks:
+        model(_ids())
+    assert list(blocks.outputs) == ["h.0", "h.1"]
+    with capture(model, ["h.1"]) as one:
+        model(_ids())
+    assert list(one.outputs) == ["h.1"]
+    with capture(model, ["h.**.c_proj"]) as projections:
+        model(_ids())
+    assert list(projections.outputs) == ["h.0.attn.c_proj", "h.0.mlp.c_proj", "h.1.attn.c_proj", "h.1.mlp.c_proj"]
+    with capture(model, ["h.*.attn.hook_[qkv]"]) as qkv:
+        model(_ids())
+    assert sorted(qkv.outputs) == [f"h.{i}.attn.hook_{x}" for i in range(2) for x in "kqv"]
+
+
+def test_the_hook_points_are_listed_for_every_block_and_attention_part():
+    model = _model()
+    points = hook_point_names(model)
+    for index in range(SIZE["n_layer"]):
+        assert {f"h.{index}.hook_resid_pre", f"h.{index}.hook_resid_post"} <= set(points)
+        hooks = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern")
+        assert {f"h.{index}.attn.{hook}" for hook in hooks} <= set(points)
+    assert not set(points) & set(part_names(model))
+
+
+# -- hook points: the residual stream, queries, keys, values, scores and pattern ---------------------------------
+
+
+def test_the_residual_stream_before_and_after_each_block():
+    model = _model()
+    ids = _ids()
+    names = ["drop", "h.*", "h.*.hook_resid_pre", "h.*.hook_resid_post"]
+    with capture(model, names) as seen:
+        model(ids)
+    assert torch.equal(seen["h.0.hook_resid_pre"], seen["drop"])
+    assert torch.equal(seen["h.1.hook_resid_pre"], seen["h.0"])
+    assert all(torch.equal(seen[f"h.{i}.hook_resid_post"], seen[f"h.{i}"]) for i in range(2))
+
+
+def test_patching_the_stream_entering_a_block_is_running_the_rest_by_hand():
+    model = _model()
+    ids = _ids()
+    replacement = torch.randn(2, 9, SIZE["n_embd"], generator=torch.Generator().manual_seed(5))
+    with capture(model, ["h.1.hook_resid_pre"], patch={"h.1.hook_resid_pre": replacement}) as seen:
+        patched = model(ids)["logits"]
+    _, layout = _stream_and_layout(model, ids)
+    by_hand = model.lm_head(model.transformer.ln_f(model.transformer.h[1](replacement, layout, None)))
+    assert torch.equal(seen["h.1.hook_resid_pre"], replacement)
+    assert torch.allclose(patched, by_hand, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("preset", "parts"), [("Vanilla", {}), ("Llama", {"n_kv_head": 1}), ("Vanilla", {"position": "alibi"})]
+)
+def test_queries_keys_values_scores_and_pattern_are_the_ones_attention_uses(preset, parts):
+    model = _model(preset, **parts)
+    ids = _ids(length=7)
+    with capture(model, ["h.0.ln_1", "h.0.attn", "h.0.attn.hook_*"], attention=True) as seen:
+        model(ids)
+    attn = model.transformer.h[0].attn
+    q, k, v = seen["h.0.attn.hook_q"], seen["h.0.attn.hook_k"], seen["h.0.attn.hook_v"]
+    assert q.shape == (2, SIZE["n_head"], 7, attn.head_dim)
+    assert k.shape == v.shape == (2, attn.n_kv_head, 7, attn.head_dim)
+    qkv = attn.c_attn(seen["h.0.ln_1"]).view(2, 7, attn.n_head + 2 * attn.n_kv_head, attn.head_dim).transpose(1, 2)
+    _, layout = _stream_and_layout(model, ids)
+    by_hand_q, by_hand_k = layout.rotate(qkv[:, : attn.n_head], qkv[:, attn.n_head : attn.n_head + attn.n_kv_head])
+    assert torch.allclose(q, by_hand_q, atol=1e-6) and torch.allclose(k, by_hand_k, atol=1e-6)
+    assert torch.equal(v, qkv[:, attn.n_head + attn.n_kv_head :])
+
+    scores, pattern = seen["h.0.attn.hook_attn_scores"], seen["h.0.attn.hook_pattern"]
+    keys = k.repeat_interleave(attn.n_head // attn.n_kv_head, dim=1)
+    expected = q @ keys.transpose(-2, -1) / attn.head_dim**0.5 + (0 if layout.bias is None else layout.bias)
+    visible = torch.ones(7, 7, dtype=torch.bool).tril()
+    assert torch.allclose(scores[..., visible], expected[..., visible], atol=1e-5)
+    assert torch.all(scores[..., ~visible] == float("-inf"))  # what the softmax takes: masked keys at -inf
+    assert torch.equal(pattern, scores.softmax(-1)) and torch.equal(pattern, seen.attention["h.0.attn"])
+
+
+def test_patching_the_pattern_attends_with_it_and_patching_the_values_changes_what_is_averaged():
+    model = _model()
+    ids = _ids(length=7)
+    attn = model.transformer.h[0].attn
+    with capture(model, ["h.0.attn", "h.0.attn.hook_v", "h.0.attn.hook_pattern"]) as clean:
+        logits = model(ids)["logits"]
+    with capture(model, ["h.0.attn"], patch={"h.0.attn.hook_pattern": lambda pattern: pattern}) as same:
+        by_hand = model(ids)["logits"]
+    assert torch.allclose(same["h.0.attn"], clean["h.0.attn"], atol=1e-6)  # attention by hand = the kernel
+    assert torch.allclose(by_hand, logits, atol=1e-5)
+
+    uniform = torch.ones(7, 7).tril()
+    uniform = (uniform / uniform.sum(-1, keepdim=True)).expand(2, SIZE["n_head"], 7, 7)
+    with capture(model, ["h.0.attn"], patch={"h.0.attn.hook_pattern": uniform}) as averaged:
+        model(ids)
+    values = clean["h.0.attn.hook_v"]
+    means = values.cumsum(dim=2) / torch.arange(1, 8).view(1, 1, 7, 1)  # each query: the mean of the values so far
+    expected = attn.c_proj(means.transpose(1, 2).reshape(2, 7, SIZE["n_embd"]))
+    assert torch.allclose(averaged["h.0.attn"], expected, atol=1e-5)
+
+    with capture(model, ["h.0.attn"], patch={"h.0.attn.hook_v": torch.zeros_like}) as silenced:
+        model(ids)
+    assert torch.allclose(silenced["h.0.attn"], attn.c_proj.bias.expand(2, 7, -1), atol=1e-6)
+
+
+def test_keys_and_values_of_a_cached_step_hold_the_cached_ones():
+    model = _model("Llama")
+    ids = _ids(length=6)
+    cache = model.allocate_kv_cache(2, SIZE["block_size"])
+    with torch.no_grad():
+        model(ids[:, :5], kv_cache=cache)
+        with capture(model, ["h.0.attn.hook_q", "h.0.attn.hook_k"]) as step:
+            model(ids[:, 5:], kv_cache=cache)
+        with capture(model, ["h.0.attn.hook_k"]) as full:
+            model(ids)
+    assert step["h.0.attn.hook_q"].shape[2] == 1
+    assert torch.allclose(step["h.0.attn.hook_k"], full["h.0.attn.hook_k"], atol=1e-5)
+
+
+def test_a_part_that_does_not_attend_through_the_layout_has_no_hook_points_inside():
+    model = _model()
+
+    class Opaque(torch.nn.Module):
+        def forward(self, x, layout, kv_cache):
+            return torch.zeros_like(x)
+
+    model.transformer.h[1].attn = Opaque()
+    with capture(model, ["h.*.attn.hook_q"]) as seen:
+        model(_ids())
+    assert seen.without_attention == ["h.1.attn"]
+    assert seen["h.0.attn.hook_q"].shape[1] == SIZE["n_head"]
+    with pytest.raises(InspectionError, match="h.1.attn does not attend through layout.attend"):
+        seen["h.1.attn.hook_q"]

@@ -1,5 +1,7 @@
 """Model directories and Hugging Face folders under attack: a config that asks for any size, weights that
-are a pickle, paths that lead out of the folder, damaged indexes (issue 25, faults 5, 8 and 9)."""
+are a pickle, paths that lead out of the folder, damaged indexes (issue 25, faults 5, 8 and 9); sizes too large to
+exist, damaged vocabularies, a run whose `latest` leads out, a symlinked weights file (issue 35, item 9 and the
+smaller ones), and a tokenizer that is not the model's (issue 36)."""
 
 from __future__ import annotations
 
@@ -173,3 +175,109 @@ def test_a_folder_written_without_replacing_refuses_a_folder_that_filled_meanwhi
         (target / "theirs.txt").write_text("theirs")  # another writer finished first
     assert [p.name for p in target.iterdir()] == ["theirs.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["target"]  # nothing half-written left beside it
+
+
+# --- issue 35, 9: sizes too large to exist, damaged vocabularies: a named error, not "unexpected" -------------------
+
+
+def run_cli(*arguments: str):
+    result = CliRunner().invoke(cli, list(arguments))
+    lines = result.output.strip().splitlines()
+    return result.exit_code, lines
+
+
+@pytest.mark.parametrize("n_embd", [2**40, 2**62])
+def test_a_config_whose_tensors_cannot_exist_is_a_named_error(model_dir, hf_folder, tmp_path, n_embd):
+    set_config(model_dir, n_embd=n_embd, n_head=1)
+    set_config(hf_folder, n_embd=n_embd, n_head=1)
+    with pytest.raises(CheckpointError, match=f"n_embd={n_embd}.*describes tensors too large to exist"):
+        load_model(model_dir)
+    with pytest.raises(HFConversionError, match=f"n_embd={n_embd}.*describes tensors too large to exist"):
+        import_hf(hf_folder, tmp_path / "imported")
+    code, lines = run_cli("import", str(hf_folder), str(tmp_path / "imported"))
+    assert code == 1 and len(lines) == 1 and "unexpected" not in lines[0] and "too large to exist" in lines[0]
+    code, lines = run_cli("train", "--init-from", str(hf_folder), "--dry-run")
+    assert code == 1 and len(lines) == 1 and "unexpected" not in lines[0] and "too large to exist" in lines[0]
+
+
+@pytest.fixture
+def exported_folder(tmp_path):
+    """A folder as `cleangpt export` writes it for a character-level Vanilla (cleanGPT's tokenizer files in it)."""
+    from cleangpt_core.huggingface.folder import export_hf
+    from cleangpt_core.tokenizers import CharacterTokenizer
+
+    tokenizer = CharacterTokenizer(vocab=list("abcdefgh "))
+    checkpoint = save_model(get_model("Vanilla", **{**SHAPE, "vocab_size": tokenizer.vocab_size}), tmp_path / "ck")
+    tokenizer.save_pretrained(checkpoint / "tokenizer")
+    return export_hf(checkpoint, tmp_path / "exported")
+
+
+@pytest.mark.parametrize("value", ["x", 1.5, None])
+def test_importing_a_vocabulary_with_a_non_integer_id_is_a_named_error(exported_folder, tmp_path, value):
+    vocab = json.loads((exported_folder / "vocab.json").read_text())
+    (exported_folder / "vocab.json").write_text(json.dumps({**vocab, "a": value}))
+    code, lines = run_cli("import", str(exported_folder), str(tmp_path / "imported"))
+    assert code == 1 and len(lines) == 1 and "unexpected" not in lines[0]
+    assert "vocab.json" in lines[0] and "entry 'a' has the id" in lines[0] and "not an integer" in lines[0]
+
+
+# --- issue 35, smaller: --init-from a run whose `latest` leads out; a symlinked weights file ------------------------
+
+
+def test_init_from_a_run_whose_latest_leads_out_names_the_pointer(model_dir, tmp_path):
+    other = tmp_path / "other" / "checkpoints" / "step-00000001"
+    shutil.copytree(model_dir, other)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "latest").write_text("../other/checkpoints/step-00000001\n")
+    for arguments in (["train", "--init-from", str(run), "--dry-run"], ["import", str(run), str(tmp_path / "out")]):
+        code, lines = run_cli(*arguments)
+        assert code == 1 and len(lines) == 1, lines
+        assert "latest names '../other/checkpoints/step-00000001', which is not a checkpoint of this run" in lines[0]
+        assert "no config.json" not in lines[0]
+
+
+def test_a_symlinked_weights_file_is_named_not_an_absent_index(hf_folder, tmp_path):
+    outside = tmp_path / "elsewhere.safetensors"
+    (hf_folder / "model.safetensors").rename(outside)
+    (hf_folder / "model.safetensors").symlink_to(outside)
+    with pytest.raises(HFConversionError) as error:
+        import_hf(hf_folder, tmp_path / "imported")
+    message = str(error.value)
+    assert "index.json" not in message
+    assert f"{hf_folder / 'model.safetensors'} is a link to {outside}" in message
+
+
+# --- issue 36: a tokenizer that is not the model's ---------------------------------------------------------------
+
+
+def folder_with_tokenizer(tmp_path: Path, model_vocab: int, tokenizer_characters: str) -> Path:
+    from cleangpt_core.tokenizers import CharacterTokenizer
+
+    folder = save_hf_pretrained(get_model("Vanilla", **{**SHAPE, "vocab_size": model_vocab}), tmp_path / "hf-char")
+    CharacterTokenizer(vocab=list(tokenizer_characters)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("model_vocab", "characters"), [(50257, "a"), (9, "abcdefghijklmnop"), (300, "abcdefgh")])
+def test_import_refuses_a_tokenizer_whose_size_is_not_the_models_vocabulary(tmp_path, model_vocab, characters):
+    folder = folder_with_tokenizer(tmp_path, model_vocab, characters)
+    ids = len(characters) + 2  # the character tokenizer adds <pad> and <eos>
+    code, lines = run_cli("import", str(folder), str(tmp_path / "imported"))
+    assert code == 1 and len(lines) == 1, lines
+    assert f"has {ids} ids but the model's vocabulary has {model_vocab}" in lines[0]
+    assert not (tmp_path / "imported").exists()
+
+
+@pytest.mark.parametrize(("model_vocab", "characters"), [(64, "abcdefgh"), (12, "abcdefghij"), (128, "xyz")])
+def test_import_takes_a_vocabulary_padded_for_speed(tmp_path, model_vocab, characters):
+    folder = folder_with_tokenizer(tmp_path, model_vocab, characters)
+    import_hf(folder, tmp_path / "imported")
+    assert load_model(tmp_path / "imported").config.vocab_size == model_vocab
+
+
+def test_import_takes_gpt2s_tokenizer_with_nanogpts_padded_vocabulary(tmp_path):
+    folder = save_hf_pretrained(get_model("Vanilla", **{**SHAPE, "vocab_size": 50304}), tmp_path / "hf")
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(FIXTURE / name, folder / name)
+    import_hf(folder, tmp_path / "imported")

@@ -1,6 +1,7 @@
-"""The architecture contract over every built-in part: each part of each kind in each preset, and each
-preset with each position encoding (causality, cache = recomputation with padding and past the context,
-padding invariance, save/load, determinism, too-long input refused)."""
+"""The part contract over every built-in part (`cleangpt_core.testing.parts`: the architecture contract in each
+preset, an attention part under each position encoding, shapes, rows of a batch kept apart, per-position parts,
+a gradient for every parameter), each preset with each position encoding and attention option, and the kit
+catching what only a part can get wrong."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cleangpt_core.model import get_model
 from cleangpt_core.plugin_api import PART_KINDS
 from cleangpt_core.registry import BUILTIN_DISTRIBUTION, get_registry
 from cleangpt_core.testing.architecture import check_architecture_contract, registered_model_factory
+from cleangpt_core.testing.parts import check_part_contract
 
 PRESETS = ("Vanilla", "Llama")
 BUILTIN_PARTS = [
@@ -22,11 +24,9 @@ BUILTIN_PARTS = [
 POSITIONS = [name for kind, name in BUILTIN_PARTS if kind == "position"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize(("kind", "part"), BUILTIN_PARTS)
-def test_every_built_in_part_keeps_the_contract_in_each_preset(preset, kind, part):
-    check_architecture_contract(registered_model_factory(preset, **{kind: part}))
+def test_every_built_in_part_keeps_the_part_contract(kind, part):
+    check_part_contract(kind, part)
 
 
 @pytest.mark.slow
@@ -67,3 +67,95 @@ def test_an_option_of_a_part_not_chosen_is_refused_with_the_nearest_valid_field(
 def test_a_part_is_matched_by_alias_and_stored_under_its_name():
     model = get_model("Vanilla", position="RoPE", norm="rms", vocab_size=11, n_layer=1, n_head=2, n_embd=8)
     assert (model.config.position, model.config.norm) == ("rotary", "rmsnorm")
+
+
+# -- the kit catches what the architecture contract alone does not ------------------------------------------
+
+BROKEN_PARTS = """
+import torch
+from torch import nn
+
+from cleangpt_core.plugin_api import Component, hookimpl
+
+CLEANGPT_PLUGIN_API = "1.1"
+
+
+class MixingMLP(nn.Module):
+    \"\"\"A feed-forward part that adds the running mean of the positions before: causal, cached alike, wrong.\"\"\"
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        steps = torch.arange(1, x.size(1) + 1, device=x.device).view(1, -1, 1)
+        return self.c_fc(x.cumsum(dim=1) / steps)
+
+
+class BatchNorm(nn.Module):
+    \"\"\"A norm over the batch and the positions: each row's output depends on the other rows.\"\"\"
+
+    def __init__(self, config):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(config.n_embd))
+
+    def forward(self, x):
+        return self.weight * (x - x.mean(dim=0, keepdim=True))
+
+
+class DeadWeightMLP(nn.Module):
+    \"\"\"A feed-forward part with a layer it never uses.\"\"\"
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.n_embd)
+        self.spare = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        return self.c_fc(x).relu()
+
+
+class MisnamedProjection(DeadWeightMLP):
+    residual_projections = ("c_proj",)
+
+    def forward(self, x):
+        return self.spare(self.c_fc(x).relu())
+
+
+def component(kind, name, target):
+    return Component(name=name, kind=kind, summary=name, target=f"{__name__}:{target}")
+
+
+@hookimpl
+def cleangpt_register_feedforward():
+    return [
+        component("feedforward", "mixing", "MixingMLP"),
+        component("feedforward", "dead_weight", "DeadWeightMLP"),
+        component("feedforward", "misnamed", "MisnamedProjection"),
+    ]
+
+
+@hookimpl
+def cleangpt_register_norms():
+    return [component("norm", "batchnorm", "BatchNorm")]
+"""
+
+
+@pytest.fixture
+def broken_parts(install_plugin):
+    install_plugin("cleangpt-broken-parts", BROKEN_PARTS)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "message"),
+    [
+        ("feedforward", "mixing", r"acts on each position alone: changing position 8 changed positions \[9, 10"),
+        ("norm", "batchnorm", "rows of a batch must not mix: row 0 alone gives another output"),
+        ("feedforward", "dead_weight", r"no gradient reached \['transformer.h.0.mlp.spare.weight'"),
+        ("feedforward", "misnamed", r"names 'c_proj', which is not one of its layers \(c_fc, spare\)"),
+    ],
+)
+def test_the_part_kit_catches_what_a_part_alone_gets_wrong(broken_parts, kind, name, message):
+    with pytest.raises(Exception, match=message) as error:
+        check_part_contract(kind, name)
+    assert f"{kind} {name!r} in Vanilla" in str(error.value) or "residual_projections" in str(error.value)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cleangpt_core import hookspecs
 from cleangpt_core.cli.main import cli
-from cleangpt_core.plugin_api import PLUGIN_API_VERSION, Component
+from cleangpt_core.plugin_api import KINDS, PART_KINDS, PLUGIN_API_VERSION, Component
 from cleangpt_core.scaffold import KIND_TEMPLATES, PluginNames, ScaffoldError, core_requirement, create_plugin_project
 from cleangpt_core.scaffold.project import MAX_NAME_LENGTH, SCAFFOLD_KINDS
 
@@ -26,6 +27,11 @@ NAMES = {
     "trainer": "agc",
     "optimizer": "lion",
     "schedule": "inverse-sqrt",
+    "attention": "gated",
+    "feedforward": "geglu",
+    "norm": "dyt",
+    "position": "sinusoidal",
+    "residual": "layerscale",
 }
 
 
@@ -142,7 +148,12 @@ def test_a_name_an_installed_distribution_has_is_refused():
 
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ScaffoldError, match="choose one of"):
-        PluginNames.parse("typical", "attention")
+        PluginNames.parse("typical", "loss")
+
+
+def test_every_kind_of_component_has_a_template_registering_through_its_hook():
+    assert set(SCAFFOLD_KINDS) == set(KINDS)
+    assert all(hasattr(hookspecs, template.hook) for template in KIND_TEMPLATES.values())
 
 
 def test_the_core_range_is_the_current_release_series():
@@ -176,7 +187,7 @@ def test_the_command_rejects_a_missing_or_unknown_kind(tmp_path):
     missing = CliRunner().invoke(cli, ["new-plugin", "typical", "--dir", str(tmp_path)])
     assert missing.exit_code == 2
     assert "--kind" in missing.output
-    unknown = CliRunner().invoke(cli, ["new-plugin", "typical", "--kind", "attention", "--dir", str(tmp_path)])
+    unknown = CliRunner().invoke(cli, ["new-plugin", "typical", "--kind", "loss", "--dir", str(tmp_path)])
     assert unknown.exit_code == 2
     assert list(tmp_path.iterdir()) == []
 
@@ -186,7 +197,8 @@ def test_the_command_rejects_a_missing_or_unknown_kind(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", SCAFFOLD_KINDS)
-def test_a_scaffolded_plugin_installs_is_listed_and_passes_its_own_tests(kind, tmp_path, layered_venv):
+def test_a_scaffolded_plugin_installs_is_listed_and_passes_its_own_tests(kind, tmp_path, layered_venv, monkeypatch):
+    monkeypatch.setenv("CLEANGPT_CACHE_DIR", str(tmp_path / "token-cache"))  # the training run's, not the user's
     project = create_plugin_project(NAMES[kind], kind, tmp_path / "projects")
     names = PluginNames.parse(NAMES[kind], kind)
     python = layered_venv(tmp_path / "venv")  # over this environment: torch, the core of this working tree
@@ -215,3 +227,30 @@ def test_a_scaffolded_plugin_installs_is_listed_and_passes_its_own_tests(kind, t
     assert examples
     for example in examples:
         run("-c", example)
+
+    if kind in PART_KINDS:  # a short training run with the part swapped in by config, as the README says
+        run_dir = tmp_path / "run"
+        run("-m", "cleangpt_core", "train", *tiny_training(run_dir), "--set", f"model.{kind}={names.component}")
+        (checkpoint,) = (run_dir / "checkpoints").iterdir()
+        saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+        assert saved[kind]["name"] == names.component
+        generated = run("-m", "cleangpt_core", "generate", str(run_dir), "--prompt", "ROMEO:", "-n", "12")
+        assert generated.startswith("ROMEO:")
+
+
+def tiny_training(run_dir: Path) -> list[str]:
+    """`--set` options for a training run of a few seconds on the embedded corpus."""
+    settings = {
+        "model.n_layer": 1,
+        "model.n_head": 2,
+        "model.n_embd": 32,
+        "model.block_size": 16,
+        "data.eval_batch_size": 256,
+        "trainer.max_steps": 4,
+        "schedule.warmup_steps": 1,
+        "trainer.eval_interval": 4,
+        "trainer.eval_max_batches": 1,
+        "output.sample_tokens": 0,
+        "output.dir": run_dir,
+    }
+    return [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]

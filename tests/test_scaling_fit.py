@@ -11,14 +11,18 @@ from cleangpt_core.errors import ConfigError
 from cleangpt_core.experiments.scaling_fit import (
     Point,
     PowerLaw,
+    Runs,
     bootstrap_multiplier,
     compute_multiplier,
     fit_points,
     forecast_check,
+    matched_gaps,
+    multiplier_estimate,
 )
 
 COMPUTE = np.geomspace(1e12, 1e15, 5)  # five rungs spanning 1000× in compute
 TRUE = PowerLaw(floor=1.2, scale=3e3, alpha=0.3)
+SHIFTED = PowerLaw(TRUE.floor, TRUE.scale * 2.0**-TRUE.alpha, TRUE.alpha)  # TRUE at twice the compute
 
 
 def ladder(law: PowerLaw, noise: float, seeds: int = 2, generator_seed: int = 1) -> list[Point]:
@@ -39,12 +43,43 @@ def test_the_fit_recovers_known_parameters_from_noisy_losses():
     assert fit.loss(COMPUTE[-1]) == pytest.approx(TRUE.loss(COMPUTE[-1]), abs=0.005)
 
 
-def test_the_huber_loss_ignores_one_wild_run():
-    points = ladder(TRUE, noise=0.001)
-    points[3] = points[3]._replace(loss=points[3].loss * 1.5)  # one seed of rung 1 diverged half-way
+def test_the_fit_is_the_weighted_least_squares_optimum():
+    from scipy.optimize import curve_fit
+
+    points = ladder(TRUE, noise=0.01, seeds=3)
+    runs = Runs.of(points, 0.0)
+    sigma = runs.noise()[0][runs.group]  # each run's rung's seed sd: the weights are 1/sigma²
+    x, y = np.array([p.compute for p in points]), np.array([p.loss for p in points])
+    found, _ = curve_fit(
+        lambda c, e, log_a, alpha: e + np.exp(log_a - alpha * np.log(c)),
+        x,
+        y,
+        p0=[TRUE.floor, math.log(TRUE.scale), TRUE.alpha],
+        sigma=sigma,
+        bounds=([0, -50, 0], [10, 50, 5]),
+        xtol=1e-14,
+        ftol=1e-14,
+    )
     fit = fit_points(points)
-    assert fit.alpha == pytest.approx(TRUE.alpha, rel=0.05)
-    assert fit.floor == pytest.approx(TRUE.floor, rel=0.02)
+    assert (fit.floor, math.log(fit.scale), fit.alpha) == (
+        pytest.approx(found[0], rel=1e-4),
+        pytest.approx(found[1], rel=1e-4),
+        pytest.approx(found[2], rel=1e-4),
+    )
+
+
+def test_the_seed_noise_model_finds_noise_that_grows_towards_the_small_rungs():
+    generator = np.random.default_rng(3)
+    sd = np.geomspace(0.04, 0.01, COMPUTE.size)  # 4× at the smallest rung
+    points = [
+        Point(rung, float(c), float(TRUE.loss(c)) + sd[rung] * generator.normal())
+        for rung, c in enumerate(COMPUTE)
+        for _ in range(20)
+    ]
+    noise = Runs.of(points, 0.0).noise()[0]
+    assert noise == pytest.approx(sd, rel=0.25)
+    flat = Runs.of(ladder(TRUE, 0.01, seeds=20), 0.0).noise()[0]  # relative noise of 1 % at losses near 1.2-1.8
+    assert flat.max() / flat.min() < 2.5
 
 
 def test_the_forecast_check_predicts_the_held_out_largest_rung():
@@ -93,3 +128,49 @@ def test_one_seed_per_rung_has_no_bootstrap_interval():
 def test_fewer_than_three_rungs_is_one_clear_error():
     with pytest.raises(ConfigError, match="at least 3 rungs"):
         fit_points([p for p in ladder(TRUE, 0.0) if p.rung < 2])
+
+
+def bent(points: list[Point], drop: float) -> list[Point]:
+    """The largest rung `drop` nats below the law: the curve bends down where the law flattens."""
+    top = max(p.rung for p in points)
+    return [p._replace(loss=p.loss - drop) if p.rung == top else p for p in points]
+
+
+@pytest.mark.parametrize(
+    ("other", "reference", "rule", "words"),
+    [
+        (ladder(SHIFTED, 0.002, 3, 2), bent(ladder(TRUE, 0.002, 3), 0.2), "forecast", "the reference's law missed"),
+        (ladder(PowerLaw(0.0, 3e3, 0.3), 0.002, 3, 2), ladder(TRUE, 0.002, 3), "floor", "E is at its bound 0"),
+        (ladder(PowerLaw(0.8, 3e3, 0.3), 0.002, 3, 2), ladder(TRUE, 0.002, 3), "unreachable", "at or below"),
+        (ladder(PowerLaw(1.2, 3e3 * 50**-0.3, 0.3), 0.002, 3, 2), ladder(TRUE, 0.002, 3), "range", "too far"),
+        (ladder(SHIFTED, 0.0, 1, 2), ladder(TRUE, 0.0, 1), "one seed", "one seed a rung"),
+    ],
+)
+def test_a_multiplier_the_data_do_not_identify_is_withheld_with_its_rule(other, reference, rule, words):
+    found = multiplier_estimate(reference, other, COMPUTE[-1])
+    assert (found.value, found.low, found.high) == (None, None, None)
+    assert found.withheld.rule == rule and words in found.withheld.reason
+    assert bootstrap_multiplier(reference, other, COMPUTE[-1]) is None
+
+
+def test_the_forecast_tolerance_grows_with_the_seed_noise():
+    quiet, loud = forecast_check(ladder(TRUE, 0.002, 3)), forecast_check(ladder(TRUE, 0.02, 3))
+    assert 0 < quiet["tolerance"] < loud["tolerance"]
+    assert quiet["within"] and loud["within"]
+    missed = forecast_check(bent(ladder(TRUE, 0.002, 3), 0.2))
+    assert missed["error"] > missed["tolerance"] and not missed["within"]
+    assert forecast_check(ladder(TRUE, 0.0, 1))["tolerance"] is None  # one seed a rung: no noise to judge by
+
+
+def test_gaps_at_matched_compute_interpolate_inside_both_ranges():
+    reference, other = ladder(TRUE, 0.002, 3), ladder(SHIFTED, 0.002, 3, 2)
+    gaps = matched_gaps(reference, other)
+    assert [gap.rung for gap in gaps] == [0, 1, 2, 3, 4]
+    assert [gap.compute for gap in gaps] == pytest.approx(list(COMPUTE))
+    for gap in gaps:  # the shifted law is lower at every compute; the interval holds the true gap
+        truth = float(SHIFTED.loss(gap.compute) - TRUE.loss(gap.compute))
+        assert gap.difference.low < truth < gap.difference.high < 0
+    shorter = [p for p in other if p.rung < 3]
+    assert matched_gaps(reference, shorter)[-1].compute == pytest.approx(
+        COMPUTE[2]
+    )  # clipped to the range both measured

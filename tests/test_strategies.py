@@ -11,6 +11,7 @@ from cleangpt_core.distributed.process_group import DistributedContext
 from cleangpt_core.distributed.strategies import (
     choose_strategy,
     find_blocks,
+    fsdp_precision,
     full_optimizer_state,
     load_full_optimizer_state,
     prepare_model,
@@ -115,3 +116,15 @@ def test_a_compiled_model_trains_along_the_eager_curve():
     compiled = build_tiny_trainer("simple", model_options={"dropout": 0.0}, max_steps=4, compile=True)
     assert compiled.train()["losses"] == pytest.approx(eager.train()["losses"], rel=1e-4)
     assert list(compiled.raw_model.state_dict()) == list(eager.raw_model.state_dict())  # no `_orig_mod.` prefix
+
+
+def test_fsdp_gathers_the_weights_of_a_bf16_run_in_bf16_and_sums_its_gradients_in_fp32():
+    policy = fsdp_precision("auto", "fp32", torch.bfloat16)
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert not policy.cast_forward_inputs  # a block's attention layout is a dataclass FSDP cannot rebuild
+    for precision in (None, torch.float16):  # fp32 and fp16 runs gather fp32 weights
+        assert fsdp_precision("auto", "fp32", precision).param_dtype is None
+    assert fsdp_precision("fp32", "fp32", torch.bfloat16).param_dtype is None
+    assert fsdp_precision("auto", "bf16", torch.bfloat16).reduce_dtype == torch.bfloat16
+    trainer = build_tiny_trainer("advanced", mixed_precision="bf16", fsdp_reduce_dtype="bf16")
+    assert (trainer._fsdp_policy().param_dtype, trainer._fsdp_policy().reduce_dtype) == (torch.bfloat16,) * 2

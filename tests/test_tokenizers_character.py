@@ -103,6 +103,10 @@ def test_vocab_list_ids_are_positions_and_a_dict_is_taken_as_is():
         (["a", "ab"], "neither one character"),
         (["a", "a"], "more than once"),
         ("abc", "not a str"),
+        ({"a": 0, "b": 1.0}, r"entry 'b' has the id 1.0, which is not an integer"),
+        ({"a": 0, "b": "1"}, r"entry 'b' has the id '1', which is not an integer"),
+        ({"a": 0, "b": True}, r"entry 'b' has the id True, which is not an integer"),
+        ({"a": 0, "b": None}, r"entry 'b' has the id None, which is not an integer"),
     ],
 )
 def test_invalid_vocabularies_are_rejected_with_the_reason(vocab, message):
@@ -141,4 +145,23 @@ def test_corrupt_vocabulary_file_is_reported(tmp_path):
         from_pretrained(tmp_path)
     (tmp_path / "vocab.json").write_text('{"a": 0, "b": 5}')
     with pytest.raises(TokenizerLoadError, match="is corrupt"):
+        from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["x", 1.5, None, [1]])
+def test_a_saved_vocabulary_with_a_non_integer_id_is_one_line_naming_the_file_and_entry(tmp_path, value):
+    CharacterTokenizer().fit("abc").save_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text(json.dumps({"a": 0, "b": value, "c": 2}))
+    with pytest.raises(TokenizerLoadError, match=r"is corrupt: .*entry 'b' has the id .*, which is not an integer"):
+        from_pretrained(tmp_path)
+
+
+def test_a_missing_or_unreadable_vocabulary_names_it_once(tmp_path):
+    CharacterTokenizer().fit("abc").save_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text("[")
+    with pytest.raises(TokenizerLoadError, match="it should hold the character vocabulary;") as error:
+        from_pretrained(tmp_path)
+    assert "the the" not in str(error.value)
+    (tmp_path / "vocab.json").unlink()
+    with pytest.raises(TokenizerLoadError, match=r"lacks vocab.json \(the character vocabulary\)"):
         from_pretrained(tmp_path)

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny_runs import set_options
 
 from cleangpt_core.checkpoints.run_dir import RunDirectory
 from cleangpt_core.cli.main import cli
 from cleangpt_core.config import ExperimentConfig, load_experiment_config
+from cleangpt_core.config.experiment import AUTO_EVAL_FLOOR
 from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.experiments.training_run import run_experiment
 from cleangpt_core.tokenizers import CharacterTokenizer, from_pretrained
@@ -105,6 +107,18 @@ def test_train_writes_checkpoints_metrics_a_loss_curve_and_a_sample(trained_run)
     assert experiment["trainer"]["mixed_precision"] == "auto"
 
 
+def test_a_40_step_fine_tune_runs_on_the_default_recipe_with_no_other_setting(trained_run, tmp_path):
+    run_dir = tmp_path / "tuned"
+    source = trained_run[0]
+    result = invoke("train", "--init-from", source, *set_options("trainer.max_steps=40", f"output.dir={run_dir}"))
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # the recipe's warm-up is 5% of the run: 2 of its 40 steps
+    saved = json.loads((RunDirectory(run_dir).latest() / "experiment.json").read_text())
+    assert saved["schedule"] == ExperimentConfig().model_dump(mode="json")["schedule"]
+    final = [line for line in result.output.splitlines() if line.startswith("step 40/40: validation loss")]
+    assert len(final) == 1 and "over 32,768 tokens" in final[0]  # sized to the run: 40 x 16 x 32 = 20,480 trained
+
+
 def test_evaluate_reports_the_runs_validation_loss(tmp_path):
     # evaluate computes in full precision: the run's own validation loss is the same number when it trained so
     run_dir = tmp_path / "run"
@@ -114,9 +128,12 @@ def test_evaluate_reports_the_runs_validation_loss(tmp_path):
     report = json.loads(result.output)
     final_val = [r for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r][-1]
     assert report["loss"] == pytest.approx(final_val["val_loss"], rel=1e-6)
-    assert report["tokens"] == 111_540 - 1  # every validation character but the first is predicted once
+    assert report["tokens"] == AUTO_EVAL_FLOOR  # what the final evaluation scored: a 6-step run's is the floor
+    assert report["stderr"] > 0
+    every = json.loads(invoke("evaluate", str(run_dir), "--json", "--max-tokens", "all").output)
+    assert every["tokens"] == 111_540 - 1  # every validation character but the first is predicted once
     text = invoke("evaluate", str(run_dir), "--batch-size", "512").output
-    assert "perplexity" in text and "validation" in text
+    assert "perplexity" in text and "validation" in text and "(standard error)" in text
 
 
 def test_resume_continues_a_run_from_its_latest_checkpoint(run_copy):

@@ -61,8 +61,8 @@ def cleangpt_on_checkpoint_saved(step, path):
     EVENTS.append(("checkpoint_saved", step, path.name, (path / "model.safetensors").is_file()))
 """
 
-METRIC_KEYS = ["epoch", "loss", "lr", "tokens", "tokens_per_s"]
-EVAL_KEYS = ["loss", "perplexity", "tokens"]
+METRIC_KEYS = ["epoch", "loss", "lr", "step_time_s", "tokens", "tokens_per_s"]
+EVAL_KEYS = ["loss", "perplexity", "stderr", "tokens"]
 
 
 def test_a_plugin_observes_every_training_event_in_order(install_plugin, tmp_path):

@@ -5,9 +5,12 @@
     <run>/
       checkpoints/step-00000500/     one complete checkpoint per saved step
         config.json                  the model's config  (model directory: what `load_model` reads)
-        model.safetensors            its weights
-        trainer_state.json           counters, RNG states and the structure of the optimizer state
-        trainer_state.safetensors    the optimizer's tensors
+        model.safetensors            its weights (a sharded checkpoint gets it from its shards on first load)
+        trainer_state.json           counters, schedule and the structure of the optimizer state
+        trainer_state.safetensors    the optimizer's tensors (not in a sharded checkpoint: they are in shards/)
+        rng/rank-00000.json          each process's random generators, one file per rank
+        shards/                      a sharded (FSDP) run's weights and optimizer state, one safetensors file
+                                     per process (`cleangpt_core.checkpoints.sharded`)
         tokenizer/                   the tokenizer, so the checkpoint is self-contained
         experiment.json              the experiment config the run trains with
       latest                         "checkpoints/step-00000500": the newest complete checkpoint
@@ -62,6 +65,8 @@ STATE_JSON_FILE = "trainer_state.json"
 STATE_TENSORS_FILE = "trainer_state.safetensors"
 TOKENIZER_DIR = "tokenizer"
 EXPERIMENT_FILE = "experiment.json"
+SHARDS_DIR = "shards"
+RNG_DIR = "rng"
 
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 _HELD: set[Path] = set()  # folders whose lock this process holds
@@ -70,6 +75,11 @@ _HELD: set[Path] = set()  # folders whose lock this process holds
 def checkpoint_name(step: int) -> str:
     """The directory name of the checkpoint of `step`."""
     return f"step-{step:08d}"
+
+
+def rng_file(rank: int) -> str:
+    """The name, inside a checkpoint's ``rng/`` folder, of the random generators' state of process `rank`."""
+    return f"rank-{rank:05d}.json"
 
 
 def step_of(checkpoint: Path) -> int:

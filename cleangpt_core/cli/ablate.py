@@ -50,6 +50,8 @@ def ablate(
     tune_seeds: int | None,
     storage: str | None,
     heartbeat: float | None,
+    tune_extend: int | None,
+    tune_rungs: int | None,
 ) -> None:
     """Train CONFIG and CONFIG with each --lever switched, each over --seeds seeds, on the same data and budget,
     and report each lever's change of the mean validation loss with its 95% interval and verdict (helps, hurts,
@@ -76,9 +78,9 @@ def ablate(
         seed=seed,
         seeds=seeds,
         eval_tokens=eval_tokens,
-        tuning=tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat),
+        tuning=tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat, tune_extend, tune_rungs),
         ablation_base=config.stem,
     )
     if prepare_directory(out_dir, plan):
         click.echo(f"continuing the ablation in {out_dir}")
-    run_and_report(plan, out_dir)
+    run_and_report(plan, out_dir, base=plan.ablation_base)

@@ -18,9 +18,19 @@ import click
 def inspect(run: Path, prompt: str, out: Path | None, top_k: int, as_json: bool, device: str) -> None:
     """Show what the model in RUN (a checkpoint or run directory) makes of PROMPT.
 
-    Writes DIR/inspection.json (tokens with their loss, probability and top alternatives; the logit lens,
-    each layer's residual stream read through the final norm and head; attention weights per layer and
-    head) and DIR/*.png pictures of them. With --json alone, prints the JSON and writes nothing.
+    Writes DIR/inspection.json and pictures of it: tokens.png (each token's loss, coloured by its probability),
+    logit_lens.png and attention_<part>.png (each head's weights); spaces show as '␣', line breaks as '⏎'.
+    With --json alone, prints the JSON and writes nothing. Its keys:
+
+    \b
+    text, mean_loss    the prompt, and its tokens' mean loss in nats (the first token has none)
+    tokens             per token: id, text, logprob and loss given the tokens before it, top alternatives
+    next               the most likely tokens after the prompt
+    logit_lens         per layer (embeddings, h.0, ...): its loss and top guess per position, read through
+                       the final norm and head
+    attention          per attention part (h.0.attn, ...): weights [head][query][key]
+    without_attention  attention parts that report no weights: they do not attend through layout.attend
+                       (a plugin part computing its own scores), so no map is drawn for them
     """
     if out is None and not as_json:
         raise click.UsageError("give --out DIR for the PNGs and JSON, or --json to print the JSON")

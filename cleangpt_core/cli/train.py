@@ -6,10 +6,13 @@ Torch and the runner are imported inside the commands, so ``cleangpt --help`` st
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 import yaml
+
+from cleangpt_core.config.experiment import AUTO_EVAL_CAP, AUTO_EVAL_FLOOR
 
 
 @click.command("train")
@@ -57,9 +60,13 @@ def train(
     With no options: a small character-level model on the embedded Tiny Shakespeare (about a minute on two
     CPU cores), written to runs/default. Under `torchrun --nproc_per_node=N` every process trains its
     shard of each batch (DistributedDataParallel).
+
+    Ctrl-C, SIGTERM or SIGUSR1 (SLURM's `--signal=B:USR1@120`) finish the current step, write a checkpoint and
+    print the command that continues the run; a second one stops at once.
     """
     from cleangpt_core.config import load_experiment_config
-    from cleangpt_core.experiments.training_run import initial_weights, resume_config, run_experiment
+    from cleangpt_core.experiments.training_run import initial_weights, resume_config, run_experiment, sets_warmup
+    from cleangpt_core.trainers.interrupts import StopRequested, stop_on_signals
 
     if resume is not None and config_file is not None:
         raise click.UsageError("--resume continues a run with its saved config; leave out --config")
@@ -74,16 +81,32 @@ def train(
         )
     if resume is not None:
         config, checkpoint = resume_config(resume, overrides)
-        if not dry_run:
-            run_experiment(config, resume_from=checkpoint, echo=click.echo)
     else:
         config = load_experiment_config(config_file, overrides)
         if init_from is not None and dry_run:
             config = initial_weights(init_from, config)[0]
-        if not dry_run:
-            run_experiment(config, overwrite=overwrite, echo=click.echo, init_from=init_from)
     if dry_run:
         click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip())
+        return
+    with stop_on_signals():
+        try:
+            if resume is not None:
+                run_experiment(config, resume_from=checkpoint, echo=click.echo)
+            else:
+                run_experiment(
+                    config,
+                    overwrite=overwrite,
+                    echo=click.echo,
+                    init_from=init_from,
+                    shorten_warmup=not sets_warmup(overrides),
+                )
+        except StopRequested as stop:
+            if stop.checkpoint is None and resume is None:
+                then = "nothing was saved yet: run the same command again"
+            else:
+                then = f"continue with: cleangpt train --resume {config.output.dir}"
+            click.echo(f"\n{stop}; {then}", err=True)
+            sys.exit(stop.exit_status)
 
 
 class EvalTokens(click.ParamType):
@@ -119,7 +142,8 @@ class EvalTokens(click.ParamType):
     "--max-tokens",
     type=EvalTokens(),
     default=None,
-    help="Score the first N tokens of the split, or 'all' (default: the run's data.eval_tokens, 500,000).",
+    help="Score the first N tokens of the split, or 'all' (default: as many as the run's final evaluation, its "
+    f"data.eval_tokens: with 'auto', as many as it trained on, {AUTO_EVAL_FLOOR:,} to {AUTO_EVAL_CAP:,}).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
@@ -144,7 +168,8 @@ def evaluate(
         click.echo(json.dumps(result, indent=2))
         return
     of = "" if result["tokens"] == result["split_tokens"] else f" of its {result['split_tokens']:,} (--max-tokens all)"
+    error = f" ± {result['stderr']:.4f} (standard error)" if result.get("stderr") is not None else ""
     click.echo(
-        f"{result['checkpoint']} on the {result['split']} split of {result['dataset']!r}: "
-        f"loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens{of}"
+        f"{result['checkpoint']} on the {result['split']} split of {result['dataset']!r}: loss {result['loss']:.4f}"
+        f"{error}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens{of}"
     )

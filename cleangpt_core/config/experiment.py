@@ -119,6 +119,18 @@ class SamplingSection(ComponentSection):
     name: str = "combined"
 
 
+# data.eval_tokens='auto': a run's evaluations score as many validation tokens as it trains on, so a tiny run
+# never spends longer evaluating than training (a token scored costs about a third of one trained: no backward),
+# within two bounds. The cap keeps the end of a long run on a large corpus to seconds; the floor keeps the
+# estimate's standard error, which every evaluation reports, small (benchmarks/results/eval_tokens.md).
+AUTO_EVAL_CAP = 500_000
+AUTO_EVAL_FLOOR = 32_768
+
+# The recipe's warm-up, a share of the run so that it fits any length; also what a warm-up in steps too long for
+# a run it was not set for is shortened to (`cleangpt_core.trainers.optim_factory.fit_schedule`).
+DEFAULT_WARMUP_FRACTION = 0.05
+
+
 class DataConfig(StrictModel):
     """Where the text comes from and how it is split."""
 
@@ -134,12 +146,11 @@ class DataConfig(StrictModel):
     # a third more than nanoGPT's 12: better text for ~25% more time
     batch_size: PositiveInt = Field(16, description="training windows per batch (per process under torchrun)")
     eval_batch_size: PositiveInt | None = Field(None, description="windows per validation batch; default batch_size")
-    # a bound, so the end of a run on a large corpus takes seconds, not days; 500k tokens pin a mean loss far
-    # below any difference worth reporting (Tiny Shakespeare's whole validation split is 111,540 characters)
-    eval_tokens: PositiveInt | Literal["all"] = Field(
-        500_000,
-        description="validation tokens the final evaluation and `cleangpt evaluate` score (the head of the "
-        "validation split); 'all' scores every one",
+    eval_tokens: PositiveInt | Literal["all", "auto"] = Field(
+        "auto",
+        description="validation tokens the evaluations and `cleangpt evaluate` score (the head of the validation "
+        f"split): 'auto' as many as the run trains on, at least {AUTO_EVAL_FLOOR:,} and at most "
+        f"{AUTO_EVAL_CAP:,}; a number; or 'all' for every one",
     )
     windows: Literal["random", "blocks"] = Field(
         "random",
@@ -169,7 +180,7 @@ def _default_optimizer() -> OptimizerSection:
 
 
 def _default_schedule() -> ScheduleSection:
-    return ScheduleSection(name="cosine", warmup_steps=100, min_lr_ratio=0.1)
+    return ScheduleSection(name="cosine", warmup_steps=DEFAULT_WARMUP_FRACTION, min_lr_ratio=0.1)
 
 
 def _default_trainer() -> TrainerSection:

@@ -78,17 +78,44 @@ class MuonConfig(StrictModel):
     adamw_weight_decay: float = Field(0.0, ge=0.0, description="AdamW's weight decay of embeddings and head")
 
 
+def _steps_or_fraction(value: int | float) -> int | float:
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, float) and not 0.0 < value < 1.0:
+        raise ValueError(f"give a whole number of steps or a fraction of the run between 0 and 1, not {value}")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"a number of steps cannot be negative, got {value}")
+    return value
+
+
+# A length in optimizer steps (an int), or a fraction of the run's length (a float between 0 and 1: 0.05 is 5%)
+RunSteps = Annotated[int | float, AfterValidator(_steps_or_fraction)]
+
+
 class ConstantScheduleConfig(StrictModel):
     """The optimizer's learning rate throughout, after an optional linear warmup."""
 
-    warmup_steps: int = Field(0, ge=0, description="steps of linear warmup from 0 to the peak learning rate")
+    warmup_steps: RunSteps = Field(
+        0, description="linear warmup from 0 to the peak learning rate: steps, or a fraction of the run (0.05: 5%)"
+    )
 
 
 class CosineScheduleConfig(ConstantScheduleConfig):
     """Linear warmup, then cosine decay to a floor (nanoGPT's schedule)."""
 
-    decay_steps: PositiveInt | None = Field(None, description="step the cosine reaches its floor; default: the run")
+    decay_steps: RunSteps | None = Field(
+        None, description="step the cosine reaches its floor, or a fraction of the run; default: the run's end"
+    )
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="the floor, as a fraction of the peak lr")
+
+    @model_validator(mode="after")
+    def _decay_takes_steps(self) -> CosineScheduleConfig:
+        if self.decay_steps == 0:
+            raise ValueError(
+                "decay_steps must be at least 1 step (or a fraction of the run); leave it unset to decay until the "
+                "run's end"
+            )
+        return self
 
 
 class WSDScheduleConfig(ConstantScheduleConfig):

@@ -37,13 +37,18 @@ def cleangpt_register_trainers() -> list[Component]:
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """train and evaluate."""
+    """train, evaluate and runs."""
     return [
         CommandSpec(
             "train", "Train a model from an experiment config (or resume a run).", "cleangpt_core.cli.train:train"
         ),
         CommandSpec(
             "evaluate", "Report a checkpoint's loss and perplexity on data.", "cleangpt_core.cli.train:evaluate"
+        ),
+        CommandSpec(
+            "runs",
+            "List the runs and comparisons under a folder: state, steps, validation loss, what differs.",
+            "cleangpt_core.cli.runs:runs",
         ),
     ]
 

@@ -1,4 +1,5 @@
-"""Choosing the device to train on: CUDA, then Apple's MPS, then the CPU, unless the caller names one.
+"""Choosing the device to train on (CUDA, then Apple's MPS, then the CPU, unless the caller names one), and
+waiting for it to finish its queued work.
 
 Under torchrun each process of a machine owns one GPU, the one of its LOCAL_RANK: ``cuda`` (no index) would
 leave it unset (``torch.cuda.set_device`` refuses it) and ``cuda:0`` would put every rank on the first GPU,
@@ -50,3 +51,14 @@ def rank_device(device: torch.device) -> torch.device:
     if local_rank is not None:
         return torch.device("cuda", int(local_rank))
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until `device` has finished the work queued on it, so that a clock read next times that work.
+
+    CUDA and MPS run work asynchronously (the host only queues it); on the CPU it runs as it is called.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

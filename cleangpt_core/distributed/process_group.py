@@ -3,8 +3,8 @@
 ``torchrun --nproc_per_node=N script.py`` (``--nnodes``, ``--node-rank`` and ``--rdzv-endpoint`` for several
 machines) sets RANK, WORLD_SIZE and LOCAL_RANK; the trainer then joins the process group (gloo on CPU, nccl
 on CUDA), spreads the model as its strategy says (`cleangpt_core.distributed.strategies`) and reads only its
-rank's shard of every batch list. Only rank 0 writes checkpoints and logs. Without torchrun everything here
-is a no-op.
+rank's shard of every batch list. Only rank 0 writes logs and publishes checkpoints (a sharded checkpoint's
+shards are each rank's own). Without torchrun everything here is a no-op.
 """
 
 from __future__ import annotations
@@ -85,3 +85,24 @@ def barrier(context: DistributedContext) -> None:
     """Wait until every process gets here (so no rank reads a checkpoint rank 0 is still writing)."""
     if context.enabled:
         dist.barrier()
+
+
+def broadcast_text(text: str, context: DistributedContext, device: torch.device) -> str:
+    """Rank 0's `text` on every process (the others pass anything); tensors on `device`, where NCCL takes them."""
+    if not context.enabled:
+        return text
+    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.uint8, device=device)
+    length = torch.tensor([data.numel() if context.is_main else 0], dtype=torch.int64, device=device)
+    dist.broadcast(length, src=0)
+    received = data if context.is_main else torch.empty(int(length.item()), dtype=torch.uint8, device=device)
+    dist.broadcast(received, src=0)
+    return bytes(received.tolist()).decode("utf-8")
+
+
+def all_agree(ok: bool, context: DistributedContext, device: torch.device) -> bool:
+    """Whether every process passed ``ok=True`` (each learns it, so that all of them go on or stop together)."""
+    if not context.enabled:
+        return ok
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())

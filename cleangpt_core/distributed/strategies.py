@@ -1,14 +1,16 @@
 """How one model trains on the processes of a run: as it is, as DDP replicas, or as FSDP2 shards.
 
-A trainer asks this module three things. `prepare_model` applies the config's speed and memory options
+A trainer asks this module four things. `prepare_model` applies the config's speed and memory options
 (activation checkpointing per block, ``torch.compile``) and then the strategy: nothing in one process,
 DistributedDataParallel (every rank keeps the whole model and averages gradients), or FSDP2
 (``fully_shard`` on every block and then on the whole model, so each rank keeps 1/N of the weights, the
-gradients and the optimizer state, and gathers a block's weights only while it computes). `gradient_sync`
-turns gradient communication off for the micro-batches before the last of an accumulation group. And the
-full-state functions gather and scatter unsharded state dicts with `torch.distributed.checkpoint.state_dict`,
-so a checkpoint is the same safetensors + JSON whatever the strategy and the number of processes, and any
-strategy resumes it.
+gradients and the optimizer state, and gathers a block's weights only while it computes; in a bf16 run it
+gathers them in bf16 and reduces the gradients in fp32, `fsdp_precision`). `gradient_sync` turns gradient
+communication off for the micro-batches before the last of an accumulation group. The full-state functions
+gather and scatter unsharded state dicts (what a checkpoint of an unsharded run holds, written by rank 0);
+the sharded-state functions hand each rank's own shards to a sharded checkpoint and back
+(`cleangpt_core.checkpoints.sharded`), so that no rank ever holds the whole state. Either kind of checkpoint
+resumes under any strategy and number of processes.
 
 Which strategy by default (``strategy: auto``): one process trains the model as it is; several take DDP,
 unless on a GPU the replicated training state (weights, gradients and AdamW's two moments, 16 bytes per
@@ -21,12 +23,13 @@ backward and reduce-scatters the gradients (about 1.5 times the traffic) to save
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -35,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from cleangpt_core.distributed.process_group import DistributedContext
 from cleangpt_core.errors import CheckpointError, ConfigError
@@ -47,6 +50,7 @@ Strategy = Literal["none", "ddp", "fsdp"]
 REPLICA_BYTES_PER_PARAMETER = 16  # fp32 weight + gradient + AdamW's exp_avg and exp_avg_sq
 REPLICA_MEMORY_FRACTION = 0.5  # leave the other half of the GPU for activations
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # unsharded, on the CPU, on rank 0 only
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def choose_strategy(requested: str, context: DistributedContext, device: torch.device, parameters: int) -> Strategy:
@@ -80,6 +84,23 @@ def find_blocks(model: nn.Module) -> list[nn.Module]:
     return max(stacks, key=lambda blocks: sum(p.numel() for block in blocks for p in block.parameters()))
 
 
+def fsdp_precision(param_dtype: str, reduce_dtype: str, precision: torch.dtype | None) -> MixedPrecisionPolicy:
+    """FSDP2's mixed precision (of the blocks and the whole model alike), from the options ``fsdp_param_dtype``
+    and ``fsdp_reduce_dtype`` of a run computing in `precision` (its autocast dtype, None for fp32).
+
+    param_dtype ``auto``: bf16 when the run computes in bf16 autocast, so the weights are all-gathered (and the
+    gradients computed) in bf16, half of fp32's traffic, while the sharded weights and the optimizer stay fp32.
+    As in torchtitan's FSDP2 recipe, the forward then runs in bf16 from the embeddings on (the residual stream
+    too, where autocast alone would keep it fp32); what autocast runs in fp32 (on CUDA the norms, softmax and
+    the loss) it still runs in fp32.
+    Inputs are not cast by FSDP (a block's attention layout is no plain tensor): the token ids need none, and
+    the hidden states are bf16 already. Gradients are reduce-scattered in `reduce_dtype`: fp32 by default,
+    since a sum over many ranks in bf16 loses the small ones.
+    """
+    gathered = torch.bfloat16 if param_dtype == "auto" and precision == torch.bfloat16 else None
+    return MixedPrecisionPolicy(param_dtype=gathered, reduce_dtype=_DTYPES[reduce_dtype], cast_forward_inputs=False)
+
+
 def prepare_model(
     model: nn.Module,
     strategy: Strategy,
@@ -88,42 +109,59 @@ def prepare_model(
     optimizer: torch.optim.Optimizer | None = None,
     activation_checkpointing: bool = False,
     compile_model: bool = False,
+    compile_backend: str | Callable[..., Any] = "inductor",
+    mp_policy: MixedPrecisionPolicy | None = None,
 ) -> nn.Module:
     """`model` on `device` with the options and the strategy applied (in place where torch allows it).
 
     Names of parameters never change (no wrapper prefixes), so state dicts and checkpoints are the same
     whatever was applied; only DDP returns a wrapper, whose ``.module`` is the model. FSDP2 puts new
     (sharded) parameters in place of the model's, so `optimizer`, built over the old ones and not yet
-    stepped, is pointed at the new ones.
+    stepped, is pointed at the new ones. `mp_policy` is FSDP2's mixed precision (`fsdp_precision`; None:
+    fp32); `compile_backend` is torch.compile's (a test counts graphs with its own).
     """
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     if strategy == "fsdp" and optimizer is not None:
         _check_can_follow_sharding(optimizer, names)
     model = model.to(device)
     if activation_checkpointing:
-        # composable checkpointing keeps parameter names; the blocks' activations are recomputed in the
-        # backward pass instead of being stored (about a third more compute for far less memory)
-        from torch.distributed._composable import checkpoint
-
         for block in find_blocks(model):
-            checkpoint(block)
+            checkpoint_activations(block)
     if compile_model:
         # nn.Module.compile compiles in place (no `_orig_mod.` prefix); under FSDP2 each block is compiled
-        # on its own so the graph breaks fall at the block boundaries where FSDP gathers weights
+        # on its own, one graph per block, so that FSDP's gathers fall between the graphs
         for part in find_blocks(model) if strategy == "fsdp" else [model]:
-            part.compile()
+            part.compile(backend=compile_backend)
     if strategy == "ddp":
         device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if strategy == "fsdp":
+        policy = mp_policy or MixedPrecisionPolicy()
         for block in find_blocks(model):
-            fully_shard(block)
-        fully_shard(model)  # the embeddings, the final norm and the (tied) output head
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)  # the embeddings, the final norm and the (tied) output head
         if optimizer is not None:
             sharded = dict(model.named_parameters())
             for group in optimizer.param_groups:
                 group["params"] = [sharded[names[id(parameter)]] for parameter in group["params"]]
     return model
+
+
+def checkpoint_activations(block: nn.Module) -> None:
+    """Have `block` recompute its activations in the backward pass instead of storing them.
+
+    ``torch.utils.checkpoint`` runs inside the block's own forward, so ``torch.compile`` traces it into the
+    block's graph (one graph, no break; torch's composable ``checkpoint``, which works by module hooks, breaks
+    the graph at every block and, compiled, fails in its recomputation), and the parameters keep their names
+    (``checkpoint_wrapper`` would prefix them). Dropout draws the same masks when recomputed (the RNG state
+    is replayed), so gradients are those of the plain block.
+    """
+    forward = block.forward
+
+    def recomputed(*args: Any, **kwargs: Any) -> Any:
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    block.forward = recomputed
 
 
 def _check_can_follow_sharding(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> None:
@@ -261,6 +299,36 @@ def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer
         ],
     }
     set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
+
+
+def sharded_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight as this rank holds it (its shard under FSDP2, a DTensor), for a sharded checkpoint.
+
+    No gathering: each rank hands over its own shards. A shared parameter appears once, under the name
+    safetensors' ``save_model`` keeps for it (the first in sorted order), so the single-file model made from the
+    shards names it as an unsharded run's checkpoint does.
+    """
+    aliases = {name for group in tied_names(model) for name in sorted(group)[1:]}
+    return {name: tensor for name, tensor in get_model_state_dict(model).items() if name not in aliases}
+
+
+def load_sharded_model_state(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load what `sharded_model_state` described, filled from a checkpoint (any sharding on either side)."""
+    set_model_state_dict(model, _tie(weights, model))
+
+
+def sharded_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state by parameter name, each tensor as this rank holds it; no gathering.
+
+    An optimizer that has not stepped yet gets its state made first (torch steps it with a zero learning
+    rate), so that a checkpoint can be read into it.
+    """
+    return get_optimizer_state_dict(model, optimizer)
+
+
+def load_sharded_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a state `sharded_optimizer_state` described (by parameter name), sharded as the model is."""
+    set_optimizer_state_dict(model, optimizer, state)
 
 
 class GatheredModel(nn.Module):

@@ -17,7 +17,7 @@ from cleangpt_core.experiments.tuning_spec import tuning_spec
 # Repeatable options whose command-line values replace the file's rather than add to them.
 REPLACED_LISTS = ("tune",)
 # `tuning_spec`'s arguments, in its order: the options `with_tuning` turns into the plan's tuning.
-TUNING_OPTIONS = ("tune", "trials", "tune_sampler", "tune_seeds", "storage", "heartbeat")
+TUNING_OPTIONS = ("tune", "trials", "tune_sampler", "tune_seeds", "storage", "heartbeat", "tune_extend", "tune_rungs")
 
 
 class ContenderEntry(StrictModel):
@@ -54,6 +54,8 @@ class ComparisonFile(StrictModel):
     trials: int | None = Field(None, description="trials per contender's study (with tune)")
     tune_sampler: str | None = Field(None, description="grid or tpe (with tune)")
     tune_seeds: int | None = Field(None, description="runs per trial (with tune; default 1)")
+    tune_extend: int | None = Field(None, description="rounds a study may step past an end of a range (with tune)")
+    tune_rungs: int | None = Field(None, description="with a ladder and tune: how many of the smallest rungs to tune")
     base: str | None = Field(
         None, description="a contender every other one is judged against, with an interval, as `cleangpt ablate`"
     )
@@ -93,8 +95,8 @@ def comparison_options(path: Path, command_line: dict[str, Any], given: Sequence
 
 
 def with_tuning(options: dict[str, Any]) -> dict[str, Any]:
-    """`options` with the tuning options (``tune``, ``trials``, ``tune_sampler``, ``tune_seeds``, ``storage``,
-    ``heartbeat``, any of them absent) made into `build_plan`'s one ``tuning`` (None without ``tune``)."""
+    """`options` with the tuning options (`TUNING_OPTIONS`, any of them absent) made into `build_plan`'s one
+    ``tuning`` (None without ``tune``)."""
     options = dict(options)
     tuning = [options.pop(name, None) for name in TUNING_OPTIONS]
     options["tuning"] = tuning_spec(tuning[0] or (), *tuning[1:])

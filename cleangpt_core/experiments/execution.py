@@ -19,6 +19,7 @@ from typing import Any
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.config.model import model_description
 from cleangpt_core.experiments.plan import RUNS_DIR, ComparisonPlan, PlannedRun, tokens_per_step
+from cleangpt_core.experiments.progress_lines import ProgressLines
 
 RESULT_FILE = "result.json"
 CLOCK_FILE = "compare_clock.json"
@@ -26,20 +27,20 @@ CLOCK_FILE = "compare_clock.json"
 Echo = Callable[[str], None]
 
 
+# About how many step lines each run of a comparison writes (`ProgressLines`); its evaluations have one each
+LINES_PER_RUN = 10
+
+
 class RunRecorder:
-    """A training callback: progress lines while a run trains, and its clock across interruptions.
+    """A training callback: a run's parameter counts, and its clock across interruptions.
 
     Wall time counts everything from the first step to the final checkpoint (evaluations included); training
     time only the optimizer steps, which is what tokens/s divides by. Both are saved at every checkpoint, so
-    a resumed run adds to the time it had at the checkpoint it resumes from.
+    a resumed run adds to the time it had at the checkpoint it resumes from. (Its progress lines are
+    `ProgressLines`', the same as ``cleangpt train`` writes.)
     """
 
-    def __init__(self, label: str, position: str, max_steps: int, echo: Echo) -> None:
-        self.label = label
-        self.position = position
-        self.max_steps = max_steps
-        self.echo = echo
-        self.every = max(1, max_steps // 10)
+    def __init__(self) -> None:
         self.parameters: int | None = None
         self.all_parameters = 0
         self.wall_s = 0.0
@@ -48,7 +49,6 @@ class RunRecorder:
         self._segment_start = 0.0
         self._wall_before = 0.0
         self._step_start = 0.0
-        self._last_evaluation: int | None = None
 
     def on_train_begin(self, trainer: Any) -> None:
         model = trainer.raw_model
@@ -65,18 +65,8 @@ class RunRecorder:
     def on_step_begin(self) -> None:
         self._step_start = time.perf_counter()
 
-    def on_step_end(self, step: int, metrics: dict[str, Any]) -> None:
+    def on_step_end(self) -> None:
         self.train_s += time.perf_counter() - self._step_start
-        if step % self.every == 0 or step == self.max_steps:
-            self.echo(
-                f"{self.position} {self.label}: step {step}/{self.max_steps}, loss {metrics['loss']:.4f}, "
-                f"{metrics['tokens_per_s']:,.0f} tokens/s"
-            )
-
-    def on_evaluation_end(self, step: int, metrics: dict[str, Any]) -> None:
-        if step != self._last_evaluation:  # the final evaluation repeats a periodic one at the last step
-            self.echo(f"{self.position} {self.label}: step {step}, validation loss {metrics['loss']:.4f}")
-        self._last_evaluation = step
 
     def on_checkpoint_saved(self, trainer: Any, step: int) -> None:
         self.wall_s = self._wall_before + time.perf_counter() - self._segment_start
@@ -99,23 +89,33 @@ def train_run(
 ) -> dict[str, Any]:
     """Train one run of the plan to its budget (continuing its latest checkpoint) and save its result."""
     from cleangpt_core.checkpoints.run_dir import RunDirectory
-    from cleangpt_core.experiments.training_run import resume_config, run_experiment
+    from cleangpt_core.experiments.training_run import resume_config, run_experiment, sets_warmup
     from cleangpt_core.trainers.metrics import read_metrics
 
     config = run.load()
     run_dir = RunDirectory(config.output.dir)
-    recorder = RunRecorder(run.title, position, max_steps, echo)
+    recorder = RunRecorder()
     all_callbacks = [recorder, *callbacks]
 
     def prefixed(line: str) -> None:
         echo(f"{position} {run.title}: {line}")
 
+    progress = ProgressLines(prefixed, lines_per_run=LINES_PER_RUN)
     load_before = _load_average()
     if run_dir.latest() is not None:
         saved_config, checkpoint = resume_config(run_dir.root)
-        stats = run_experiment(saved_config, resume_from=checkpoint, echo=prefixed, callbacks=all_callbacks)
+        stats = run_experiment(
+            saved_config, resume_from=checkpoint, echo=prefixed, callbacks=all_callbacks, progress=progress
+        )
     else:  # stopped before its first checkpoint, if at all: nothing to continue from, so start over
-        stats = run_experiment(config, overwrite=True, echo=prefixed, callbacks=all_callbacks)
+        stats = run_experiment(
+            config,
+            overwrite=True,
+            echo=prefixed,
+            callbacks=all_callbacks,
+            progress=progress,
+            shorten_warmup=not sets_warmup(run.overrides),
+        )
     records = read_metrics(run_dir.metrics) if run_dir.metrics.is_file() else []
     train_lines = [r for r in records if "loss" in r]
     result = {
@@ -137,6 +137,7 @@ def train_run(
         "val_loss": stats.get("val_loss"),
         "val_perplexity": stats.get("val_perplexity"),
         "val_tokens": stats.get("val_tokens"),  # what the final evaluation scored (data.eval_tokens at most)
+        "val_stderr": stats.get("val_stderr"),  # its standard error, over the validation batches
         "tokens_per_s": stats["tokens"] / recorder.train_s if recorder.train_s > 0 else None,
         # tokens/s is measured while this run trained alone; the load average says how busy the machine was
         "load_average": [load_before, _load_average()],

@@ -18,6 +18,15 @@ position embedding tables and the output head (tied or not), i.e. the hidden mat
 gains, biases, scalar gates) by the roles the optimizers use (`cleangpt_core.trainers.optimizers`). A lookup
 costs no multiply-adds; the head does cost ``2·n_embd·vocab_size`` per token, but leaving it out (as Kaplan
 does) keeps N and C independent of the tokenizer, so a ladder's budgets are known before any data is read.
+
+One N serves both the FLOPs and a ladder's budget (`ladder.rung_tokens`: R tokens per *non-embedding*
+parameter). Chinchilla's 20 tokens per parameter counted every parameter, embeddings included, so the
+ladder's default of 20 is that ratio only where the head is a small share of the model (at the python-stdlib
+record's widths the head is 35 % of the compute at the smallest rung and 14 % at the largest). The calibration
+harness (`benchmarks/results/calibration.md`, "Conventions") measured what leaving the head out costs a
+multiplier when the loss follows a law in the compute with the head: it chose this convention because that
+cost sits inside the multiplier's interval, and because counting the head would need the tokenizer's
+vocabulary before any data is read.
 """
 
 from __future__ import annotations
@@ -46,13 +55,33 @@ def non_embedding_parameters(model: nn.Module) -> int:
 
 
 def model_parameters(config: ModelConfig) -> int:
-    """N of the model `config` describes, counted on the meta device: no memory, no initialisation."""
+    """N of the model `config` describes, without building it: counted on the meta device (no memory, no
+    initialisation) at one, two and three blocks, and extended to `n_layer` blocks by the difference, since
+    every block adds the same parameters; so a config of any depth is counted at once (a model of 100,000 blocks
+    takes minutes to build, even on the meta device). An architecture whose blocks differ in size (the three
+    counts not evenly spaced) is counted at its full depth. A model too large for torch to describe (its
+    tensors' sizes overflow) raises `ConfigError`."""
+    if config.n_layer <= 3:
+        return _count(config, config.n_layer)
+    one, two, three = (_count(config, layers) for layers in (1, 2, 3))
+    if three - two != two - one:
+        return _count(config, config.n_layer)
+    return one + (config.n_layer - 1) * (two - one)
+
+
+def _count(config: ModelConfig, layers: int) -> int:
+    """N of `config` with `layers` blocks, built on the meta device."""
     import torch
 
+    from cleangpt_core.errors import ConfigError
     from cleangpt_core.model.factory import get_model
 
-    with torch.device("meta"):
-        model = get_model(config.model_type, config=config)
+    shallow = config if layers == config.n_layer else config.model_copy(update={"n_layer": layers})
+    try:
+        with torch.device("meta"):
+            model = get_model(shallow.model_type, config=shallow)
+    except RuntimeError as error:  # "Storage size calculation overflowed": more elements than an int64 counts
+        raise ConfigError(f"the model is too large to describe ({' '.join(str(error).split())})") from None
     return non_embedding_parameters(model)
 
 

@@ -15,10 +15,12 @@ judges its report here, in one of three ways:
   by a parabola through it and its neighbours in log2 lr), and the least-squares slope of log2 best rate
   against log2 width. TP5 says muP's slope is smaller in size than standard's (``helps``).
 
-The second and third read their intervals from `cleangpt_core.experiments.ablation.lever_verdict` over the
-tuning seeds, the interval the ablation verdicts use. A finding *agrees* when the interval excludes zero on the
-paper's side, *disagrees* when it excludes zero on the other, and is *undecided* otherwise, with the number of
-seeds per side at which the measured difference, were it the true one, would be told from zero.
+The second and third judge their per-seed figures with `cleangpt_core.experiments.verdicts`, as the ablation
+verdicts are judged: a paired t-interval over the tuning seeds where both sides' models have the same shapes
+(for the transfer slopes, always: both parametrizations share the width-64 runs of each seed), else Welch's.
+A finding *agrees* when the interval excludes zero on the paper's side, *disagrees* when it excludes zero on
+the other, and is *undecided* otherwise, with the number of seeds per side at which the measured difference,
+were it the true one, would be told from zero (by Welch's interval).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pydantic import Field, model_validator
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import read_config_file
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.ablation import CONFIDENCE, lever_verdict
+from cleangpt_core.experiments.verdicts import CONFIDENCE, Contrast, judge_family, same_shapes, shapes
 
 KNOWN_FOLDER = Path("configs/known")
 FINDING_SUFFIXES = (".yaml", ".yml", ".toml")
@@ -184,15 +186,17 @@ def judge_lr_sensitivity(finding: Finding, report: dict[str, Any]) -> Judgement:
     """Wortsman et al.'s lr sensitivity of lever and base over the tuning seeds, and the interval of its change."""
     tuning = _tuning(finding, report)
     cap = math.log(_vocab_size(report))
-    lever = _sensitivities(tuning, finding.answer.lever, cap)
-    base = _sensitivities(tuning, finding.base, cap)
-    result = lever_verdict(lever, base)
+    lever = _sensitivities(tuning, str(finding.answer.lever), cap)
+    base = _sensitivities(tuning, str(finding.base), cap)
+    shape = shapes(report.get("runs", []))
+    paired = finding.answer.lever in shape and same_shapes(shape[finding.answer.lever], shape.get(finding.base))
+    result = _judged(lever, base, paired)
     verdict = (
-        f"lr sensitivity {statistics.fmean(lever):.3f} vs {statistics.fmean(base):.3f}: "
+        f"lr sensitivity {statistics.fmean(lever.values()):.3f} vs {statistics.fmean(base.values()):.3f}: "
         f"Δ {_interval(result)}, {len(lever)} seeds"
     )
     outcome = _outcome(result["verdict"], finding.answer.expect)
-    note = _seeds_note(lever, base) if outcome == "undecided" else ""
+    note = _seeds_note(list(lever.values()), list(base.values())) if outcome == "undecided" else ""
     return Judgement(verdict, outcome, note)
 
 
@@ -201,21 +205,22 @@ def judge_lr_transfer(finding: Finding, report: dict[str, Any]) -> Judgement:
     tuning = _tuning(finding, report)
     transfer = finding.answer.transfer or {}
     cap = math.log(_vocab_size(report))
-    slopes: dict[str, list[float]] = {}
+    slopes: dict[str, dict[int, float]] = {}
     edges: list[str] = []
     for parametrization, widths in transfer.items():
         optima = {width: _optima(tuning, label, cap) for width, label in sorted(widths.items())}
         edges += [widths[width] for width, (_, on_edge) in optima.items() if on_edge]
-        seeds = len(next(iter(optima.values()))[0])
-        slopes[parametrization] = [
-            _slope([math.log2(width) for width in optima], [optima[width][0][seed] for width in optima])
-            for seed in range(seeds)
-        ]
-    mup, standard = [abs(s) for s in slopes["mup"]], [abs(s) for s in slopes["standard"]]
-    result = lever_verdict(mup, standard)
+        seeds = set.intersection(*(set(per_seed) for per_seed, _ in optima.values()))
+        slopes[parametrization] = {
+            seed: _slope([math.log2(width) for width in optima], [optima[width][0][seed] for width in optima])
+            for seed in sorted(seeds)
+        }
+    mup = {seed: abs(slope) for seed, slope in slopes["mup"].items()}
+    standard = {seed: abs(slope) for seed, slope in slopes["standard"].items()}
+    result = _judged(mup, standard, paired=True)
     verdict = (
-        f"slope of log2 best lr per doubling of width: standard {statistics.fmean(slopes['standard']):+.2f}, "
-        f"muP {statistics.fmean(slopes['mup']):+.2f}; Δ |slope| {_interval(result)}, {len(mup)} seeds"
+        f"slope of log2 best lr per doubling of width: standard {statistics.fmean(slopes['standard'].values()):+.2f}, "
+        f"muP {statistics.fmean(slopes['mup'].values()):+.2f}; Δ |slope| {_interval(result)}, {len(mup)} seeds"
     )
     outcome = _outcome(result["verdict"], finding.answer.expect)
     note = ""
@@ -226,8 +231,15 @@ def judge_lr_transfer(finding: Finding, report: dict[str, Any]) -> Judgement:
             "identified there: widen the tune range"
         )
     elif outcome == "undecided":
-        note = _seeds_note(mup, standard)
+        note = _seeds_note(list(mup.values()), list(standard.values()))
     return Judgement(verdict, outcome, note)
+
+
+def _judged(first: dict[int, float], second: dict[int, float], paired: bool) -> dict[str, Any]:
+    """mean(first) − mean(second) over seeds, its interval and verdict (a family of one: no correction)."""
+    [judged] = judge_family([Contrast(first, second, paired)])
+    found = judged.difference
+    return {"delta": found.delta, "low": found.low, "high": found.high, "verdict": judged.verdict}
 
 
 def _outcome(verdict: str, expect: str) -> Outcome:
@@ -278,48 +290,47 @@ def _vocab_size(report: dict[str, Any]) -> int:
     raise ConfigError("no run of the comparison finished, so its vocabulary (the loss cap ln V) is unknown")
 
 
-def _loss_grid(tuning: dict[str, Any], label: str, cap: float) -> tuple[list[float], list[list[float]]]:
+def _loss_grid(tuning: dict[str, Any], label: str, cap: float) -> tuple[list[float], dict[int, list[float]]]:
     """The swept setting of `label`'s trials (the first tuned key: the learning rate) as log2, ascending, and per
     tuning seed the final loss at each, capped at `cap` (a failed trial, a diverged one among them, counts as
     `cap` for every seed)."""
     key = tuning["keys"][0]["key"]
-    seeds = tuning["tune_seeds"][label]
     trials = sorted(tuning["contenders"][label]["trials"], key=lambda trial: trial["params"][key])
     rates = [math.log2(trial["params"][key]) for trial in trials]
-    grid = []
-    for seed in seeds:
+    grid = {}
+    for seed in tuning["tune_seeds"][label]:
         row = []
         for trial in trials:
             losses = {run["seed"]: run["val_loss"] for run in trial.get("runs", [])}
             loss = losses.get(seed) if trial.get("loss") is not None else None
             row.append(cap if loss is None or not math.isfinite(loss) else min(loss, cap))
-        grid.append(row)
+        grid[seed] = row
     return rates, grid
 
 
-def _sensitivities(tuning: dict[str, Any], label: str | None, cap: float) -> list[float]:
+def _sensitivities(tuning: dict[str, Any], label: str, cap: float) -> dict[int, float]:
     """Per tuning seed: the mean over the swept rates of the capped loss, minus the lowest of them."""
-    _, grid = _loss_grid(tuning, str(label), cap)
-    return [statistics.fmean(row) - min(row) for row in grid]
+    _, grid = _loss_grid(tuning, label, cap)
+    return {seed: statistics.fmean(row) - min(row) for seed, row in grid.items()}
 
 
-def _optima(tuning: dict[str, Any], label: str, cap: float) -> tuple[list[float], bool]:
+def _optima(tuning: dict[str, Any], label: str, cap: float) -> tuple[dict[int, float], bool]:
     """Per tuning seed, the log2 of the best learning rate (refined by a parabola in log2 lr through the best
     grid point and its neighbours), and whether some seed's best point is an end of the grid."""
     rates, grid = _loss_grid(tuning, label, cap)
-    optima, on_edge = [], False
-    for row in grid:
+    optima, on_edge = {}, False
+    for seed, row in grid.items():
         best = min(range(len(row)), key=row.__getitem__)
         if best in (0, len(row) - 1):
             on_edge = True
-            optima.append(rates[best])
+            optima[seed] = rates[best]
             continue
         (x0, x1, x2), (y0, y1, y2) = rates[best - 1 : best + 2], row[best - 1 : best + 2]
         # the parabola's derivative is linear: s1 at the midpoint m1 of x0 and x1, s2 at m2; its zero is the vertex
         s1, s2 = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)
         m1, m2 = (x0 + x1) / 2, (x1 + x2) / 2
         vertex = m1 - s1 * (m2 - m1) / (s2 - s1) if s2 > s1 else x1
-        optima.append(min(max(vertex, x0), x2))
+        optima[seed] = min(max(vertex, x0), x2)
     return optima, on_edge
 
 

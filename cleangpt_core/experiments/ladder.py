@@ -4,18 +4,25 @@ A ladder is one or more ``--ladder model.KEY=V1,V2,...`` options, zipped: rung *
 value (``--ladder model.n_embd=64,128,192,256 --ladder model.n_head=2,4,6,8`` is four rungs). Every contender
 trains at every rung, so the plan's runs are ``<contender>/rung-<i>`` (1 the smallest, in the order written),
 each an ordinary run of the comparison (``runs/<contender>/rung-<i>/seed-<s>``), trained, resumed and reported
-like any other. A rung's token budget is ``--tokens-per-param R`` times its non-embedding parameters N
-(`cleangpt_core.experiments.flops`; R = 20 by default, Chinchilla's compute-optimal ratio), in whole optimizer
-steps: ``max_steps = ceil(R·N / tokens_per_step)``; or one ``--max-tokens`` for every rung.
+like any other. A rung's token budget is ``--tokens-per-param R`` times its non-embedding
+parameters N, the same N the FLOPs count (`cleangpt_core.experiments.flops`; R = 20 by default: Chinchilla's
+compute-optimal ratio, which counted every parameter, so counted over every parameter a small model whose
+embeddings and head are a large share of it sees fewer than 20), in whole optimizer steps:
+``max_steps = ceil(R·N / tokens_per_step)``; or one ``--max-tokens`` for every rung.
 
 Every rung's config is built and validated when the plan is, so a rung whose width does not divide by its heads
-fails before anything trains or any folder is written. A ladder has at least three rungs: the power law fitted
-per contender (`cleangpt_core.experiments.scaling_fit`) has three parameters.
+fails before anything trains or any folder is written; so is every rung's N (counted by formula, no model
+built), which must grow from rung to rung (two rungs of one size, or a ladder over a setting that leaves the size
+alone, such as ``model.dropout``, measure no scaling) and stay within `plan_limits.MAX_PARAMETERS`. A ladder
+has at least three rungs: the power law fitted per contender (`cleangpt_core.experiments.scaling_fit`) has three
+parameters.
 
-With ``--tune``, each contender is tuned at the smallest rung only, and every rung then trains at that
-contender's best setting: *tune at the smallest rung, then transfer*. Learning rates transfer across widths
-under muP (``model.parametrization=mup``); under the standard parametrization the best rate drifts with
-width, so the larger rungs would train off their optimum.
+With ``--tune``, each contender is tuned at its smallest rungs, and the rungs above train the largest tuned
+rung's best setting: *tune small, then transfer*. Learning rates transfer across widths under muP
+(``model.parametrization=mup``); under the standard parametrization the best rate drifts with width, so the
+larger rungs would train off their optimum. Whether it transferred is checked per study, not assumed: by default
+the two smallest rungs are tuned where that costs at most `CHECK_SHARE` more compute (``--tune-rungs`` sets
+it), and the report says whether the optimum moved between them.
 """
 
 from __future__ import annotations
@@ -26,13 +33,17 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cleangpt_core.errors import ConfigError
+from cleangpt_core.experiments.plan_limits import MAX_PARAMETERS
 from cleangpt_core.experiments.scaling_fit import MIN_RUNGS
 
 if TYPE_CHECKING:
-    from cleangpt_core.config.experiment import ExperimentConfig
+    from cleangpt_core.config.model import ModelConfig
 
-DEFAULT_TOKENS_PER_PARAM = 20.0  # Hoffmann et al. (2022): compute-optimal models see about 20 tokens per parameter
+DEFAULT_TOKENS_PER_PARAM = 20.0  # Hoffmann et al. (2022): about 20 tokens per parameter (theirs: all parameters)
 RUNG = "rung-"
+# A tuned ladder also tunes its second rung (the transfer check) by default where that adds at most this share
+# to the compute of everything else it trains (final runs and the smallest rung's trials)
+CHECK_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,14 @@ def parse_ladder(
             f"a ladder needs at least {MIN_RUNGS} rungs (its power-law fit has three parameters), got "
             f"{len(values[0])}: give --ladder {keys[0]}=V1,V2,V3,..."
         )
+    settings = list(zip(*values, strict=True))
+    for later, setting in enumerate(settings):
+        if setting in settings[:later]:
+            same = ", ".join(f"{key.removeprefix('model.')}={value}" for key, value in zip(keys, setting, strict=True))
+            raise ConfigError(
+                f"--ladder: rungs {settings.index(setting) + 1} and {later + 1} are the same model ({same}); each "
+                "rung needs a size of its own"
+            )
     budget = None if max_tokens is not None else (tokens_per_param or DEFAULT_TOKENS_PER_PARAM)
     return LadderSpec(tuple(keys), tuple(values), budget)
 
@@ -158,16 +177,62 @@ def expand_contenders(
     return replace(ladder, contenders=tuple(labels)), rung_labels, rung_specs
 
 
-def rung_tokens(ladder: LadderSpec, config: ExperimentConfig) -> int | None:
+def rung_parameters(ladder: LadderSpec, models: dict[str, ModelConfig]) -> dict[str, int]:
+    """N of every contender at every rung (`models` by run label), counted without building a model, each within
+    `MAX_PARAMETERS` and growing from rung to rung; every breach one line naming the contender and the rungs."""
+    from cleangpt_core.experiments.flops import model_parameters
+
+    counts = {}
+    for label, model in models.items():
+        rung = ladder.position(label)[1]
+        try:
+            counts[label] = model_parameters(model)
+        except ConfigError as error:
+            raise ConfigError(f"contender {label!r} ({ladder.describe(rung)}): {error}") from None
+        if counts[label] > MAX_PARAMETERS:
+            raise ConfigError(
+                f"contender {label!r} ({ladder.describe(rung)}) would have {counts[label]:.3g} non-embedding "
+                f"parameters, more than the {MAX_PARAMETERS:.0e} a ladder's rung may have; choose smaller rungs"
+            )
+    for contender in ladder.contenders:
+        labels = ladder.labels(contender)
+        for rung in range(1, ladder.rungs):
+            below, here = counts[labels[rung - 1]], counts[labels[rung]]
+            rungs = f"rungs {rung} ({ladder.describe(rung - 1)}) and {rung + 1} ({ladder.describe(rung)})"
+            if here == below:
+                raise ConfigError(
+                    f"--ladder: {rungs} give {contender} the same size (N = {here:,} non-embedding parameters); a "
+                    "ladder varies the model's size: compare settings that keep it with --variant"
+                )
+            if here < below:
+                raise ConfigError(
+                    f"--ladder: {rungs} shrink {contender} (N = {below:,}, then {here:,}); list the rungs from the "
+                    "smallest model up (a tuned ladder tunes at the smallest)"
+                )
+    return counts
+
+
+def rung_tokens(ladder: LadderSpec, parameters: int) -> int | None:
     """A rung's token budget with ``--tokens-per-param``: R·N (None when ``--max-tokens`` sets every rung's)."""
     if ladder.tokens_per_param is None:
         return None
-    from cleangpt_core.experiments.flops import model_parameters
-
-    return math.ceil(ladder.tokens_per_param * model_parameters(config.model))
+    return math.ceil(ladder.tokens_per_param * parameters)
 
 
-def check_mup_head_widths(ladder: LadderSpec, configs: dict[str, ExperimentConfig]) -> None:
+def default_tune_rungs(ladder: LadderSpec, flops: dict[str, float], seeds: int, runs_per_study: int) -> int:
+    """At how many smallest rungs a tuned ladder is tuned unless told (``--tune-rungs``): two, so that the report
+    can say whether the best setting moved between them, where tuning the second costs at most `CHECK_SHARE` of
+    the compute of the rest (every rung's `seeds` final runs and the smallest rung's trials, `runs_per_study`
+    trainings each); else one. `flops` is each run label's training compute."""
+    rest = check = 0.0
+    for contender in ladder.contenders:
+        labels = ladder.labels(contender)
+        rest += seeds * sum(flops[label] for label in labels) + runs_per_study * flops[labels[0]]
+        check += runs_per_study * flops[labels[1]]
+    return 2 if check <= CHECK_SHARE * rest else 1
+
+
+def check_mup_head_widths(ladder: LadderSpec, models: dict[str, ModelConfig]) -> None:
     """Refuse a muP ladder whose rungs would scale attention from different base head widths, in one line.
 
     muP's attention scale is sqrt(d0)/d_head with one base head width d0 for every width. Its default,
@@ -178,11 +243,10 @@ def check_mup_head_widths(ladder: LadderSpec, configs: dict[str, ExperimentConfi
 
     for contender in ladder.contenders:
         labels = [rung_label(contender, rung) for rung in range(ladder.rungs)]
-        bases = {base_head_dim(configs[label].model) for label in labels if label in configs}
+        bases = {base_head_dim(models[label]) for label in labels if label in models}
         if len(bases - {None}) > 1:
             raise ConfigError(
                 f"contender {contender!r}: under muP the rungs' head counts differ, so the default base head width "
                 f"(mup_base_width / n_head) differs too ({', '.join(map(str, sorted(bases - {None})))}); set "
                 "model.mup_base_head_dim to the head width of the model the learning rate was tuned at"
             )
-

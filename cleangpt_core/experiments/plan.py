@@ -23,6 +23,9 @@ from cleangpt_core.experiments.tuning_spec import TuningSpec
 
 PLAN_FILE = "compare.json"
 RUNS_DIR = "runs"
+# What every run of a comparison shares, or what its plan sets per run (the folder, the step budget): neither a
+# contender's own overrides nor its tuning may change them (how a contender's data is fed may differ: planning)
+SHARED_KEYS = ("data.", "seed", "output.", "trainer.max_steps", "device")
 
 # 2: runs per contender and seed, and the target loss the report measures; a version-1 plan (one run per
 # contender, no target) still loads, as a comparison with one seed. 3: the tuning and the ablation's base
@@ -152,6 +155,11 @@ class ComparisonPlan:
             configs[directory] = config
         tuning = self.tuning.to_json() if self.tuning is not None else {}
         tuning = {k: v for k, v in tuning.items() if k not in ("storage", "heartbeat_s")}
+        # the options added since (no extension; one tuned rung) leave an earlier comparison's studies where they are
+        if tuning.get("extend") == 0:
+            del tuning["extend"]
+        if tuning.get("rungs") in (None, 1):
+            tuning.pop("rungs", None)
         what = {"tuning": tuning, "max_steps": self.max_steps, "configs": configs}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -201,5 +209,3 @@ def load_plan(out_dir: Path) -> ComparisonPlan:
     plan = ComparisonPlan.from_json(read_json(path, ConfigError, "start the comparison again with another --out"), path)
     plan.check_unchanged()
     return plan
-
-

@@ -8,8 +8,10 @@ both the experiment seed (initialisation, dropout) and the trainer's (the data o
 seeds is what a reader should expect from another seed.
 
 Everything that can be checked is checked here, before anything is written or trained: that the contenders
-share their data and seed, that every run's final config validates, that the schedule fits each budget, that a
-tuning's ranges are valid at both ends, and that the plan stays within `cleangpt_core.experiments.plan_limits`.
+share their data and seed (a contender's own overrides may not set what the runs share or what the plan sets
+per run: its folder, its step budget), that every run's final config validates, that the schedule fits each
+budget, that a tuning's ranges are valid at both ends, that a ladder's rungs grow the model, and that the plan
+stays within `cleangpt_core.experiments.plan_limits`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,27 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.experiments.ladder import check_mup_head_widths, expand_contenders, parse_ladder, rung_tokens
-from cleangpt_core.experiments.plan import RUNS_DIR, ComparisonPlan, PlannedRun, config_record, tokens_per_step
+from cleangpt_core.experiments.ladder import (
+    check_mup_head_widths,
+    default_tune_rungs,
+    expand_contenders,
+    parse_ladder,
+    rung_parameters,
+    rung_tokens,
+)
+from cleangpt_core.experiments.plan import (
+    RUNS_DIR,
+    SHARED_KEYS,
+    ComparisonPlan,
+    PlannedRun,
+    config_record,
+    tokens_per_step,
+)
 from cleangpt_core.experiments.plan_limits import MAX_RUNS, MAX_SEEDS, SPLIT
 from cleangpt_core.experiments.tuning_spec import TuningSpec
 
@@ -142,12 +158,19 @@ def build_plan(
         raise ConfigError("give --eval-tokens or --set trainer.eval_interval=..., not both")
     check_target_loss(target_loss)
     rungs = parse_ladder(ladder, tokens_per_param=tokens_per_param, max_tokens=max_tokens, max_steps=max_steps)
+    if tuning is not None and tuning.rungs is not None and (rungs is None or tuning.rungs > rungs.rungs):
+        raise ConfigError(
+            f"--tune-rungs {tuning.rungs}: "
+            + ("it applies to a ladder (--ladder)" if rungs is None else f"the ladder has {rungs.rungs} rungs")
+        )
+    if any(o.partition("=")[0].strip() == "output.dir" for o in overrides):
+        raise ConfigError("--set output.dir: a comparison's runs are folders of its --out; give --out DIR instead")
     labels, specs = _contenders(models, config_files, overrides, variants, contenders)
     if rungs is not None:
         rungs, labels, specs = expand_contenders(rungs, labels, specs)
-    per_contender = seeds + (tuning.trials * tuning.tune_seeds if tuning is not None else 0)
+    per_contender = seeds + (tuning.max_trials * tuning.tune_seeds if tuning is not None else 0)
     if len(specs) * per_contender > MAX_RUNS:  # before any contender's config is read
-        tuned = f" + {tuning.trials:,} trials x {tuning.tune_seeds:,} tuning seeds" if tuning is not None else ""
+        tuned = f" + {tuning.max_trials:,} trials x {tuning.tune_seeds:,} tuning seeds" if tuning is not None else ""
         raise ConfigError(
             f"the comparison would train {len(specs) * per_contender:,} runs ({len(specs):,} contenders x ({seeds:,} "
             f"seeds{tuned})), more than the {MAX_RUNS:,} a plan may hold; it is built and saved whole before the "
@@ -170,23 +193,27 @@ def build_plan(
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
         firsts[label] = config
     _check_same_setting(firsts)
+    model_configs = {label: config.model for label, config in firsts.items()}
     if rungs is not None:
-        check_mup_head_widths(rungs, firsts)
+        check_mup_head_widths(rungs, model_configs)
+    parameters = rung_parameters(rungs, model_configs) if rungs is not None else {}
 
-    from cleangpt_core.trainers.optim_factory import check_schedule  # torch: only once a plan is built
+    from cleangpt_core.experiments.training_run import sets_warmup  # torch: only once a plan is built
+    from cleangpt_core.trainers.optim_factory import check_schedule
 
     runs, steps, budgets, configs = [], {}, {}, {}
     for label, (config_file, contender_overrides) in zip(firsts, specs, strict=True):
         first = firsts[label]
         per_step = tokens_per_step(first)
-        tokens = (rung_tokens(rungs, first) if rungs is not None else None) or max_tokens
+        tokens = (rung_tokens(rungs, parameters[label]) if rungs is not None else None) or max_tokens
         fixed = max_steps or first.trainer.options.get("max_steps")
         steps[label] = math.ceil(tokens / per_step) if tokens is not None else fixed
         if steps[label] is None:
             raise ConfigError(f"run {label!r} has no step budget: pass --max-steps or --max-tokens")
         budgets[label] = steps[label] * per_step
         # the schedule fits the budget only once the budget is known: checked here, before any run trains
-        check_schedule(first.schedule.name, first.schedule.options, steps[label])
+        shorten = not sets_warmup(contender_overrides)
+        check_schedule(first.schedule.name, first.schedule.options, steps[label], shorten_warmup=shorten)
         evaluation = [] if eval_tokens is None else [f"trainer.eval_interval={math.ceil(eval_tokens / per_step)}"]
         for run_seed in range(first.seed, first.seed + seeds):
             seeding = [f"seed={run_seed}"] if seed is not None or seeds > 1 else []
@@ -206,6 +233,8 @@ def build_plan(
             )
             configs[directory] = config_record(run.load())  # validates each final config before anything trains
             runs.append(run)
+    runs = _one_evaluation_size(runs)
+    configs = {run.directory: config_record(run.load()) for run in runs}
     # With --max-tokens each run trains on max_tokens rounded up to whole steps: the same budget.
     if max_tokens is None and rungs is None and len(set(budgets.values())) > 1:
         listed = ", ".join(f"{label}: {tokens:,}" for label, tokens in budgets.items())
@@ -213,6 +242,14 @@ def build_plan(
             f"the runs would train on different numbers of tokens ({listed}) because their batch_size x block_size "
             "differ; pass --max-tokens to give each the same token budget"
         )
+    if rungs is not None and tuning is not None and tuning.rungs is None:
+        from cleangpt_core.experiments.flops import training_flops
+
+        flops: dict[str, float] = {}
+        for label, config in firsts.items():
+            model, tokens = config.model, steps[label] * tokens_per_step(config)
+            flops[label] = training_flops(parameters[label], tokens, model.n_layer, model.block_size, model.n_embd)
+        tuning = replace(tuning, rungs=default_tune_rungs(rungs, flops, seeds, tuning.trials * tuning.tune_seeds))
     plan = ComparisonPlan(
         tuple(runs),
         steps,
@@ -229,6 +266,19 @@ def build_plan(
 
         check_tuning(plan)
     return plan
+
+
+def _one_evaluation_size(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Runs compared are scored on the same validation tokens (the head of the split): where every run leaves
+    data.eval_tokens to 'auto', which sizes it to the run, and the sizes differ (a ladder's rungs), each scores
+    the most any of them would alone."""
+    from cleangpt_core.experiments.training_run import evaluation_tokens
+
+    loaded = [run.load() for run in runs]
+    sizes = {evaluation_tokens(config) for config in loaded}
+    if any(config.data.eval_tokens != "auto" for config in loaded) or len(sizes) == 1:
+        return runs
+    return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={max(sizes)}")) for run in runs]
 
 
 def _contenders(
@@ -269,7 +319,22 @@ def _contenders(
             raise ConfigError(
                 f"two contenders are named {contender.name!r}: give each variant or contender its own name"
             )
+        _check_own_overrides(label, contender.overrides)
     return labels, specs
+
+
+def _check_own_overrides(label: str, overrides: Sequence[str]) -> None:
+    """A contender's own overrides may change how its data is fed, never what every run shares (the data, the
+    seed) or what the plan sets per run (its folder, its step budget): those would be silently replaced, or
+    make the runs incomparable."""
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key.startswith(SHARED_KEYS) and key not in {f"data.{name}" for name in FEEDING_FIELDS}:
+            raise ConfigError(
+                f"contender {label!r}: {override!r} sets {key!r}, which every run of a comparison shares or the "
+                "comparison sets itself (data, seed, device, output folder, step budget); set it for all runs with "
+                "--set, --out, --seed or --max-steps"
+            )
 
 
 def _load_contender(label: str, config_file: str | None, overrides: Sequence[str]) -> ExperimentConfig:
@@ -294,5 +359,3 @@ def _check_same_setting(configs: dict[str, ExperimentConfig]) -> None:
                 "every run on the same data and seed (set them with --set FIELD=VALUE for all runs); only how the "
                 f"data is fed may differ ({', '.join('data.' + name for name in FEEDING_FIELDS)})"
             )
-
-

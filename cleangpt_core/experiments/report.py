@@ -4,10 +4,12 @@
 over its seeds), ``report.md`` the tables a person reads (parameters, tokens/s, final training and validation
 loss, wall time, and with ``--target-loss`` the tokens to reach it) with the plot ``val_loss.png`` beneath
 them. With several seeds per contender the first table gives each contender's mean and standard deviation
-over seeds, a line per pair of contenders says whether their gap is smaller than the seed spread (the
-definitions are in `cleangpt_core.experiments.summary`), the plot draws each contender's mean curve in its
-min-max band, and a second table lists every run. Curves are drawn against tokens seen, the budget the runs
-share, so runs with different batch shapes still line up.
+over seeds (`cleangpt_core.experiments.summary`), a line per pair of contenders gives their gap with its 95 %
+interval and a verdict, the pairs one family (`pair_verdicts`, `cleangpt_core.experiments.verdicts`), the plot
+draws each contender's mean curve in its min-max band, and a second table lists every run. report.json keeps
+the previous seed-spread rule's lines under ``spread`` for old readers; the calibrated ones are ``verdicts``.
+Curves are drawn against tokens seen, the budget the runs share, so runs with different batch shapes still line
+up.
 """
 
 from __future__ import annotations
@@ -19,12 +21,30 @@ from pathlib import Path
 from typing import Any
 
 from cleangpt_core.checkpoints.atomic_write import write_bytes_atomic, write_text_atomic
+from cleangpt_core.experiments.calibration_notes import coverage_note, interval_notes
 from cleangpt_core.experiments.summary import spread_verdicts, summarize, tokens_to_target
+from cleangpt_core.experiments.verdicts import (
+    CORRECTION,
+    HELPS,
+    HURTS,
+    PAIRED,
+    PAIRING,
+    WITHIN_NOISE,
+    Contrast,
+    judge_family,
+    judged_json,
+    losses_by_seed,
+    outlier_note,
+    same_shapes,
+    shapes,
+)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CURVES_PNG = "val_loss.png"
 SAMPLE_CHARS = 400
+# verdicts on the worse contender's loss minus the better's, in a comparison's words
+PAIR_WORDS = {HURTS: "better", WITHIN_NOISE: WITHIN_NOISE, HELPS: "the order reversed"}
 
 
 def format_duration(seconds: float) -> str:
@@ -130,18 +150,59 @@ def contender_table(summaries: list[dict[str, Any]], target: float | None = None
     return "\n".join(lines)
 
 
-def spread_lines(verdicts: list[dict[str, Any]]) -> list[str]:
-    """One sentence per pair of contenders: is their gap larger than the seed spread?"""
+def pair_verdicts(
+    results: Sequence[dict[str, Any]], comparable: Callable[[str, str], bool] | None = None
+) -> list[dict[str, Any]]:
+    """For each pair of contenders with two seeds or more each (or, with `comparable`, each pair it accepts), the
+    gap between their mean final validation losses (the worse minus the better, so ≥ 0), its 95 % interval (paired
+    over shared seeds where the two keep the same shapes, else Welch's: `cleangpt_core.experiments.verdicts`), and
+    the verdict with the pairs as one family (Holm): *better* where the correction accepts the gap, else *within
+    noise*; and any outlying seed, with the verdict without it."""
+    losses, shape = losses_by_seed(results), shapes(results)
+    means = {label: math.fsum(by_seed.values()) / len(by_seed) for label, by_seed in losses.items() if len(by_seed) > 1}
+    ordered = sorted(means, key=means.__getitem__)
+    pairs = [
+        (better, worse)
+        for index, better in enumerate(ordered)
+        for worse in ordered[index + 1 :]
+        if comparable is None or comparable(better, worse)
+    ]
+    contrasts = [Contrast(losses[w], losses[b], same_shapes(shape[w], shape[b])) for b, w in pairs]
+    verdicts = []
+    for (better, worse), judged in zip(pairs, judge_family(contrasts), strict=True):
+        found = judged.difference
+        verdicts.append(
+            {
+                "better": better,
+                "worse": worse,
+                "gap": found.delta,
+                "low": found.low,
+                "high": found.high,
+                "p": found.p,
+                "method": found.method,
+                **judged_json(judged),
+                "verdict": PAIR_WORDS[judged.verdict],
+            }
+        )
+    return verdicts
+
+
+def verdict_lines(verdicts: list[dict[str, Any]]) -> list[str]:
+    """One sentence per pair of contenders: the gap, its interval, and whether the family's correction accepts it."""
     lines = []
     for verdict in verdicts:
-        gap, spread = verdict["gap"], verdict["spread"]
-        pair = f"{verdict['better']} vs {verdict['worse']}: the mean validation loss differs by {gap:.4f}"
-        if verdict["within_spread"]:
-            lines.append(
-                f"- {pair}, smaller than the seed spread ({spread:.4f}): these seeds do not tell the two apart."
-            )
+        interval = "" if verdict["low"] is None else f" [{verdict['low']:.4f}, {verdict['high']:.4f}]"
+        kind = "paired" if verdict["method"] == PAIRED else "Welch"
+        p = "" if verdict["p_holm"] is None else f", Holm's p {verdict['p_holm']:.3g}"
+        pair = (
+            f"{verdict['better']} vs {verdict['worse']}: {verdict['better']}'s mean validation loss is lower by "
+            f"{verdict['gap']:.4f}{interval} ({kind}{p})"
+        )
+        note = outlier_note(verdict, PAIR_WORDS)
+        if verdict["verdict"] == WITHIN_NOISE:
+            lines.append(f"- {pair}: within noise, these seeds do not tell the two apart{note}.")
         else:
-            lines.append(f"- {pair}, more than the seed spread ({spread:.4f}).")
+            lines.append(f"- {pair}: {verdict['better']} is better{note}.")
     return lines
 
 
@@ -247,16 +308,20 @@ def write_report(
     ``budget``, words for a budget that is not one number (a ladder's rungs each have their own).
     `target` is the validation loss whose tokens-to-reach the report gives. `sections` are further parts
     (an ablation's verdicts, the tuning), each its report.json key, its Markdown lines and its JSON value;
-    they come after the verdicts on the seed spread, which are given for every pair of contenders or, with
-    `comparable`, for the pairs it accepts (a ladder's contenders at the same rung).
+    they come after the verdicts on the pairs of contenders, given for every pair or, with `comparable`, for
+    the pairs it accepts (a ladder's contenders at the same rung).
     """
     paths = {"json": out_dir / REPORT_JSON, "markdown": out_dir / REPORT_MD, "plot": out_dir / CURVES_PNG}
     summaries = summarize(results, target)
-    verdicts = [v for v in spread_verdicts(summaries) if comparable is None or comparable(v["better"], v["worse"])]
+    # the seed-spread rule (a gap below the larger standard deviation) stays in report.json for its old readers;
+    # the report's verdicts are `pair_verdicts`, calibrated
+    spread = [v for v in spread_verdicts(summaries) if comparable is None or comparable(v["better"], v["worse"])]
+    verdicts = pair_verdicts(results, comparable)
     seeded = is_seeded(results)
     budget = setting.get("budget") or f"{setting['tokens_per_run']:,} tokens"
     plot_validation_curves(results, paths["plot"], target)
-    report = {**setting, "target_loss": target, "contenders": summaries, "spread": verdicts, "runs": results}
+    report = {**setting, "target_loss": target, "contenders": summaries, "spread": spread}
+    report.update({"verdicts": verdicts, "verdict_correction": CORRECTION, "runs": results})
     report.update({key: value for key, _, value in sections})
     write_text_atomic(paths["json"], json.dumps(report, indent=2) + "\n")
 
@@ -290,11 +355,13 @@ def write_report(
     if target is not None:
         lines += [target_note(results, target), ""]
     if verdicts:
+        calibrated = interval_notes([v["method"] for v in verdicts])
         lines += [
-            "Differences against the seed spread (a gap counts as smaller than the spread when it is below the "
-            "larger of the two contenders' standard deviations):",
+            f"Differences between contenders, with the 95 % interval of each gap ({PAIRING}; {calibrated}); "
+            f"the {len(verdicts)} pairs are one family: a contender is *better* only "
+            f"where {CORRECTION} accepts its gap ({coverage_note('pairs')}):",
             "",
-            *spread_lines(verdicts),
+            *verdict_lines(verdicts),
             "",
         ]
     for _, markdown, _ in sections:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
@@ -38,6 +40,8 @@ from cleangpt_core.checkpoints.run_dir import (
 )
 from cleangpt_core.config.base import flatten_config
 from cleangpt_core.config.experiment import (
+    AUTO_EVAL_CAP,
+    AUTO_EVAL_FLOOR,
     ExperimentConfig,
     TokenizerSection,
     load_experiment_config,
@@ -50,7 +54,8 @@ from cleangpt_core.data.windows import RandomWindowDataset
 from cleangpt_core.distributed.devices import choose_device
 from cleangpt_core.distributed.process_group import barrier
 from cleangpt_core.errors import CheckpointError, ConfigError, DataError
-from cleangpt_core.experiments.progress_lines import ProgressLines
+from cleangpt_core.experiments.plan import tokens_per_step
+from cleangpt_core.experiments.progress_lines import ProgressLines, evaluation_text
 from cleangpt_core.inference.generation import run_generation
 from cleangpt_core.model.base import takes_final_label
 from cleangpt_core.model.factory import build_config, get_model
@@ -61,7 +66,8 @@ from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.batches import resumable_loader
 from cleangpt_core.trainers.evaluation import evaluate_model
 from cleangpt_core.trainers.factory import get_trainer
-from cleangpt_core.trainers.optim_factory import get_optimizer, get_schedule
+from cleangpt_core.trainers.interrupts import StopRequested
+from cleangpt_core.trainers.optim_factory import fit_schedule, get_optimizer, get_schedule
 from cleangpt_core.trainers.precision import describe_precision
 from cleangpt_core.utils import TokenBlockDataset, load_corpus_tokens
 
@@ -181,6 +187,21 @@ def check_fits(config: ExperimentConfig, train_tokens: int, val_tokens: int) -> 
             )
 
 
+def evaluation_tokens(config: ExperimentConfig) -> int | str:
+    """How many validation tokens the run's evaluations score: ``data.eval_tokens``, with 'auto' sized to the run.
+
+    'auto' is as many as the run trains on (``trainer.max_steps`` steps of one process's batches), at least
+    `AUTO_EVAL_FLOOR` and at most `AUTO_EVAL_CAP` (without max_steps, the cap). A number or 'all' is kept as set.
+    """
+    given = config.data.eval_tokens
+    if given != "auto":
+        return given
+    steps = config.trainer.options.get("max_steps")
+    if steps is None:
+        return AUTO_EVAL_CAP
+    return max(AUTO_EVAL_FLOOR, min(AUTO_EVAL_CAP, int(steps) * tokens_per_step(config)))
+
+
 def head_for_evaluation(tokens: np.ndarray, eval_tokens: int | str, span: int) -> np.ndarray:
     """The head of a validation stream that scores `eval_tokens` targets ('all': the whole stream).
 
@@ -255,6 +276,12 @@ def prepared_tokenizer(config: ExperimentConfig) -> BaseTokenizer | None:
     return tokenizer
 
 
+def sets_warmup(overrides: Iterable[str]) -> bool:
+    """Whether these overrides set the schedule's warm-up: the user chose it for this run, so a warm-up too long
+    for the run is an error rather than shortened."""
+    return any(override.partition("=")[0].strip() == "schedule.warmup_steps" for override in overrides)
+
+
 def run_level_trainer_options(config: ExperimentConfig) -> dict[str, Any]:
     """The trainer options a run sets for all its parts: its directory, and its seed (the data order) where the
     trainer's schema has one."""
@@ -269,12 +296,16 @@ def prepare_run(
     tokenizer: BaseTokenizer | None = None,
     callbacks: Iterable[object] = (),
     initial_model: nn.Module | None = None,
+    echo: Callable[[str], None] | None = None,
+    shorten_warmup: bool = True,
 ) -> PreparedRun:
     """Build and check the tokenizer, data, model, optimizer and trainer of `config`; nothing is written.
 
     model.vocab_size becomes the tokenizer's unless the config sets it on purpose (e.g. rounded up to a
     multiple of 64 for speed; a resumed run's experiment.json always does). `initial_model` (see
-    `initial_weights`) gives the model its weights.
+    `initial_weights`) gives the model its weights. A warm-up in steps longer than the run has room for is
+    shortened to a share of it (`fit_schedule`) unless not `shorten_warmup` (the user set it for this run:
+    `sets_warmup`); the warning goes to `echo`, or, without one, through `warnings`.
     """
     check_trackers_installed(config.logging.report_to)
     seed_everything(config.seed)
@@ -300,17 +331,32 @@ def prepare_run(
         raise ConfigError(
             f"data.batch_size={data.batch_size} is larger than the {len(train_windows)} training windows; lower it"
         )
-    val_tokens = head_for_evaluation(val_tokens, data.eval_tokens, block + int(final))
+    val_tokens = head_for_evaluation(val_tokens, evaluation_tokens(config), block + int(final))
     val_loader = DataLoader(
         TokenBlockDataset(val_tokens, block, final), batch_size=data.eval_batch_size or data.batch_size
     )
+    fitted: dict[str, Any] = {}
+    notes: list[str] = []
+
+    def schedule(optimizer: torch.optim.Optimizer, total_steps: int | None) -> LRScheduler:
+        """The configured schedule, over the run's length once the trainer knows it (a warm-up fitted to it)."""
+        options, warning = fit_schedule(
+            config.schedule.name,
+            config.schedule.options,
+            total_steps,
+            shorten_warmup=shorten_warmup,
+        )
+        notes.extend([warning] if warning is not None else [])
+        fitted.update(options)
+        return get_schedule(config.schedule.name, **options)(optimizer, total_steps)
+
     trainer = get_trainer(
         config.trainer.name,
         model,
         train_loader,
         get_optimizer(config.optimizer.name, model, **config.optimizer.options),
         device=None if config.device == "auto" else config.device,
-        lr_scheduler=get_schedule(config.schedule.name, **config.schedule.options),
+        lr_scheduler=schedule,
         eval_dataloader=val_loader,
         tokenizer=tokenizer,
         experiment=config,
@@ -318,6 +364,15 @@ def prepare_run(
         **config.trainer.options,
         **run_level_trainer_options(config),
     )
+    if fitted and fitted != config.schedule.options:  # the run records the schedule it trains with
+        section = type(config.schedule)(name=config.schedule.name, **fitted)
+        config = config.model_copy(update={"schedule": section})
+        trainer.experiment = config
+    for note in notes if trainer.context.is_main else []:
+        if echo is not None:
+            echo(f"warning: {note}")
+        else:
+            warnings.warn(note, UserWarning, stacklevel=2)
     return PreparedRun(config, tokenizer, model, train_loader, val_loader, trainer)
 
 
@@ -329,13 +384,19 @@ def run_experiment(
     echo: Callable[[str], None] = print,
     callbacks: Iterable[object] = (),
     init_from: str | Path | None = None,
+    progress: ProgressLines | None = None,
+    shorten_warmup: bool = True,
 ) -> dict[str, Any]:
     """Train `config` (or continue the run of `resume_from`), then sample; returns the training statistics.
 
     A resumed run takes its tokenizer from its checkpoint; a run started `init_from` a model (a run,
     checkpoint or Hugging Face folder) takes its weights, model config and tokenizer from it. A fresh run
     refuses a directory that holds an earlier run unless `overwrite`, and deletes that run only after every
-    check has passed, under the lock.
+    check has passed, under the lock. `progress` writes the run's progress lines (default: through `echo`, a
+    line every ``trainer.log_interval`` steps); `shorten_warmup` as `prepare_run` takes it.
+
+    A stop signal (Ctrl-C, SIGTERM: `cleangpt_core.trainers.interrupts`) ends the training at a step boundary
+    with a checkpoint, and `StopRequested` says where.
     """
     run_dir = RunDirectory(config.output.dir)
     run_dir.check_usable()
@@ -350,7 +411,12 @@ def run_experiment(
     elif init_from is not None:
         config, initial_model, tokenizer = initial_weights(init_from, config)
     run = prepare_run(
-        config, tokenizer=tokenizer, callbacks=[*callbacks, ProgressLines(echo)], initial_model=initial_model
+        config,
+        tokenizer=tokenizer,
+        callbacks=[*callbacks, progress or ProgressLines(echo)],
+        initial_model=initial_model,
+        echo=echo,
+        shorten_warmup=shorten_warmup,
     )
     main, world = run.trainer.context.is_main, run.trainer.context.world_size
     lock: AbstractContextManager[None] = run_dir.lock() if main else nullcontext()
@@ -371,15 +437,20 @@ def run_experiment(
                 + (f", resuming from {resume_from}" if resume_from is not None else "")
                 + (f", starting from the weights of {init_from}" if init_from is not None else "")
             )
-        stats = run.trainer.train(resume_from=resume_from)
-        if not main:
-            return stats
-        echo(_summary(stats))
-        if config.output.sample_tokens and stats["checkpoint"] is not None:
-            sample = sample_from_checkpoint(Path(stats["checkpoint"]), run.config, run.trainer.device)
-            write_text_atomic(run_dir.sample, sample + "\n")
-            echo(f"sample ({run_dir.sample}):\n{sample}")
-            stats["sample"] = sample
+        try:
+            stats = run.trainer.train(resume_from=resume_from)
+            if not main:
+                return stats
+            echo(_summary(stats))
+            if config.output.sample_tokens and stats["checkpoint"] is not None:
+                sample = sample_from_checkpoint(Path(stats["checkpoint"]), run.config, run.trainer.device)
+                write_text_atomic(run_dir.sample, sample + "\n")
+                echo(f"sample ({run_dir.sample}):\n{sample}")
+                stats["sample"] = sample
+        except StopRequested as stop:  # the run's own checkpoints only: an earlier run here was deleted by now
+            if stop.checkpoint is None and main:
+                stop.checkpoint = run_dir.latest()
+            raise
     return stats
 
 
@@ -422,16 +493,16 @@ def _refuse_an_earlier_run(run_dir: RunDirectory, *, fresh: bool, overwrite: boo
 
 
 def _summary(stats: dict[str, Any]) -> str:
-    if stats["train_loss"] is None:
-        trained = "nothing left to train (the run had reached its budget)"
-    else:
+    """The run's last line. The final evaluation has its own progress line; only a finished run resumed, which
+    evaluates without training (and so without a progress line), gives its validation loss here."""
+    if stats["train_loss"] is not None:
         trained = f"last step's train loss {stats['train_loss']:.4f}, {stats['tokens_per_s']:,.0f} tokens/s"
-    val = ""
-    if stats.get("val_loss") is not None:
-        val = f", validation loss {stats['val_loss']:.4f}"
-        if stats.get("val_tokens") is not None:  # a third-party trainer may not say
-            val += f" over {stats['val_tokens']:,} tokens"
-    return f"done: {stats['steps']} steps, {trained}{val}; checkpoint {stats['checkpoint']}"
+    else:
+        trained = "nothing left to train (the run had reached its budget)"
+        if stats.get("val_loss") is not None:
+            measured = {"loss": stats["val_loss"], "stderr": stats.get("val_stderr"), "tokens": stats.get("val_tokens")}
+            trained += f", {evaluation_text(measured)}"
+    return f"done: {stats['steps']} steps, {trained}; checkpoint {stats['checkpoint']}"
 
 
 def sample_from_checkpoint(checkpoint: Path, config: ExperimentConfig, device: torch.device) -> str:
@@ -467,8 +538,9 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Loss and perplexity of a checkpoint on a split of its run's dataset (or of `dataset`).
 
-    It scores the head of the split: `max_tokens` targets ('all': every one; None: the run's data.eval_tokens).
-    The result's ``tokens`` says how many were scored, ``split_tokens`` how many the split holds.
+    It scores the head of the split: `max_tokens` targets ('all': every one; None: as many as the run's final
+    evaluation, `evaluation_tokens`). The result's ``tokens`` says how many were scored, ``split_tokens`` how
+    many the split holds, ``stderr`` the loss's standard error.
     """
     chosen = choose_device(device)
     model, tokenizer, checkpoint = load_trained_model(path, map_location=chosen)
@@ -484,7 +556,7 @@ def evaluate_checkpoint(
     if len(tokens) < block:
         raise ConfigError(f"the {split} split holds {len(tokens)} tokens, fewer than the model's block_size={block}")
     final = takes_final_label(model)
-    scored = head_for_evaluation(tokens, max_tokens or config.data.eval_tokens, block + int(final))
+    scored = head_for_evaluation(tokens, max_tokens or evaluation_tokens(config), block + int(final))
     windows = TokenBlockDataset(scored, block, final)
     loader = DataLoader(windows, batch_size=batch_size or config.data.batch_size)
     metrics = evaluate_model(model, loader, chosen)

@@ -21,11 +21,12 @@ from torch import nn
 
 from cleangpt_core.checkpoints.atomic_write import atomic_target
 from cleangpt_core.checkpoints.json_files import read_json
+from cleangpt_core.checkpoints.run_dir import RunDirectory, find_model_directory
 from cleangpt_core.config import GPTConfig, validate_config
 from cleangpt_core.errors import CheckpointError, HFConversionError
 from cleangpt_core.huggingface.families import HFFamily, family_for_architecture, family_for_model_type
 from cleangpt_core.huggingface.weights import read_hf_weights
-from cleangpt_core.model.serialization import load_model, resolve_checkpoint, save_model
+from cleangpt_core.model.serialization import check_tokenizer_matches, load_model, resolve_checkpoint, save_model
 from cleangpt_core.tokenizers import BaseTokenizer, from_pretrained
 from cleangpt_core.tokenizers.base_tokenizer import TOKENIZER_FILE
 from cleangpt_core.tokenizers.gpt2_tokenizer import GPT2Tokenizer
@@ -92,8 +93,10 @@ def read_hf_folder(source: str | Path) -> tuple[nn.Module, BaseTokenizer]:
     config = validate_config(GPTConfig, saved, f"{SAVED_CONFIG_KEY} of {source / CONFIG_FILE}") if saved else None
     if config is not None:
         _check_saved_config(family, config, hf_config, source / CONFIG_FILE)
+    tokenizer = _folder_tokenizer(source)
     model = family.from_hf(hf_config, read_hf_weights(source), config)
-    return model, _folder_tokenizer(source)
+    check_tokenizer_matches(tokenizer.vocab_size, model.config.vocab_size, str(source), HFConversionError)
+    return model, tokenizer
 
 
 def _check_saved_config(family: HFFamily, config: GPTConfig, hf_config: dict[str, Any], path: Path) -> None:
@@ -136,6 +139,8 @@ def _checkpoint_tokenizer(checkpoint: Path) -> BaseTokenizer:
 def _read_hf_config(source: Path) -> dict[str, Any]:
     path = source / CONFIG_FILE
     if not path.is_file():
+        if RunDirectory(source).holds_run():  # a training run: what keeps it from naming its checkpoint is the news
+            find_model_directory(source)
         raise HFConversionError(f"{str(source)!r} has no {CONFIG_FILE}: it is not a Hugging Face model folder")
     data = read_json(path, HFConversionError, "download or export the folder again")
     if not isinstance(data, dict):

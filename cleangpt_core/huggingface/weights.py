@@ -152,7 +152,7 @@ def _checked_load(
 def _model_shapes(architecture: str, config: GPTConfig, state_dict: dict[str, torch.Tensor], family: str) -> dict:
     """The state dict (shapes only) of the model `config` describes, once the weights hold as many blocks."""
     check_block_count(state_dict, config.n_layer, f"the {family} folder", HFConversionError)
-    return meta_state_dict(architecture, config)
+    return meta_state_dict(architecture, config, f"the {family} folder", HFConversionError)
 
 
 def from_hf_state_dict(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> Decoder:
@@ -369,10 +369,15 @@ def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     state_dict: dict[str, torch.Tensor] = {}
     for shard in shards:
         path = directory / shard
-        if Path(shard).name != shard or path.resolve().parent != directory.resolve():
+        if Path(shard).name != shard:
             raise HFConversionError(
                 f"{index_path} names the weights file {shard!r}, which is not a file of {directory}; refusing to "
                 "read it"
+            )
+        if path.resolve().parent != directory.resolve():
+            raise HFConversionError(
+                f"{path} is a link to {path.resolve()}, outside {directory}; refusing to read it: copy the weights "
+                "into the folder"
             )
         read_header(path, HFConversionError)  # a pickle or a damaged file is named, never unpickled
         state_dict.update(load_file(str(path)))

@@ -13,16 +13,15 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 import torch
 from torch import nn
 
-from cleangpt_core.inspection.capture import capture, part_names
+from cleangpt_core.inspection.capture import capture, name_matches, part_names
 
-# The parts whose outputs are measured, by `capture` name; a glob's matches (one per block) are averaged. A glob
-# matches names of its own depth only, so `h.*` is each block's output (the residual stream), not its insides.
+# The parts whose outputs are measured, by `capture` name; a glob's matches (one per block) are averaged. A `*`
+# stands for one dotted part only (`capture`'s globs), so `h.*` is each block's output, not its insides.
 COORDINATE_PARTS: dict[str, str] = {
     "embedding": "wte",
     "position": "wpe",  # the stream entering the blocks (tokens plus learned positions; rotary leaves it alone)
@@ -103,7 +102,7 @@ def coordinate_check(
             model = build_model(width)
             if not result.rms_per_seed:
                 names = part_names(model)
-                present = {part: glob for part, glob in parts.items() if any(_matches(name, glob) for name in names)}
+                present = {part: glob for part, glob in parts.items() if any(name_matches(glob, n) for n in names)}
                 result.rms_per_seed = {part: {} for part in present}
                 result.rms = {part: {} for part in present}
             measured = {part: parts[part] for part in result.rms_per_seed}
@@ -134,17 +133,13 @@ def _train_and_measure(
         with capture(model, globs) as seen:
             loss = model(tokens[:, :-1], labels=tokens)["loss"]
         for part, glob in parts.items():
-            trajectory[part].append(_mean(_rms(value) for name, value in seen.outputs.items() if _matches(name, glob)))
+            matched = (value for name, value in seen.outputs.items() if name_matches(glob, name))
+            trajectory[part].append(_mean(_rms(value) for value in matched))
         if step < steps:
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     return trajectory
-
-
-def _matches(name: str, glob: str) -> bool:
-    """Whether a part name matches a glob of the same depth (`h.*` is `h.0`, not `h.0.attn`)."""
-    return name.count(".") == glob.count(".") and fnmatchcase(name, glob)
 
 
 def _rms(value: Any) -> float:

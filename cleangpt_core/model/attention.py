@@ -21,6 +21,8 @@ from cleangpt_core.model.linear import Linear
 class CausalSelfAttention(nn.Module):
     """Causal self-attention; `n_kv_head` key/value heads are shared by groups of query heads (GQA)."""
 
+    residual_projections = ("c_proj",)  # writes into the residual stream: GPT-2's scaled initialisation
+
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
         options = part_options(config, CausalAttentionOptions)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from cleangpt_core.config import ModelConfig
+from cleangpt_core.errors import PluginError
 from cleangpt_core.model.base import CausalLanguageModel
 from cleangpt_core.model.factory import PartClasses, resolve_parts
 from cleangpt_core.model.kv_cache import KVCache, begin_forward
@@ -28,7 +29,12 @@ from cleangpt_core.model.linear import Linear
 from cleangpt_core.model.parameter_roles import parameter_roles
 from cleangpt_core.model.parametrization import base_head_dim, is_mup, scale_hidden_init, width_multiplier
 
-__all__ = ["Decoder", "PartClasses"]
+__all__ = ["Decoder", "PartClasses", "residual_projection_names"]
+
+# What a part states to name its layers that write into the residual stream, and the name that makes a layer
+# one where nothing is stated (GPT-2's output projections).
+RESIDUAL_PROJECTIONS = "residual_projections"
+LEGACY_PROJECTION = "c_proj"
 
 
 class Decoder(CausalLanguageModel):
@@ -72,12 +78,13 @@ class Decoder(CausalLanguageModel):
     def reset_parameters(self) -> None:
         """GPT-2's initialisation, then each part's own (`init_weights`, where a part defines one).
 
-        N(0, 0.02) weights, zero biases, and the layers that write into the residual stream (`c_proj`)
-        scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth (GPT-2 paper, section 2.3), or
-        zero with `zero_init_projections`, so every block starts as the identity (modded-nanogpt).
-        Norm gains keep their ones. Under muP the hidden matrices are then scaled by 1/sqrt(m).
+        N(0, 0.02) weights, zero biases, and the layers that write into the residual stream (see
+        `residual_projection_names`) scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth
+        (GPT-2 paper, section 2.3), or zero with `zero_init_projections`, so every block starts as the identity
+        (modded-nanogpt). Norm gains keep their ones. Under muP the hidden matrices are then scaled by 1/sqrt(m).
         """
         zero_projections = getattr(self.config, "zero_init_projections", False)
+        projections = set(residual_projection_names(self))
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, nn.Linear | nn.Embedding):
@@ -85,9 +92,9 @@ class Decoder(CausalLanguageModel):
                     if getattr(module, "bias", None) is not None:
                         nn.init.zeros_(module.bias)
             for name, parameter in self.named_parameters():
-                if name.endswith("c_proj.weight") and zero_projections:
+                if name in projections and zero_projections:
                     nn.init.zeros_(parameter)
-                elif name.endswith("c_proj.weight"):
+                elif name in projections:
                     nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
             for module in self.modules():
                 if module is not self and hasattr(module, "init_weights"):
@@ -122,3 +129,47 @@ class Decoder(CausalLanguageModel):
             x = x[:, -logits_to_keep:, :]
         return self.head_output(self.transformer.ln_f(x), labels, attention_mask)  # lm_head, and the loss
 
+
+def residual_projection_names(model: nn.Module) -> list[str]:
+    """The weights (as `named_parameters` names them) of the layers that write into the residual stream.
+
+    A part states its own with ``residual_projections``, a tuple of its layers' names (``("down",)``; dotted
+    paths reach deeper; ``()`` for none), and that statement covers every layer inside it. Inside a module that
+    states nothing, a layer named ``c_proj`` is one (GPT-2's name, the rule of the parts written before plugin
+    API 1.6; the built-in parts state theirs). A stated name that is no layer with a weight is an error.
+    """
+    stated: set[int] = set()
+    covered: list[str] = []  # the modules whose statement replaces the naming rule inside them
+    for module_name, module in model.named_modules():
+        layers = getattr(module, RESIDUAL_PROJECTIONS, None)
+        if layers is None:
+            continue
+        if isinstance(layers, str) or not all(isinstance(layer, str) for layer in layers):
+            raise PluginError(
+                f"{type(module).__name__}.{RESIDUAL_PROJECTIONS} must be a tuple of layer names, got {layers!r}"
+            )
+        covered.append(f"{module_name}." if module_name else "")
+        for layer in layers:
+            weight = getattr(_submodule(module, layer), "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                raise PluginError(
+                    f"{type(module).__name__}.{RESIDUAL_PROJECTIONS} names {layer!r}, which has no weight; name "
+                    "the layers (nn.Linear) whose output is added to the residual stream"
+                )
+            stated.add(id(weight))
+    return [
+        name
+        for name, parameter in model.named_parameters()
+        if id(parameter) in stated
+        or (name.split(".")[-2:] == [LEGACY_PROJECTION, "weight"] and not any(map(name.startswith, covered)))
+    ]
+
+
+def _submodule(module: nn.Module, path: str) -> nn.Module:
+    try:
+        return module.get_submodule(path)
+    except AttributeError:
+        raise PluginError(
+            f"{type(module).__name__}.{RESIDUAL_PROJECTIONS} names {path!r}, which is not one of its layers "
+            f"({', '.join(name for name, _ in module.named_children()) or 'it has none'})"
+        ) from None

@@ -1,7 +1,8 @@
 """Feed-forward parts: called as ``mlp(x)`` on (B, T, n_embd), each position alone; built as ``cls(config)``.
 
-Every one has an input projection `c_fc` and an output projection `c_proj` (GPT-2's names); the decoder's
-initialisation scales every `c_proj` by 1/sqrt(2 * n_layer), as it writes into the residual stream.
+Every one has an input projection `c_fc` and an output projection `c_proj` (GPT-2's names); each states
+`c_proj` as its `residual_projections`, the layer writing into the residual stream, which the decoder's
+initialisation scales by 1/sqrt(2 * n_layer).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
 class MLP(nn.Module):
     """GPT-2's feed-forward network: 4x expansion with the tanh-approximated GELU."""
 
+    residual_projections = ("c_proj",)
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         hidden = part_options(config, MLPOptions).ffn_hidden or 4 * config.n_embd
@@ -91,6 +94,8 @@ def swiglu_hidden(n_embd: int, multiple_of: int) -> int:
 
 class SwiGLU(nn.Module):
     """Gated MLP (Shazeer, 2020): c_proj(silu(gate) * up), gate and up from one fused projection."""
+
+    residual_projections = ("c_proj",)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -5,7 +5,9 @@ the token embedding) are stored once and re-tied on load. Each file is written a
 (`cleangpt_core.checkpoints.atomic_write`), so an interrupted save never leaves a half-written file under the
 final name.
 `load_model` also takes a training run directory and follows it to its latest checkpoint
-(`cleangpt_core.checkpoints.run_dir.find_model_directory`).
+(`cleangpt_core.checkpoints.run_dir.find_model_directory`). The checkpoint of a sharded (FSDP) run holds its
+weights as shards; its ``model.safetensors`` is made from them when first read
+(`cleangpt_core.checkpoints.sharded.consolidate_model_weights`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from torch import nn
 from cleangpt_core.checkpoints.atomic_write import atomic_target, write_text_atomic
 from cleangpt_core.checkpoints.json_files import read_json
 from cleangpt_core.checkpoints.run_dir import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_DIR, find_model_directory
+from cleangpt_core.checkpoints.sharded import consolidate_model_weights, has_shards
 from cleangpt_core.config import GPTConfig, ModelConfig, validate_config
 from cleangpt_core.config.model import architecture_schema
-from cleangpt_core.errors import CheckpointError
+from cleangpt_core.errors import CheckpointError, CleanGPTError
 from cleangpt_core.model.factory import get_model
 from cleangpt_core.model.weights_header import check_block_count, check_shapes, meta_state_dict, read_header
 
@@ -39,8 +42,13 @@ def save_model(model: nn.Module, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_target(directory / MODEL_WEIGHTS_FILE) as aside:
         save_safetensors_model(model, str(aside), metadata={"format": "pt"})
-    write_text_atomic(directory / MODEL_CONFIG_FILE, json.dumps(saved_config(model.config), indent=2) + "\n")
+    save_model_config(model.config, directory)
     return directory
+
+
+def save_model_config(config: ModelConfig, directory: str | Path) -> None:
+    """Write a model directory's ``config.json`` (a sharded checkpoint writes its weights apart)."""
+    write_text_atomic(Path(directory) / MODEL_CONFIG_FILE, json.dumps(saved_config(config), indent=2) + "\n")
 
 
 def saved_config(config: ModelConfig) -> dict[str, Any]:
@@ -67,12 +75,14 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     directory = resolve_checkpoint(directory)
     config = load_config(directory)
     weights = directory / MODEL_WEIGHTS_FILE
+    if not weights.is_file() and has_shards(directory):
+        consolidate_model_weights(directory)
     if not weights.is_file():
         raise CheckpointError(f"{str(directory)!r} has {MODEL_CONFIG_FILE} but no {MODEL_WEIGHTS_FILE}")
     # the header against the config first: a tampered config.json must not build a model of any size
     header = read_header(weights, CheckpointError)
     check_block_count(header, config.n_layer, str(weights), CheckpointError)
-    expected = meta_state_dict(config.model_type, config)
+    expected = meta_state_dict(config.model_type, config, str(directory / MODEL_CONFIG_FILE), CheckpointError)
     check_shapes(expected, header, str(weights), CheckpointError, tied_may_be_missing=True)
     model = get_model(config.model_type, config=config)
     try:
@@ -115,9 +125,31 @@ def check_tokenizer_fits(tokenizer_ids: int, model_vocab_size: int, tokenizer_di
         )
 
 
+# A model's embedding may hold more rows than its tokenizer has ids: vocabularies are padded for fast matrix
+# multiplication (nanoGPT gives GPT-2's 50257 ids 50304 rows, a multiple of 64) and some models keep rows in
+# reserve (Qwen2: 151936 for 151665 ids, Phi-2: 51200 for 50295). Past that padding, the two are not a pair.
+VOCABULARY_PADDING_MULTIPLE = 128
+VOCABULARY_PADDING_FRACTION = 0.02
+
+
+def check_tokenizer_matches(tokenizer_ids: int, model_vocab_size: int, where: str, error: type[CleanGPTError]) -> None:
+    """Refuse a tokenizer that is not the model's: one with ids the model has no embedding for, or far fewer ids
+    than the model's vocabulary, beyond padding it up to a multiple of 128 or by 2 % more rows."""
+    padded = -(-tokenizer_ids // VOCABULARY_PADDING_MULTIPLE) * VOCABULARY_PADDING_MULTIPLE
+    reserve = tokenizer_ids + VOCABULARY_PADDING_FRACTION * model_vocab_size
+    if tokenizer_ids > model_vocab_size or model_vocab_size > max(padded, reserve):
+        raise error(
+            f"{where}: the tokenizer has {tokenizer_ids} ids but the model's vocabulary has {model_vocab_size}; they "
+            "do not belong together (a vocabulary may be padded to a multiple of 128 or by 2 %, not more): put the "
+            "model's own tokenizer beside it"
+        )
+
+
 def read_checkpoint_weights(directory: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint's ``model.safetensors``, with a missing or damaged file named."""
     path = directory / MODEL_WEIGHTS_FILE
+    if not path.is_file() and has_shards(directory):
+        consolidate_model_weights(directory)
     if not path.is_file():
         raise CheckpointError(f"{directory} has no {MODEL_WEIGHTS_FILE}; is it a checkpoint directory?")
     try:

@@ -44,12 +44,36 @@ def check_block_count(names: Any, n_layer: int, where: str, error: type[CleanGPT
         )
 
 
-def meta_state_dict(model_type: str, config: Any) -> dict[str, torch.Tensor]:
-    """The state dict (shapes only) of the model `config` describes, built on the meta device."""
+def meta_state_dict(model_type: str, config: Any, where: str, error: type[CleanGPTError]) -> dict[str, torch.Tensor]:
+    """The state dict (shapes only) of the model `config` describes, built on the meta device.
+
+    A config can ask for tensors of more elements than an int64 counts (``n_embd: 2**40`` makes a (vocab,
+    2**40) embedding): torch refuses to describe them even without memory, and that is the config's fault.
+    """
     from cleangpt_core.model.factory import get_model
 
-    with torch.device("meta"):
-        return get_model(model_type, config=config).state_dict(keep_vars=True)  # a tied tensor: one object
+    try:
+        with torch.device("meta"):
+            return get_model(model_type, config=config).state_dict(keep_vars=True)  # a tied tensor: one object
+    except (RuntimeError, OverflowError) as problem:
+        if not _too_large(problem):
+            raise
+        sizes = ", ".join(f"{name}={getattr(config, name)}" for name in _SIZE_FIELDS if hasattr(config, name))
+        cause = " ".join(str(problem).split())[:120]
+        raise error(
+            f"{where}: its config ({sizes}) describes tensors too large to exist ({cause}); the config does not "
+            "belong to these weights"
+        ) from None
+
+
+# The fields whose product sizes a tensor, named when the config asks for one too large to exist.
+_SIZE_FIELDS = ("vocab_size", "n_embd", "n_head", "n_layer", "block_size")
+
+
+def _too_large(problem: Exception) -> bool:
+    """Whether torch refused a tensor for its size (not a fault of the model's code that building raised)."""
+    message = str(problem).lower()
+    return isinstance(problem, OverflowError) or "overflow" in message or "too large" in message
 
 
 def check_shapes(

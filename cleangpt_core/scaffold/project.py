@@ -84,6 +84,42 @@ KIND_TEMPLATES = {
         config_class="{camel}ScheduleConfig",
         summary="linear warmup, then the learning rate falls as 1/sqrt(step) (Vaswani et al. 2017)",
     ),
+    # The parts of the decoder (plugin API 1.1): a part plugs into every preset by config.
+    "attention": KindTemplate(
+        hook="cleangpt_register_attention",
+        module="attention",
+        export="{camel}Attention",
+        config_class="{camel}AttentionOptions",
+        summary="causal attention whose heads' outputs pass a sigmoid gate of the input (Qiu et al. 2025)",
+    ),
+    "feedforward": KindTemplate(
+        hook="cleangpt_register_feedforward",
+        module="feedforward",
+        export="{camel}FeedForward",
+        config_class="{camel}FeedForwardOptions",
+        summary="a gated linear unit, GELU-gated by default (GEGLU; GLU variants, Shazeer 2020)",
+    ),
+    "norm": KindTemplate(
+        hook="cleangpt_register_norms",
+        module="norm",
+        export="{camel}Norm",
+        config_class="{camel}NormOptions",
+        summary="Dynamic Tanh, weight * tanh(alpha * x) + bias, in place of normalisation (Zhu et al. 2025)",
+    ),
+    "position": KindTemplate(
+        hook="cleangpt_register_positions",
+        module="position",
+        export="{camel}Positions",
+        config_class="{camel}PositionOptions",
+        summary="fixed sinusoidal positions added to the token embeddings (Vaswani et al. 2017)",
+    ),
+    "residual": KindTemplate(
+        hook="cleangpt_register_residuals",
+        module="residual",
+        export="{camel}Block",
+        config_class="{camel}BlockOptions",
+        summary="a pre-norm block whose sub-blocks' outputs get learned per-channel scales (LayerScale, CaiT)",
+    ),
 }
 
 SCAFFOLD_KINDS = tuple(KIND_TEMPLATES)  # the kinds `cleangpt new-plugin` writes a project for

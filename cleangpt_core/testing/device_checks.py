@@ -46,6 +46,11 @@ from torch.utils.weak import WeakTensorKeyDictionary
 
 TRAINING_DEVICE = torch.device("cpu", 0)
 _TORCH = str(Path(torch.__file__).parent)
+# torch's dispatch to this mode, its collectives and their logging wrappers: seen through to find who called them
+_COLLECTIVES = (
+    str(Path(_TORCH) / "overrides.py"),
+    *(str(Path(_TORCH) / "distributed" / name) for name in ("distributed_c10d.py", "c10d_logger.py")),
+)
 _THIS = __file__
 _STDLIB = sysconfig.get_paths()["stdlib"]
 _SET_DATA = torch.Tensor.data.__set__  # a new method-wrapper on each access: compared with ==
@@ -79,11 +84,13 @@ def _names_training_device(target: object) -> bool | None:
 
 def _called_by_code_under_test(*, through_torch: bool) -> bool:
     """Whether the torch function being handled was called by the code under test (cleanGPT's, a plugin's or a
-    test's), not by another library or the standard library; `through_torch`: possibly through torch's own
-    wrappers (``dist.all_reduce`` is wrapped in torch's logging decorators), else directly."""
+    test's), not by torch, another library or the standard library; `through_torch`: possibly through
+    torch.distributed's collective wrappers (``dist.all_reduce`` is wrapped in torch's logging decorators,
+    ``all_gather_object`` calls ``all_gather``), else directly. A collective that torch's own code issues (FSDP's,
+    torch.distributed.checkpoint's) is torch's: it puts its tensors where the backend takes them."""
     frame = sys._getframe(2)
     while frame is not None and (
-        frame.f_code.co_filename == _THIS or (through_torch and frame.f_code.co_filename.startswith(_TORCH))
+        frame.f_code.co_filename == _THIS or (through_torch and frame.f_code.co_filename in _COLLECTIVES)
     ):
         frame = frame.f_back
     if frame is None:

@@ -92,7 +92,7 @@ def read_json_file(path: Path, what: str) -> Any:
     """Load a JSON file of a tokenizer directory, with errors that name the file."""
     if not path.is_file():
         raise TokenizerLoadError(f"tokenizer directory {str(path.parent)!r} lacks {path.name} ({what})")
-    return read_json(path, TokenizerLoadError, f"it should hold the {what}; save the tokenizer again")
+    return read_json(path, TokenizerLoadError, f"it should hold {what}; save the tokenizer again")
 
 
 class BaseTokenizer(ABC):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,6 +68,9 @@ class CharacterTokenizer(BaseTokenizer):
 
     def _set_vocab(self, vocab: Sequence[str] | Mapping[str, int]) -> None:
         if isinstance(vocab, Mapping):
+            for token, token_id in vocab.items():  # 1.5 or "1" would index the embedding as int() reads them
+                if not isinstance(token_id, Integral) or isinstance(token_id, bool):
+                    raise TokenizerError(f"vocab entry {token!r} has the id {token_id!r}, which is not an integer")
             pairs = sorted(((int(i), str(t)) for t, i in vocab.items()), key=lambda pair: pair[0])
             ids = [i for i, _ in pairs]
             if ids != list(range(len(ids))):
@@ -182,9 +186,14 @@ class CharacterTokenizer(BaseTokenizer):
         if not isinstance(vocab, dict):
             raise TokenizerLoadError(f"{str(directory / VOCAB_FILE)!r} must hold a {{token: id}} mapping")
         try:
-            return cls(vocab=vocab, **config)
+            tokenizer = cls(**config)
         except (TypeError, TokenizerError) as error:
             raise TokenizerLoadError(f"tokenizer directory {str(directory)!r} is corrupt: {error}") from None
+        try:
+            tokenizer._set_vocab(vocab)
+        except TokenizerError as error:
+            raise TokenizerLoadError(f"{str(directory / VOCAB_FILE)!r} is corrupt: {error}") from None
+        return tokenizer
 
     def to_hf_tokenizer(self) -> Any:
         """A ``tokenizers`` WordLevel model over single characters: the same ids, the same text back.

@@ -56,7 +56,11 @@ class AdvancedTrainer(SimpleTrainer):
         **options: Any,
     ) -> None:
         super().__init__(model, dataloader, optimizer, device, output_dir, lr_scheduler=lr_scheduler, **options)
-        self._train_in(resolve_precision(self.options.mixed_precision, self.device))
+        self._train_in(self.precision)
+
+    def training_precision(self) -> torch.dtype | None:
+        """The `mixed_precision` option resolved for the device (``auto``: bf16 where it is native)."""
+        return resolve_precision(self.options.mixed_precision, self.device)
 
     def _train_in(self, precision: torch.dtype | None) -> None:
         self.precision = precision

@@ -3,6 +3,11 @@
 It owns the plumbing a loop should not repeat: the device, joining a torchrun process group, the resumable
 batch order, exact evaluation, checkpoints that resume bit for bit, and the training events. A subclass
 implements `train()` (and may override `evaluate()`), as the tutorial's custom trainers do.
+
+Randomness under torchrun: every process builds the same model from the run's seed, then seeds its own torch
+generators from (seed, rank), so that dropout masks differ between processes as they would between the
+samples of one big batch; the data order is a function of (seed, epoch) alone (`EpochBatches`), the same on
+any number of processes. Each process's generators are checkpointed apart and restored into it.
 """
 
 from __future__ import annotations
@@ -16,23 +21,38 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
+from torch.distributed.fsdp import MixedPrecisionPolicy
 from torch.optim.lr_scheduler import LRScheduler
 
 from cleangpt_core.checkpoints.atomic_write import write_text_atomic
 from cleangpt_core.checkpoints.run_dir import EXPERIMENT_FILE, TOKENIZER_DIR, RunDirectory, find_training_checkpoint
+from cleangpt_core.checkpoints.sharded import (
+    MODEL_PREFIX,
+    check_supported,
+    has_shards,
+    read_shards,
+    shard_shapes,
+    write_shards,
+)
 from cleangpt_core.config.base import validate_config
 from cleangpt_core.distributed.devices import choose_device
-from cleangpt_core.distributed.process_group import barrier, init_distributed
+from cleangpt_core.distributed.process_group import init_distributed
 from cleangpt_core.distributed.strategies import (
     GatheredModel,
     choose_strategy,
+    fsdp_precision,
     full_model_state,
     full_optimizer_state,
     load_checkpoint_weights,
     load_full_optimizer_state,
+    load_sharded_model_state,
+    load_sharded_optimizer_state,
     prepare_model,
+    sharded_model_state,
+    sharded_optimizer_state,
 )
 from cleangpt_core.errors import CheckpointError
 from cleangpt_core.trainers.batches import Batch, EpochBatches
@@ -41,11 +61,22 @@ from cleangpt_core.trainers.events import TrainingEvents
 from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import TrainerConfig
 from cleangpt_core.trainers.training_checkpoint import (
+    STATE_PREFIX,
     CheckpointManager,
     capture_rng_state,
+    flatten_state,
+    read_rng_state,
     read_state,
+    read_state_structure,
     restore_rng_state,
+    tensor_paths,
+    unflatten_state,
     unwrap_model,
+    write_model,
+    write_model_config,
+    write_rng_state,
+    write_state,
+    write_state_structure,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,6 +136,11 @@ class BaseTrainer(ABC):
         self.context = init_distributed(self.device)
         size = sum(parameter.numel() for parameter in model.parameters())
         self.strategy = choose_strategy(self.options.strategy, self.context, self.device, size)
+        if self.strategy == "fsdp" and self.output_dir is not None:
+            check_supported()
+        self.precision = self.training_precision()
+        policy = self._fsdp_policy() if self.strategy == "fsdp" else None
+        self._gather_dtype = policy.param_dtype if policy is not None else None  # fixed once the model is sharded
         self.model = prepare_model(
             model,
             self.strategy,
@@ -112,7 +148,10 @@ class BaseTrainer(ABC):
             optimizer=optimizer,
             activation_checkpointing=self.options.activation_checkpointing,
             compile_model=self.options.compile,
+            mp_policy=policy,
         )
+        if self.context.enabled:  # the same model everywhere; from here on, each process draws its own dropout
+            torch.manual_seed(rank_seed(self.options.seed, self.context.rank))
         self.dataloader = dataloader
         self.eval_dataloader = eval_dataloader
         self.optimizer = optimizer
@@ -129,6 +168,7 @@ class BaseTrainer(ABC):
         self.stop_reason: str | None = None
         self._events: TrainingEvents | None = None
         self._rng_to_restore: dict[str, Any] | None = None
+        self._torch_seed_to_restore: int | None = None
         self._resumed_from: Path | None = None
         # the losses of the steps after the last metrics line, as the checkpoint this run resumed from recorded
         # them: the metrics logger averages them into its first line, as a run that never stopped would
@@ -136,6 +176,14 @@ class BaseTrainer(ABC):
         if lr_scheduler is not None and not isinstance(lr_scheduler, LRScheduler):
             lr_scheduler = lr_scheduler(self.optimizer, self.total_steps())
         self.lr_scheduler = lr_scheduler
+
+    def training_precision(self) -> torch.dtype | None:
+        """The autocast dtype this trainer computes in (None: full precision), known before the model is
+        prepared, since FSDP2 gathers the weights of a bf16 run in bf16 (`fsdp_precision`)."""
+        return type(self).precision
+
+    def _fsdp_policy(self) -> MixedPrecisionPolicy:
+        return fsdp_precision(self.options.fsdp_param_dtype, self.options.fsdp_reduce_dtype, self.precision)
 
     def total_steps(self) -> int | None:
         """Optimizer steps the whole run takes, when the data has a length or max_steps is set."""
@@ -218,11 +266,15 @@ class BaseTrainer(ABC):
     # -- checkpoints ------------------------------------------------------------------------------------
 
     def trainer_state(self) -> dict[str, Any]:
-        """Everything besides the weights that resuming needs; subclasses add their own parts.
+        """Everything besides the weights and random generators that resuming needs; subclasses add their parts.
 
-        Every process calls it (gathering a sharded optimizer state is collective); rank 0 writes it. The
-        optimizer state is stored unsharded, so any strategy and number of processes can resume it.
+        Every process calls it. Unsharded, the optimizer state is gathered whole (numbered as torch's
+        ``state_dict()`` numbers it) for rank 0 to write; sharded (FSDP2), it is each process's own shards by
+        parameter name, which every process writes itself. Either form resumes under any strategy and number
+        of processes.
         """
+        sharded = self.strategy == "fsdp"
+        optimizer = (sharded_optimizer_state if sharded else full_optimizer_state)(self.raw_model, self.optimizer)
         return {
             "trainer": type(self).__name__,
             "progress": asdict(self.progress),
@@ -230,32 +282,60 @@ class BaseTrainer(ABC):
             "strategy": self.strategy,
             "mixed_precision": precision_name(self.precision),  # so a resumed run continues in the same precision
             "data_position": self.batches.items_consumed(self.progress.batch_in_epoch),
-            "optimizer": full_optimizer_state(self.raw_model, self.optimizer),
+            "sharded": sharded,
+            "optimizer": optimizer,
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
-            "rng": capture_rng_state(),
         }
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         """Restore what `trainer_state` saved (RNG states are restored when training continues)."""
-        load_full_optimizer_state(self.raw_model, self.optimizer, state["optimizer"])
+        if state.get("sharded"):
+            load_sharded_optimizer_state(self.raw_model, self.optimizer, state["optimizer"])
+        else:
+            load_full_optimizer_state(self.raw_model, self.optimizer, state["optimizer"])
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.progress = TrainingProgress(**state["progress"])
-        self._rng_to_restore = state["rng"]
+        self._rng_to_restore = state.get("rng")  # where checkpoints of earlier releases kept rank 0's
         # a checkpoint written before they were recorded has none: its first line averages the new steps only
         self.losses_before_resume = _loss_list(state.get("unlogged_losses", []))
 
     def save_checkpoint(self, val_loss: float | None = None) -> Path | None:
-        """Write a checkpoint of the current step (main process only) and tell the observers."""
+        """Write a checkpoint of the current step, every process its part, and tell the observers.
+
+        Under FSDP2 nothing is gathered: each process writes its shards of the weights and the optimizer state
+        (`cleangpt_core.checkpoints.sharded`), and rank 0 the rest. Otherwise rank 0 writes the model directory
+        and the whole trainer state. Every process writes its own random generators.
+        """
         if self.checkpoints is None:
             return None
-        path = None
-        weights, state = full_model_state(self.raw_model), self.trainer_state()  # collective under FSDP
-        if self.context.is_main:
-            model = GatheredModel(self.raw_model, weights)
-            path = self.checkpoints.save(self.progress.step, model, state, val_loss=val_loss, extras=self._write_extras)
-        barrier(self.context)
-        path = path or self.checkpoints.run.checkpoint(self.progress.step)
+        rank, main = self.context.rank, self.context.is_main
+        rng = capture_rng_state()
+        if self.strategy == "fsdp":
+            weights = {MODEL_PREFIX + name: tensor for name, tensor in sharded_model_state(self.raw_model).items()}
+            structure, tensors = flatten_state(self.trainer_state(), STATE_PREFIX, copy=False)
+
+            def write(directory: Path) -> None:
+                write_rng_state(directory, rank, rng)
+                write_shards({**weights, **tensors}, directory)
+                if main:
+                    write_model_config(self.raw_model, directory)
+                    write_state_structure(directory, structure)
+                    self._write_extras(directory)
+
+        else:
+            full_weights, state = full_model_state(self.raw_model), self.trainer_state()  # collective under DDP
+
+            def write(directory: Path) -> None:
+                write_rng_state(directory, rank, rng)
+                if main:
+                    write_model(GatheredModel(self.raw_model, full_weights), directory)
+                    write_state(directory, state)
+                    self._write_extras(directory)
+
+        path = self.checkpoints.save_together(
+            self.progress.step, write, context=self.context, device=self.device, val_loss=val_loss
+        )
         self.events.emit("checkpoint_saved", trainer=self, step=self.progress.step, path=path)
         return path
 
@@ -268,14 +348,67 @@ class BaseTrainer(ABC):
     def load_checkpoint(self, path: str | Path) -> Path:
         """Restore weights, optimizer, schedules, RNG states and the data position from a checkpoint.
 
-        `path` is a checkpoint directory or a run directory (its ``latest`` checkpoint is used).
+        `path` is a checkpoint directory or a run directory (its ``latest`` checkpoint is used). A sharded
+        checkpoint is read by every process, each reading only the slices of the shards it holds now (on any
+        number of processes); an unsharded one is read whole.
         """
         checkpoint = find_training_checkpoint(path)
-        state = read_state(checkpoint)
-        load_checkpoint_weights(self.raw_model, checkpoint)
+        if has_shards(checkpoint):
+            state = self._read_sharded(checkpoint)
+        else:
+            state = read_state(checkpoint)
+            load_checkpoint_weights(self.raw_model, checkpoint)
         self.load_trainer_state(state)
+        self._continue_rng(checkpoint)
         self._continue_data_order(checkpoint, state)
+        if self.strategy == "fsdp" and self._fsdp_policy().param_dtype != self._gather_dtype and self.context.is_main:
+            logger.warning(
+                "the resumed run computes in %s, but FSDP2 gathers its weights in %s, as chosen when the model was "
+                "sharded; set trainer.fsdp_param_dtype to gather them as the run did before",
+                precision_name(self.precision),
+                self._gather_dtype or "fp32",
+            )
         return checkpoint
+
+    def _read_sharded(self, checkpoint: Path) -> dict[str, Any]:
+        """Fill the model and a state to load from a sharded checkpoint, each process reading its own slices.
+
+        The model's weights and the optimizer's state (made first if the optimizer has not stepped) are filled
+        in place, as this process holds them; any other tensor of the trainer state is read whole.
+        """
+        structure = read_state_structure(checkpoint)
+        weights = sharded_model_state(self.raw_model)
+        optimizer = sharded_optimizer_state(self.raw_model, self.optimizer)
+        _, targets = flatten_state(optimizer, f"{STATE_PREFIX}.optimizer", copy=False)
+        saved = set(tensor_paths(structure))
+        written = {path for path in saved if path.startswith(f"{STATE_PREFIX}.optimizer.")}
+        if written != set(targets):
+            raise CheckpointError(
+                f"the optimizer state in {checkpoint} does not fit this optimizer ({len(written)} tensors saved, "
+                f"{len(targets)} here); resume with the optimizer the run was started with"
+            )
+        shapes = shard_shapes(checkpoint)
+        targets |= {path: torch.empty(shapes[path][0], dtype=shapes[path][1]) for path in saved - set(targets)}
+        read_shards(
+            {**{MODEL_PREFIX + name: tensor for name, tensor in weights.items()}, **targets},
+            checkpoint,
+            alone=not self.context.enabled,
+        )
+        load_sharded_model_state(self.raw_model, weights)
+        return unflatten_state(structure, targets)
+
+    def _continue_rng(self, checkpoint: Path) -> None:
+        """Choose the random generators this process continues with: its own as checkpointed; on a process the
+        writing run did not have, rank 0's, with torch's reseeded from (seed, rank, step)."""
+        own = read_rng_state(checkpoint, self.context.rank)
+        if own is not None:
+            self._rng_to_restore = own
+            return
+        first = read_rng_state(checkpoint, 0)
+        if first is not None:
+            self._rng_to_restore = first
+        if self.context.rank > 0:
+            self._torch_seed_to_restore = rank_seed(self.options.seed, self.context.rank, self.progress.step)
 
     def _continue_data_order(self, checkpoint: Path, state: dict[str, Any]) -> None:
         """Place the data position of a checkpoint written by another strategy or number of processes,
@@ -289,7 +422,7 @@ class BaseTrainer(ABC):
         if changed and self.context.is_main:
             logger.warning(
                 "resuming %s, written with strategy %s on %d process(es), with strategy %s on %d: weights and "
-                "optimizer state are unsharded in the checkpoint; epoch %d continues at item %d of its order%s",
+                "optimizer state are read as this strategy holds them; epoch %d continues at item %d of its order%s",
                 checkpoint,
                 strategy,
                 world,
@@ -305,6 +438,15 @@ class BaseTrainer(ABC):
         if self._rng_to_restore is not None:
             restore_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
+        if self._torch_seed_to_restore is not None:
+            torch.manual_seed(self._torch_seed_to_restore)
+            self._torch_seed_to_restore = None
+
+
+def rank_seed(seed: int, rank: int, *more: int) -> int:
+    """A seed for process `rank` of a run seeded with `seed` (and `more`, such as the step): distinct streams
+    for distinct ranks, the same on every run (numpy's SeedSequence mixes the numbers)."""
+    return int(np.random.SeedSequence([seed, rank, *more]).generate_state(1, np.uint64)[0])
 
 
 def _loss_list(value: Any) -> list[float]:

@@ -57,10 +57,13 @@ def evaluate_model(
     max_batches: int | None = None,
     lockstep: bool = False,
 ) -> dict[str, Any]:
-    """Mean cross-entropy per predicted token over `batches`, perplexity = exp(loss), and the token count.
+    """Mean cross-entropy per predicted token over `batches`, perplexity = exp(loss), the token count and the
+    loss's standard error.
 
     The loss is (sum of token losses) / (number of tokens), padding excluded, so it does not depend on how
     the data is batched; under torchrun every rank takes its own batches and the sums are combined.
+    ``stderr`` is the standard error of that mean with the batches as the units (`batch_standard_error`; None
+    from fewer than two batches).
     `max_batches` limits the estimate to the first batches (per rank). `lockstep` (FSDP, whose every
     forward is collective) keeps ranks with no batch left running empty forwards until all are done. The
     global RNG state is left as it was: iterating a DataLoader draws from it, and evaluating must not change
@@ -73,6 +76,7 @@ def evaluate_model(
     # each batch's loss sum stays on the device (float32: MPS has no float64) until one read at the end, and
     # is added up on the host in float64; token counts come from the host's batches, so no batch waits
     loss_sums: list[torch.Tensor] = []
+    batch_tokens: list[int] = []
     tokens = 0
     progress = EvaluationProgress(
         "evaluate", _batches_per_rank(batches, context, max_batches), enabled=context.is_main
@@ -88,18 +92,45 @@ def evaluate_model(
             with autocast or nullcontext():
                 loss = model(**batch)["loss"]
             loss_sums.append(loss.float() * targets)
+            batch_tokens.append(targets)
             tokens += targets
             progress.update(tokens=targets)
     finally:
         progress.close()
         model.train(was_training)
         restore_rng_state(rng_state)
-    mine = [math.fsum(torch.stack(loss_sums).tolist()) if loss_sums else 0.0, float(tokens)]
-    loss_sum, tokens = all_reduce_sum(torch.tensor(mine).to(device), context).tolist()
+    batch_sums = torch.stack(loss_sums).tolist() if loss_sums else []
+    mine = [math.fsum(batch_sums), float(tokens), float(len(batch_sums))]
+    loss_sum, tokens, batches = all_reduce_sum(torch.tensor(mine).to(device), context).tolist()
     if tokens == 0:
         raise ValueError("the evaluation data holds no tokens to predict")
     mean = loss_sum / tokens
-    return {"loss": mean, "perplexity": math.exp(mean), "tokens": int(tokens)}
+    # the spread of the batches around the mean: a second, equally small collective, once the mean is known
+    spread = math.fsum((total - mean * count) ** 2 for total, count in zip(batch_sums, batch_tokens, strict=True))
+    spread = all_reduce_sum(torch.tensor([spread]).to(device), context).item() if context.enabled else spread
+    try:
+        perplexity = math.exp(mean)
+    except OverflowError:  # a loss beyond ~709.8 nats (a far too high learning rate): past a float's range
+        perplexity = math.inf
+    return {
+        "loss": mean,
+        "perplexity": perplexity,
+        "tokens": int(tokens),
+        "stderr": batch_standard_error(spread, tokens, int(batches)),
+    }
+
+
+def batch_standard_error(spread: float, tokens: float, batches: int) -> float | None:
+    """The standard error of a mean loss per token, from the batches' sums of squared deviations from it.
+
+    Each batch is a run of consecutive windows of the text, and neighbouring tokens' losses are correlated, so
+    the batch, not the token, is the independent unit: the ratio estimator's variance over `batches` clusters,
+    ``batches / (batches - 1) * sum_b (S_b - mean * n_b)^2 / N^2`` (S_b a batch's loss sum, n_b its tokens, N
+    all of them). None from fewer than two batches, where no spread can be seen.
+    """
+    if batches < 2:
+        return None
+    return math.sqrt(batches / (batches - 1) * spread) / tokens
 
 
 def _batches_per_rank(batches: Iterable[Batch], context: DistributedContext, max_batches: int | None) -> int | None:

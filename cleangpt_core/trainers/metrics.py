@@ -3,11 +3,13 @@
 It is an ordinary observer of training events (registered as a plugin by ``cleangpt_core.core_plugins.trainers``),
 so it shows the pattern any logging plugin would follow. Only the main process writes. Each line of
 ``metrics.jsonl`` is one JSON object: training lines carry ``step``, ``epoch``, ``loss`` (mean over the steps
-since the previous line), ``lr``, ``tokens_per_s`` and ``tokens``; evaluation lines carry ``step``,
-``val_loss`` and ``val_perplexity``. A resumed run first drops the lines a killed run wrote after its last
-checkpoint, and its first line averages the losses that checkpoint kept of the steps before it since the last
-line, so the file reads as one uninterrupted run, bit for bit. The file is only ever appended to, or replaced
-whole by an atomic rename, so a kill at any moment leaves the history as it was or as it was meant to become.
+since the previous line), ``lr``, ``tokens_per_s`` and ``step_time_s`` (over the training steps since the
+previous line, timed with the device synchronised: `cleangpt_core.trainers.throughput`) and ``tokens``;
+evaluation lines carry ``step``, ``val_loss`` and ``val_perplexity``. A resumed run first drops the lines a
+killed run wrote after its last checkpoint, and its first line averages the losses that checkpoint kept of the
+steps before it since the last line, so the file reads as one uninterrupted run, bit for bit (timings apart).
+The file is only ever appended to, or replaced whole by an atomic rename, so a kill at any moment leaves the
+history as it was or as it was meant to become.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class MetricsLogger:
             "loss": sum(losses) / len(losses),
             "lr": metrics["lr"],
             "tokens_per_s": metrics["tokens_per_s"],
+            "step_time_s": metrics.get("step_time_s"),  # a third-party trainer may not send it
             "tokens": metrics["tokens"],
             "elapsed_s": round(time.perf_counter() - self._started, 3),
         }

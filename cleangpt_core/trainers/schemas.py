@@ -55,6 +55,14 @@ class TrainerConfig(StrictModel):
     compile: bool = Field(
         False, description="torch.compile the model (a one-off compilation cost at the first steps; see benchmarks/)"
     )
+    fsdp_param_dtype: Literal["auto", "fp32"] = Field(
+        "auto",
+        description="under strategy 'fsdp': the dtype each block's weights are gathered and its gradients computed "
+        "in; 'auto': bf16 when the run computes in bf16 autocast (half the traffic), else fp32",
+    )
+    fsdp_reduce_dtype: Literal["fp32", "bf16"] = Field(
+        "fp32", description="under strategy 'fsdp': the dtype gradients are summed across processes in"
+    )
 
     @model_validator(mode="before")
     @classmethod

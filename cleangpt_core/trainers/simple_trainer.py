@@ -2,6 +2,10 @@
 
 The loop is written once here; `AdvancedTrainer` changes what happens inside a step (accumulation, mixed
 precision, clipping, schedules) and after an evaluation (early stopping), not the loop itself.
+
+A stop signal (Ctrl-C, SIGTERM, SLURM's SIGUSR1: `cleangpt_core.trainers.interrupts`) ends the loop after the
+step it arrived in: a checkpoint of that step is written and `StopRequested` raised, naming it, so resuming
+loses nothing. Arriving during the last step or the final evaluation, it lets the run finish first.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ from typing import Any, ClassVar
 import torch
 from tqdm.auto import tqdm
 
+from cleangpt_core.checkpoints.run_dir import step_of
+from cleangpt_core.distributed.devices import synchronize
 from cleangpt_core.distributed.process_group import all_reduce_sum
 from cleangpt_core.distributed.strategies import gradient_sync
 from cleangpt_core.errors import TrainingDivergedError
 from cleangpt_core.trainers.base_trainer import BaseTrainer
 from cleangpt_core.trainers.batches import Batch
 from cleangpt_core.trainers.evaluation import count_targets
+from cleangpt_core.trainers.interrupts import STOP_SIGNALS, StopRequest, StopRequested, deferred_stop
 from cleangpt_core.trainers.precision import precision_name
 from cleangpt_core.trainers.schemas import SimpleTrainerConfig, TrainerConfig
 from cleangpt_core.trainers.step_values import PendingLosses, StepMetrics, is_logging_step
+from cleangpt_core.trainers.throughput import Throughput
 
 
 class SimpleTrainer(BaseTrainer):
@@ -37,9 +45,10 @@ class SimpleTrainer(BaseTrainer):
 
         `resume_from` (a checkpoint or run directory) continues an interrupted run exactly where it stopped.
         The main process holds the run directory's lock throughout (already held when the experiment runner
-        calls: the lock is taken once per process).
+        calls: the lock is taken once per process). A stop signal ends it with `StopRequested` (see the module).
         """
-        with self.run_lock():
+        with self.run_lock(), deferred_stop() as stop:
+            self._stop = stop
             self._resumed_from = self.load_checkpoint(resume_from) if resume_from is not None else None
             self._events = None  # pick up plugins installed since the last run
             self.stop_reason = None
@@ -47,6 +56,7 @@ class SimpleTrainer(BaseTrainer):
             self._pending_losses = PendingLosses(self.context)
             self._losses_checked = 0
             self._complete_evaluation: tuple[int, dict[str, Any]] | None = None
+            self._finished = False
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
             self.events.emit("train_begin", trainer=self)
@@ -61,13 +71,24 @@ class SimpleTrainer(BaseTrainer):
                 dynamic_ncols=True,
             )
             started, tokens_before = time.perf_counter(), self.progress.tokens
+            self._throughput = Throughput(self.device)
             try:
                 self._run_epochs()
+            except StopRequested as stop:  # a second signal stops mid-step: the last checkpoint is where it stands
+                if stop.checkpoint is None and self.checkpoints is not None:
+                    stop.checkpoint = self.checkpoints.latest()
+                    stop.step = step_of(stop.checkpoint) if stop.checkpoint is not None else None
+                raise
             finally:
                 self._bar.close()
+            synchronize(self.device)  # the last steps are done, not only queued
             elapsed = time.perf_counter() - started
             stats = self._finish(elapsed, self.progress.tokens - tokens_before)
             self.events.emit("train_end", trainer=self, stats=stats)
+            signum = self._agreed_stop_signal()
+            if signum is not None:  # it arrived in the last step or the final evaluation: the run is complete
+                checkpoint = stats["checkpoint"]
+                raise StopRequested(signum, self.progress.step, Path(checkpoint) if checkpoint else None)
             return stats
 
     def _budget_left(self) -> bool:
@@ -96,11 +117,11 @@ class SimpleTrainer(BaseTrainer):
         """One optimizer step over `group`, whose gradients sum to those of one batch made of all of it.
 
         Nothing here waits for the device (see `cleangpt_core.trainers.step_values`): the loss stays on it, and
-        the pending losses are read back only on the steps that log, evaluate or checkpoint.
+        the pending losses are read back only on the steps that log, evaluate or checkpoint; tokens/s and the
+        step time are measured on logging steps (`cleangpt_core.trainers.throughput`).
         """
         step = self.progress.step + 1
         self.events.emit("step_begin", trainer=self, step=step)
-        started = time.perf_counter()
         counts = [count_targets(batch) for batch in group]  # on the host, from the host's batches
         # every token weighs the same across micro-batches and ranks (DDP and FSDP average gradients over ranks);
         # under torchrun the total is summed on the device, where NCCL takes its tensors
@@ -127,19 +148,17 @@ class SimpleTrainer(BaseTrainer):
         self.progress.step = step
         self.progress.batch_in_epoch += len(group)
         self.progress.tokens += tokens
-        seconds = time.perf_counter() - started
+        self._throughput.add(tokens)
         index = len(self.losses) + len(self._pending_losses) - 1
         pending = {"loss": lambda: self._loss_of(index)}
         if self._grad_norm is not None:
             pending["grad_norm"] = lambda norm=self._grad_norm: float(norm)
+        timing = self._throughput.measure() if is_logging_step(self, step) else {}
+        for key in ("tokens_per_s", "step_time_s"):  # on a quiet step, measured only if someone asks
+            if key not in timing:
+                pending[key] = lambda key=key: self._throughput.measure()[key]
         metrics = StepMetrics(
-            {
-                "lr": lr,
-                "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
-                "tokens": self.progress.tokens,
-                "epoch": self.progress.epoch,
-            },
-            pending,
+            {"lr": lr, **timing, "tokens": self.progress.tokens, "epoch": self.progress.epoch}, pending
         )
         if reads:
             self._bar.set_postfix(
@@ -148,6 +167,10 @@ class SimpleTrainer(BaseTrainer):
         self.events.emit("step_end", trainer=self, step=step, metrics=metrics)
         self._bar.update(1)
         self._periodic_work(step)
+        if reads:  # the next span times training steps only, not this step's evaluation or checkpoint
+            self._throughput.restart()
+        if step != self.total_steps() and (reads or not self.context.enabled):
+            self._stop_if_signalled()
 
     @property
     def grad_norm(self) -> float | None:
@@ -177,9 +200,14 @@ class SimpleTrainer(BaseTrainer):
         return self.losses[index]
 
     def trainer_state(self) -> dict[str, Any]:
-        """The base state, and the losses of the steps since the last metrics line (`losses_before_resume` of
-        the run that resumes it)."""
-        return {**super().trainer_state(), "unlogged_losses": self._unlogged_losses()}
+        """The base state, the losses of the steps since the last metrics line (`losses_before_resume` of the
+        run that resumes it), and whether the run had finished (its final checkpoint, which `cleangpt runs`
+        tells from one a stopped run left)."""
+        return {
+            **super().trainer_state(),
+            "unlogged_losses": self._unlogged_losses(),
+            "finished": getattr(self, "_finished", False),
+        }
 
     def _unlogged_losses(self) -> list[float]:
         step = self.progress.step
@@ -204,6 +232,28 @@ class SimpleTrainer(BaseTrainer):
                 self._complete_evaluation = (step, evaluation)
         if options.checkpoint_interval and step % options.checkpoint_interval == 0:
             self.save_checkpoint(val_loss)
+
+    def _agreed_stop_signal(self) -> int | None:
+        """The stop signal this process received (under torchrun: any process; one collective), or None."""
+        stop: StopRequest = getattr(self, "_stop", StopRequest())
+        if not self.context.enabled:
+            return stop.signum
+        received = torch.tensor([float(stop.signum == signum) for signum in STOP_SIGNALS], device=self.device)
+        counts = all_reduce_sum(received, self.context).tolist()
+        return next((int(signum) for signum, count in zip(STOP_SIGNALS, counts, strict=True) if count), None)
+
+    def _stop_if_signalled(self) -> None:
+        """After a step: on a stop signal, write this step's checkpoint (unless the step just wrote it) and stop.
+
+        Under torchrun the processes agree first, on the steps that read the losses back anyway (every
+        log_interval at most), so that every one stops at the same step and joins the checkpoint's collectives.
+        """
+        signum = self._agreed_stop_signal()
+        if signum is None:
+            return
+        latest = self.checkpoints.latest() if self.checkpoints is not None else None
+        checkpoint = latest if latest is not None and step_of(latest) == self.progress.step else self.save_checkpoint()
+        raise StopRequested(signum, self.progress.step, checkpoint)
 
     def _diverged(self, step: int, loss: float, stopped_at: int) -> None:
         latest = self.checkpoints.latest() if self.checkpoints is not None else None
@@ -257,6 +307,7 @@ class SimpleTrainer(BaseTrainer):
                     val_loss=evaluation["loss"],
                     val_perplexity=evaluation["perplexity"],
                     val_tokens=evaluation["tokens"],
+                    val_stderr=evaluation.get("stderr"),
                 )
             stats.update(best_val_loss=self.progress.best_val_loss, checkpoint=str(self._resumed_from))
             return stats
@@ -269,8 +320,14 @@ class SimpleTrainer(BaseTrainer):
                 evaluation = self.evaluate()
                 self.after_evaluation(evaluation["loss"])
             val_loss = evaluation["loss"]
-            stats.update(val_loss=val_loss, val_perplexity=evaluation["perplexity"], val_tokens=evaluation["tokens"])
+            stats.update(
+                val_loss=val_loss,
+                val_perplexity=evaluation["perplexity"],
+                val_tokens=evaluation["tokens"],
+                val_stderr=evaluation.get("stderr"),
+            )
         stats["best_val_loss"] = self.progress.best_val_loss
+        self._finished = True
         checkpoint = self.save_checkpoint(val_loss)
         stats["checkpoint"] = str(checkpoint) if checkpoint is not None else None
         return stats
