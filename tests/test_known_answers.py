@@ -299,3 +299,12 @@ def test_an_unknown_finding_is_one_line_on_the_command_line(tmp_path):
     result = CliRunner().invoke(cli, ["known-answers", "nonesuch", "--folder", str(tmp_path)])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "no finding 'nonesuch'" in result.output
+
+
+def test_the_table_keeps_a_bar_inside_a_cell_from_splitting_its_row():
+    from cleangpt_core.experiments.known_answers import Judgement, Row, table
+
+    answer = finding({"test": "lever", "lever": "lever"})
+    text = table([Row(answer, "cleangpt compare --set 'a=b|c'", Judgement("did not run: x | y", "not run"), 3.0)])
+    row = text.splitlines()[-1]
+    assert row.count(" | ") == 5 and "x \\| y" in row and "a=b\\|c" in row

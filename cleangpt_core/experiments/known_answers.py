@@ -220,7 +220,7 @@ def judge_lr_transfer(finding: Finding, report: dict[str, Any]) -> Judgement:
     result = _judged(mup, standard, paired=True)
     verdict = (
         f"slope of log2 best lr per doubling of width: standard {statistics.fmean(slopes['standard'].values()):+.2f}, "
-        f"muP {statistics.fmean(slopes['mup'].values()):+.2f}; Δ |slope| {_interval(result)}, {len(mup)} seeds"
+        f"muP {statistics.fmean(slopes['mup'].values()):+.2f}; Δ size of slope {_interval(result)}, {len(mup)} seeds"
     )
     outcome = _outcome(result["verdict"], finding.answer.expect)
     note = ""
@@ -389,8 +389,7 @@ def table(rows: Sequence[Row]) -> str:
     for row in rows:
         judgement = row.judgement
         outcome = judgement.outcome + (f" ({judgement.note})" if judgement.note else "")
-        lines.append(
-            f"| {row.finding.answer.finding} | {row.finding.answer.paper} | `{row.command}` | {judgement.verdict} "
-            f"| {outcome} | {format_duration(row.wall_s)} |"
-        )
+        cells = [row.finding.answer.finding, row.finding.answer.paper, f"`{row.command}`", judgement.verdict, outcome]
+        cells = [cell.replace("|", "\\|") for cell in cells]  # a bar in a cell would end it
+        lines.append("| " + " | ".join([*cells, format_duration(row.wall_s)]) + " |")
     return "\n".join(lines)
