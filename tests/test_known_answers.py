@@ -308,3 +308,14 @@ def test_the_table_keeps_a_bar_inside_a_cell_from_splitting_its_row():
     text = table([Row(answer, "cleangpt compare --set 'a=b|c'", Judgement("did not run: x | y", "not run"), 3.0)])
     row = text.splitlines()[-1]
     assert row.count(" | ") == 5 and "x \\| y" in row and "a=b\\|c" in row
+
+
+def test_a_finding_names_contenders_as_the_comparison_labels_them(tmp_path):
+    """Models under one config are labelled by model (its canonical name), configs alone by their stems."""
+    write(tmp_path / "small.yaml", "model: {n_layer: 1}\n")
+    text = "known_answer: {finding: f, paper: p, test: lever, lever: Llama}\nmodels: [llama, Vanilla]\n"
+    finding = load_finding(write(tmp_path / "f.yaml", text + "configs: [small.yaml]\nbase: Vanilla\n"))
+    assert finding.contenders == ("Llama", "Vanilla")
+    write(tmp_path / "big.yaml", "model: {n_layer: 2}\n")
+    text = "known_answer: {finding: f, paper: p, test: lever, lever: big}\nconfigs: [small.yaml, big.yaml]\n"
+    assert load_finding(write(tmp_path / "g.yaml", text + "base: small\n")).contenders == ("small", "big")

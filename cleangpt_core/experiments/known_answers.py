@@ -98,13 +98,14 @@ class Judgement:
 
 def load_finding(path: Path) -> Finding:
     """The finding in a comparison file; a file without a valid ``known_answer`` section is one line naming it."""
-    from cleangpt_core.experiments.comparison_file import ComparisonFile
+    from cleangpt_core.experiments.comparison_file import ComparisonFile, comparison_options
+    from cleangpt_core.experiments.planning import contender_labels
 
     spec = validate_config(ComparisonFile, read_config_file(path), f"comparison file {str(path)!r}")
     if spec.known_answer is None:
         raise ConfigError(f"comparison file {str(path)!r} has no known_answer section, so it is no finding")
     answer = validate_config(KnownAnswer, spec.known_answer, f"known_answer of {str(path)!r}")
-    contenders = tuple(entry.name or entry.model or Path(entry.config or "").stem for entry in spec.contenders)
+    contenders = tuple(contender_labels(comparison_options(path, {})))
     finding = Finding(path.stem, path, answer, spec.base, contenders)
     _check_names(finding)
     return finding

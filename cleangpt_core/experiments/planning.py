@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
 from cleangpt_core.errors import ConfigError
@@ -279,6 +280,13 @@ def _one_evaluation_size(runs: list[PlannedRun]) -> list[PlannedRun]:
     if any(config.data.eval_tokens != "auto" for config in loaded) or len(sizes) == 1:
         return runs
     return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={max(sizes)}")) for run in runs]
+
+
+def contender_labels(options: dict[str, Any]) -> list[str]:
+    """The labels the contenders of `build_plan`'s `options` get (its models, configs, variants and contenders),
+    without reading a config file: what a comparison file's other sections may name."""
+    keys = ("models", "config_files", "overrides", "variants", "contenders")
+    return _contenders(*(options.get(key) or () for key in keys))[0]
 
 
 def _contenders(
