@@ -11,13 +11,16 @@ from click.testing import CliRunner
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.errors import ConfigError, HFConversionError
+from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.huggingface import export_hf
 from cleangpt_core.inspection import capture
 from cleangpt_core.inspection.coordinate_check import coordinate_check
 from cleangpt_core.model import get_model, load_model, save_model
+from cleangpt_core.model.parametrization import attention_scale, base_head_dim
 from cleangpt_core.testing.architecture import SMALL_MODEL, check_architecture_contract, registered_model_factory
 from cleangpt_core.tokenizers import create_tokenizer
 from cleangpt_core.trainers import get_optimizer
+from cleangpt_core.utils import tinyshakespeare_text
 
 SHAPE = {"vocab_size": 40, "n_layer": 2, "n_head": 4, "block_size": 16}
 
@@ -81,6 +84,27 @@ def test_a_ladder_that_grows_the_head_count_keeps_standard_attention_scale_with_
     assert model.mup_base_head_dim == 32 and model.config.head_dim == 32  # sqrt(32)/32: standard's scale
 
 
+def test_the_default_base_head_width_holds_the_head_count_so_a_ladder_growing_it_must_state_it(tmp_path):
+    """The default d0 = mup_base_width / n_head divides by each model's own head count: right while the head
+    count is held, wrong for a ladder that grows it (every rung would get another d0). Such a ladder is refused
+    before anything trains, and with mup_base_head_dim stated every rung keeps standard's scale."""
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(tinyshakespeare_text()[:5_000], encoding="utf-8")
+    overrides = [
+        f"data.dataset={corpus}", "model.n_layer=1", "model.block_size=16", "data.batch_size=2", "device=cpu",
+        "schedule.warmup_steps=1", "model.parametrization=mup", "model.mup_base_width=16",
+    ]  # fmt: skip
+    ladder = ["model.n_embd=16,32,64", "model.n_head=2,4,8"]  # head width 8 at every rung
+    with pytest.raises(ConfigError) as error:
+        build_plan(tmp_path / "a", models=["Vanilla"], overrides=overrides, ladder=ladder, max_tokens=64)
+    assert len(str(error.value).splitlines()) == 1 and "set model.mup_base_head_dim" in str(error.value)
+    plan = build_plan(tmp_path / "b", models=["Vanilla"], overrides=[*overrides, "model.mup_base_head_dim=8"],
+                      ladder=ladder, max_tokens=64)  # fmt: skip
+    for run in plan.runs:
+        model = run.load().model
+        assert attention_scale(model.head_dim, base_head_dim(model)) is None  # 1/sqrt(8): standard's
+
+
 def test_adamw_under_mup_gives_hidden_matrices_lr_over_m_and_the_rest_the_lr():
     model = mup_model(width=128, base=32)
     optimizer = get_optimizer("adamw", model, lr=1e-2)
@@ -90,6 +114,80 @@ def test_adamw_under_mup_gives_hidden_matrices_lr_over_m_and_the_rest_the_lr():
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             assert group["lr"] == (1e-2 / 4 if id(parameter) in matrices else 1e-2)
+
+
+def test_adamw_under_mup_scales_the_hidden_matrices_weight_decay_by_m_so_the_decay_per_step_holds():
+    """mup.MuAdamW's rule: weight_decay x m where lr / m, so lr x wd (AdamW's decay per step) is the base's."""
+    model = mup_model(width=128, base=32)  # m = 4
+    optimizer = get_optimizer("adamw", model, lr=1e-2, weight_decay=0.1)
+    hidden = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
+    matrices = {id(p) for name, p in model.named_parameters() if name.endswith(hidden)}
+    for group in optimizer.param_groups:
+        if {id(p) for p in group["params"]} <= matrices:
+            assert (group["lr"], group["weight_decay"]) == (1e-2 / 4, 0.1 * 4)
+        else:
+            assert group["weight_decay"] in (0.1, 0.0)  # embeddings decayed, gains not, both unscaled
+
+
+def decay_per_step(width: int, optimizer: str, **options) -> float:
+    """The factor one step with zero gradients (decay alone) multiplies a hidden matrix by."""
+    model = mup_model(width=width, base=32)
+    built = get_optimizer(optimizer, model, **options)
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    matrix = model.transformer.h[0].mlp.c_fc.weight
+    before = matrix.detach().clone()
+    built.step()
+    return (matrix.detach() / before).mean().item()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options"),
+    [
+        ("adamw", {"lr": 1e-2, "weight_decay": 0.5}),
+        ("muon", {"lr": 0.02, "weight_decay": 0.5, "adjust_lr": "match_rms_adamw"}),
+        ("muon", {"lr": 0.02, "weight_decay": 0.5, "adjust_lr": "original"}),
+    ],
+)
+def test_under_mup_a_hidden_matrix_decays_by_the_same_factor_per_step_at_every_width(optimizer, options):
+    at_base = decay_per_step(32, optimizer, **options)
+    assert at_base < 1.0
+    for width in (64, 128):
+        assert decay_per_step(width, optimizer, **options) == pytest.approx(at_base, rel=1e-6)
+
+
+@pytest.mark.parametrize(("optimizer", "key"), [("adamw", "eps"), ("muon", "adamw_eps")])
+def test_under_mup_every_adam_group_gets_epsilon_over_m_and_the_base_width_keeps_it(optimizer, key):
+    wide = get_optimizer(optimizer, mup_model(width=128, base=32), **{key: 1e-6})
+    base = get_optimizer(optimizer, mup_model(width=32, base=32), **{key: 1e-6})
+    adam_groups = lambda built: [g for g in built.param_groups if "eps" in g and "ns_steps" not in g]  # noqa: E731
+    assert {group["eps"] for group in adam_groups(wide)} == {1e-6 / 4}
+    assert {group["eps"] for group in adam_groups(base)} == {1e-6}
+
+
+def first_update_rms(width: int, eps: float) -> float:
+    """m x the RMS of an MLP matrix's first AdamW step (Adam's normalised step, width-free under muP)."""
+    model = mup_model(width=width, base=32)
+    optimizer = get_optimizer("adamw", model, lr=1e-2, eps=eps, weight_decay=0.0)
+    matrix = model.transformer.h[0].mlp.c_fc.weight
+    before = matrix.detach().clone()
+    losses(model, optimizer, steps=1)
+    return (matrix.detach() - before).pow(2).mean().sqrt().item() * width / 32
+
+
+def test_under_mup_adams_epsilon_takes_the_same_share_of_the_step_at_every_width():
+    """Every gradient shrinks as 1/m under muP, so an epsilon that matters at the base width (here of the order
+    of the gradients) would damp the wide model's steps if it were held fixed: scaled by 1/m it does not."""
+    at_base = first_update_rms(32, eps=1e-3)
+    assert first_update_rms(256, eps=1e-3) == pytest.approx(at_base, rel=0.1)
+
+
+def test_the_models_own_optimizer_groups_carry_mups_epsilon():
+    model = mup_model(width=128, base=32)
+    assert {group["eps"] for group in model.optimizer_groups(0.1, lr=1e-2, eps=1e-6)} == {1e-6 / 4}
+    assert {group["eps"] for group in model.optimizer_groups(0.1, lr=1e-2)} == {1e-8 / 4}  # torch's default
+    standard = get_model("Vanilla", **SHAPE, n_embd=128)
+    assert all("eps" not in group for group in standard.optimizer_groups(0.1, eps=1e-6))
 
 
 def test_the_models_own_optimizer_groups_follow_mup_and_ask_for_the_lr_it_needs():

@@ -68,8 +68,9 @@ def tuning_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--comparison",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A YAML or TOML file of these options (configs, models, set, max_tokens, seeds, target_loss, ...); "
-    "options given here as well come after (--model, --config, --set) or replace (the others) the file's.",
+    help="A YAML or TOML file of these options (configs, models, set, max_tokens, seeds, target_loss, tune, ..., "
+    "and base: a contender the others are judged against, as ablate); options given here as well come after "
+    "(--model, --config, --set) or replace (the others) the file's.",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field in every run.")
 @click.option(
@@ -190,10 +191,9 @@ def compare(
     the largest tuned rung's best setting (tune small, then transfer: meant for model.parametrization=mup); the
     report says whether the best setting moved between the tuned rungs.
     """
-    from cleangpt_core.experiments.comparison_file import comparison_options
+    from cleangpt_core.experiments.comparison_file import comparison_options, with_tuning
     from cleangpt_core.experiments.plan import load_plan, prepare_directory
     from cleangpt_core.experiments.planning import build_plan, check_target_loss
-    from cleangpt_core.experiments.tuning_spec import tuning_spec
 
     context = click.get_current_context()
     given = {  # the options set on the command line, not left at their defaults
@@ -232,10 +232,19 @@ def compare(
             "seeds": seeds,
             "eval_tokens": eval_tokens,
             "target_loss": target_loss,
-            "tuning": tuning_spec(tune, trials, tune_sampler, tune_seeds, storage, heartbeat, tune_extend, tune_rungs),
+            "tune": tune,
+            "trials": trials,
+            "tune_sampler": tune_sampler,
+            "tune_seeds": tune_seeds,
+            "storage": storage,
+            "heartbeat": heartbeat,
+            "tune_extend": tune_extend,
+            "tune_rungs": tune_rungs,
         }
         if comparison is not None:
             options = comparison_options(comparison, options, list(given))
+        else:
+            options = with_tuning(options)
         plan = build_plan(out_dir, **options)
         if prepare_directory(out_dir, plan):
             click.echo(f"continuing the comparison in {out_dir}")

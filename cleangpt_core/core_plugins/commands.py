@@ -7,7 +7,7 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """list-components and show-config."""
+    """list-components, show-config and known-answers."""
     return [
         CommandSpec(
             "list-components",
@@ -18,5 +18,10 @@ def cleangpt_register_commands() -> list[CommandSpec]:
             "show-config",
             "Show a component's configuration schema and defaults.",
             "cleangpt_core.cli.components:show_config",
+        ),
+        CommandSpec(
+            "known-answers",
+            "Reproduce published findings with compare and say whether the tool agrees with each.",
+            "cleangpt_core.cli.known_answers:known_answers",
         ),
     ]

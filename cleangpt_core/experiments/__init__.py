@@ -19,4 +19,5 @@
 - `trackers`: TensorBoard, MLflow and W&B on the training events
 - `lm_eval_harness`: a checkpoint as an lm-evaluation-harness model (``cleangpt lm-eval``)
 - `runs_overview`: every run and comparison under a folder, their state and what differs (``cleangpt runs``)
+- `known_answers`: published findings as comparison files, each judged from its report (``cleangpt known-answers``)
 """

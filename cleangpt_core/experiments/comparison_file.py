@@ -12,6 +12,12 @@ from pydantic import Field, PositiveInt
 from cleangpt_core.config.base import StrictModel, validate_config
 from cleangpt_core.config.experiment import read_config_file
 from cleangpt_core.experiments.planning import ContenderSpec
+from cleangpt_core.experiments.tuning_spec import tuning_spec
+
+# Repeatable options whose command-line values replace the file's rather than add to them.
+REPLACED_LISTS = ("tune",)
+# `tuning_spec`'s arguments, in its order: the options `with_tuning` turns into the plan's tuning.
+TUNING_OPTIONS = ("tune", "trials", "tune_sampler", "tune_seeds", "storage", "heartbeat", "tune_extend", "tune_rungs")
 
 
 class ContenderEntry(StrictModel):
@@ -44,16 +50,31 @@ class ComparisonFile(StrictModel):
     eval_tokens: int | None = Field(None, description="tokens between two evaluations of every run")
     ladder: list[str] = Field(default_factory=list, description="model sizes, as --ladder model.KEY=V1,V2,...")
     tokens_per_param: float | None = Field(None, description="a ladder rung's tokens per parameter (default 20)")
+    tune: list[str] = Field(default_factory=list, description="settings tuned per contender, as --tune KEY=LOW:HIGH")
+    trials: int | None = Field(None, description="trials per contender's study (with tune)")
+    tune_sampler: str | None = Field(None, description="grid or tpe (with tune)")
+    tune_seeds: int | None = Field(None, description="runs per trial (with tune; default 1)")
+    tune_extend: int | None = Field(None, description="rounds a study may step past an end of a range (with tune)")
+    tune_rungs: int | None = Field(None, description="with a ladder and tune: how many of the smallest rungs to tune")
+    base: str | None = Field(
+        None, description="a contender every other one is judged against, with an interval, as `cleangpt ablate`"
+    )
+    known_answer: dict[str, Any] | None = Field(
+        None, description="the published finding this comparison reproduces, read by `cleangpt known-answers`"
+    )
 
 
 def comparison_options(path: Path, command_line: dict[str, Any], given: Sequence[str] = ()) -> dict[str, Any]:
     """`build_plan`'s options from a comparison file and the command line.
 
     The command line's ``--model``, ``--config`` and ``--set`` come after the file's; any other option
-    named in `given` (set on the command line, not left at its default) replaces the file's value.
+    named in `given` (set on the command line, not left at its default) replaces the file's value (``--tune``
+    replaces the file's ranges). The file's ``base`` is the plan's ``ablation_base``; its ``known_answer`` is
+    not an option of the plan.
     """
     spec = validate_config(ComparisonFile, read_config_file(path), f"comparison file {str(path)!r}")
-    written = spec.model_dump()
+    written = spec.model_dump(exclude={"known_answer"})
+    written["ablation_base"] = written.pop("base")
     written["config_files"] = [path.parent / config for config in written.pop("configs")]
     written["contenders"] = [
         ContenderSpec(
@@ -66,10 +87,19 @@ def comparison_options(path: Path, command_line: dict[str, Any], given: Sequence
     ]
     options = dict(command_line)
     for name, value in written.items():
-        if isinstance(value, list):
+        if isinstance(value, list) and name not in REPLACED_LISTS:
             options[name] = [*value, *command_line.get(name, ())]
         elif name not in given:
             options[name] = value
+    return with_tuning(options)
+
+
+def with_tuning(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with the tuning options (`TUNING_OPTIONS`, any of them absent) made into `build_plan`'s one
+    ``tuning`` (None without ``tune``)."""
+    options = dict(options)
+    tuning = [options.pop(name, None) for name in TUNING_OPTIONS]
+    options["tuning"] = tuning_spec(tuning[0] or (), *tuning[1:])
     return options
 
 

@@ -230,3 +230,23 @@ def default_tune_rungs(ladder: LadderSpec, flops: dict[str, float], seeds: int, 
         rest += seeds * sum(flops[label] for label in labels) + runs_per_study * flops[labels[0]]
         check += runs_per_study * flops[labels[1]]
     return 2 if check <= CHECK_SHARE * rest else 1
+
+
+def check_mup_head_widths(ladder: LadderSpec, models: dict[str, ModelConfig]) -> None:
+    """Refuse a muP ladder whose rungs would scale attention from different base head widths, in one line.
+
+    muP's attention scale is sqrt(d0)/d_head with one base head width d0 for every width. Its default,
+    mup_base_width / n_head, divides by each rung's own head count, so a ladder that grows n_head would give every
+    rung another d0 (and shrink the scores of the wider rungs) unless mup_base_head_dim states it.
+    """
+    from cleangpt_core.model.parametrization import base_head_dim
+
+    for contender in ladder.contenders:
+        labels = [rung_label(contender, rung) for rung in range(ladder.rungs)]
+        bases = {base_head_dim(models[label]) for label in labels if label in models}
+        if len(bases - {None}) > 1:
+            raise ConfigError(
+                f"contender {contender!r}: under muP the rungs' head counts differ, so the default base head width "
+                f"(mup_base_width / n_head) differs too ({', '.join(map(str, sorted(bases - {None})))}); set "
+                "model.mup_base_head_dim to the head width of the model the learning rate was tuned at"
+            )

@@ -21,10 +21,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cleangpt_core.config.experiment import ExperimentConfig, load_experiment_config
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.experiments.ladder import (
+    check_mup_head_widths,
     default_tune_rungs,
     expand_contenders,
     parse_ladder,
@@ -192,7 +194,10 @@ def build_plan(
             config = load_experiment_config(config_file, [*contender_overrides, *seeding])
         firsts[label] = config
     _check_same_setting(firsts)
-    parameters = rung_parameters(rungs, {label: c.model for label, c in firsts.items()}) if rungs is not None else {}
+    model_configs = {label: config.model for label, config in firsts.items()}
+    if rungs is not None:
+        check_mup_head_widths(rungs, model_configs)
+    parameters = rung_parameters(rungs, model_configs) if rungs is not None else {}
 
     from cleangpt_core.experiments.training_run import sets_warmup  # torch: only once a plan is built
     from cleangpt_core.trainers.optim_factory import check_schedule
@@ -275,6 +280,13 @@ def _one_evaluation_size(runs: list[PlannedRun]) -> list[PlannedRun]:
     if any(config.data.eval_tokens != "auto" for config in loaded) or len(sizes) == 1:
         return runs
     return [replace(run, overrides=(*run.overrides, f"data.eval_tokens={max(sizes)}")) for run in runs]
+
+
+def contender_labels(options: dict[str, Any]) -> list[str]:
+    """The labels the contenders of `build_plan`'s `options` get (its models, configs, variants and contenders),
+    without reading a config file: what a comparison file's other sections may name."""
+    keys = ("models", "config_files", "overrides", "variants", "contenders")
+    return _contenders(*(options.get(key) or () for key in keys))[0]
 
 
 def _contenders(

@@ -110,20 +110,25 @@ class CausalLanguageModel(nn.Module):
             count -= sum(p.numel() for name, p in self.named_parameters() if name.split(".")[-2:-1] == ["wpe"])
         return count
 
-    def optimizer_groups(self, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
+    def optimizer_groups(
+        self, weight_decay: float, lr: float | None = None, eps: float | None = None
+    ) -> list[dict[str, Any]]:
         """AdamW parameter groups: decay on matrices, embeddings and the head only, as the trainers' AdamW
         (`cleangpt_core.model.parameter_roles.adamw_groups`).
 
         Gains, norms, biases and scalar gates get no weight decay: pulling them towards zero fights the
         scale they exist to learn (nanoGPT, and the SAS paper for its alpha/beta/gamma gains). Under muP the
-        hidden matrices train at lr/m, a group of its own, so `lr` must be given there.
+        hidden matrices train at lr/m and weight decay x m, a group of its own, so `lr` must be given there, and
+        every group carries muP's epsilon, `eps` / m (`eps` defaults to torch.optim.AdamW's 1e-8: give the eps
+        you give the optimizer).
         """
         if lr is None and is_mup(self.config):
             raise ConfigError(
                 "model.parametrization is 'mup': its hidden matrices train at a learning rate of their own; "
                 "pass lr= to optimizer_groups (and the same lr to the optimizer)"
             )
-        return adamw_groups(parameter_roles(self), lr=lr or 0.0, weight_decay=weight_decay)
+        mup_eps = (1e-8 if eps is None else eps) if is_mup(self.config) else None
+        return adamw_groups(parameter_roles(self), lr=lr or 0.0, weight_decay=weight_decay, eps=mup_eps)
 
     def allocate_kv_cache(self, batch_size: int, capacity: int) -> KVCache:
         """An empty cache for `batch_size` rows of up to `capacity` positions (at most block_size).

@@ -4,7 +4,8 @@ Which tensor gets which optimizer, and whether it is decayed, is the model's to 
 the trainer: `parameter_roles` sorts a model's parameters into hidden matrices, embeddings, an untied output
 head and gains (norm gains, biases, scalar gates), and a module that knows better states the roles of its own
 parameters with a ``parameter_roles`` mapping. Under muP the roles carry the width multiplier m, and the
-hidden matrices train at the learning-rate factor `cleangpt_core.model.parametrization` gives them. The
+hidden matrices train at the learning rate and weight decay `cleangpt_core.model.parametrization` gives them,
+every group with its epsilon scaled. The
 optimizers (`cleangpt_core.trainers.optimizers`) and `CausalLanguageModel.optimizer_groups` read these.
 """
 
@@ -15,7 +16,13 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from cleangpt_core.model.parametrization import hidden_lr_multiplier, is_mup, width_multiplier
+from cleangpt_core.model.parametrization import (
+    adam_eps_multiplier,
+    hidden_lr_multiplier,
+    hidden_weight_decay_multiplier,
+    is_mup,
+    width_multiplier,
+)
 
 ROLES = ("matrix", "embedding", "head", "gain")
 
@@ -77,19 +84,36 @@ def decay_groups(decayed: Iterable[nn.Parameter], weight_decay: float, gains: It
 
 
 def _mup_matrix_group(roles: ParameterRoles, lr: float, weight_decay: float) -> list[dict]:
-    """Under muP, the hidden matrices as a group of their own at Adam's muP learning rate (after the first
-    group, whose learning rate is the one the trainer logs); under standard, none."""
+    """Under muP, the hidden matrices as a group of their own at Adam's muP learning rate and weight decay
+    (after the first group, whose learning rate is the one the trainer logs); under standard, none."""
     if roles.mup_width_multiplier is None or not roles.matrices:
         return []
-    factor = hidden_lr_multiplier("adam", roles.mup_width_multiplier)
-    return [{"params": list(roles.matrices), "weight_decay": weight_decay, "lr": lr * factor}]
+    m = roles.mup_width_multiplier
+    return [
+        {
+            "params": list(roles.matrices),
+            "weight_decay": weight_decay * hidden_weight_decay_multiplier("adam", m),
+            "lr": lr * hidden_lr_multiplier("adam", m),
+        }
+    ]
 
 
-def adamw_groups(roles: ParameterRoles, *, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW's parameter groups: matrices, embeddings and head decayed, gains not; under muP the hidden
-    matrices a group of their own at lr/m (second, so the first group's rate is the one the trainer logs)."""
+def adamw_groups(roles: ParameterRoles, *, lr: float, weight_decay: float, eps: float | None = None) -> list[dict]:
+    """AdamW's parameter groups: matrices, embeddings and head decayed, gains not.
+
+    Under muP the hidden matrices are a group of their own at lr/m and weight decay x m (second, so the first
+    group's rate is the one the trainer logs), and with `eps` given every group carries its own epsilon, eps/m
+    (`cleangpt_core.model.parametrization`); without it the optimizer's epsilon applies unscaled."""
     mup_matrices = _mup_matrix_group(roles, lr, weight_decay)
     decayed = (roles.matrices if not mup_matrices else []) + roles.embeddings + roles.head
     groups = decay_groups(decayed, weight_decay, roles.gains)
     groups[1:1] = mup_matrices
-    return groups
+    return with_mup_eps(groups, roles, eps)
+
+
+def with_mup_eps(groups: list[dict], roles: ParameterRoles, eps: float | None) -> list[dict]:
+    """`groups`, each with muP's epsilon (eps/m) under muP when `eps` is given; unchanged otherwise."""
+    if roles.mup_width_multiplier is None or eps is None:
+        return groups
+    scaled = eps * adam_eps_multiplier(roles.mup_width_multiplier)
+    return [{**group, "eps": scaled} for group in groups]

@@ -13,7 +13,11 @@ state nothing, since the rules follow the parameter roles the optimizers already
   paper's Table 8 and the `mup` package's MuReadout, and it works for a head tied to the embedding);
 - attention scores are scaled by sqrt(d_base)/d_head (1/d_head, times a constant that makes it 1/sqrt(d_head)
   at the base head width d_base) instead of 1/sqrt(d_head);
-- learning rates per role: `hidden_lr_multiplier` below; embeddings, head and gains keep theirs.
+- learning rates per role: `hidden_lr_multiplier` below; embeddings, head and gains keep theirs;
+- the hidden matrices' decoupled weight decay times the inverse of that factor, so the decay per step (lr x wd)
+  is the same at every width (`mup.MuAdamW`'s rule: its weight_decay x m where its lr / m);
+- Adam's epsilon / m for every parameter: under muP every gradient shrinks as 1/m (the output multiplier scales
+  the whole backward pass), and an epsilon held fixed would come to dominate them at large widths.
 
 The derivations are in docs/mup.md.
 """
@@ -74,6 +78,26 @@ def hidden_lr_multiplier(update: HiddenUpdate, multiplier: float) -> float:
       grows as sqrt(m), so the spectral norm of the update would too.
     """
     return {"adam": 1.0 / multiplier, "muon_original": 1.0, "muon_match_rms_adamw": multiplier**-0.5}[update]
+
+
+def hidden_weight_decay_multiplier(update: HiddenUpdate, multiplier: float) -> float:
+    """The factor muP puts on the hidden matrices' decoupled weight decay: the inverse of their learning-rate
+    factor. AdamW and Muon decay a weight by lr x wd per step; with lr scaled by `hidden_lr_multiplier` and wd
+    held, the decay would fade as the model widens (1/m for Adam), and a weight decay tuned at the base width
+    would not transfer. `mup.MuAdamW` multiplies weight_decay by m where it divides lr by m, for this reason."""
+    return 1.0 / hidden_lr_multiplier(update, multiplier)
+
+
+def adam_eps_multiplier(multiplier: float) -> float:
+    """The factor muP puts on Adam's epsilon, for every parameter: 1/m.
+
+    Adam divides a gradient by sqrt(v) + eps, and muP's analysis assumes eps is negligible beside sqrt(v). Under
+    muP every gradient's entries shrink as 1/m, because the logits' output multiplier 1/m scales the backward
+    signal into the whole network (measured in docs/mup.md: embeddings, gains, hidden matrices and head alike);
+    with eps held, the update of the widest models would shrink towards g/eps, and their training lag. Scaling
+    eps with the gradients keeps eps/sqrt(v) what it is at the base width (Everett et al. 2024, "Scaling
+    Exponents Across Parameterizations and Optimizers", on epsilon underflow)."""
+    return 1.0 / multiplier
 
 
 def scale_hidden_init(matrices: Iterable[nn.Parameter], multiplier: float) -> None:

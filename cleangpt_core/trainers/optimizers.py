@@ -7,7 +7,8 @@ plugins have always imported them). An optimizer component is a function
 ``build(roles, **options) -> torch.optim.Optimizer``; Muon is two torch optimizers driven as one.
 
 Under muP (`model.parametrization=mup`) the roles carry the width multiplier m, and AdamW and Muon give the
-hidden matrices the learning-rate factor `cleangpt_core.model.parametrization.hidden_lr_multiplier` names;
+hidden matrices the learning-rate factor `cleangpt_core.model.parametrization.hidden_lr_multiplier` names and
+the inverse factor on their weight decay, and every AdamW group its epsilon / m;
 `get_optimizer` refuses muP for an optimizer that does not say it applies it (`applies_mup`).
 """
 
@@ -19,16 +20,22 @@ from typing import Any
 import torch
 
 from cleangpt_core.errors import ConfigError
-from cleangpt_core.model.parameter_roles import ParameterRoles, adamw_groups, decay_groups, parameter_roles
-from cleangpt_core.model.parametrization import hidden_lr_multiplier
+from cleangpt_core.model.parameter_roles import (
+    ParameterRoles,
+    adamw_groups,
+    decay_groups,
+    parameter_roles,
+    with_mup_eps,
+)
+from cleangpt_core.model.parametrization import hidden_lr_multiplier, hidden_weight_decay_multiplier
 
 __all__ = ["CombinedOptimizer", "ParameterRoles", "adamw", "adamw_groups", "muon", "parameter_roles", "sgd"]
 
 def adamw(
     roles: ParameterRoles, *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """AdamW over `adamw_groups`."""
-    groups = adamw_groups(roles, lr=lr, weight_decay=weight_decay)
+    """AdamW over `adamw_groups` (under muP: the hidden matrices' lr and weight decay, every group's eps)."""
+    groups = adamw_groups(roles, lr=lr, weight_decay=weight_decay, eps=eps)
     # the fused kernel updates every tensor in one pass: a few percent faster per step on CPU and CUDA
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
 
@@ -66,8 +73,9 @@ def muon(
             f"optimizer 'muon' needs torch>=2.9 (torch.optim.Muon) and this is torch {torch.__version__}; "
             "upgrade torch or use adamw"
         )
-    if roles.mup_width_multiplier is not None:  # muP: see `hidden_lr_multiplier` (1 for adjust_lr='original')
+    if roles.mup_width_multiplier is not None:  # muP: 1 and 1 for adjust_lr='original' (`hidden_lr_multiplier`)
         lr *= hidden_lr_multiplier(f"muon_{adjust_lr}", roles.mup_width_multiplier)
+        weight_decay *= hidden_weight_decay_multiplier(f"muon_{adjust_lr}", roles.mup_width_multiplier)
     hidden = torch.optim.Muon(
         roles.matrices,
         lr=lr,
@@ -77,7 +85,7 @@ def muon(
         ns_steps=ns_steps,
         adjust_lr_fn=adjust_lr,
     )
-    rest = decay_groups(roles.embeddings + roles.head, adamw_weight_decay, roles.gains)
+    rest = with_mup_eps(decay_groups(roles.embeddings + roles.head, adamw_weight_decay, roles.gains), roles, adamw_eps)
     if not rest:
         return hidden
     return CombinedOptimizer(
