@@ -27,8 +27,7 @@ from cleangpt_core.experiments.known_answers import (
 from cleangpt_core.experiments.planning import build_plan
 from cleangpt_core.utils import tinyshakespeare_text
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-PUBLISHED = sorted((REPOSITORY / KNOWN_FOLDER).glob("*.yaml"))
+PUBLISHED = sorted(KNOWN_FOLDER.glob("*.yaml"))
 
 
 # -- the published findings' files ----------------------------------------------------------------------------
@@ -61,7 +60,7 @@ def test_a_published_finding_plans_with_three_seeds_and_a_learning_rate_tuned_pe
 def test_the_swiglu_finding_matches_the_gelu_mlps_parameters_within_a_tenth_of_a_percent(tmp_path):
     from cleangpt_core.experiments.flops import model_parameters
 
-    path = REPOSITORY / KNOWN_FOLDER / "swiglu_vs_gelu.yaml"
+    path = KNOWN_FOLDER / "swiglu_vs_gelu.yaml"
     plan = build_plan(tmp_path, **comparison_options(path, {}))
     configs = {run.label: run.load().model.model_copy(update={"vocab_size": 65}) for run in plan.runs}
     gelu, swiglu = model_parameters(configs["gelu"]), model_parameters(configs["swiglu"])

@@ -39,7 +39,7 @@ from cleangpt_core.config.experiment import read_config_file
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.experiments.verdicts import CONFIDENCE, Contrast, judge_family, same_shapes, shapes
 
-KNOWN_FOLDER = Path("configs/known")
+KNOWN_FOLDER = Path(__file__).with_name("known")  # the published findings, shipped with the package
 FINDING_SUFFIXES = (".yaml", ".yml", ".toml")
 MAX_SEEDS_SHOWN = 1000  # beyond this many seeds per side a difference is reported as too small to decide
 
@@ -130,8 +130,8 @@ def find_findings(folder: Path, names: Sequence[str] = ()) -> list[Finding]:
     if not names:
         if not available:
             raise ConfigError(
-                f"no finding files in {str(folder)!r}; run from a checkout of cleanGPT (configs/known) or give "
-                "--folder DIR or a comparison file"
+                f"no finding files in {str(folder)!r}; give --folder DIR (a folder of comparison files with a "
+                "known_answer section) or a comparison file"
             )
         return [load_finding(path) for path in available]
     by_name = {path.stem: path for path in available}
