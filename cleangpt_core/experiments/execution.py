@@ -84,10 +84,9 @@ def read_result(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
 
 
-def train_run(
-    run: PlannedRun, max_steps: int, position: str, *, echo: Echo, callbacks: Sequence[object] = ()
-) -> dict[str, Any]:
-    """Train one run of the plan to its budget (continuing its latest checkpoint) and save its result."""
+def train_run(run: PlannedRun, position: str, *, echo: Echo, callbacks: Sequence[object] = ()) -> dict[str, Any]:
+    """Train one run of the plan to its budget (its config's ``trainer.max_steps``, continuing its latest
+    checkpoint) and save its result."""
     from cleangpt_core.checkpoints.run_dir import RunDirectory
     from cleangpt_core.experiments.training_run import resume_config, run_experiment, sets_warmup
     from cleangpt_core.trainers.metrics import read_metrics
@@ -173,5 +172,5 @@ def run_comparison(
             echo(f"{position} {run.title}: finished earlier, kept ({run_dir / RESULT_FILE})")
             results.append({"seed": run.seed, **read_result(run_dir)})  # a version-1 result has no seed
             continue
-        results.append(train_run(run, plan.max_steps[run.label], position, echo=echo, callbacks=callbacks))
+        results.append(train_run(run, position, echo=echo, callbacks=callbacks))
     return results

@@ -490,9 +490,7 @@ class Tuner:
                 with RunDirectory(run_dir).lock():
                     if run_is_finished(run_dir):  # a retried trial keeps the seeds its earlier worker finished
                         return read_result(run_dir)
-                    return train_run(
-                        run, self.plan.max_steps[run.label], position, echo=self.echo, callbacks=self.callbacks
-                    )
+                    return train_run(run, position, echo=self.echo, callbacks=self.callbacks)
             except RunLockedError as error:
                 if not said:  # "run directory ... is in use by process ...", without the advice to a user
                     self.echo(f"{position} waiting: {str(error).partition(';')[0]}; its result is kept once it is done")
