@@ -7,6 +7,8 @@ Starlette gives the rest: routing, streaming responses, static files.
 
 Model work runs on a pool of worker threads (`Engine` makes them take turns at the model); the event loop
 only moves bytes, so it always notices a client that disconnects and stops that request's generation.
+Every answer that is not a success is OpenAI's error object, whatever refused it: a route, Starlette's
+routing (404, 405), the guard in front (`guard.py`: 403) or an unexpected fault (500).
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
 from cleangpt_core.serving.engine import ChoiceResult, ClientGoneError, Engine, Piece
+from cleangpt_core.serving.guard import RequestGuard
 from cleangpt_core.serving.schemas import (
     CompletionRequest,
     DetokenizeRequest,
@@ -41,15 +46,62 @@ from cleangpt_core.serving.schemas import (
 )
 
 DEFAULT_MAX_REQUEST_BYTES = 1 << 20
-DEFAULT_MAX_CONCURRENT = 16  # requests being served at once; more wait for a worker
+DEFAULT_MAX_CONCURRENT = 16  # requests being served at once
+DEFAULT_MAX_WAITING = 64  # requests waiting for one of those places; more are refused with a 429
+JSON_TYPE = "application/json"
 
 
 def _error(error: RequestError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no such route: 404, wrong method: 405) as OpenAI's error object."""
+    assert isinstance(error, HTTPException)
+    if error.status_code == 404:
+        message = f"there is nothing at {request.url.path}: the API is under /v1 (GET /v1/models lists the model)"
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {request.url.path}; it takes {allowed}"
+    else:
+        message = error.detail
+    return _error(RequestError(message, status=error.status_code, headers=error.headers))
+
+
+async def _server_error(_request: Request, _error_: Exception) -> Response:
+    """An unexpected fault: the traceback goes to the server's log (uvicorn prints it), the client gets JSON."""
+    return _error(RequestError("the server failed on this request; its log says why", status=500))
+
+
+def _json_bytes(value: Any) -> bytes:
+    """`value` as compact JSON, encoded list by list rather than in one call to the C encoder.
+
+    A single `json.dumps` of a large payload (an inspection's attention weights) holds the GIL until it is
+    done, stalling the event loop even from a worker thread; between the pieces here other threads run.
+    """
+
+    def pieces(item: Any) -> Iterator[str]:
+        if isinstance(item, dict):
+            yield "{"
+            for number, (key, inner) in enumerate(item.items()):
+                yield ("," if number else "") + json.dumps(str(key), ensure_ascii=False) + ":"
+                yield from pieces(inner)
+            yield "}"
+        elif isinstance(item, list | tuple) and any(isinstance(inner, list | tuple | dict) for inner in item):
+            yield "["
+            for number, inner in enumerate(item):
+                if number:
+                    yield ","
+                yield from pieces(inner)
+            yield "]"
+        else:
+            yield json.dumps(item, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+    return "".join(pieces(value)).encode()
 
 
 async def _body(request: Request, limit: int) -> Any:
-    """The request's JSON body, refused past `limit` bytes or when it is not JSON."""
+    """The request's JSON body, refused past `limit` bytes, when it is not JSON or when JSON cannot be read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"the request body is {declared} bytes; this server takes at most {limit}", status=413)
@@ -62,6 +114,11 @@ async def _body(request: Request, limit: int) -> Any:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestError(f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise RequestError("the request body nests arrays or objects too deeply to read: flatten it") from None
+    except ValueError as error:  # Python's limit on the digits of an integer it converts
+        reason = str(error).split(";")[0]
+        raise RequestError(f"the request body holds a number this server does not read ({reason})") from None
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -71,7 +128,11 @@ async def _until_disconnected(request: Request) -> None:
 
 
 class Server:
-    """The routes, around one `Engine`."""
+    """The routes, around one `Engine`.
+
+    `host` is the address the server is bound to: requests must name it (see `guard.py`), and
+    `allowed_origins` are the web pages allowed to call the API from elsewhere ("*": any).
+    """
 
     def __init__(
         self,
@@ -80,25 +141,51 @@ class Server:
         api_key: str | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        max_waiting: int = DEFAULT_MAX_WAITING,
+        host: str = "127.0.0.1",
+        allowed_origins: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
         self.api_key = api_key
         self.max_request_bytes = max_request_bytes
         self.workers = ThreadPoolExecutor(max_concurrent, thread_name_prefix="cleangpt-serve")
+        self.capacity = max_concurrent + max_waiting
+        self.busy = 0  # requests given to the workers and not finished (read and written on the event loop only)
+        self.host = host
+        self.allowed_origins = allowed_origins
         self.created = int(time.time())
 
     def app(self) -> Starlette:
-        static = resources.files("cleangpt_core.serving") / "static"
-        routes = [
-            Route("/v1/models", self._guarded(self.models), methods=["GET"]),
-            Route("/v1/completions", self._guarded(self.completions), methods=["POST"]),
-            Route("/v1/inspect", self._guarded(self.inspect), methods=["POST"]),
-            Route("/tokenizer_info", self._guarded(self.tokenizer_info), methods=["GET"]),
-            Route("/tokenize", self._guarded(self.tokenize), methods=["POST"]),
-            Route("/detokenize", self._guarded(self.detokenize), methods=["POST"]),
-            Mount("/", StaticFiles(directory=str(static), html=True), name="playground"),
+        api = [
+            ("/v1/models", self.models, "GET"),
+            ("/v1/completions", self.completions, "POST"),
+            ("/v1/inspect", self.inspect, "POST"),
+            ("/tokenizer_info", self.tokenizer_info, "GET"),
+            ("/tokenize", self.tokenize, "POST"),
+            ("/detokenize", self.detokenize, "POST"),
         ]
-        return Starlette(routes=routes, lifespan=self._lifespan)
+        routes = [Route(path, self._guarded(handler), methods=[method]) for path, handler, method in api]
+        routes.append(Route("/favicon.ico", self.favicon, methods=["GET"]))
+        app = Starlette(
+            routes=routes,
+            middleware=[Middleware(RequestGuard, bound=self.host, allowed_origins=self.allowed_origins)],
+            exception_handlers={
+                RequestError: self._request_error,
+                HTTPException: _http_error,
+                Exception: _server_error,
+            },
+            lifespan=self._lifespan,
+        )
+        # The playground's files answer every path no route takes. As the router's default rather than a
+        # catch-all mount, a known path with the wrong method stays a 405 (a mount would turn it into a 404).
+        static = resources.files("cleangpt_core.serving") / "static"
+        app.router.default = StaticFiles(directory=str(static), html=True)
+        return app
+
+    @staticmethod
+    async def _request_error(_request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestError)
+        return _error(error)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -107,27 +194,44 @@ class Server:
         self.workers.shutdown(wait=False, cancel_futures=True)
 
     def _guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        """The handler behind the bearer-token check (when the server has a key), turning RequestError into JSON."""
+        """The handler behind the bearer-token check (when the server has a key) and, for a POST, a JSON body."""
 
         async def guarded(request: Request) -> Response:
-            try:
-                if self.api_key is not None:
-                    given = request.headers.get("authorization", "")
-                    if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
-                        raise RequestError(
-                            "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                            status=401,
-                            code="invalid_api_key",
-                        )
-                return await handler(request)
-            except RequestError as error:
-                return _error(error)
+            if self.api_key is not None:
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+                    raise RequestError(
+                        "missing or wrong API key: send 'Authorization: Bearer KEY'", status=401, code="invalid_api_key"
+                    )
+            if request.method == "POST":
+                given_type = request.headers.get("content-type", "")
+                if given_type.split(";")[0].strip().lower() != JSON_TYPE:
+                    raise RequestError(
+                        f"the body's Content-Type is {given_type or 'not given'}; send JSON as "
+                        f"'Content-Type: {JSON_TYPE}'",
+                        status=415,
+                        code="unsupported_media_type",
+                    )
+            return await handler(request)
 
         return guarded
 
+    def _submit(self, work: Callable[[], Any]) -> asyncio.Future[Any]:
+        """`work` on a worker thread, or a 429 when `capacity` requests are being served or waiting already."""
+        if self.busy >= self.capacity:
+            raise RequestError(
+                f"the server is busy with {self.busy} requests, the most it takes at once: try again shortly",
+                status=429,
+                code="rate_limit_exceeded",
+            )
+        self.busy += 1
+        job = asyncio.get_running_loop().run_in_executor(self.workers, work)
+        job.add_done_callback(lambda _job: setattr(self, "busy", self.busy - 1))  # runs on the event loop
+        return job
+
     async def _run(self, request: Request, work: Callable[[], Any], cancelled: threading.Event) -> Any:
         """`work` on a worker thread; `cancelled` is set if the client disconnects first, which stops it."""
-        job = asyncio.get_running_loop().run_in_executor(self.workers, work)
+        job = self._submit(work)
         watcher = asyncio.ensure_future(_until_disconnected(request))
         try:
             await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -150,9 +254,7 @@ class Server:
         identity = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time())}
         identity["model"] = self.engine.name
         if body.stream:
-            return StreamingResponse(
-                self._stream(request, body, prompts, stops, identity), media_type="text/event-stream"
-            )
+            return self._stream(body, prompts, stops, identity)
         cancelled = threading.Event()
 
         def work() -> list[ChoiceResult]:
@@ -178,14 +280,9 @@ class Server:
         }
         return JSONResponse({**identity, "choices": choices, "usage": usage})
 
-    async def _stream(
-        self,
-        request: Request,
-        body: CompletionRequest,
-        prompts: list[list[int]],
-        stops: list[str],
-        identity: dict[str, Any],
-    ) -> AsyncIterator[str]:
+    def _stream(
+        self, body: CompletionRequest, prompts: list[list[int]], stops: list[str], identity: dict[str, Any]
+    ) -> StreamingResponse:
         """Server-sent events: one `text_completion` chunk per piece of text, then ``[DONE]``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Piece | BaseException | None] = asyncio.Queue()
@@ -202,24 +299,35 @@ class Server:
             except BaseException as error:  # handed to the event loop, which ends the stream
                 loop.call_soon_threadsafe(queue.put_nowait, error)
 
-        loop.run_in_executor(self.workers, work)
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    message = str(item) if isinstance(item, RequestError) else "generation failed on the server"
-                    yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
-                    break
-                choice = asdict(item)
-                yield f"data: {json.dumps({**identity, 'choices': [choice]})}\n\n"
-            else:
-                yield "data: [DONE]\n\n"
-        finally:  # also when Starlette cancels the stream because the client disconnected
-            cancelled.set()
+        async def events() -> AsyncIterator[str]:
+            try:
+                while (item := await queue.get()) is not None:
+                    if isinstance(item, BaseException):
+                        error = item if isinstance(item, RequestError) else RequestError(
+                            "generation failed on the server; its log says why", status=500
+                        )
+                        yield f"data: {json.dumps(error.body())}\n\n"
+                        break
+                    choice = asdict(item)
+                    yield f"data: {json.dumps({**identity, 'choices': [choice]})}\n\n"
+                else:
+                    yield "data: [DONE]\n\n"
+            finally:  # also when Starlette cancels the stream because the client disconnected
+                cancelled.set()
+
+        self._submit(work)  # before the response starts, so that a full server answers 429, not a broken stream
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def inspect(self, request: Request) -> Response:
         body = parse(InspectRequest, await _body(request, self.max_request_bytes))
-        work = lambda: self.engine.inspect(body.prompt, body.top_k)  # noqa: E731
-        return JSONResponse(await self._run(request, work, threading.Event()))
+        ids = self.engine.inspectable(body.prompt)
+        # encoded on the worker too: an inspection's JSON runs to megabytes
+        work = lambda: _json_bytes(self.engine.inspect(body.prompt, ids, body.top_k))  # noqa: E731
+        return Response(await self._run(request, work, threading.Event()), media_type=JSON_TYPE)
+
+    async def favicon(self, _request: Request) -> Response:
+        """No icon (browsers ask for one on every page load): an empty answer rather than a 404 in the log."""
+        return Response(status_code=204)
 
     async def tokenizer_info(self, _request: Request) -> Response:
         tokenizer = self.engine.tokenizer
@@ -235,7 +343,7 @@ class Server:
 
     async def tokenize(self, request: Request) -> Response:
         body = parse(TokenizeRequest, await _body(request, self.max_request_bytes))
-        tokens = [int(i) for i in self.engine.tokenizer.encode(body.prompt)]
+        tokens = self.engine.encode(body.prompt)
         return JSONResponse({"tokens": tokens, "count": len(tokens), "max_model_len": self.engine.block_size})
 
     async def detokenize(self, request: Request) -> Response:

@@ -22,13 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cleangpt_core.errors import InspectionError
+from cleangpt_core.errors import InspectionError, TokenizerError, UnknownTokenError
 from cleangpt_core.inference.decoding import DEFAULT_SAMPLER, bind_sampler, generate_tokens
 from cleangpt_core.inspection import inspect_ids
 from cleangpt_core.serving.schemas import CompletionRequest, RequestError
 
 MAX_STOP_STRINGS = 4  # as OpenAI's API
 MAX_PROMPTS = 64  # prompts in one request
+# An inspection returns every attention weight: tokens^2 x layers x heads numbers, ~20 bytes each in JSON.
+# Four million weights are ~80 MB of JSON, a 450-token prompt on GPT-2 small.
+DEFAULT_MAX_INSPECT_WEIGHTS = 4_000_000
 
 
 class ClientGoneError(Exception):
@@ -139,17 +142,41 @@ def _held_back(text: str, stops: list[str]) -> int:
 class Engine:
     """One loaded model and tokenizer, served under `name` to any number of threads."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, name: str, *, max_tokens_limit: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        name: str,
+        *,
+        max_tokens_limit: int,
+        max_inspect_weights: int = DEFAULT_MAX_INSPECT_WEIGHTS,
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.max_tokens_limit = max_tokens_limit
+        self.max_inspect_weights = max_inspect_weights
         self.device = next(model.parameters()).device
         self.block_size = int(model.config.block_size)
         self.turns = TurnTaking()
         self.generated_tokens = 0  # since start, over all requests: a running total for monitoring
 
     # -- prompts -------------------------------------------------------------------------------------------
+
+    def encode(self, text: str, param: str = "prompt") -> list[int]:
+        """Token ids of `text`, the request's field `param`; text the tokenizer cannot encode is a 400 naming why."""
+        try:
+            return [int(i) for i in self.tokenizer.encode(text)]
+        except UnknownTokenError as error:
+            character = error.character or "?"
+            raise RequestError(
+                f"{param!r} holds the character {character!r} (U+{ord(character[0]):04X}) at offset "
+                f"{error.position}, which is not in this model's vocabulary: remove or replace it",
+                param=param,
+                code="unknown_character",
+            ) from None
+        except TokenizerError as error:
+            raise RequestError(f"{param!r} cannot be tokenized: {error}", param=param) from None
 
     def prompts(self, prompt: Any) -> list[list[int]]:
         """The request's prompts as token ids, each checked: not empty, ids in the vocabulary, fits the context."""
@@ -162,7 +189,7 @@ class Engine:
         vocabulary = int(self.model.config.vocab_size)
         encoded = []
         for item in prompt:
-            ids = [int(i) for i in self.tokenizer.encode(item)] if isinstance(item, str) else list(item)
+            ids = self.encode(item) if isinstance(item, str) else list(item)
             if not ids:
                 raise RequestError("a prompt encodes to no tokens: give a non-empty prompt", param="prompt")
             if any(not 0 <= i < vocabulary for i in ids):
@@ -313,9 +340,24 @@ class Engine:
             completion_tokens=len(generated),
         )
 
-    def inspect(self, text: str, top_k: int) -> dict[str, Any]:
-        """`cleangpt inspect`'s data for `text`, taking its turn at the model."""
+    def inspectable(self, text: str) -> list[int]:
+        """The ids of `text`, refused (400) when its inspection would carry more than `max_inspect_weights`."""
         ids = self.prompts(text)[0]
+        config = self.model.config
+        weights = len(ids) ** 2 * int(config.n_layer) * int(config.n_head)
+        if weights > self.max_inspect_weights:
+            most = int((self.max_inspect_weights / (int(config.n_layer) * int(config.n_head))) ** 0.5)
+            raise RequestError(
+                f"an inspection of these {len(ids)} tokens holds {len(ids)}^2 x {config.n_layer} layers x "
+                f"{config.n_head} heads = {weights:,} attention weights; this server returns at most "
+                f"{self.max_inspect_weights:,} (--max-inspect-weights): inspect at most {most} tokens",
+                param="prompt",
+                code="inspection_too_large",
+            )
+        return ids
+
+    def inspect(self, text: str, ids: list[int], top_k: int) -> dict[str, Any]:
+        """`cleangpt inspect`'s data for `text` (token ids `ids`, checked by `inspectable`), taking its turn."""
         with self.turns:
             try:
                 return {"text": text, **inspect_ids(self.model, self.tokenizer, ids, top_k=top_k)}

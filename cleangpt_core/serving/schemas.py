@@ -10,22 +10,40 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+ERROR_TYPES = {  # OpenAI's `error.type` for each status; any other 4xx is an invalid request
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "server_error",
+}
+
 
 class RequestError(Exception):
-    """A request the server refuses: the HTTP status, the message, and the field it is about (OpenAI's `param`)."""
+    """A request the server refuses: the HTTP status, the message, and the field it is about (OpenAI's `param`).
 
-    def __init__(self, message: str, *, param: str | None = None, status: int = 400, code: str | None = None) -> None:
+    `headers` go with the response (a 405's ``Allow``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        status: int = 400,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.status = status
         self.code = code
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         """OpenAI's error object."""
-        kind = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error"}.get(
-            self.status, "invalid_request_error"
-        )
+        kind = ERROR_TYPES.get(self.status, "invalid_request_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
 
@@ -73,10 +91,36 @@ class DetokenizeRequest(_Strict):
     tokens: list[int]
 
 
+def _refuse_lone_surrogates(body: dict[str, Any]) -> None:
+    """A 400 naming the field, the character and its offset where a string holds half a UTF-16 pair.
+
+    JSON may spell one (``"\\ud800"``) and Python decodes it, but it is no character: no tokenizer can
+    encode it and no answer quoting it can be written as UTF-8.
+    """
+    pending: list[tuple[str, Any]] = list(body.items())
+    while pending:  # a loop, not recursion: the body may nest as deep as the JSON parser allows
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}", inner) for key, inner in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{path}.{index}", inner) for index, inner in enumerate(value))
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                field = path.split(".")[0]
+                raise RequestError(
+                    f"{field!r} holds a lone surrogate {value[error.start]!r} at offset {error.start}, which is "
+                    "not a character: send the pair it belongs to, or remove it",
+                    param=field,
+                ) from None
+
+
 def parse(schema: type[BaseModel], body: Any) -> Any:
     """`body` (decoded JSON) validated by `schema`, or a `RequestError` naming the first bad field."""
     if not isinstance(body, dict):
         raise RequestError(f"the request body must be a JSON object, not {type(body).__name__}")
+    _refuse_lone_surrogates(body)
     try:
         return schema.model_validate(body)
     except ValidationError as error:
