@@ -47,6 +47,11 @@ import click
     help="A web page origin (e.g. http://localhost:3000, or *) allowed to call the API from its own page "
     "(CORS); by default only the playground served here may. Repeatable.",
 )
+@click.option(
+    "--chat-template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Jinja chat template for /v1/chat/completions (default: the tokenizer's own, else 'role: content' lines).",
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device to run on (cpu, cuda, mps, auto).")
 def serve(
     run: Path,
@@ -60,9 +65,11 @@ def serve(
     max_waiting: int,
     max_inspect_weights: int,
     allowed_origins: tuple[str, ...],
+    chat_template: Path | None,
     device: str,
 ) -> None:
-    """Serve the model in RUN over HTTP: /v1/completions (OpenAI's API), /v1/inspect, and a playground at /."""
+    """Serve the model in RUN over HTTP: /v1/completions and /v1/chat/completions (OpenAI's API), /v1/inspect,
+    and a playground at /."""
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("starlette") is None:
         raise click.ClickException('cleangpt serve needs starlette and uvicorn: pip install "cleangpt-core[serve]"')
     import uvicorn
@@ -85,6 +92,7 @@ def serve(
         host=host,
         allowed_origins=allowed_origins,
         max_inspect_weights=max_inspect_weights,
+        chat_template=chat_template,
         device=device,
         name=model_name,
         max_tokens_limit=max_tokens_limit,

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -37,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from cleangpt_core.serving.engine import ChoiceResult, ClientGoneError, Engine, Piece
 from cleangpt_core.serving.guard import RequestGuard
 from cleangpt_core.serving.schemas import (
+    ChatRequest,
     CompletionRequest,
     DetokenizeRequest,
     InspectRequest,
@@ -127,6 +127,43 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
+def _identity(prefix: str, kind: str, model: str) -> dict[str, Any]:
+    return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model}
+
+
+def _choices(body: CompletionRequest, prompts: list[list[int]]) -> list[tuple[int, list[int], int | None]]:
+    """(index, prompt ids, seed) of every choice: `n` per prompt, in OpenAI's order; choice i draws with seed + i."""
+    return [
+        (number * body.n + i, ids, None if body.seed is None else body.seed + i)
+        for number, ids in enumerate(prompts)
+        for i in range(body.n)
+    ]
+
+
+def _usage(body: CompletionRequest, results: list[ChoiceResult]) -> dict[str, int]:
+    """OpenAI's token counts: each prompt once, however many choices continue it."""
+    prompt_tokens = sum(r.prompt_tokens for r in results if r.index % body.n == 0)
+    completion_tokens = sum(r.completion_tokens for r in results)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _text_choice(piece: Piece, _first: bool) -> dict[str, Any]:
+    """A completions choice (whole, or a streamed chunk's)."""
+    return {"index": piece.index, "text": piece.text, "logprobs": piece.logprobs, "finish_reason": piece.finish_reason}
+
+
+def _delta(piece: Piece, first: bool) -> dict[str, Any]:
+    """A chat completion chunk's choice: the role comes with a choice's first piece, as OpenAI sends it."""
+    delta: dict[str, Any] = {"role": "assistant", "content": piece.text} if first else {"content": piece.text}
+    if piece.finish_reason is not None and not piece.text and not first:
+        delta = {}
+    return {"index": piece.index, "delta": delta, "logprobs": None, "finish_reason": piece.finish_reason}
+
+
 class Server:
     """The routes, around one `Engine`.
 
@@ -159,6 +196,7 @@ class Server:
         api = [
             ("/v1/models", self.models, "GET"),
             ("/v1/completions", self.completions, "POST"),
+            ("/v1/chat/completions", self.chat_completions, "POST"),
             ("/v1/inspect", self.inspect, "POST"),
             ("/tokenizer_info", self.tokenizer_info, "GET"),
             ("/tokenize", self.tokenize, "POST"),
@@ -251,39 +289,74 @@ class Server:
         body = parse(CompletionRequest, await _body(request, self.max_request_bytes))
         stops = self.engine.check(body)
         prompts = self.engine.prompts(body.prompt)
-        identity = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time())}
-        identity["model"] = self.engine.name
+        identity = _identity("cmpl", "text_completion", self.engine.name)
         if body.stream:
-            return self._stream(body, prompts, stops, identity)
+            return self._stream(body, prompts, stops, identity, _text_choice)
+        results = await self._complete(request, body, prompts, stops)
+        if results is None:  # the client is gone: nobody reads this
+            return Response(status_code=499)
+        choices = [_text_choice(Piece(r.index, r.text, r.logprobs, r.finish_reason), True) for r in results]
+        return JSONResponse({**identity, "choices": choices, "usage": _usage(body, results)})
+
+    async def chat_completions(self, request: Request) -> Response:
+        body = parse(ChatRequest, await _body(request, self.max_request_bytes))
+        if body.logprobs or body.top_logprobs is not None:
+            raise RequestError(
+                "'logprobs' is not supported on chat completions here; /v1/completions returns them",
+                param="logprobs" if body.logprobs else "top_logprobs",
+            )
+        prompt = self.engine.chat_template.render(body.messages, self.engine.tokenizer)
+        ids = self.engine.prompts([self.engine.encode(prompt, "messages")])[0]
+        given = next((m for m in (body.max_completion_tokens, body.max_tokens) if m is not None), None)
+        sampling = body.model_dump(exclude={"messages", "max_tokens", "max_completion_tokens", "logprobs"})
+        sampling.pop("top_logprobs")
+        completion = CompletionRequest.model_validate(
+            {**sampling, "prompt": ids, "max_tokens": given if given is not None else self.engine.room_after(ids)}
+        )
+        stops = self.engine.check(completion)
+        identity = _identity("chatcmpl", "chat.completion", self.engine.name)
+        if body.stream:
+            return self._stream(completion, [ids], stops, {**identity, "object": "chat.completion.chunk"}, _delta)
+        results = await self._complete(request, completion, [ids], stops)
+        if results is None:
+            return Response(status_code=499)
+        choices = [
+            {
+                "index": r.index,
+                "message": {"role": "assistant", "content": r.text},
+                "logprobs": None,
+                "finish_reason": r.finish_reason,
+            }
+            for r in results
+        ]
+        return JSONResponse({**identity, "choices": choices, "usage": _usage(completion, results)})
+
+    async def _complete(
+        self, request: Request, body: CompletionRequest, prompts: list[list[int]], stops: list[str]
+    ) -> list[ChoiceResult] | None:
+        """Every choice of every prompt, generated on a worker; None if the client went away meanwhile."""
         cancelled = threading.Event()
 
         def work() -> list[ChoiceResult]:
             return [
-                self.engine.complete(body, index, ids, stops, None, cancelled.is_set)
-                for index, ids in enumerate(prompts)
+                self.engine.complete(body, index, ids, stops, None, cancelled.is_set, seed)
+                for index, ids, seed in _choices(body, prompts)
             ]
 
         try:
-            results = await self._run(request, work, cancelled)
-        except ClientGoneError:  # the client is gone: nobody reads this
-            return Response(status_code=499)
-        prompt_tokens = sum(r.prompt_tokens for r in results)
-        completion_tokens = sum(r.completion_tokens for r in results)
-        choices = [
-            {"index": r.index, "text": r.text, "logprobs": r.logprobs, "finish_reason": r.finish_reason}
-            for r in results
-        ]
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        return JSONResponse({**identity, "choices": choices, "usage": usage})
+            return await self._run(request, work, cancelled)
+        except ClientGoneError:
+            return None
 
     def _stream(
-        self, body: CompletionRequest, prompts: list[list[int]], stops: list[str], identity: dict[str, Any]
+        self,
+        body: CompletionRequest,
+        prompts: list[list[int]],
+        stops: list[str],
+        identity: dict[str, Any],
+        shape: Callable[[Piece, bool], dict[str, Any]],
     ) -> StreamingResponse:
-        """Server-sent events: one `text_completion` chunk per piece of text, then ``[DONE]``."""
+        """Server-sent events: one chunk per piece of text (`shape` writes its choice), then ``[DONE]``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Piece | BaseException | None] = asyncio.Queue()
         cancelled = threading.Event()
@@ -293,23 +366,27 @@ class Server:
 
         def work() -> None:
             try:
-                for index, ids in enumerate(prompts):
-                    self.engine.complete(body, index, ids, stops, emit, cancelled.is_set)
+                for index, ids, seed in _choices(body, prompts):
+                    self.engine.complete(body, index, ids, stops, emit, cancelled.is_set, seed)
                 loop.call_soon_threadsafe(queue.put_nowait, None)
             except BaseException as error:  # handed to the event loop, which ends the stream
                 loop.call_soon_threadsafe(queue.put_nowait, error)
 
         async def events() -> AsyncIterator[str]:
+            started: set[int] = set()
             try:
                 while (item := await queue.get()) is not None:
                     if isinstance(item, BaseException):
-                        error = item if isinstance(item, RequestError) else RequestError(
-                            "generation failed on the server; its log says why", status=500
+                        error = (
+                            item
+                            if isinstance(item, RequestError)
+                            else RequestError("generation failed on the server; its log says why", status=500)
                         )
                         yield f"data: {json.dumps(error.body())}\n\n"
                         break
-                    choice = asdict(item)
-                    yield f"data: {json.dumps({**identity, 'choices': [choice]})}\n\n"
+                    first = item.index not in started
+                    started.add(item.index)
+                    yield f"data: {json.dumps({**identity, 'choices': [shape(item, first)]})}\n\n"
                 else:
                     yield "data: [DONE]\n\n"
             finally:  # also when Starlette cancels the stream because the client disconnected
@@ -343,6 +420,8 @@ class Server:
 
     async def tokenize(self, request: Request) -> Response:
         body = parse(TokenizeRequest, await _body(request, self.max_request_bytes))
+        if body.model is not None:
+            self.engine.check_model(body.model)
         tokens = self.engine.encode(body.prompt)
         return JSONResponse({"tokens": tokens, "count": len(tokens), "max_model_len": self.engine.block_size})
 

@@ -24,7 +24,9 @@ from torch import nn
 
 from cleangpt_core.errors import InspectionError, TokenizerError, UnknownTokenError
 from cleangpt_core.inference.decoding import DEFAULT_SAMPLER, bind_sampler, generate_tokens
+from cleangpt_core.inference.logit_processors import LogitProcessor, Penalties, logit_bias, with_processors
 from cleangpt_core.inspection import inspect_ids
+from cleangpt_core.serving.chat import PLAIN_TEMPLATE, ChatTemplate
 from cleangpt_core.serving.schemas import CompletionRequest, RequestError
 
 MAX_STOP_STRINGS = 4  # as OpenAI's API
@@ -150,12 +152,14 @@ class Engine:
         *,
         max_tokens_limit: int,
         max_inspect_weights: int = DEFAULT_MAX_INSPECT_WEIGHTS,
+        chat_template: ChatTemplate | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.max_tokens_limit = max_tokens_limit
         self.max_inspect_weights = max_inspect_weights
+        self.chat_template = chat_template or ChatTemplate(PLAIN_TEMPLATE, "the plain role-prefixed template")
         self.device = next(model.parameters()).device
         self.block_size = int(model.config.block_size)
         self.turns = TurnTaking()
@@ -203,24 +207,73 @@ class Engine:
             encoded.append(ids)
         return encoded
 
-    def check(self, request: CompletionRequest) -> list[str]:
-        """Everything about `request` that can be wrong besides its prompt; returns its stop strings."""
-        if request.model != self.name:
+    def check_model(self, model: str) -> None:
+        """A 404 naming the served model unless `model` is it."""
+        if model != self.name:
             raise RequestError(
-                f"the model {request.model!r} does not exist; this server serves {self.name!r}",
+                f"the model {model!r} does not exist; this server serves {self.name!r}",
                 param="model",
                 status=404,
                 code="model_not_found",
             )
+
+    def room_after(self, ids: list[int]) -> int:
+        """How many tokens fit after `ids` in the context (at least 1, at most max_tokens_limit): a chat's default."""
+        return max(1, min(self.block_size - len(ids), self.max_tokens_limit))
+
+    def check(self, request: CompletionRequest) -> list[str]:
+        """Everything about `request` that can be wrong besides its prompt; returns its stop strings.
+
+        A parameter this server cannot honour is refused only when set to something other than its neutral
+        value, so clients that send every default work.
+        """
+        self.check_model(request.model)
         if request.max_tokens > self.max_tokens_limit:
             raise RequestError(
                 f"'max_tokens' is {request.max_tokens}; this server allows at most {self.max_tokens_limit}",
                 param="max_tokens",
             )
+        if request.best_of is not None and request.best_of != request.n:
+            raise RequestError(
+                f"'best_of' is {request.best_of} with 'n' {request.n}: this server returns every choice it "
+                "generates, so best_of may only equal n; leave it out or ask for n choices",
+                param="best_of",
+            )
+        if request.suffix:
+            raise RequestError(
+                "'suffix' is not supported: a causal model writes after the prompt, never before a suffix",
+                param="suffix",
+            )
+        vocabulary = int(self.model.config.vocab_size)
+        for token, bias in (request.logit_bias or {}).items():
+            if not token.isdigit() or int(token) >= vocabulary or not -100 <= bias <= 100:
+                raise RequestError(
+                    f"'logit_bias' maps {token!r} to {bias}: keys are token ids 0..{vocabulary - 1}, values "
+                    "-100..100",
+                    param="logit_bias",
+                )
         stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
         if len(stops) > MAX_STOP_STRINGS or any(not stop for stop in stops):
             raise RequestError(f"'stop' takes up to {MAX_STOP_STRINGS} non-empty strings", param="stop")
         return stops
+
+    def processors(self, request: CompletionRequest) -> tuple[list[LogitProcessor], Penalties | None]:
+        """The logit processors `request` asks for (none at neutral values), and the penalties to feed tokens."""
+        vocabulary = int(self.model.config.vocab_size)
+        processors: list[LogitProcessor] = []
+        if request.logit_bias:
+            bias = {int(token): amount for token, amount in request.logit_bias.items()}
+            processors.append(logit_bias(bias, vocabulary, self.device))
+        penalties = None
+        if request.presence_penalty or request.frequency_penalty:
+            penalties = Penalties(
+                vocabulary,
+                presence=request.presence_penalty,
+                frequency=request.frequency_penalty,
+                device=self.device,
+            )
+            processors.append(penalties)
+        return processors, penalties
 
     # -- log-probabilities ----------------------------------------------------------------------------------
 
@@ -255,10 +308,12 @@ class Engine:
         stops: list[str],
         emit: Callable[[Piece], None] | None,
         cancelled: Callable[[], bool],
+        seed: int | None = None,
     ) -> ChoiceResult:
         """Generate one choice for prompt `ids`, sending each new piece of text to `emit` (streaming) as it comes.
 
-        Runs on a worker thread and takes turns at the model with every other request.
+        `seed` seeds this choice's generator (as `cleangpt generate --seed`); None draws unseeded. Runs on a
+        worker thread and takes turns at the model with every other request.
         """
         want_logprobs = request.logprobs is not None
         log = _LogprobLog() if want_logprobs else None
@@ -266,10 +321,11 @@ class Engine:
         prompt_text = self.tokenizer.decode(ids, skip_special_tokens=True)
         prefix = prompt_text if request.echo else ""
         options = {"temperature": request.temperature, "top_p": request.top_p if request.top_p < 1.0 else None}
-        sampler = bind_sampler(DEFAULT_SAMPLER, options)
+        processors, penalties = self.processors(request)
+        sampler = with_processors(bind_sampler(DEFAULT_SAMPLER, options), processors)
         generator = None
-        if request.seed is not None:  # as `cleangpt generate --seed`: a fresh generator per prompt
-            generator = torch.Generator(device=self.device).manual_seed(request.seed)
+        if seed is not None:  # as `cleangpt generate --seed`: a fresh generator per choice
+            generator = torch.Generator(device=self.device).manual_seed(seed)
         last_log_probs: list[torch.Tensor] = []
 
         def sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -292,6 +348,8 @@ class Engine:
             nonlocal sent, completion, stopped_by_string
             token_id = int(new[0, 0])
             generated.append(token_id)
+            if penalties is not None:
+                penalties.observe(token_id)
             self.generated_tokens += 1  # under the turn: one thread at a time
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if log is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from cleangpt_core.serving.app import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_WAITING, Server
+from cleangpt_core.serving.chat import load_chat_template
 from cleangpt_core.serving.engine import DEFAULT_MAX_INSPECT_WEIGHTS, Engine
 
 DEFAULT_MAX_TOKENS_LIMIT = 2048
@@ -20,15 +21,25 @@ def load_engine(
     name: str | None = None,
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
     max_inspect_weights: int = DEFAULT_MAX_INSPECT_WEIGHTS,
+    chat_template: Path | None = None,
 ) -> Engine:
-    """The model and tokenizer of `run` (a checkpoint or run directory), served as `name` (default: its folder's)."""
+    """The model and tokenizer of `run` (a checkpoint or run directory), served as `name` (default: its folder's).
+
+    `chat_template`: a Jinja file for /v1/chat/completions instead of the tokenizer's own or the plain one.
+    """
+    from cleangpt_core.checkpoints.run_dir import TOKENIZER_DIR
     from cleangpt_core.distributed.devices import choose_device
     from cleangpt_core.model.serialization import load_trained_model
 
-    model, tokenizer, _ = load_trained_model(run, map_location=choose_device(device))
+    model, tokenizer, checkpoint = load_trained_model(run, map_location=choose_device(device))
     served = name or Path(run).resolve().name
     return Engine(
-        model, tokenizer, served, max_tokens_limit=max_tokens_limit, max_inspect_weights=max_inspect_weights
+        model,
+        tokenizer,
+        served,
+        max_tokens_limit=max_tokens_limit,
+        max_inspect_weights=max_inspect_weights,
+        chat_template=load_chat_template(checkpoint / TOKENIZER_DIR, chat_template),
     )
 
 

@@ -6,7 +6,7 @@ A body is validated whole before any work: an unknown field, a wrong type or a v
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,23 +52,56 @@ class _Strict(BaseModel):
 
 
 Prompt = str | list[str] | list[int] | list[list[int]]
+MAX_CHOICES = 16  # `n`: choices per prompt
 
 
-class CompletionRequest(_Strict):
-    """``POST /v1/completions``: the fields of OpenAI's (legacy) completions API that a local model can honour."""
+class _Sampling(_Strict):
+    """The fields completions and chat completions share: how to draw, how many, when to stop.
+
+    The penalties and `logit_bias` are logit processors (`inference.logit_processors`); each left at its
+    neutral value changes nothing, so such a request gets exactly `cleangpt generate`'s text.
+    """
 
     model: str
-    prompt: Prompt
-    max_tokens: int = Field(16, ge=0)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=MAX_CHOICES)  # choice i of a seeded request draws with seed + i
     stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63 - MAX_CHOICES)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None  # token id (as a string, as JSON keys are) -> -100..100
+    user: str | None = None  # accepted for compatibility, not used
+
+
+class CompletionRequest(_Sampling):
+    """``POST /v1/completions``: the fields of OpenAI's (legacy) completions API that a local model can honour."""
+
+    prompt: Prompt
+    max_tokens: int = Field(16, ge=0)
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
-    stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    n: int = Field(1, ge=1, le=1)  # one choice per prompt: several would need several generators per prompt
-    user: str | None = None  # accepted for compatibility, not used
+    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)  # only as many as `n`: see Engine.check
+    suffix: str | None = None  # only empty: a causal model cannot fill in before a suffix
+
+
+class ChatMessage(_Strict):
+    """One turn of a conversation; `content` as a string or OpenAI's list of text parts."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+    name: str | None = None
+
+
+class ChatRequest(_Sampling):
+    """``POST /v1/chat/completions``: the conversation is rendered by a chat template, then completed."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=0)  # default: the rest of the model's context
+    max_completion_tokens: int | None = Field(None, ge=0)  # OpenAI's newer name for max_tokens
+    logprobs: bool = False  # only false: see Engine.check
+    top_logprobs: int | None = None  # only with logprobs
 
 
 class InspectRequest(_Strict):
@@ -79,9 +112,10 @@ class InspectRequest(_Strict):
 
 
 class TokenizeRequest(_Strict):
-    """``POST /tokenize`` (vLLM's endpoint, which lm-eval's remote tokenizer calls)."""
+    """``POST /tokenize`` (vLLM's endpoint, which lm-eval's remote tokenizer calls, naming the model)."""
 
     prompt: str
+    model: str | None = None
     add_special_tokens: bool = False
 
 
