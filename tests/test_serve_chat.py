@@ -175,10 +175,30 @@ def test_a_value_the_server_cannot_honour_is_refused_naming_the_field(client, op
     assert error.value.param == param
 
 
+def test_chat_logprobs_are_those_of_the_same_completion(client):
+    messages = [{"role": "user", "content": "ab"}]
+    chat = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=6, seed=2, logprobs=True, top_logprobs=2
+    ).choices[0]
+    completion = client.completions.create(
+        model=MODEL, prompt="user: ab\nassistant:", max_tokens=6, seed=2, logprobs=2
+    ).choices[0]
+    content = chat.logprobs.content
+    assert "".join(entry.token for entry in content) == chat.message.content == completion.text
+    assert [entry.logprob for entry in content] == completion.logprobs.token_logprobs
+    assert [{t.token: t.logprob for t in entry.top_logprobs} for entry in content] == completion.logprobs.top_logprobs
+    streamed = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=6, seed=2, logprobs=True, stream=True
+    )
+    pieces = [chunk.choices[0].logprobs for chunk in streamed if chunk.choices[0].logprobs]
+    tokens = [entry.token for piece in pieces for entry in piece.content]
+    assert tokens == [entry.token for entry in content]
+
+
 def test_chat_refuses_what_it_cannot_honour_with_openai_errors(client):
     with pytest.raises(openai.BadRequestError) as error:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "ab"}], logprobs=True)
-    assert error.value.param == "logprobs"
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "ab"}], top_logprobs=2)
+    assert error.value.param == "top_logprobs"
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "ABC"}])
     assert error.value.param == "messages" and "'A'" in error.value.message

@@ -156,12 +156,29 @@ def _text_choice(piece: Piece, _first: bool) -> dict[str, Any]:
     return {"index": piece.index, "text": piece.text, "logprobs": piece.logprobs, "finish_reason": piece.finish_reason}
 
 
+def _chat_logprobs(log: dict[str, list[Any]] | None) -> dict[str, Any] | None:
+    """The completions `logprobs` object as chat completions shape it: one entry per token, with its bytes."""
+    if log is None:
+        return None
+
+    def entry(token: str, logprob: float | None) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {
+        "content": [
+            {**entry(token, logprob), "top_logprobs": [entry(t, v) for t, v in (top or {}).items()]}
+            for token, logprob, top in zip(log["tokens"], log["token_logprobs"], log["top_logprobs"], strict=True)
+        ]
+    }
+
+
 def _delta(piece: Piece, first: bool) -> dict[str, Any]:
     """A chat completion chunk's choice: the role comes with a choice's first piece, as OpenAI sends it."""
     delta: dict[str, Any] = {"role": "assistant", "content": piece.text} if first else {"content": piece.text}
     if piece.finish_reason is not None and not piece.text and not first:
         delta = {}
-    return {"index": piece.index, "delta": delta, "logprobs": None, "finish_reason": piece.finish_reason}
+    logprobs = _chat_logprobs(piece.logprobs)
+    return {"index": piece.index, "delta": delta, "logprobs": logprobs, "finish_reason": piece.finish_reason}
 
 
 class Server:
@@ -300,19 +317,15 @@ class Server:
 
     async def chat_completions(self, request: Request) -> Response:
         body = parse(ChatRequest, await _body(request, self.max_request_bytes))
-        if body.logprobs or body.top_logprobs is not None:
-            raise RequestError(
-                "'logprobs' is not supported on chat completions here; /v1/completions returns them",
-                param="logprobs" if body.logprobs else "top_logprobs",
-            )
+        if body.top_logprobs is not None and not body.logprobs:
+            raise RequestError("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
         prompt = self.engine.chat_template.render(body.messages, self.engine.tokenizer)
         ids = self.engine.prompts([self.engine.encode(prompt, "messages")])[0]
         given = next((m for m in (body.max_completion_tokens, body.max_tokens) if m is not None), None)
-        sampling = body.model_dump(exclude={"messages", "max_tokens", "max_completion_tokens", "logprobs"})
-        sampling.pop("top_logprobs")
-        completion = CompletionRequest.model_validate(
-            {**sampling, "prompt": ids, "max_tokens": given if given is not None else self.engine.room_after(ids)}
-        )
+        sampling = body.model_dump(exclude={"messages", "max_tokens", "max_completion_tokens", "top_logprobs"})
+        sampling["logprobs"] = (body.top_logprobs or 0) if body.logprobs else None
+        sampling["max_tokens"] = given if given is not None else self.engine.room_after(ids)
+        completion = CompletionRequest.model_validate({**sampling, "prompt": ids})
         stops = self.engine.check(completion)
         identity = _identity("chatcmpl", "chat.completion", self.engine.name)
         if body.stream:
@@ -324,7 +337,7 @@ class Server:
             {
                 "index": r.index,
                 "message": {"role": "assistant", "content": r.text},
-                "logprobs": None,
+                "logprobs": _chat_logprobs(r.logprobs),
                 "finish_reason": r.finish_reason,
             }
             for r in results

@@ -100,8 +100,8 @@ class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=0)  # default: the rest of the model's context
     max_completion_tokens: int | None = Field(None, ge=0)  # OpenAI's newer name for max_tokens
-    logprobs: bool = False  # only false: see Engine.check
-    top_logprobs: int | None = None  # only with logprobs
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # only with logprobs
 
 
 class InspectRequest(_Strict):
