@@ -202,6 +202,7 @@ def test_chat_refuses_what_it_cannot_honour_with_openai_errors(client):
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "ABC"}])
     assert error.value.param == "messages" and "'A'" in error.value.message
+    assert "offset 6" in error.value.message and "plain role-prefixed template" in error.value.message
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "ab"}])
 

@@ -319,8 +319,19 @@ class Server:
         body = parse(ChatRequest, await _body(request, self.max_request_bytes))
         if body.top_logprobs is not None and not body.logprobs:
             raise RequestError("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-        prompt = self.engine.chat_template.render(body.messages, self.engine.tokenizer)
-        ids = self.engine.prompts([self.engine.encode(prompt, "messages")])[0]
+        template = self.engine.chat_template
+        prompt = template.render(body.messages, self.engine.tokenizer)
+        try:
+            encoded = self.engine.encode(prompt, "messages")
+        except RequestError as error:  # the template's own text may be what the vocabulary lacks
+            raise RequestError(
+                f"the prompt that {template.origin} makes of 'messages' cannot be tokenized: {error.message} "
+                "(offsets count in that prompt; cleangpt serve --chat-template FILE takes a template whose text "
+                "the vocabulary covers)",
+                param="messages",
+                code=error.code,
+            ) from None
+        ids = self.engine.prompts([encoded])[0]
         given = next((m for m in (body.max_completion_tokens, body.max_tokens) if m is not None), None)
         sampling = body.model_dump(exclude={"messages", "max_tokens", "max_completion_tokens", "top_logprobs"})
         sampling["logprobs"] = (body.top_logprobs or 0) if body.logprobs else None
