@@ -4,11 +4,14 @@ user), through OpenAI's own Python client against a server on 127.0.0.1. Expecte
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
 import torch
 from click.testing import CliRunner
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from cleangpt_core.cli.main import cli
 from cleangpt_core.model import get_model, save_model
@@ -16,7 +19,7 @@ from cleangpt_core.serving import Server, load_engine
 from cleangpt_core.serving.background import running_server
 from cleangpt_core.serving.chat import PLAIN_TEMPLATE, load_chat_template
 from cleangpt_core.testing.architecture import perturb_parameters
-from cleangpt_core.tokenizers import CharacterTokenizer
+from cleangpt_core.tokenizers import CharacterTokenizer, HFTokenizer
 
 MODEL = "chatty"
 
@@ -90,12 +93,47 @@ def test_a_chat_template_file_replaces_the_plain_one(run_dir, tmp_path):
     assert response.choices[0].message.content == _generate(run_dir, "abc", 15, 2, 1.0)
 
 
-def test_the_tokenizers_own_chat_template_is_found_as_transformers_saves_it(tmp_path):
-    assert load_chat_template(tmp_path).source == PLAIN_TEMPLATE
-    (tmp_path / "tokenizer_config.json").write_text('{"chat_template": "{{ messages[0].content }}"}')
-    assert load_chat_template(tmp_path).source == "{{ messages[0].content }}"
-    (tmp_path / "chat_template.jinja").write_text("{{ messages[-1].content }}")
-    assert load_chat_template(tmp_path).source == "{{ messages[-1].content }}"
+OWN_TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
+
+
+@pytest.mark.parametrize("where", ["tokenizer_config.json", "chat_template.jinja"])
+def test_an_hf_tokenizers_own_chat_template_travels_with_the_checkpoint_and_is_used(tmp_path, where):
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|end|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20, trainer=trainer)
+    source = tmp_path / "source"
+    source.mkdir()
+    backend.save(str(source / "tokenizer.json"))
+    config = {"eos_token": "<|end|>"}
+    if where == "chat_template.jinja":
+        (source / where).write_text(OWN_TEMPLATE)
+    else:
+        config["chat_template"] = OWN_TEMPLATE
+    (source / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = HFTokenizer(str(source))
+    root = tmp_path / "hfchat"
+    torch.manual_seed(0)
+    model = get_model("Vanilla", vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=64)
+    save_model(perturb_parameters(model, seed=1), root)
+    tokenizer.save_pretrained(root / "tokenizer")  # the checkpoint's copy keeps the template
+    engine = load_engine(root)
+    assert engine.chat_template.source == OWN_TEMPLATE
+    with running_server(Server(engine).app()) as url:
+        chat = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        response = chat.chat.completions.create(
+            model="hfchat", messages=[{"role": "user", "content": "the fox"}], max_tokens=6, seed=1, temperature=1.0
+        )
+    prompt = "<|user|>the fox<|assistant|>"
+    assert response.usage.prompt_tokens == len(tokenizer.encode(prompt))
+    assert response.choices[0].message.content == _generate(root, prompt, 6, 1, 1.0)
+
+
+def test_without_a_template_of_its_own_a_tokenizer_gets_the_plain_one(served):
+    assert load_chat_template(served[0].tokenizer).source == PLAIN_TEMPLATE
 
 
 def test_n_choices_are_seeded_one_after_another(client, run_dir):

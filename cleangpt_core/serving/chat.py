@@ -1,8 +1,9 @@
 """Chat templates: how `/v1/chat/completions` turns a conversation into the prompt the model continues.
 
 The template is, in order of precedence: the file given to ``cleangpt serve --chat-template FILE``; the
-tokenizer's own, where its folder has one as transformers saves it (``chat_template.jinja``, or the
-``chat_template`` string of ``tokenizer_config.json``); otherwise `PLAIN_TEMPLATE`, for base models, which
+tokenizer's own (the `hf` tokenizer keeps the one its folder came with, ``chat_template.jinja`` or the
+``chat_template`` of ``tokenizer_config.json``, and saves it with the checkpoint); otherwise `PLAIN_TEMPLATE`,
+for base models, which
 writes each turn as ``role: content`` on its own line and ends with ``assistant:`` for the model to go on.
 Each is Jinja, rendered by transformers' sandboxed renderer (the one `apply_chat_template` uses), so a
 template that came with a model cannot run code.
@@ -10,7 +11,6 @@ template that came with a model cannot run code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,19 +62,11 @@ def _text(message: ChatMessage, number: int) -> str:
     return "".join(parts)
 
 
-def load_chat_template(tokenizer_dir: Path, override: Path | None = None) -> ChatTemplate:
-    """The template `/v1/chat/completions` uses for the tokenizer in `tokenizer_dir` (see the module's docstring)."""
+def load_chat_template(tokenizer: Any, override: Path | None = None) -> ChatTemplate:
+    """The template `/v1/chat/completions` uses for `tokenizer` (see the module's docstring)."""
     if override is not None:
         return ChatTemplate(override.read_text(encoding="utf-8"), str(override))
-    jinja = tokenizer_dir / "chat_template.jinja"
-    if jinja.is_file():
-        return ChatTemplate(jinja.read_text(encoding="utf-8"), str(jinja))
-    config = tokenizer_dir / "tokenizer_config.json"
-    if config.is_file():
-        try:
-            template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-        except (ValueError, AttributeError):  # a damaged config: no template from it
-            template = None
-        if isinstance(template, str):
-            return ChatTemplate(template, f"{config}'s chat_template")
+    own = getattr(tokenizer, "chat_template", None)  # the hf tokenizer keeps the one its files came with
+    if isinstance(own, str):
+        return ChatTemplate(own, f"the {type(tokenizer).__name__}'s own chat template")
     return ChatTemplate(PLAIN_TEMPLATE, "the plain role-prefixed template")

@@ -27,11 +27,10 @@ def load_engine(
 
     `chat_template`: a Jinja file for /v1/chat/completions instead of the tokenizer's own or the plain one.
     """
-    from cleangpt_core.checkpoints.run_dir import TOKENIZER_DIR
     from cleangpt_core.distributed.devices import choose_device
     from cleangpt_core.model.serialization import load_trained_model
 
-    model, tokenizer, checkpoint = load_trained_model(run, map_location=choose_device(device))
+    model, tokenizer, _ = load_trained_model(run, map_location=choose_device(device))
     served = name or Path(run).resolve().name
     return Engine(
         model,
@@ -39,7 +38,7 @@ def load_engine(
         served,
         max_tokens_limit=max_tokens_limit,
         max_inspect_weights=max_inspect_weights,
-        chat_template=load_chat_template(checkpoint / TOKENIZER_DIR, chat_template),
+        chat_template=load_chat_template(tokenizer, chat_template),
     )
 
 
