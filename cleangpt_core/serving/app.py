@@ -1,4 +1,5 @@
-"""The HTTP application: OpenAI's completions API, an inspection endpoint, tokenizer endpoints and the playground.
+"""The HTTP application: OpenAI's completions and chat completions APIs, an inspection endpoint, tokenizer
+endpoints and the playground.
 
 Built on Starlette (the ASGI toolkit FastAPI is made of) and run by uvicorn. FastAPI would add request
 validation and OpenAPI pages, but its validation answers 422 in its own shape, while OpenAI's clients
