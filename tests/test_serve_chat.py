@@ -145,6 +145,20 @@ def test_n_choices_are_seeded_one_after_another(client, run_dir):
     assert two.choices[3].text == _generate(run_dir, "ba", 5, 5, 1.0)
 
 
+def test_best_of_returns_the_choices_with_the_highest_log_probability_per_token(client, run_dir):
+    response = client.completions.create(model=MODEL, prompt="abc", max_tokens=10, best_of=4, n=2, seed=20)
+    candidates, tokens = [], 0
+    for seed in range(20, 24):
+        alone = client.completions.create(model=MODEL, prompt="abc", max_tokens=10, seed=seed, logprobs=0)
+        choice = alone.choices[0]
+        candidates.append((sum(choice.logprobs.token_logprobs) / len(choice.logprobs.token_logprobs), choice.text))
+        tokens += alone.usage.completion_tokens
+    best = sorted(candidates, key=lambda candidate: -candidate[0])[:2]
+    assert [c.text for c in response.choices] == [text for _, text in best]
+    assert [c.index for c in response.choices] == [0, 1]
+    assert response.usage.completion_tokens == tokens  # every candidate's tokens, as OpenAI counts them
+
+
 def test_neutral_values_of_every_common_parameter_change_nothing(client, run_dir):
     response = client.completions.create(
         model=MODEL,
@@ -199,7 +213,8 @@ def test_logit_bias_forces_a_token(client, served):
 @pytest.mark.parametrize(
     ("options", "param"),
     [
-        ({"best_of": 3}, "best_of"),
+        ({"best_of": 2, "n": 3}, "best_of"),
+        ({"best_of": 3, "stream": True}, "best_of"),
         ({"suffix": "the end"}, "suffix"),
         ({"logit_bias": {"9999": 5}}, "logit_bias"),
         ({"logit_bias": {"1": 500}}, "logit_bias"),

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -132,18 +133,37 @@ def _identity(prefix: str, kind: str, model: str) -> dict[str, Any]:
     return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model}
 
 
+def _candidates(body: CompletionRequest) -> int:
+    """Choices generated per prompt: `best_of` where it asks for more than the `n` returned."""
+    return max(body.best_of or body.n, body.n)
+
+
 def _choices(body: CompletionRequest, prompts: list[list[int]]) -> list[tuple[int, list[int], int | None]]:
-    """(index, prompt ids, seed) of every choice: `n` per prompt, in OpenAI's order; choice i draws with seed + i."""
+    """(index, prompt ids, seed) of every choice to generate, in OpenAI's order; choice i draws with seed + i."""
+    per_prompt = _candidates(body)
     return [
-        (number * body.n + i, ids, None if body.seed is None else body.seed + i)
+        (number * per_prompt + i, ids, None if body.seed is None else body.seed + i)
         for number, ids in enumerate(prompts)
-        for i in range(body.n)
+        for i in range(per_prompt)
     ]
 
 
+def _best(body: CompletionRequest, results: list[ChoiceResult]) -> list[ChoiceResult]:
+    """Of each prompt's `best_of` choices, the `n` with the highest log-probability per token, numbered anew."""
+    per_prompt = _candidates(body)
+    if per_prompt == body.n:
+        return results
+    best = []
+    for number in range(len(results) // per_prompt):
+        group = results[number * per_prompt : (number + 1) * per_prompt]
+        ranked = sorted(group, key=lambda r: -(r.score or 0.0))[: body.n]  # stable: ties keep the lower seed
+        best += [replace(r, index=number * body.n + i) for i, r in enumerate(ranked)]
+    return best
+
+
 def _usage(body: CompletionRequest, results: list[ChoiceResult]) -> dict[str, int]:
-    """OpenAI's token counts: each prompt once, however many choices continue it."""
-    prompt_tokens = sum(r.prompt_tokens for r in results if r.index % body.n == 0)
+    """OpenAI's token counts: each prompt once, and every token generated (best_of's unreturned choices too)."""
+    prompt_tokens = sum(r.prompt_tokens for r in results if r.index % _candidates(body) == 0)
     completion_tokens = sum(r.completion_tokens for r in results)
     return {
         "prompt_tokens": prompt_tokens,
@@ -313,7 +333,8 @@ class Server:
         results = await self._complete(request, body, prompts, stops)
         if results is None:  # the client is gone: nobody reads this
             return Response(status_code=499)
-        choices = [_text_choice(Piece(r.index, r.text, r.logprobs, r.finish_reason), True) for r in results]
+        best = _best(body, results)
+        choices = [_text_choice(Piece(r.index, r.text, r.logprobs, r.finish_reason), True) for r in best]
         return JSONResponse({**identity, "choices": choices, "usage": _usage(body, results)})
 
     async def chat_completions(self, request: Request) -> Response:

@@ -99,6 +99,7 @@ class ChoiceResult:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    score: float | None = None  # mean log-probability per generated token, when best_of ranks the choices
 
 
 @dataclass
@@ -233,11 +234,13 @@ class Engine:
                 f"'max_tokens' is {request.max_tokens}; this server allows at most {self.max_tokens_limit}",
                 param="max_tokens",
             )
-        if request.best_of is not None and request.best_of != request.n:
+        if request.best_of is not None and request.best_of < request.n:
             raise RequestError(
-                f"'best_of' is {request.best_of} with 'n' {request.n}: this server returns every choice it "
-                "generates, so best_of may only equal n; leave it out or ask for n choices",
-                param="best_of",
+                f"'best_of' is {request.best_of}, fewer than the {request.n} choices 'n' asks for", param="best_of"
+            )
+        if request.best_of is not None and request.best_of > request.n and request.stream:
+            raise RequestError(
+                "'best_of' above 'n' cannot be streamed: the best are known only at the end", param="best_of"
             )
         if request.suffix:
             raise RequestError(
@@ -316,7 +319,9 @@ class Engine:
         worker thread and takes turns at the model with every other request.
         """
         want_logprobs = request.logprobs is not None
+        want_score = (request.best_of or request.n) > request.n
         log = _LogprobLog() if want_logprobs else None
+        score = 0.0
         top_k = min(request.logprobs or 0, int(self.model.config.vocab_size))
         prompt_text = self.tokenizer.decode(ids, skip_special_tokens=True)
         prefix = prompt_text if request.echo else ""
@@ -329,7 +334,7 @@ class Engine:
         last_log_probs: list[torch.Tensor] = []
 
         def sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-            if want_logprobs:
+            if want_logprobs or want_score:
                 last_log_probs[:] = [F.log_softmax(logits[0].float(), dim=-1)]
             return sampler(logits, generator=generator)
 
@@ -345,9 +350,11 @@ class Engine:
                 prefix = ""
 
         def on_tokens(new: torch.Tensor) -> None:
-            nonlocal sent, completion, stopped_by_string
+            nonlocal sent, completion, stopped_by_string, score
             token_id = int(new[0, 0])
             generated.append(token_id)
+            if want_score:
+                score += float(last_log_probs[0][token_id])
             if penalties is not None:
                 penalties.observe(token_id)
             self.generated_tokens += 1  # under the turn: one thread at a time
@@ -396,6 +403,7 @@ class Engine:
             finish_reason=finish,
             prompt_tokens=len(ids),
             completion_tokens=len(generated),
+            score=score / max(len(generated), 1) if want_score else None,
         )
 
     def inspectable(self, text: str) -> list[int]:

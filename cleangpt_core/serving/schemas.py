@@ -82,7 +82,7 @@ class CompletionRequest(_Sampling):
     max_tokens: int = Field(16, ge=0)
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
-    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)  # only as many as `n`: see Engine.check
+    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)  # choices generated, of which the n best are returned
     suffix: str | None = None  # only empty: a causal model cannot fill in before a suffix
 
 
