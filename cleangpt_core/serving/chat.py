@@ -47,6 +47,9 @@ class ChatTemplate:
         return rendered[0]
 
 
+PLAIN = ChatTemplate(PLAIN_TEMPLATE, "the plain role-prefixed template")
+
+
 def _text(message: ChatMessage, number: int) -> str:
     """A message's text: its string, or its text parts joined (images and audio a text model cannot read)."""
     if isinstance(message.content, str):
@@ -69,4 +72,4 @@ def load_chat_template(tokenizer: Any, override: Path | None = None) -> ChatTemp
     own = getattr(tokenizer, "chat_template", None)  # the hf tokenizer keeps the one its files came with
     if isinstance(own, str):
         return ChatTemplate(own, f"the {type(tokenizer).__name__}'s own chat template")
-    return ChatTemplate(PLAIN_TEMPLATE, "the plain role-prefixed template")
+    return PLAIN

@@ -26,7 +26,7 @@ from cleangpt_core.errors import InspectionError, TokenizerError, UnknownTokenEr
 from cleangpt_core.inference.decoding import DEFAULT_SAMPLER, bind_sampler, generate_tokens
 from cleangpt_core.inference.logit_processors import LogitProcessor, Penalties, logit_bias, with_processors
 from cleangpt_core.inspection import inspect_ids
-from cleangpt_core.serving.chat import PLAIN_TEMPLATE, ChatTemplate
+from cleangpt_core.serving.chat import PLAIN, ChatTemplate
 from cleangpt_core.serving.schemas import CompletionRequest, RequestError
 
 MAX_STOP_STRINGS = 4  # as OpenAI's API
@@ -160,7 +160,7 @@ class Engine:
         self.name = name
         self.max_tokens_limit = max_tokens_limit
         self.max_inspect_weights = max_inspect_weights
-        self.chat_template = chat_template or ChatTemplate(PLAIN_TEMPLATE, "the plain role-prefixed template")
+        self.chat_template = chat_template or PLAIN
         self.device = next(model.parameters()).device
         self.block_size = int(model.config.block_size)
         self.turns = TurnTaking()
