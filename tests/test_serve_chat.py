@@ -145,6 +145,14 @@ def test_n_choices_are_seeded_one_after_another(client, run_dir):
     assert two.choices[3].text == _generate(run_dir, "ba", 5, 5, 1.0)
 
 
+def test_streamed_choices_carry_their_index(client, run_dir):
+    chunks = client.completions.create(model=MODEL, prompt="ab", max_tokens=12, n=2, seed=8, stream=True)
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        texts[chunk.choices[0].index] += chunk.choices[0].text
+    assert texts == {i: _generate(run_dir, "ab", 12, 8 + i, 1.0) for i in range(2)}
+
+
 def test_best_of_returns_the_choices_with_the_highest_log_probability_per_token(client, run_dir):
     response = client.completions.create(model=MODEL, prompt="abc", max_tokens=10, best_of=4, n=2, seed=20)
     candidates, tokens = [], 0
