@@ -39,7 +39,16 @@ class TokenizerError(CleanGPTError, ValueError):
 
 
 class UnknownTokenError(TokenizerError):
-    """The text holds a symbol outside the vocabulary and the tokenizer's policy is to refuse it."""
+    """The text holds a symbol outside the vocabulary and the tokenizer's policy is to refuse it.
+
+    `character` and `position` (its offset in the text, in characters) let a caller, such as the server,
+    name them in its own words (None where unknown: an error unpickled from another process has only its message).
+    """
+
+    def __init__(self, message: str, *, character: str | None = None, position: int | None = None) -> None:
+        super().__init__(message)
+        self.character = character
+        self.position = position
 
 
 class TokenizerLoadError(TokenizerError):

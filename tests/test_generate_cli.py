@@ -45,6 +45,14 @@ def test_the_same_seed_gives_the_same_text(run_dir):
     assert first.output == second.output
 
 
+@pytest.mark.parametrize("option", ["--temperature", "--top-p"])
+def test_a_vanishing_temperature_or_top_p_generates_the_greedy_text(run_dir, option):
+    greedy = _generate(run_dir, "--prompt", "ab", "-n", "12", "--sampler", "greedy")
+    tiny = _generate(run_dir, "--prompt", "ab", "-n", "12", "--seed", "1", option, "1e-300")
+    assert tiny.exit_code == 0, tiny.output
+    assert tiny.output == greedy.output
+
+
 def test_a_checkpoint_directory_works_as_well_as_a_run_directory(run_dir):
     greedy = ["--prompt", "ab", "-n", "8", "--sampler", "greedy"]
     assert _generate(run_dir, *greedy).output == _generate(run_dir / "checkpoints" / "step-00000010", *greedy).output

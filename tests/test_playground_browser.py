@@ -101,3 +101,20 @@ def test_switching_layer_and_head_draws_that_heads_attention_over_the_prompt(ser
     assert drawn == pytest.approx([weight for row in expected for weight in row], abs=1e-6)
     other_head = inspect_text(engine.model, engine.tokenizer, "abc")["attention"]["h.1.attn"][0]
     assert drawn != pytest.approx([weight for row in other_head for weight in row], abs=1e-6)
+
+
+def test_a_refused_request_shows_the_servers_error_and_clears_the_old_state(page):
+    # the tests above left a finished stream and an attention map of "abc" on the page
+    page.fill("#temperature", "0")
+    page.fill("#prompt", "ab€")  # the character vocabulary has no euro sign: a 400 naming it
+    page.click("#generate")
+    playwright.expect(page.locator("#error")).to_contain_text("'€'")
+    playwright.expect(page.locator("#status")).to_have_text("refused")
+    playwright.expect(page.locator("#attention tbody tr")).to_have_count(0)
+    playwright.expect(page.locator("#attention-note")).to_contain_text("No attention map")
+    page.fill("#prompt", "abc")
+    page.fill("#temperature", "3")  # out of range: refused before any token, with the field named
+    page.click("#generate")
+    playwright.expect(page.locator("#error")).to_contain_text("temperature")
+    playwright.expect(page.locator("#status")).to_have_text("refused")
+    assert page.locator("#generate").is_enabled()

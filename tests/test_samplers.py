@@ -95,6 +95,19 @@ def test_temperature_zero_means_greedy_for_every_sampler(rows, seed):
     assert torch.equal(combined_sampling(logits, temperature=0.0, top_k=5, top_p=0.9), expected)
 
 
+@given(rows=logit_rows, seed=seeds, tiny=st.sampled_from([1e-300, 1e-40, 1e-6]))
+@property_settings
+def test_a_temperature_or_top_p_too_small_to_divide_by_is_greedy_not_nan(rows, seed, tiny):
+    logits = torch.tensor(rows)
+    expected = logits.argmax(dim=-1, keepdim=True)
+    generator = torch.Generator().manual_seed(seed)
+    assert torch.equal(temperature_sampling(logits, temperature=tiny, generator=generator), expected)
+    assert torch.equal(top_k_sampling(logits, k=3, temperature=tiny, generator=generator), expected)
+    assert torch.equal(top_p_sampling(logits, p=tiny, generator=generator), expected)
+    assert torch.equal(min_p_sampling(logits, min_p=0.5, temperature=tiny, generator=generator), expected)
+    assert torch.equal(combined_sampling(logits, top_p=tiny, generator=generator), expected)
+
+
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
 def test_temperature_sampling_matches_softmax_of_scaled_logits(temperature):
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, 0.25]])

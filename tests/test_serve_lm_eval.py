@@ -1,9 +1,12 @@
 """lm-eval's own `local-completions` model, scoring a local multiple-choice task through `cleangpt serve`, agrees
-with `cleangpt lm-eval` on the same checkpoint request by request (1e-4 per token)."""
+with `cleangpt lm-eval` on the same checkpoint request by request (1e-4 per token); and lm-eval's own command
+line runs the `cleangpt` model (the route for lm-eval releases without plugin discovery)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,26 @@ def test_local_completions_against_the_server_scores_as_cleangpt_lm_eval(checkpo
         assert have == pytest.approx(want, abs=1e-4 * len(tokenizer.encode(" " + row_choices)))
     task = "cleangpt_served_choice"
     assert served["results"][task]["acc,none"] == direct["results"][task]["acc,none"]
+
+
+@pytest.mark.slow  # lm-eval indexes its task files in a fresh interpreter
+def test_lm_evals_own_command_line_runs_the_cleangpt_model(checkpoint, tasks):
+    command = [
+        sys.executable,
+        "-m",
+        "cleangpt_core.experiments.lm_eval_cli",
+        "run",
+        "--model",
+        "cleangpt",
+        "--model_args",
+        f"pretrained={checkpoint}",
+        "--device",
+        "cpu",
+        "--tasks",
+        "cleangpt_served_choice",
+        "--include_path",
+        str(tasks),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cleangpt_served_choice" in result.stdout and "acc" in result.stdout

@@ -9,11 +9,13 @@ from pydantic import Field
 from cleangpt_core.config.base import StrictModel
 
 Temperature = Annotated[
-    float, Field(ge=0.0, allow_inf_nan=False, description="divides the logits; 0 means greedy (argmax)")
+    float,
+    Field(ge=0.0, allow_inf_nan=False, description="divides the logits; below 1e-5 (0 included) means greedy (argmax)"),
 ]
 TopK = Annotated[int, Field(ge=1, description="keep only the k most likely tokens")]
 TopP = Annotated[
-    float, Field(gt=0.0, le=1.0, description="keep the smallest set of tokens whose probability reaches p")
+    float,
+    Field(gt=0.0, le=1.0, description="keep the fewest tokens whose probability reaches p; below 1e-5: greedy"),
 ]
 MinP = Annotated[
     float, Field(gt=0.0, le=1.0, description="keep tokens at least min_p times as likely as the most likely")

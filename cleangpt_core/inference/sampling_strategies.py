@@ -3,9 +3,11 @@
 Every sampler works on the whole batch with tensor operations (no Python loop over rows or the
 vocabulary) and takes an optional `torch.Generator` for reproducible draws. The order of operations is
 Hugging Face's: divide by the temperature, then filter (top-k, then top-p, then min-p), then draw.
-A temperature of 0 means greedy. Each registered function checks its parameters against its schema in
-`cleangpt_core.config.sampling` and hands them to `sample_next_token`, the one implementation of the
-filters; generation calls these functions as it calls a plugin's.
+A temperature or top-p below `GREEDY_BELOW` (0 included) means greedy: dividing by a temperature of 1e-300
+overflows the logits to inf, and a top-p of 1e-300 rounds to 0 in float32 and filters out every token, so
+either would draw from NaNs; the limit of both as they shrink is the argmax. Each registered function checks
+its parameters against its schema in `cleangpt_core.config.sampling` and hands them to `sample_next_token`,
+the one implementation of the filters; generation calls these functions as it calls a plugin's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cleangpt_core.config.sampling import (
 from cleangpt_core.registry import load_component
 
 SamplingFn = Callable[..., torch.Tensor]
+GREEDY_BELOW = 1e-5  # a temperature or top-p under this is greedy decoding: see the module's docstring
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -63,7 +66,7 @@ def sample_next_token(
     logits: torch.Tensor, params: CombinedConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Draw next-token ids (B, 1) with already validated parameters: the hot path of generation loops."""
-    if params.temperature == 0.0:
+    if params.temperature < GREEDY_BELOW or (params.top_p is not None and params.top_p < GREEDY_BELOW):
         return logits.argmax(dim=-1, keepdim=True)
     scaled = logits.float() / params.temperature
     if params.top_k is not None:

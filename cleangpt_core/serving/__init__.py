@@ -1,4 +1,5 @@
-"""`cleangpt serve`: a run behind OpenAI's completions API, an inspection endpoint and a playground page.
+"""`cleangpt serve`: a run behind OpenAI's completions and chat completions APIs, an inspection endpoint and a
+playground page.
 
 `build_app(run)` returns the ASGI application (Starlette); `cleangpt serve RUN` runs it with uvicorn. Needs
 the ``serve`` extra: ``pip install "cleangpt-core[serve]"``.

@@ -151,7 +151,9 @@ class CharacterTokenizer(BaseTokenizer):
         return UnknownTokenError(
             f"character {character!r} (U+{ord(character[0]):04X}) at position {position} is not in the "
             f"vocabulary of {len(self._id_to_token)} tokens; fit the tokenizer on text that contains it, "
-            "or create it with unk_policy='unk' to encode unknown characters as <unk>"
+            "or create it with unk_policy='unk' to encode unknown characters as <unk>",
+            character=character,
+            position=position,
         )
 
     def encode_corpus(self, text: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from cleangpt_core.errors import TokenizerError, TokenizerLoadError
 from cleangpt_core.tokenizers.base_tokenizer import BaseTokenizer, TokenIds, as_id_list, wrap_encoded
 
 BACKEND_FILE = "tokenizer.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
 _SPECIAL = ("eos_token", "pad_token", "bos_token", "unk_token")
 
 
@@ -43,7 +44,7 @@ class HFTokenizer(BaseTokenizer):
         **kwargs: Any,
     ) -> None:
         self.name_or_path = str(name_or_path)
-        self._backend, found = _load_backend(self.name_or_path)
+        self._backend, found, self.chat_template = _load_backend(self.name_or_path)
         # a tokenizer.json may carry padding or truncation settings; ids of a corpus must be neither
         self._backend.no_padding()
         self._backend.no_truncation()
@@ -132,14 +133,16 @@ class HFTokenizer(BaseTokenizer):
 
     def _save_files(self, directory: Path) -> None:
         self._backend.save(str(directory / BACKEND_FILE))
+        if self.chat_template is not None:  # where transformers saves it, and reads it back (see _chat_template_of)
+            (directory / CHAT_TEMPLATE_FILE).write_text(self.chat_template, encoding="utf-8")
 
     @classmethod
     def _from_saved(cls, directory: Path, config: dict[str, Any]) -> HFTokenizer:
         return cls(name_or_path=str(directory), **{key: config.get(key) for key in _SPECIAL})
 
 
-def _load_backend(name_or_path: str) -> tuple[Any, dict[str, str]]:
-    """The Rust tokenizer and the special tokens its files name."""
+def _load_backend(name_or_path: str) -> tuple[Any, dict[str, str], str | None]:
+    """The Rust tokenizer, the special tokens its files name, and its chat template (Jinja) if it has one."""
     from tokenizers import Tokenizer
 
     path = Path(name_or_path).expanduser()
@@ -150,7 +153,7 @@ def _load_backend(name_or_path: str) -> tuple[Any, dict[str, str]]:
             raise TokenizerLoadError(
                 f"{str(path / BACKEND_FILE)!r} is not a valid Hugging Face tokenizer file: {_one_line(error)}"
             ) from None
-        return backend, _special_tokens_of(path)
+        return backend, _special_tokens_of(path), _chat_template_of(path)
     looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or path.exists()
     if looks_local and not path.is_dir():
         raise TokenizerLoadError(f"tokenizer folder {name_or_path!r} does not exist")
@@ -170,7 +173,8 @@ def _load_backend(name_or_path: str) -> tuple[Any, dict[str, str]]:
             f"{BACKEND_FILE} first"
         )
     found = {key: getattr(loaded, key) for key in _SPECIAL if isinstance(getattr(loaded, key, None), str)}
-    return loaded.backend_tokenizer, found
+    template = getattr(loaded, "chat_template", None)
+    return loaded.backend_tokenizer, found, template if isinstance(template, str) else None
 
 
 def _special_tokens_of(folder: Path) -> dict[str, str]:
@@ -190,6 +194,21 @@ def _special_tokens_of(folder: Path) -> dict[str, str]:
         if isinstance(value, str):
             found[key] = value
     return found
+
+
+def _chat_template_of(folder: Path) -> str | None:
+    """A folder's chat template, as transformers saves one: chat_template.jinja, or the ``chat_template`` of
+    tokenizer_config.json (a string, or a list of named templates, of which the one named "default")."""
+    if (folder / CHAT_TEMPLATE_FILE).is_file():
+        return (folder / CHAT_TEMPLATE_FILE).read_text(encoding="utf-8")
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    template = json.loads(path.read_text(encoding="utf-8")).get("chat_template")  # valid: _special_tokens_of read it
+    if isinstance(template, list):
+        named = (t for t in template if isinstance(t, dict) and t.get("name") == "default")
+        template = next((t.get("template") for t in named), None)
+    return template if isinstance(template, str) else None
 
 
 def _one_line(error: BaseException) -> str:

@@ -16,10 +16,25 @@ function headers() {
 
 function showError(message) { $("error").textContent = message || ""; }
 
+// The message of a refused request: the server answers OpenAI's error object, but a proxy in between may not
+async function errorMessage(response) {
+  const text = await response.text();
+  try { return JSON.parse(text).error.message; } catch { return `${response.status} ${response.statusText}: ${text}`; }
+}
+
+// Forget the attention map of an earlier prompt, so that no stale map stands beside a new prompt's error
+function clearInspection(note) {
+  inspection = null;
+  $("layer").replaceChildren();
+  $("head").replaceChildren();
+  $("attention").replaceChildren();
+  $("attention-note").textContent = note || "";
+}
+
 async function loadModel() {
   const response = await fetch("v1/models", { headers: headers() });
+  if (!response.ok) { showError(await errorMessage(response)); return; }
   const body = await response.json();
-  if (!response.ok) { showError(body.error.message); return; }
   modelName = body.data[0].id;
   $("model-name").textContent = `model: ${modelName}`;
   const info = await (await fetch("tokenizer_info", { headers: headers() })).json();
@@ -91,6 +106,7 @@ async function generate() {
     top_p: Number($("top-p").value),
   };
   if ($("seed").value !== "") body.seed = Number($("seed").value);
+  clearInspection();
   controller = new AbortController();
   $("generate").disabled = true;
   $("stop").disabled = false;
@@ -99,13 +115,17 @@ async function generate() {
   let count = 0;
   let finish = null;
   try {
-    inspectPrompt(prompt);
+    inspectPrompt(prompt).catch((error) => clearInspection(`No attention map: ${error}`));
     const response = await fetch("v1/completions", {
       method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
     });
-    if (!response.ok) { showError((await response.json()).error.message); return; }
+    if (!response.ok) {
+      showError(await errorMessage(response));
+      $("status").textContent = "refused";
+      return;
+    }
     await readEvents(response, (chunk) => {
-      if (chunk.error) { showError(chunk.error.message); return; }
+      if (chunk.error) { showError(chunk.error.message); finish = "error"; return; }
       const choice = chunk.choices[0];
       const lp = choice.logprobs;
       for (let i = 0; lp && i < lp.tokens.length; i++) {
@@ -129,8 +149,8 @@ async function inspectPrompt(prompt) {
   const response = await fetch("v1/inspect", {
     method: "POST", headers: headers(), body: JSON.stringify({ prompt, top_k: 5 }),
   });
+  if (!response.ok) { clearInspection(`No attention map: ${await errorMessage(response)}`); return; }
   const body = await response.json();
-  if (!response.ok) { showError(body.error.message); return; }
   inspection = body;
   const layers = Object.keys(body.attention);
   $("layer").replaceChildren(...layers.map((name) => new Option(name, name)));
