@@ -32,8 +32,9 @@ from measure import gpt2_twins, interleaved_medians, training_step
 from torch.utils.data import DataLoader
 
 from cleangpt_core.data.windows import TokenBlockDataset
+from cleangpt_core.kernels import chunked_head
+from cleangpt_core.kernels.chunked_loss import EVAL_CHUNK_ELEMENTS, TRAIN_CHUNK_ELEMENTS
 from cleangpt_core.model import get_model
-from cleangpt_core.model.chunked_loss import EVAL_CHUNK_ELEMENTS, TRAIN_CHUNK_ELEMENTS, chunked_head
 from cleangpt_core.trainers.evaluation import evaluate_model
 
 VOCAB = 50_257
