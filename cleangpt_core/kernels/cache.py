@@ -71,9 +71,19 @@ def read_cache(path: Path | None = None) -> dict[str, dict[str, Entry]]:
 
 def store_choice(host: str, shape: str, entry: Entry, path: Path | None = None) -> None:
     """Add one measured choice to the cache file, keeping what other processes and hosts wrote there."""
-    path = path or cache_path()
     hosts = read_cache(path)
     hosts.setdefault(host, {})[shape] = entry
+    _write(hosts, path or cache_path())
+
+
+def drop_host(host: str, path: Path | None = None) -> None:
+    """Remove every choice of `host` from the cache file (to measure them afresh)."""
+    hosts = read_cache(path)
+    if hosts.pop(host, None) is not None:
+        _write(hosts, path or cache_path())
+
+
+def _write(hosts: dict[str, dict[str, Entry]], path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps({"format": FORMAT, "hosts": hosts}, indent=1, sort_keys=True) + "\n")

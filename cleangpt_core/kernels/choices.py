@@ -118,7 +118,7 @@ class _Table:
         operation, name = shape[0], shape_name(shape)
         kernel = self.fixed.get(operation) or self.fixed.get("*") or _recorded.get(name)
         if kernel is None:
-            entry = None if _afresh else self.cached().get(name)
+            entry = self.cached().get(name)
             kernel = entry["kernel"] if entry is not None and is_kernel(operation, entry["kernel"]) else None
         if kernel is None:
             kernel = self.measure(name, candidates())
@@ -150,7 +150,6 @@ _table: _Table | None = None
 _recorded: dict[str, str] = {}
 _made: dict[str, str] = {}
 _said_noisy = False
-_afresh = False
 
 
 def choose(shape: ShapeClass, candidates: Candidates) -> str:
@@ -202,11 +201,3 @@ def forget_choices() -> None:
     _table, _said_noisy = None, False
     _recorded.clear()
     _made.clear()
-
-
-def measure_afresh() -> None:
-    """From now on in this process, measure every shape class again rather than read the cache, and store
-    the new timings (`cleangpt kernels --time`)."""
-    global _afresh
-    forget_choices()
-    _afresh = True
