@@ -2,7 +2,7 @@
 
 1. Evaluation throughput of a 1-layer, 32-wide Vanilla model (context 64, 16 windows a batch) through the
    real path (`evaluate_model` over a `TokenBlockDataset`), with the head and loss computed chunk by chunk
-   (`cleangpt_core.model.chunked_loss`, the default on a CPU that runs float32 products on MKL) and as
+   (`cleangpt_core.kernels.chunked_loss`, where the host measured it faster) and as
    before, whole (B, T, 50,257) logits then cross-entropy. Rounds interleaved; tokens/s and the process's
    user and system CPU seconds for each.
 2. The training step (forward, backward, fused AdamW) at nanoGPT's character shape with the GPT-2
