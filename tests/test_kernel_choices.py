@@ -25,6 +25,15 @@ def _sleeping(seconds: float):
     return lambda: time.sleep(seconds)
 
 
+def _sigmoid_faster():
+    """Candidates whose timings differ five-fold, each long enough that a busy machine's jitter stays small."""
+    return {PLAIN: _sleeping(0.05), "sigmoid": _sleeping(0.01)}
+
+
+def _plain_faster():
+    return {PLAIN: _sleeping(0.01), "sigmoid": _sleeping(0.05)}
+
+
 def _unmeasured():
     raise AssertionError("the candidates were timed, where the choice should have come from elsewhere")
 
@@ -56,8 +65,7 @@ def test_timings_whose_repeats_disagree_are_noise_and_keep_pytorchs_computation(
 
 
 def test_a_measured_choice_is_cached_under_this_hosts_key_and_not_measured_again(measuring):
-    candidates = {PLAIN: _sleeping(0.004), "sigmoid": _sleeping(0.0)}
-    assert choose(SHAPE, lambda: candidates) == "sigmoid"
+    assert choose(SHAPE, _sigmoid_faster) == "sigmoid"
     entry = read_cache()[host_key()][shape_name(SHAPE)]
     assert entry["kernel"] == "sigmoid" and set(entry["ms"]) == {PLAIN, "sigmoid"}
     assert choices_made()[shape_name(SHAPE)] == "sigmoid"
@@ -68,7 +76,7 @@ def test_a_measured_choice_is_cached_under_this_hosts_key_and_not_measured_again
 def test_another_hosts_choices_are_not_used(measuring):
     another = "another CPU | isa=avx2 | threads=64 | torch=2.13.0"
     store_choice(another, shape_name(SHAPE), {"kernel": "sigmoid", "ms": {}})
-    assert choose(SHAPE, lambda: {PLAIN: _sleeping(0.0), "sigmoid": _sleeping(0.004)}) == PLAIN
+    assert choose(SHAPE, _plain_faster) == PLAIN
     assert set(read_cache()) == {another, host_key()}
 
 
@@ -88,7 +96,7 @@ def test_noise_keeps_pytorchs_computation_caches_nothing_and_says_so_once(measur
 def test_a_damaged_cache_is_ignored_with_a_warning_and_rewritten(measuring, caplog):
     measuring.write_text('{"format": 1, "hosts": {"x": {"gelu|a": {"kernel": 3}}}}')
     with caplog.at_level(logging.WARNING, logger="cleangpt_core.kernels"):
-        assert choose(SHAPE, lambda: {PLAIN: _sleeping(0.004), "sigmoid": _sleeping(0.0)}) == "sigmoid"
+        assert choose(SHAPE, _sigmoid_faster) == "sigmoid"
     assert "ignoring the kernel cache" in caplog.text
     assert set(json.loads(measuring.read_text())["hosts"]) == {host_key()}
 
@@ -100,15 +108,17 @@ def test_a_cache_that_is_not_json_is_ignored_too(measuring):
 
 def test_a_cached_kernel_of_another_operation_is_measured_over(measuring):
     store_choice(host_key(), shape_name(SHAPE), {"kernel": "onednn", "ms": {}})  # not a GELU kernel
-    assert choose(SHAPE, lambda: {PLAIN: _sleeping(0.004), "sigmoid": _sleeping(0.0)}) == "sigmoid"
+    assert choose(SHAPE, _sigmoid_faster) == "sigmoid"
 
 
 def test_fixed_kernels_are_honoured_before_anything_is_measured(measuring, monkeypatch):
     with fixed(gelu="sigmoid"):
         assert choose(SHAPE, _unmeasured) == "sigmoid"
     monkeypatch.setenv(KERNELS_ENV, "gelu=sigmoid")
+    forget_choices()  # a new process: the environment is read when the first choice is made
     assert choose(SHAPE, _unmeasured) == "sigmoid"
     monkeypatch.setenv(KERNELS_ENV, "plain")
+    forget_choices()
     assert choose(SHAPE, _unmeasured) == PLAIN
     assert not measuring.exists()
 

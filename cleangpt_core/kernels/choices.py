@@ -13,7 +13,8 @@ An operation (`ops`) asks `choose` with its shape class, a tuple such as ``("lin
 5. a measurement, now (`cleangpt_core.kernels.tuner`), stored in the cache and logged once.
 
 Every answer is kept for the process, keyed by shape class, and `choices_made` lists them for the run's
-checkpoint. The table starts afresh when the host key changes (another thread count, another ISA limit).
+checkpoint. The table starts afresh when the thread count changes (another host key), and after
+`forget_choices`, which is also when ``$CLEANGPT_KERNELS`` is read again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Any
+
+import torch
 
 from cleangpt_core.errors import ConfigError
 from cleangpt_core.kernels.cache import read_cache, store_choice
@@ -101,10 +104,10 @@ def parse_fixed(value: str) -> dict[str, str]:
 
 
 class _Table:
-    """The choices of this process on one host, under one ``$CLEANGPT_KERNELS``."""
+    """The choices of this process on one host (its thread count), under one ``$CLEANGPT_KERNELS``."""
 
     def __init__(self, host: str, environment: str) -> None:
-        self.host, self.environment = host, environment
+        self.host, self.threads = host, torch.get_num_threads()
         self.fixed = parse_fixed(environment)
         self.chosen: dict[ShapeClass, str] = {}
         self._cached: dict[str, Any] | None = None
@@ -152,18 +155,25 @@ _made: dict[str, str] = {}
 _said_noisy = False
 
 
+def _current() -> _Table:
+    """This process's table; a new one when the thread count changed (another host key). The environment
+    (``$CLEANGPT_KERNELS``, the ISA limits, which the libraries read once anyway) is read when a table is made:
+    after `forget_choices`, or on first use."""
+    global _table
+    table = _table
+    if table is None or table.threads != torch.get_num_threads():
+        table = _table = _Table(host_key(), os.environ.get(KERNELS_ENV, ""))
+    return table
+
+
 def choose(shape: ShapeClass, candidates: Candidates) -> str:
     """The kernel for `shape`; `candidates` gives each applicable kernel's timed call (PLAIN first) if it must
     be measured. A kernel from a `fixed` block or ``$CLEANGPT_KERNELS`` may not apply at this shape: the
     operation then computes PLAIN."""
-    global _table
     here = _fixed_here.get()
     if shape[0] in here:
         return here[shape[0]]
-    environment = os.environ.get(KERNELS_ENV, "")
-    table = _table
-    if table is None or table.environment != environment or table.host != host_key():
-        table = _table = _Table(host_key(), environment)
+    table = _current()
     kernel = table.chosen.get(shape)
     return kernel if kernel is not None else table.resolve(shape, candidates)
 
@@ -173,7 +183,7 @@ def fixed_kernel(operation: str) -> str | None:
     here = _fixed_here.get()
     if operation in here:
         return here[operation]
-    fixed_kernels = parse_fixed(os.environ.get(KERNELS_ENV, ""))
+    fixed_kernels = _current().fixed
     return fixed_kernels.get(operation) or fixed_kernels.get("*")
 
 
