@@ -37,15 +37,23 @@ def _bucket(n: int) -> int:
 def _timed(
     function: Callable[..., torch.Tensor], args: tuple[torch.Tensor | None, ...], grad: bool
 ) -> Callable[[], object]:
-    """One call of `function` on detached copies of `args`, with a backward of its sum when `grad`."""
+    """One call of `function` on detached copies of `args`, with a backward when `grad`.
+
+    The backward's upstream gradient is a dense tensor, as a model's is: the expanded one of ``out.sum()``
+    (stride 0) let products run at speeds no training step sees.
+    """
     if not grad:
         return lambda: function(*args)
     leaves = tuple(
         arg.detach().requires_grad_(arg.requires_grad) if isinstance(arg, torch.Tensor) else arg for arg in args
     )
+    upstream: list[torch.Tensor] = []
 
     def run() -> None:
-        function(*leaves).sum().backward()
+        out = function(*leaves)
+        if not upstream:
+            upstream.append(torch.ones_like(out))
+        out.backward(upstream[0])
         for leaf in leaves:
             if isinstance(leaf, torch.Tensor):
                 leaf.grad = None
