@@ -1,7 +1,7 @@
-"""The float32 GEMM choice of `cleangpt_core.model.cpu_gemm`, checked on this CPU and on it held to AVX2.
+"""The float32 GEMM choice measured by `cleangpt_core.kernels`, checked on this CPU and on it held to AVX2.
 
 The character-shape training step (4 layers x 128, 4 heads, context 64, batch 12, vocabulary 65, fp32) of
-cleanGPT's Vanilla with the library the CPU chose, with MKL forced (`onednn_linear(False)`, PyTorch's
+cleanGPT's Vanilla with the kernels measured on this host, with MKL forced (`onednn_linear(False)`, PyTorch's
 default) and nanoGPT's own model (its model.py, from --nanogpt), interleaved in one process. The process runs
 twice: as the machine is, and with ``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``, which make both
 libraries behave as on an AVX2-only CPU. The choice must never be slower than MKL, and at least level with
@@ -22,8 +22,7 @@ import torch
 from bench_eval_vocab import load_nanogpt
 from measure import gpt2_twins, interleaved_medians, training_step
 
-from cleangpt_core.model.cpu_gemm import onednn_is_faster
-from cleangpt_core.model.linear import onednn_linear
+from cleangpt_core.kernels import choices_made, onednn_linear
 
 AVX2_LIMITS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "context": 64, "vocab_size": 65}
@@ -56,7 +55,8 @@ def measure(nanogpt_dir: Path, steps: int) -> None:
         warmup=3,
     )
     limits = {key: os.environ[key] for key in AVX2_LIMITS if key in os.environ}
-    print(f"{limits or 'no ISA limits'}: the CPU chose {'oneDNN' if onednn_is_faster() else 'MKL'}")
+    products = sorted({kernel for shape, kernel in choices_made().items() if shape.startswith("linear|")})
+    print(f"{limits or 'no ISA limits'}: the host chose {', '.join(products) or 'plain'} for its float32 products")
     for name, median in medians.items():
         print(f"  {name:<14} {median * 1e3:7.1f} ms/step   {medians['nanoGPT'] / median:.2f}x nanoGPT's speed")
     print(f"  the choice is {medians['cleanGPT, MKL'] / medians['cleanGPT']:.2f}x the speed of MKL")

@@ -2,7 +2,7 @@
 
 1. Evaluation throughput of a 1-layer, 32-wide Vanilla model (context 64, 16 windows a batch) through the
    real path (`evaluate_model` over a `TokenBlockDataset`), with the head and loss computed chunk by chunk
-   (`cleangpt_core.model.chunked_loss`, the default on a CPU that runs float32 products on MKL) and as
+   (`cleangpt_core.kernels.chunked_loss`, where the host measured it faster) and as
    before, whole (B, T, 50,257) logits then cross-entropy. Rounds interleaved; tokens/s and the process's
    user and system CPU seconds for each.
 2. The training step (forward, backward, fused AdamW) at nanoGPT's character shape with the GPT-2
@@ -32,8 +32,9 @@ from measure import gpt2_twins, interleaved_medians, training_step
 from torch.utils.data import DataLoader
 
 from cleangpt_core.data.windows import TokenBlockDataset
+from cleangpt_core.kernels import chunked_head
+from cleangpt_core.kernels.chunked_loss import EVAL_CHUNK_ELEMENTS, TRAIN_CHUNK_ELEMENTS
 from cleangpt_core.model import get_model
-from cleangpt_core.model.chunked_loss import EVAL_CHUNK_ELEMENTS, TRAIN_CHUNK_ELEMENTS, chunked_head
 from cleangpt_core.trainers.evaluation import evaluate_model
 
 VOCAB = 50_257

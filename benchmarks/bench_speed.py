@@ -27,7 +27,7 @@ import time
 import torch
 from measure import flops_per_token, gpt2_twins, interleaved_medians, matmul_peak, square_matmuls, training_step
 
-from cleangpt_core.model.linear import onednn_linear
+from cleangpt_core.kernels import onednn_linear
 
 CPU = torch.device("cpu")
 

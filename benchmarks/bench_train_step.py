@@ -21,8 +21,8 @@ from collections.abc import Callable
 import torch
 from measure import gpt2_twins, interleaved_medians, llama_twins, training_step
 
+from cleangpt_core.kernels import onednn_linear
 from cleangpt_core.model import get_model
-from cleangpt_core.model.linear import onednn_linear
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 20  # step times on a shared 2-core machine vary; a longer median is steadier

@@ -22,8 +22,8 @@ from cleangpt_core.huggingface.weights import (
     to_hf_llama_state_dict,
     vanilla_config_from_hf,
 )
+from cleangpt_core.kernels.cpu_gemm import ONEDNN_AVAILABLE, onednn_product
 from cleangpt_core.model import get_model
-from cleangpt_core.model.linear import ONEDNN_AVAILABLE, linear
 
 if TYPE_CHECKING:  # transformers is imported by the twins only, so a run without it can still time our model
     from transformers import GPT2LMHeadModel, LlamaForCausalLM
@@ -69,7 +69,8 @@ def square_matmuls(
 
     Timed among the contenders, FLOPs / the fastest one's median is the practical peak under the same machine
     load, which MFU is measured against. On a CPU in float32, `a @ b` is MKL's and oneDNN is the other
-    library (the one our `Linear` uses there, faster on AMD CPUs); in bf16, and on GPUs, `a @ b` is the one.
+    library (the one our `Linear` may use there, faster on AMD CPUs with AVX-512); in bf16, and on GPUs,
+    `a @ b` is the one.
     """
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
@@ -77,7 +78,7 @@ def square_matmuls(
     products: dict[str, Callable[[], object]] = {"matmul peak": lambda: a @ b}
     if device.type == "cpu" and dtype == torch.float32 and ONEDNN_AVAILABLE:
         b_rows = b.t()  # linear multiplies by the transpose of its weight
-        products["matmul peak (oneDNN)"] = lambda: linear(a, b_rows)
+        products["matmul peak (oneDNN)"] = lambda: onednn_product(a, b_rows)
     return products, 2.0 * size**3
 
 

@@ -8,10 +8,14 @@ plugin imported must keep importing after the code it named moves. Everything ol
   name read as Python's own ``builtins``; it resolves, with the warning, for one more release), and
   ``cleangpt_core.model.model_Vanilla`` (plugin API 1.0's Vanilla building blocks) is served by this module;
   a training checkpoint's module is ``cleangpt_core.trainers.training_checkpoint`` (it was under ``checkpoints``),
-  and the trackers' catalog is ``cleangpt_core.config.tracking`` (it was ``experiments.trackers.catalog``).
+  the trackers' catalog is ``cleangpt_core.config.tracking`` (it was ``experiments.trackers.catalog``), and the
+  host's speed paths ``model.cpu_gemm`` and ``model.chunked_loss`` are ``cleangpt_core.kernels``' modules (the
+  CPU-flag rule ``onednn_is_faster`` is gone: the kernels are measured on the host).
 - Names that left a module: ``LearnedPositionDecoder`` (now `cleangpt_core.model.Decoder`, which takes its own
   blocks) from ``cleangpt_core.model`` and ``cleangpt_core.model.decoder``; ``positions_and_layout`` (now
-  `cleangpt_core.model.begin_forward`) from ``cleangpt_core.model`` and ``cleangpt_core.model.kv_cache``.
+  `cleangpt_core.model.begin_forward`) from ``cleangpt_core.model`` and ``cleangpt_core.model.kv_cache``;
+  ``onednn_linear`` from ``cleangpt_core.model.linear`` and ``chunked_head`` from ``model.chunked_loss`` (now
+  both in `cleangpt_core.kernels`).
 - Plugin API 1.0's Vanilla classes: ``Block(config, layer_index)`` and ``VanillaTransformerModel(config)``, with
   ``MLP`` and ``CausalSelfAttention`` beside them as ``model_Vanilla`` exported them.
 
@@ -38,12 +42,16 @@ MOVED_MODULES = {
     "cleangpt_core.model.model_Vanilla": __name__,
     "cleangpt_core.checkpoints.training_checkpoint": "cleangpt_core.trainers.training_checkpoint",
     "cleangpt_core.experiments.trackers.catalog": "cleangpt_core.config.tracking",
+    "cleangpt_core.model.cpu_gemm": "cleangpt_core.kernels.cpu_gemm",
+    "cleangpt_core.model.chunked_loss": "cleangpt_core.kernels.chunked_loss",
 }
 # a module -> the old names it still answers to (each served by this module's `__getattr__`)
 OLD_NAMES = {
     "cleangpt_core.model": ("LearnedPositionDecoder", "positions_and_layout"),
     "cleangpt_core.model.decoder": ("LearnedPositionDecoder",),
     "cleangpt_core.model.kv_cache": ("positions_and_layout",),
+    "cleangpt_core.model.linear": ("onednn_linear",),
+    "cleangpt_core.kernels.chunked_loss": ("chunked_head",),
 }
 # what to use now, for the warning
 CURRENT_NAMES = {
@@ -53,6 +61,8 @@ CURRENT_NAMES = {
     "VanillaTransformerModel": 'cleangpt_core.model.get_model("Vanilla", config=...)',
     "MLP": "cleangpt_core.model.MLP",
     "CausalSelfAttention": "cleangpt_core.model.CausalSelfAttention",
+    "onednn_linear": "cleangpt_core.kernels.onednn_linear",
+    "chunked_head": "cleangpt_core.kernels.chunked_head",
 }
 
 
@@ -144,6 +154,7 @@ def install() -> None:
 def _old_names() -> dict[str, Any]:
     """Every old name, built on first use."""
     from cleangpt_core.config import ModelConfig, VanillaConfig
+    from cleangpt_core.kernels import chunked_head, onednn_linear
     from cleangpt_core.model.attention import CausalSelfAttention
     from cleangpt_core.model.decoder import Decoder
     from cleangpt_core.model.factory import resolve_parts
@@ -179,6 +190,8 @@ def _old_names() -> dict[str, Any]:
         "LearnedPositionDecoder": Decoder,
         "MLP": MLP,
         "CausalSelfAttention": CausalSelfAttention,
+        "onednn_linear": onednn_linear,
+        "chunked_head": chunked_head,
     }
 
 

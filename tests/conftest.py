@@ -10,6 +10,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import textwrap
 import time
 import venv
@@ -19,6 +20,11 @@ from pathlib import Path
 import pytest
 
 from cleangpt_core.registry import reset_registry
+
+# Tests compute with PyTorch's own kernels unless they fix others (`cleangpt_core.kernels.fixed`): measured choices
+# would make a test's numbers depend on how busy the machine is. Nor is the user's kernel cache theirs to write.
+os.environ["CLEANGPT_KERNELS"] = "plain"
+os.environ["CLEANGPT_KERNELS_CACHE"] = str(Path(tempfile.mkdtemp(prefix="cleangpt-test-kernels-")) / "kernels.json")
 
 _counter = itertools.count()
 

@@ -8,15 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cleangpt_core.model import chunked_loss, get_model
-from cleangpt_core.model.chunked_loss import (
-    EVAL_CHUNK_ELEMENTS,
-    TRAIN_CHUNK_ELEMENTS,
-    LazyLogits,
-    chunked_head,
-    chunked_head_loss,
-    wants_chunks,
-)
+from cleangpt_core.kernels import LazyLogits, chunked_head, chunked_head_loss, fixed, head_loss_chunk
+from cleangpt_core.kernels.chunked_loss import EVAL_CHUNK_ELEMENTS, TRAIN_CHUNK_ELEMENTS
+from cleangpt_core.model import get_model
 from cleangpt_core.registry import get_registry
 
 SHAPE = {"vocab_size": 97, "n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 16}
@@ -46,8 +40,7 @@ def test_loss_and_gradients_equal_the_plain_computation(softcap, chunk_rows):
     expected = plain_loss(h1, w1, targets, softcap)
     expected.backward()
     h2, w2 = leaves(hidden, weight)
-    with chunked_head(97 * chunk_rows):
-        loss = chunked_head_loss(h2, w2, targets, softcap)
+    loss = chunked_head_loss(h2, w2, targets, softcap, 97 * chunk_rows)
     (loss * 1.0).backward()
     torch.testing.assert_close(loss, expected, **TOLERANCE)
     torch.testing.assert_close(h2.grad, h1.grad, **TOLERANCE)
@@ -71,8 +64,8 @@ def test_without_gradients_only_the_loss_is_computed():
     """Under no_grad (evaluation) a chunk costs one product, even when the parameters require gradients."""
     hidden, weight = torch.randn(9, 4, requires_grad=True), torch.randn(11, 4, requires_grad=True)
     targets = torch.randint(0, 11, (9,))
-    with torch.no_grad(), chunked_head(11 * 3), CountedProducts() as counted:
-        loss = chunked_head_loss(hidden, weight, targets)
+    with torch.no_grad(), CountedProducts() as counted:
+        loss = chunked_head_loss(hidden, weight, targets, elements=11 * 3)
     torch.testing.assert_close(loss, plain_loss(hidden, weight, targets), **TOLERANCE)
     assert loss.grad_fn is None
     assert counted.products == 4  # 9 rows by four slices of 3 of the 11 ids, no gradient products
@@ -87,8 +80,8 @@ def test_the_loss_without_gradients_equals_the_plain_computation(softcap, elemen
     hidden, weight = torch.randn(50, 16, generator=generator) * 3, torch.randn(97, 16, generator=generator)
     targets = torch.randint(0, 97, (50,), generator=generator)
     targets[[0, 21, 49]] = -100
-    with torch.no_grad(), chunked_head(elements):
-        loss = chunked_head_loss(hidden, weight, targets, softcap)
+    with torch.no_grad():
+        loss = chunked_head_loss(hidden, weight, targets, softcap, elements)
     torch.testing.assert_close(loss, plain_loss(hidden, weight, targets, softcap), **TOLERANCE)
 
 
@@ -99,8 +92,7 @@ def test_bf16_autocast_matches_the_plain_computation_under_autocast():
     h1, w1 = leaves(hidden, weight)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         expected = F.cross_entropy(F.linear(h1, w1).float(), targets)
-        with chunked_head(97 * 5):
-            loss = chunked_head_loss(*(h2w2 := leaves(hidden, weight)), targets)
+        loss = chunked_head_loss(*(h2w2 := leaves(hidden, weight)), targets, elements=97 * 5)
     expected.backward()
     loss.backward()
     assert loss.dtype == torch.float32 and h2w2[1].grad.dtype == torch.float32
@@ -183,16 +175,18 @@ def test_small_logits_keep_the_plain_computation_when_chunking():
         assert type(model(tokens, labels=tokens)) is dict
 
 
-@pytest.mark.parametrize("onednn_faster", [False, True])
-def test_a_cpu_chunks_large_logits_by_default_unless_onednn_is_the_faster_library(monkeypatch, onednn_faster):
-    """The default follows the measured choice: chunks on a CPU, whole logits where oneDNN's AVX-512 runs the
-    whole product (the CPU's identity is the one thing stood in for: this machine has one CPU)."""
-    monkeypatch.setattr(chunked_loss, "onednn_is_faster", lambda: onednn_faster)
-    rows = EVAL_CHUNK_ELEMENTS // 97 + 1
-    with torch.no_grad():
-        assert wants_chunks(rows, 97, torch.device("cpu")) is not onednn_faster
-    assert wants_chunks(rows, 97, torch.device("cpu")) is False  # with gradients the chunk is larger
-    assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("cpu")) is not onednn_faster
-    assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("meta")) is False  # not on other devices
+def test_the_head_chunks_as_fixed_and_only_logits_larger_than_a_chunk():
+    """`head_loss_chunk` says how the model computes the head: the chunk size fixed (or measured), None for
+    whole logits, which is also the answer where one chunk would hold them all, and on devices other than a CPU."""
+    weight, targets = torch.randn(97, 8), torch.zeros(0, dtype=torch.long)
+    rows = TRAIN_CHUNK_ELEMENTS // 97 + 1
+    with fixed(head_loss="plain"):
+        assert head_loss_chunk(torch.empty(rows, 8), weight, targets, None) is None
+    with chunked_head():
+        assert head_loss_chunk(torch.empty(rows, 8), weight, targets, None) == TRAIN_CHUNK_ELEMENTS
+        assert head_loss_chunk(torch.empty(rows - 1, 8), weight, targets, None) is None  # fits one chunk
+        assert head_loss_chunk(torch.empty(rows, 8, device="meta"), weight, targets, None) is None
+    with chunked_head(EVAL_CHUNK_ELEMENTS), torch.no_grad():
+        assert head_loss_chunk(torch.empty(rows, 8), weight, targets, None) == EVAL_CHUNK_ELEMENTS
     with chunked_head(PLAIN):
-        assert wants_chunks(TRAIN_CHUNK_ELEMENTS // 97 + 1, 97, torch.device("cpu")) is False
+        assert head_loss_chunk(torch.empty(rows, 8), weight, targets, None) is None

@@ -28,7 +28,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("hookspecs", "checkpoints"),
     ("registry",),
     ("config",),
-    ("tokenizers", "inference"),
+    ("tokenizers", "inference", "kernels"),
     ("model",),
     ("distributed", "inspection", "huggingface"),
     ("data",),

@@ -1,4 +1,4 @@
-"""`Linear`: an `nn.Linear` whose large float32 CPU products run on oneDNN, with the same results and gradients."""
+"""`Linear`: an `nn.Linear` whose large float32 CPU products may run on oneDNN, with the same results and gradients."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cleangpt_core.kernels import linear, onednn_linear
+from cleangpt_core.kernels.choices import fixed_kernel
+from cleangpt_core.kernels.cpu_gemm import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, onednn_applies
 from cleangpt_core.model import Linear, get_model
-from cleangpt_core.model.linear import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, linear, onednn_linear, uses_onednn
 
 needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN")
 
 
 @pytest.fixture(autouse=True)
 def onednn_whatever_the_cpu():
-    """These tests exercise the oneDNN path, which by default only CPUs where it is faster take (test_cpu_gemm)."""
+    """These tests exercise the oneDNN path, which by default only hosts where it measured faster take."""
     with onednn_linear(True):
         yield
 
@@ -37,7 +39,7 @@ def test_onednn_products_match_f_linear_forward_and_backward(shape: tuple[int, .
     x = torch.randn(shape, generator=generator)
     weight = torch.randn(384, 128, generator=generator) * 0.05
     bias = torch.randn(384, generator=generator) if with_bias else None
-    assert uses_onednn(x, weight)  # the shapes are large enough: this test exercises the oneDNN path
+    assert onednn_applies(x, weight)  # the shapes are large enough: this test exercises the oneDNN path
 
     ours, our_grads = _gradients(linear, x, weight, bias, seed=1)
     reference, reference_grads = _gradients(F.linear, x, weight, bias, seed=1)
@@ -71,12 +73,12 @@ def test_small_products_low_precision_and_autocast_stay_on_f_linear() -> None:
     weight = torch.randn(384, 128)
     one_token = torch.randn(1, 1, 128)
     assert one_token.numel() * weight.size(0) < ONEDNN_MIN_MACS
-    assert not uses_onednn(one_token, weight)
+    assert not onednn_applies(one_token, weight)
     batch = torch.randn(12, 64, 128)
-    assert not uses_onednn(batch.double(), weight.double())
-    assert not uses_onednn(batch.bfloat16(), weight.bfloat16())
+    assert not onednn_applies(batch.double(), weight.double())
+    assert not onednn_applies(batch.bfloat16(), weight.bfloat16())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not uses_onednn(batch, weight)
+        assert not onednn_applies(batch, weight)
         assert Linear(128, 384)(batch).dtype == torch.bfloat16  # autocast still applies to the layer
 
 
@@ -120,7 +122,7 @@ def test_a_compiled_model_at_onednn_sizes_trains_like_the_eager_one() -> None:
     compiled.load_state_dict(eager.state_dict())
     compiled.compile()
     tokens = torch.randint(0, 65, (12, 64), generator=torch.Generator().manual_seed(1))
-    assert uses_onednn(torch.empty(12, 64, 128), eager.lm_head.weight.new_empty(384, 128))
+    assert onednn_applies(torch.empty(12, 64, 128), eager.lm_head.weight.new_empty(384, 128))
     losses = [model(tokens, labels=tokens)["loss"] for model in (eager, compiled)]
     for loss in losses:
         loss.backward()
@@ -129,19 +131,22 @@ def test_a_compiled_model_at_onednn_sizes_trains_like_the_eager_one() -> None:
         torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-4, atol=1e-5)
 
 
+@needs_onednn
 def test_onednn_can_be_turned_off_for_a_block() -> None:
-    """`onednn_linear(False)` gives MKL's results, bit for bit, and the default returns after the block."""
+    """`onednn_linear(False)` gives MKL's results, bit for bit, and the enclosing choice returns after the block."""
     x, weight = torch.randn(12, 64, 128), torch.randn(384, 128)
     with onednn_linear(False):
-        assert not uses_onednn(x, weight)
+        assert fixed_kernel("linear") == "plain"
         assert torch.equal(linear(x, weight), F.linear(x, weight))
-    assert uses_onednn(x, weight) == ONEDNN_AVAILABLE
+    assert fixed_kernel("linear") == "onednn"
 
 
+@needs_onednn
 def test_one_switch_wraps_every_step_of_a_loop() -> None:
     switch = onednn_linear(False)
     x, weight = torch.randn(12, 64, 128), torch.randn(384, 128)
     for _ in range(2):
         with switch:
-            assert not uses_onednn(x, weight)
-        assert uses_onednn(x, weight) == ONEDNN_AVAILABLE
+            assert fixed_kernel("linear") == "plain"
+            assert torch.equal(linear(x, weight), F.linear(x, weight))
+        assert fixed_kernel("linear") == "onednn"

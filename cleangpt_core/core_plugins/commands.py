@@ -7,7 +7,7 @@ CLEANGPT_PLUGIN_API = PLUGIN_API_VERSION
 
 @hookimpl
 def cleangpt_register_commands() -> list[CommandSpec]:
-    """list-components, show-config and known-answers."""
+    """list-components, show-config, known-answers and kernels."""
     return [
         CommandSpec(
             "list-components",
@@ -23,5 +23,10 @@ def cleangpt_register_commands() -> list[CommandSpec]:
             "known-answers",
             "Reproduce published findings with compare and say whether the tool agrees with each.",
             "cleangpt_core.cli.known_answers:known_answers",
+        ),
+        CommandSpec(
+            "kernels",
+            "Show, measure (--time) or clear (--clear) the host kernels chosen on this machine.",
+            "cleangpt_core.cli.kernels:kernels",
         ),
     ]

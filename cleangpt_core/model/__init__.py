@@ -8,6 +8,7 @@ options from the `PartConfig` it is built from, and `capture` to look at what an
 
 from cleangpt_core.config.parts import PartConfig, part_options
 from cleangpt_core.errors import CheckpointError, SequenceTooLongError
+from cleangpt_core.kernels import onednn_linear
 from cleangpt_core.lazy_exports import lazy_exports
 from cleangpt_core.model.attention import CausalSelfAttention
 from cleangpt_core.model.base import CausalLanguageModel
@@ -15,7 +16,7 @@ from cleangpt_core.model.decoder import Decoder
 from cleangpt_core.model.factory import BoundPart, PartClasses, build_config, get_model, resolve_parts
 from cleangpt_core.model.feedforward import MLP, ReluSquared, SwiGLU
 from cleangpt_core.model.kv_cache import AttentionLayout, KVCache, begin_forward
-from cleangpt_core.model.linear import Linear, onednn_linear
+from cleangpt_core.model.linear import Linear
 from cleangpt_core.model.norm import LayerNorm, NoNorm, RMSNorm
 from cleangpt_core.model.position import ALiBi, LearnedPositions, NoPositions, Rotary
 from cleangpt_core.model.residual import ParallelBlock, PostNormBlock, PreNormBlock

@@ -19,7 +19,7 @@ from torch import nn
 from cleangpt_core.config import ModelConfig
 from cleangpt_core.errors import ConfigError, SequenceTooLongError
 from cleangpt_core.inference.decoding import generate_tokens
-from cleangpt_core.model.chunked_loss import LazyLogits, chunked_head_loss, next_token_targets, wants_chunks
+from cleangpt_core.kernels import LazyLogits, chunked_head_loss, head_loss_chunk, next_token_targets
 from cleangpt_core.model.kv_cache import KVCache
 from cleangpt_core.model.parameter_roles import adamw_groups, parameter_roles
 from cleangpt_core.model.parametrization import is_mup
@@ -70,26 +70,23 @@ class CausalLanguageModel(nn.Module):
         """The output of a forward from the final hidden states (B, T, C): logits through `lm_head` (times muP's
         output multiplier, softcapped where the config says) and, given labels, `causal_lm_loss`.
 
-        When the logits would be large (a GPT-2-sized vocabulary), the loss is computed chunk by chunk without
-        them (`cleangpt_core.model.chunked_loss`), and the logits only when the output's ``logits`` is read, in
-        the grad mode and autocast of that moment.
+        Where the host computes the loss faster chunk by chunk (a GPT-2-sized vocabulary on a CPU, as measured
+        by `cleangpt_core.kernels.head_loss_chunk`), it does so without the logits, and computes them only
+        when the output's ``logits`` is read, in the grad mode and autocast of that moment.
         """
         head = self.lm_head
         if self.output_multiplier is not None:  # muP: logits x 1/m, applied before the head so chunks get it too
             hidden = hidden * self.output_multiplier
-        if (
-            labels is None
-            or head.bias is not None
-            or not wants_chunks(hidden.shape[:-1].numel(), head.out_features, hidden.device)
-        ):
-            logits = self._logits(hidden)
-            output = {"logits": logits}
-            if labels is not None:
-                output["loss"] = self.causal_lm_loss(logits, labels, attention_mask)
-            return output
-        targets = next_token_targets(labels, hidden.size(1), attention_mask)
+        if labels is None:
+            return {"logits": self._logits(hidden)}
+        rows = hidden.reshape(-1, hidden.size(-1))
+        targets = next_token_targets(labels, hidden.size(1), attention_mask).reshape(-1)
         softcap = self.logit_softcap
-        loss = chunked_head_loss(hidden.reshape(-1, hidden.size(-1)), head.weight, targets.reshape(-1), softcap)
+        chunk = None if head.bias is not None else head_loss_chunk(rows, head.weight, targets, softcap)
+        if chunk is None:
+            logits = self._logits(hidden)
+            return {"logits": logits, "loss": self.causal_lm_loss(logits, labels, attention_mask)}
+        loss = chunked_head_loss(rows, head.weight, targets, softcap, chunk)
         return LazyLogits(loss, lambda: self._logits(hidden))
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from cleangpt_core.kernels import attention
 from cleangpt_core.model.parametrization import attention_scale
 
 
@@ -103,55 +103,7 @@ class AttentionLayout:
                 visible = visible & allow
             mask = visible if self.bias is None else self.bias.to(q.dtype).masked_fill(~visible, float("-inf"))
             is_causal = False
-        scale = self.score_scale(q.size(-1))
-        if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or k.size(2) <= MATMUL_ATTENTION_MAX_KEYS):
-            return _matmul_attention(q, k, v, mask, is_causal, dropout_p, scale)
-        return F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=dropout_p,
-            is_causal=is_causal,
-            scale=scale,
-            enable_gqa=k.size(1) != q.size(1),
-        )
-
-
-# Up to this many keys, float32 attention on a CPU runs as two matmuls: the weights it keeps for the backward
-# then take at most 256 KiB a head and row of the batch.
-MATMUL_ATTENTION_MAX_KEYS = 256
-
-
-def _matmul_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor | None,
-    is_causal: bool,
-    dropout_p: float,
-    scale: float | None = None,
-) -> torch.Tensor:
-    """What `F.scaled_dot_product_attention` computes, as two matmuls and a float32 softmax.
-
-    Used on a CPU, where SDPA's fused kernel is slower (an AMD Zen 5 without AMX): in bfloat16 it took twice
-    as long for forward and backward as this at nanoGPT's character shape and 1.1x at GPT-2 small's; in
-    float32 1.28x and 1.24x. Unlike SDPA, this keeps the (T x T_keys) attention weights for the backward,
-    so float32 takes it only up to `MATMUL_ATTENTION_MAX_KEYS` keys. GPUs keep SDPA. See
-    benchmarks/bench_train_step.py and bench_speed.py for whole training steps.
-    """
-    if k.size(1) != q.size(1):  # grouped-query attention: each key/value head serves a group of query heads
-        k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
-        v = v.repeat_interleave(q.size(1) // v.size(1), dim=1)
-    scores = (q * (q.size(-1) ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
-    if is_causal:
-        mask = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril()
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    weights = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)
-    if dropout_p:
-        weights = F.dropout(weights, dropout_p)
-    return weights @ v
+        return attention(q, k, v, mask, is_causal, dropout_p, self.score_scale(q.size(-1)))
 
 
 class KVCache:
@@ -261,4 +213,3 @@ def begin_forward(
     offsets = AttentionLayout(mask=None, is_causal=False, past=past).offsets(past + length, device)
     mask = (((offsets > 0) & key_valid[:, None, :]) | (offsets == 0)).unsqueeze(1)
     return AttentionLayout(mask=mask, is_causal=False, positions=positions, past=past)
-

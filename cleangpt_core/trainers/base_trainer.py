@@ -55,6 +55,7 @@ from cleangpt_core.distributed.strategies import (
     sharded_optimizer_state,
 )
 from cleangpt_core.errors import CheckpointError
+from cleangpt_core.kernels import choices_made, use_recorded
 from cleangpt_core.trainers.batches import Batch, EpochBatches
 from cleangpt_core.trainers.evaluation import batch_to, evaluate_model
 from cleangpt_core.trainers.events import TrainingEvents
@@ -281,6 +282,7 @@ class BaseTrainer(ABC):
             "world_size": self.context.world_size,
             "strategy": self.strategy,
             "mixed_precision": precision_name(self.precision),  # so a resumed run continues in the same precision
+            "kernels": choices_made(),  # and with the same kernels: another kernel rounds differently
             "data_position": self.batches.items_consumed(self.progress.batch_in_epoch),
             "sharded": sharded,
             "optimizer": optimizer,
@@ -296,6 +298,7 @@ class BaseTrainer(ABC):
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.progress = TrainingProgress(**state["progress"])
+        use_recorded(state.get("kernels") or {})  # a checkpoint from before the record: the host's own choices
         self._rng_to_restore = state.get("rng")  # where checkpoints of earlier releases kept rank 0's
         # a checkpoint written before they were recorded has none: its first line averages the new steps only
         self.losses_before_resume = _loss_list(state.get("unlogged_losses", []))

@@ -11,23 +11,19 @@ in the forward pass and kept, (N, C) and (V, C), which is far less than the (N, 
 otherwise keep.
 
 Same numbers as the plain computation (`F.cross_entropy` of `hidden @ weight.T`, softcapped where the model
-says): the loss and gradients agree to float32 rounding. The model takes this path when the logits would be
-larger than one chunk (`chunk_elements`: by default on a CPU, except where oneDNN is the faster library;
-`chunked_head()` sets it anywhere), outside `torch.compile` (which fuses the plain computation itself); a
-forward with labels then computes its logits only when they are read.
+says): the loss and gradients agree to float32 rounding. Whether a head takes this path, and in chunks of what
+size, is measured on the host at hand (`cleangpt_core.kernels.ops.head_loss_chunk`); a forward with labels
+then computes its logits only when they are read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
-
-from cleangpt_core.model.cpu_gemm import onednn_is_faster
 
 IGNORE_INDEX = -100
 
@@ -40,34 +36,6 @@ IGNORE_INDEX = -100
 TRAIN_CHUNK_ELEMENTS = 1 << 22
 EVAL_CHUNK_ELEMENTS = 1 << 20
 EVAL_BLOCK_ROWS = 2048
-# None: the default policy (`chunk_elements`); otherwise the size `chunked_head` set.
-_chunk_elements: int | None = None
-
-
-@contextmanager
-def chunked_head(elements: int = TRAIN_CHUNK_ELEMENTS) -> Iterator[None]:
-    """Within the block, compute logits larger than `elements` in chunks of at most `elements`, on any device
-    (1: one row at a time, whatever the vocabulary; a huge number: the plain computation, whole logits)."""
-    global _chunk_elements
-    before, _chunk_elements = _chunk_elements, max(1, elements)
-    try:
-        yield
-    finally:
-        _chunk_elements = before
-
-
-def chunk_elements(device: torch.device) -> int | None:
-    """The chunk size for a head on `device` in the current grad mode; None: compute whole logits.
-
-    By default a CPU chunks, except where oneDNN is the faster float32 library (an AMD CPU with AVX-512):
-    there the whole product ran on oneDNN's AVX-512 and measured faster than chunks. A GPU computes whole
-    logits, as PyTorch does (unmeasured there; `torch.compile` fuses the plain computation itself).
-    """
-    if _chunk_elements is not None:
-        return _chunk_elements
-    if device.type != "cpu" or onednn_is_faster():
-        return None
-    return TRAIN_CHUNK_ELEMENTS if torch.is_grad_enabled() else EVAL_CHUNK_ELEMENTS
 
 
 def next_token_targets(labels: torch.Tensor, length: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -87,29 +55,25 @@ def next_token_targets(labels: torch.Tensor, length: int, attention_mask: torch.
     return labels[:, 1:] if extra else F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
 
 
-def wants_chunks(rows: int, vocab_size: int, device: torch.device) -> bool:
-    """Whether the head of `rows` positions on `device` should be chunked: logits larger than a chunk, and not
-    inside torch.compile."""
-    if torch.compiler.is_compiling():
-        return False
-    chunk = chunk_elements(device)
-    return chunk is not None and rows * vocab_size > chunk
-
-
 def chunked_head_loss(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None = None
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    softcap: float | None = None,
+    elements: int | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of ``softcap(hidden @ weight.T)`` against `targets` (-100 ignored), chunk by chunk.
 
-    `hidden` is (N, C), `weight` (V, C), `targets` (N,). Under autocast the products run in its dtype and
-    the loss in float32, as autocast would run the plain computation.
+    `hidden` is (N, C), `weight` (V, C), `targets` (N,); chunks of at most `elements` logits (by default
+    `TRAIN_CHUNK_ELEMENTS` with gradients, `EVAL_CHUNK_ELEMENTS` without). Under autocast the products run in
+    its dtype and the loss in float32, as autocast would run the plain computation.
     """
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     with torch.autocast(device, enabled=False):
         if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-            return _ChunkedHeadLoss.apply(hidden, weight, targets, softcap, dtype)
-        return _loss_by_vocabulary_tiles(hidden, weight, targets, softcap, dtype)
+            return _ChunkedHeadLoss.apply(hidden, weight, targets, softcap, dtype, elements or TRAIN_CHUNK_ELEMENTS)
+        return _loss_by_vocabulary_tiles(hidden, weight, targets, softcap, dtype, elements or EVAL_CHUNK_ELEMENTS)
 
 
 def _product_buffers(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -128,7 +92,12 @@ def _product(
 
 
 def _loss_by_vocabulary_tiles(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None, dtype: torch.dtype
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    softcap: float | None,
+    dtype: torch.dtype,
+    elements: int,
 ) -> torch.Tensor:
     """The loss alone (evaluation): each row's log-sum-exp accumulated over slices of the vocabulary.
 
@@ -140,7 +109,6 @@ def _loss_by_vocabulary_tiles(
     computation's product gives.
     """
     rows, vocab = hidden.size(0), weight.size(0)
-    elements = _chunk_elements or EVAL_CHUNK_ELEMENTS
     block = max(1, min(rows, EVAL_BLOCK_ROWS, elements))
     width = max(1, min(vocab, elements // block))
     logits_buffer, scores_buffer = _product_buffers(block, width, dtype, hidden.device)
@@ -182,9 +150,10 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         targets: torch.Tensor,
         softcap: float | None,
         dtype: torch.dtype,
+        elements: int,
     ) -> torch.Tensor:
         rows, vocab = hidden.size(0), weight.size(0)
-        step = max(1, min(rows, (_chunk_elements or TRAIN_CHUNK_ELEMENTS) // vocab))
+        step = max(1, min(rows, elements // vocab))
         valid = targets != IGNORE_INDEX
         safe_targets = targets.clamp(min=0)[:, None]
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -235,6 +204,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         return (
             grad_hidden * grad_loss if grad_hidden is not None else None,
             grad_weight * grad_loss if grad_weight is not None else None,
+            None,
             None,
             None,
             None,
